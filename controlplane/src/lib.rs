@@ -1,0 +1,47 @@
+//! Palisade's control plane as a library; `main.rs` is glue.
+//!
+//! - [`store`]: every policy revision, durably (sled behind the [`store::PolicyStore`] trait).
+//! - [`service`]: the gRPC services (policies, node sessions, audit tail).
+//! - [`auth`]: identities and roles from client certificates.
+//! - [`fleet`]: connected nodes and what each enforces.
+//! - [`audit`]: recent audit events and their fan-out.
+//!
+//! [`serve`] runs everything on a listener until `shutdown` resolves, so tests can bind
+//! `127.0.0.1:0` and call it directly.
+
+pub mod audit;
+pub mod auth;
+pub mod fleet;
+pub mod service;
+pub mod store;
+
+use palisade_pki::PkiDir;
+use palisade_proto::v1::{audit_server::AuditServer, nodes_server::NodesServer, policies_server::PoliciesServer};
+use service::{AuditApi, ControlPlane, NodesApi, PoliciesApi};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("TLS: {0}")]
+    Pki(#[from] palisade_pki::PkiError),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves the control plane's gRPC API over mutual TLS on `listener`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    pki: &PkiDir,
+    cp: Arc<ControlPlane>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .tls_config(pki.server_tls()?)?
+        .add_service(PoliciesServer::new(PoliciesApi(cp.clone())))
+        .add_service(NodesServer::new(NodesApi(cp.clone())))
+        .add_service(AuditServer::new(AuditApi(cp)))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! The gRPC services: a thin layer over the store, the fleet and the audit hub, with the
+//! role check first in every call.
+
+use crate::audit::AuditHub;
+use crate::auth;
+use crate::fleet::Fleet;
+use crate::store::{NewRevision, PolicyStore, Revision, StoreError};
+use palisade_pki::Role;
+use palisade_policy::Policy;
+use palisade_proto::v1::{self, control_message, node_message};
+use palisade_proto::diagnostic_to_wire;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+/// Everything the services share.
+pub struct ControlPlane {
+    pub store: Box<dyn PolicyStore>,
+    pub fleet: Fleet,
+    pub audit: AuditHub,
+    /// Bumped after every stored change; node sessions watch it and push.
+    policy_epoch: watch::Sender<u64>,
+}
+
+impl ControlPlane {
+    pub fn new(store: Box<dyn PolicyStore>) -> Arc<Self> {
+        Arc::new(ControlPlane {
+            store,
+            fleet: Fleet::default(),
+            audit: AuditHub::new(100_000),
+            policy_epoch: watch::channel(0).0,
+        })
+    }
+
+    /// The policies whose selector matches `labels`, as wire revisions.
+    fn desired_for(&self, labels: &std::collections::BTreeMap<String, String>) -> Result<Vec<v1::PolicyRevision>, StoreError> {
+        Ok(self
+            .store
+            .current()?
+            .into_iter()
+            .filter(|r| Policy::from_json(&r.ir_json).is_ok_and(|p| p.selects(labels)))
+            .map(to_wire)
+            .collect())
+    }
+}
+
+fn to_wire(r: Revision) -> v1::PolicyRevision {
+    v1::PolicyRevision {
+        name: r.name,
+        revision: r.revision,
+        content_hash: r.content_hash,
+        ir_json: r.ir_json,
+        created_unix_ms: r.created_unix_ms,
+        author: r.author,
+    }
+}
+
+fn internal(e: StoreError) -> Status {
+    tracing::error!(error = %e, "store failure");
+    Status::internal(e.to_string())
+}
+
+#[derive(Clone)]
+pub struct PoliciesApi(pub Arc<ControlPlane>);
+#[derive(Clone)]
+pub struct NodesApi(pub Arc<ControlPlane>);
+#[derive(Clone)]
+pub struct AuditApi(pub Arc<ControlPlane>);
+
+/// Checks a policy; returns the IR or an INVALID_ARGUMENT status whose message is every
+/// diagnostic rendered with file:line:col.
+fn check(file: &str, source: &str) -> (Option<Policy>, Vec<v1::Diagnostic>) {
+    let checked = palisade_policy::check(file, source);
+    let diags = checked
+        .diagnostics
+        .iter()
+        .map(|d| diagnostic_to_wire(d, source))
+        .collect();
+    (checked.policy, diags)
+}
+
+#[tonic::async_trait]
+impl v1::policies_server::Policies for PoliciesApi {
+    async fn apply(&self, req: Request<v1::ApplyRequest>) -> Result<Response<v1::ApplyResponse>, Status> {
+        let who = auth::require(&req, "apply policies", &[Role::Operator])?;
+        let req = req.into_inner();
+        let file = if req.file.is_empty() { "<policy>" } else { req.file.as_str() };
+        let (policy, diags) = check(file, &req.source);
+        let Some(policy) = policy else {
+            let text: Vec<String> = diags
+                .iter()
+                .filter(|d| d.severity == "error")
+                .map(|d| d.rendered.clone())
+                .collect();
+            return Err(Status::invalid_argument(format!(
+                "policy rejected, nothing was stored:\n{}",
+                text.join("\n")
+            )));
+        };
+        let ir_json = policy.to_json().map_err(|e| Status::internal(e.to_string()))?;
+        let hash = palisade_policy::content_hash(&req.source);
+        let applied = self
+            .0
+            .store
+            .apply(NewRevision {
+                name: &policy.name,
+                content_hash: &hash,
+                file,
+                source: &req.source,
+                ir_json: &ir_json,
+                author: &who.to_string(),
+            })
+            .map_err(internal)?;
+        if applied.changed {
+            self.0.policy_epoch.send_modify(|e| *e += 1);
+            tracing::info!(policy = %policy.name, revision = applied.revision, author = %who, "policy applied");
+        }
+        Ok(Response::new(v1::ApplyResponse {
+            policy: policy.name.clone(),
+            revision: applied.revision,
+            content_hash: hash,
+            changed: applied.changed,
+            warnings: diags,
+            nodes_targeted: self.0.fleet.count_selected(|l| policy.selects(l)),
+        }))
+    }
+
+    async fn validate(&self, req: Request<v1::ValidateRequest>) -> Result<Response<v1::ValidateResponse>, Status> {
+        auth::require(&req, "validate policies", &[Role::Operator, Role::Viewer])?;
+        let req = req.into_inner();
+        let (policy, diagnostics) = check(&req.file, &req.source);
+        Ok(Response::new(v1::ValidateResponse {
+            ok: policy.is_some(),
+            diagnostics,
+        }))
+    }
+
+    async fn list(&self, req: Request<v1::ListRequest>) -> Result<Response<v1::ListResponse>, Status> {
+        auth::require(&req, "list policies", &[Role::Operator, Role::Viewer])?;
+        let policies = self.0.store.current().map_err(internal)?.into_iter().map(to_wire).collect();
+        Ok(Response::new(v1::ListResponse { policies }))
+    }
+}
+
+type ControlStream = Pin<Box<dyn Stream<Item = Result<v1::ControlMessage, Status>> + Send>>;
+type AuditStream = Pin<Box<dyn Stream<Item = Result<v1::AuditEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl v1::nodes_server::Nodes for NodesApi {
+    type SessionStream = ControlStream;
+
+    async fn session(
+        &self,
+        req: Request<Streaming<v1::NodeMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let who = auth::require(&req, "open a node session", &[Role::Node])?;
+        let mut inbound = req.into_inner();
+        let first = inbound.message().await?;
+        let reg = match first {
+            Some(v1::NodeMessage { msg: Some(node_message::Msg::Register(r)) }) => r,
+            _ => return Err(Status::invalid_argument("a node session must start with Register")),
+        };
+        if reg.name != who.name {
+            tracing::warn!(caller = %who, claimed = %reg.name, "refused: node registered under another name");
+            return Err(Status::permission_denied(format!(
+                "{who} may only register as node {:?}, not {:?}",
+                who.name, reg.name
+            )));
+        }
+        let cp = self.0.clone();
+        cp.fleet.connected(&reg);
+        tracing::info!(node = %reg.name, labels = ?reg.labels, "node connected");
+        let (tx, rx) = mpsc::channel::<Result<v1::ControlMessage, Status>>(16);
+        tokio::spawn(run_session(cp, reg.name, inbound, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_nodes(&self, req: Request<v1::ListNodesRequest>) -> Result<Response<v1::ListNodesResponse>, Status> {
+        auth::require(&req, "list nodes", &[Role::Operator, Role::Viewer])?;
+        Ok(Response::new(v1::ListNodesResponse { nodes: self.0.fleet.list() }))
+    }
+}
+
+/// One node's session: push the desired state whenever it changes; take status and audit
+/// events from the node.
+async fn run_session(
+    cp: Arc<ControlPlane>,
+    node: String,
+    mut inbound: Streaming<v1::NodeMessage>,
+    tx: mpsc::Sender<Result<v1::ControlMessage, Status>>,
+) {
+    let mut epoch = cp.policy_epoch.subscribe();
+    epoch.mark_changed();
+    loop {
+        tokio::select! {
+            changed = epoch.changed() => {
+                if changed.is_err() { break; }
+                let desired = match cp.desired_for(&cp.fleet.labels(&node)) {
+                    Ok(d) => d,
+                    Err(e) => { tracing::error!(error = %e, "cannot read the store"); continue; }
+                };
+                cp.fleet.set_desired(&node, desired.iter().map(|p| v1::RealizedPolicy {
+                    name: p.name.clone(), revision: p.revision, content_hash: p.content_hash.clone(),
+                }).collect());
+                let msg = v1::ControlMessage { msg: Some(control_message::Msg::Desired(v1::DesiredState { policies: desired })) };
+                if tx.send(Ok(msg)).await.is_err() { break; }
+            }
+            msg = inbound.next() => {
+                match msg {
+                    Some(Ok(v1::NodeMessage { msg: Some(node_message::Msg::Status(s)) })) => {
+                        if !s.last_error.is_empty() {
+                            tracing::warn!(node = %node, error = %s.last_error, "node reports an enforcement error");
+                        }
+                        cp.fleet.set_status(&node, s);
+                    }
+                    Some(Ok(v1::NodeMessage { msg: Some(node_message::Msg::Audit(b)) })) => {
+                        cp.audit.ingest(&node, b.events);
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => { tracing::info!(node = %node, error = %e, "node session ended"); break; }
+                    None => break,
+                }
+            }
+        }
+    }
+    cp.fleet.disconnected(&node);
+    tracing::info!(node = %node, "node disconnected");
+}
+
+#[tonic::async_trait]
+impl v1::audit_server::Audit for AuditApi {
+    type TailStream = AuditStream;
+
+    async fn tail(&self, req: Request<v1::TailRequest>) -> Result<Response<Self::TailStream>, Status> {
+        auth::require(&req, "read audit events", &[Role::Operator, Role::Viewer])?;
+        let req = req.into_inner();
+        let last = if req.last == 0 { 100 } else { req.last as usize };
+        let (recent, mut rx) = self.0.audit.subscribe(last);
+        let (tx, out) = mpsc::channel::<Result<v1::AuditEvent, Status>>(1024);
+        let follow = req.follow;
+        tokio::spawn(async move {
+            let mut last_id = 0;
+            for e in recent {
+                last_id = e.id;
+                if tx.send(Ok(e)).await.is_err() {
+                    return;
+                }
+            }
+            if !follow {
+                return;
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(e) if e.id <= last_id => {}
+                    Ok(e) => {
+                        last_id = e.id;
+                        if tx.send(Ok(e)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        if tx.send(Ok(AuditHub::gap(n))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+    }
+}

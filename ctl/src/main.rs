@@ -1,0 +1,249 @@
+//! `palisadectl`: Palisade's command line. One module per concern; this file is the
+//! command tree and the glue.
+
+mod output;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use output::Format;
+use palisade_pki::{PkiDir, Role};
+use palisade_proto::v1::{
+    self, audit_client::AuditClient, nodes_client::NodesClient, policies_client::PoliciesClient,
+};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Parser, Debug)]
+#[command(name = "palisadectl", version, about = "Palisade: declarative eBPF policy for Linux fleets")]
+struct Cli {
+    /// Control plane URL.
+    #[arg(long, global = true, env = "PALISADE_CONTROLPLANE", default_value = "https://127.0.0.1:7443")]
+    controlplane: String,
+    /// PKI directory holding ca.pem and your certificate.
+    #[arg(long, global = true, env = "PALISADE_PKI", default_value = "/var/lib/palisade/pki")]
+    pki: PathBuf,
+    /// Which certificate in the PKI directory to use.
+    #[arg(long, global = true, env = "PALISADE_IDENTITY", default_value = "operator")]
+    identity: String,
+    /// Name the control plane's certificate must carry.
+    #[arg(long, global = true, default_value = palisade_pki::SERVER_NAME)]
+    tls_server_name: String,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value = "text")]
+    output: Format,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Manage the dev PKI.
+    #[command(subcommand)]
+    Pki(PkiCmd),
+    /// Check policy files without contacting the control plane.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Validate, store and roll out a policy.
+    Apply { file: PathBuf },
+    /// The current revision of every policy.
+    List,
+    /// Every node, what it should enforce and what it reports enforcing.
+    Nodes,
+    /// Audit events.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum PkiCmd {
+    /// Create a CA and certificates for the control plane, an operator, a viewer and nodes.
+    Init {
+        dir: PathBuf,
+        /// Node names to issue certificates for (repeatable).
+        #[arg(long = "node", default_value = "node-1")]
+        nodes: Vec<String>,
+        /// Overwrite an existing PKI.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue one more certificate from an existing CA.
+    Issue {
+        dir: PathBuf,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCmd {
+    /// Print recent events; with --follow, keep streaming new ones.
+    Tail {
+        #[arg(short, long)]
+        follow: bool,
+        /// How many recent events to print first.
+        #[arg(long, default_value_t = 100)]
+        last: u32,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match &cli.cmd {
+        Cmd::Pki(PkiCmd::Init { dir, nodes, force }) => {
+            let written = PkiDir::new(dir).init(nodes, *force)?;
+            println!("wrote a dev PKI to {} ({} files); keep ca.key off nodes", dir.display(), written.len() + 1);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Pki(PkiCmd::Issue { dir, role, name }) => {
+            let role: Role = role.parse()?;
+            for p in PkiDir::new(dir).issue(role, name)? {
+                println!("wrote {}", p.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Validate { files } => validate(files, cli.output),
+        Cmd::Apply { file } => apply(&cli, file).await,
+        Cmd::List => {
+            let mut c = PoliciesClient::new(connect(&cli).await?);
+            let list = c.list(v1::ListRequest {}).await.map_err(status)?.into_inner();
+            for p in list.policies {
+                match cli.output {
+                    Format::Json => println!(
+                        "{}",
+                        serde_json::json!({"policy": p.name, "revision": p.revision, "content_hash": p.content_hash, "author": p.author})
+                    ),
+                    Format::Text => println!("{:<24} rev {:<6} {} by {}", p.name, p.revision, &p.content_hash[..12.min(p.content_hash.len())], p.author),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Nodes => {
+            let mut c = NodesClient::new(connect(&cli).await?);
+            let list = c.list_nodes(v1::ListNodesRequest {}).await.map_err(status)?.into_inner();
+            for n in &list.nodes {
+                match cli.output {
+                    Format::Json => println!("{}", output::node_json(n)),
+                    Format::Text => println!("{}", output::node_text(n)),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Audit(AuditCmd::Tail { follow, last }) => {
+            let mut c = AuditClient::new(connect(&cli).await?);
+            let mut stream = c
+                .tail(v1::TailRequest { follow: *follow, last: *last })
+                .await
+                .map_err(status)?
+                .into_inner();
+            while let Some(e) = stream.message().await.map_err(status)? {
+                match cli.output {
+                    Format::Json => println!("{}", output::audit_json(&e)),
+                    Format::Text => println!("{}", output::audit_text(&e)),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn validate(files: &[PathBuf], format: Format) -> Result<ExitCode> {
+    let mut failed = false;
+    for f in files {
+        let source = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let name = f.display().to_string();
+        let checked = palisade_policy::check(&name, &source);
+        failed |= checked.has_errors();
+        match format {
+            Format::Json => {
+                for d in &checked.diagnostics {
+                    println!("{}", serde_json::to_string(d)?);
+                }
+            }
+            Format::Text => {
+                if !checked.diagnostics.is_empty() {
+                    eprint!("{}", checked.render(&source));
+                }
+                match &checked.policy {
+                    Some(p) => println!("{name}: ok (policy {:?}, {} rules)", p.name, p.rules().count()),
+                    None => println!("{name}: {} error(s)", checked.diagnostics.iter().filter(|d| d.severity == palisade_policy::Severity::Error).count()),
+                }
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+async fn apply(cli: &Cli, file: &PathBuf) -> Result<ExitCode> {
+    let source = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut c = PoliciesClient::new(connect(cli).await?);
+    let resp = c
+        .apply(v1::ApplyRequest { file: file.display().to_string(), source })
+        .await;
+    let resp = match resp {
+        Ok(r) => r.into_inner(),
+        Err(s) if s.code() == tonic::Code::InvalidArgument => {
+            eprintln!("{}", s.message());
+            return Ok(ExitCode::from(1));
+        }
+        Err(s) => return Err(status(s)),
+    };
+    for w in &resp.warnings {
+        eprint!("{}", w.rendered);
+    }
+    match cli.output {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({"policy": resp.policy, "revision": resp.revision, "content_hash": resp.content_hash, "changed": resp.changed, "nodes_targeted": resp.nodes_targeted})
+        ),
+        Format::Text if resp.changed => println!(
+            "policy {} applied: revision {} (pushed to {} connected node(s))",
+            resp.policy, resp.revision, resp.nodes_targeted
+        ),
+        Format::Text => println!(
+            "policy {} unchanged: revision {} already has this content",
+            resp.policy, resp.revision
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("control plane refused: {} ({:?})", s.message(), s.code())
+}
+
+async fn connect(cli: &Cli) -> Result<Channel> {
+    let pki = PkiDir::new(&cli.pki);
+    let role: Role = cli.identity.parse().unwrap_or(Role::Operator);
+    let paths = pki.cert_paths(role, &cli.identity);
+    if !paths.cert.exists() {
+        bail!(
+            "no certificate {} (create a PKI with `palisadectl pki init {}`)",
+            paths.cert.display(),
+            cli.pki.display()
+        );
+    }
+    let tls = pki.client_tls(&paths, &cli.tls_server_name)?;
+    Endpoint::from_shared(cli.controlplane.clone())
+        .with_context(|| format!("invalid control plane URL {}", cli.controlplane))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .tls_config(tls)?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to the control plane at {}", cli.controlplane))
+}

@@ -1,0 +1,150 @@
+//! Every way `palisadectl` prints things, in one place: text for people, `-o json` (one
+//! object per line) for scripts.
+
+use palisade_proto::v1;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// RFC 3339 UTC time with milliseconds, from Unix nanoseconds.
+pub fn rfc3339(unix_ns: i64) -> String {
+    let secs = unix_ns.div_euclid(1_000_000_000);
+    let ms = unix_ns.rem_euclid(1_000_000_000) / 1_000_000;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+pub fn audit_json(e: &v1::AuditEvent) -> Value {
+    json!({
+        "id": e.id,
+        "time": rfc3339(e.time_unix_ns),
+        "node": e.node,
+        "kind": e.kind,
+        "policy": e.policy,
+        "rule": e.rule,
+        "revision": e.revision,
+        "action": e.action,
+        "direction": e.direction,
+        "protocol": e.protocol,
+        "src": e.src,
+        "dst": e.dst,
+        "src_port": e.src_port,
+        "dst_port": e.dst_port,
+        "suppressed": e.suppressed,
+    })
+}
+
+pub fn audit_text(e: &v1::AuditEvent) -> String {
+    if e.kind == "gap" {
+        return format!("{} !! this subscriber missed {} events (too slow)", rfc3339(e.time_unix_ns), e.suppressed);
+    }
+    let ep = |addr: &str, port: u32| {
+        if port == 0 {
+            addr.to_string()
+        } else if addr.contains(':') {
+            format!("[{addr}]:{port}")
+        } else {
+            format!("{addr}:{port}")
+        }
+    };
+    let mut line = format!(
+        "{} {} {:<10} {}@{} rule={} {} {} {} -> {}",
+        rfc3339(e.time_unix_ns),
+        e.node,
+        e.action.to_uppercase(),
+        e.policy,
+        e.revision,
+        e.rule,
+        e.direction,
+        e.protocol,
+        ep(&e.src, e.src_port),
+        ep(&e.dst, e.dst_port),
+    );
+    if e.suppressed > 0 {
+        line.push_str(&format!(" (+{} similar suppressed)", e.suppressed));
+    }
+    line
+}
+
+pub fn node_json(n: &v1::NodeInfo) -> Value {
+    let revs = |v: &[v1::RealizedPolicy]| -> Value {
+        v.iter().map(|p| json!({"policy": p.name, "revision": p.revision})).collect()
+    };
+    json!({
+        "name": n.name,
+        "connected": n.connected,
+        "labels": n.labels,
+        "capabilities": n.capabilities.iter().map(|c| json!({"name": c.name, "available": c.available, "detail": c.detail})).collect::<Vec<_>>(),
+        "desired": revs(&n.desired),
+        "realized": revs(&n.realized),
+        "in_sync": in_sync(n),
+        "unenforced": n.unenforced.iter().map(|u| json!({"policy": u.policy, "rule": u.rule, "reason": u.reason})).collect::<Vec<_>>(),
+        "last_error": n.last_error,
+    })
+}
+
+/// Whether the node enforces exactly the revisions it should.
+pub fn in_sync(n: &v1::NodeInfo) -> bool {
+    let key = |v: &[v1::RealizedPolicy]| {
+        let mut k: Vec<(String, u64)> = v.iter().map(|p| (p.name.clone(), p.revision)).collect();
+        k.sort();
+        k
+    };
+    key(&n.desired) == key(&n.realized)
+}
+
+pub fn node_text(n: &v1::NodeInfo) -> String {
+    let mut labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    labels.sort();
+    let realized: Vec<String> = n.realized.iter().map(|p| format!("{}@{}", p.name, p.revision)).collect();
+    let mut out = format!(
+        "{:<16} {:<12} {:<9} labels=[{}] enforcing=[{}]",
+        n.name,
+        if n.connected { "connected" } else { "disconnected" },
+        if in_sync(n) { "in-sync" } else { "DRIFT" },
+        labels.join(","),
+        realized.join(","),
+    );
+    if !in_sync(n) {
+        let desired: Vec<String> = n.desired.iter().map(|p| format!("{}@{}", p.name, p.revision)).collect();
+        out.push_str(&format!(" desired=[{}]", desired.join(",")));
+    }
+    for u in &n.unenforced {
+        out.push_str(&format!("\n    not enforced: {} rule {}: {}", u.policy, u.rule, u.reason));
+    }
+    if !n.last_error.is_empty() {
+        out.push_str(&format!("\n    last error: {}", n.last_error));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_times_in_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_339_141_123_000_000), "2026-11-22T09:19:01.123Z");
+    }
+}

@@ -1,0 +1,105 @@
+//! Reads the kernel's ring buffer and turns each record into an audit event that names the
+//! node, policy, rule and revision.
+
+use crate::abi::{self, NetEvent};
+use crate::enforce::{Enforcer, action_name};
+use aya::maps::{MapData, RingBuf};
+use palisade_proto::v1::AuditEvent;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+/// Offset from `CLOCK_MONOTONIC` (what `bpf_ktime_get_ns` reads) to the wall clock.
+fn monotonic_to_wall_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let mono = ts.tv_sec * 1_000_000_000 + ts.tv_nsec;
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    wall - mono
+}
+
+pub fn protocol_name(proto: u8) -> String {
+    match proto {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "icmpv6".into(),
+        n => n.to_string(),
+    }
+}
+
+fn addr(family: u8, b: &[u8; 16]) -> String {
+    if family == 4 {
+        Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string()
+    } else {
+        Ipv6Addr::from(*b).to_string()
+    }
+}
+
+/// Converts one kernel event. Unknown rules (a generation long gone) are still reported.
+pub fn to_audit(node: &str, e: &NetEvent, enforcer: &Enforcer, offset_ns: i64) -> AuditEvent {
+    let rule = enforcer.rule(e.generation, e.rule_ref);
+    AuditEvent {
+        id: 0,
+        time_unix_ns: e.ts_ns as i64 + offset_ns,
+        node: node.to_string(),
+        policy: rule.as_ref().map(|r| r.policy.clone()).unwrap_or_else(|| "?".into()),
+        rule: rule
+            .as_ref()
+            .map(|r| r.rule_name.clone())
+            .unwrap_or_else(|| format!("ref{}@gen{}", e.rule_ref, e.generation)),
+        revision: rule.as_ref().map(|r| r.revision).unwrap_or(0),
+        action: action_name(e.action).into(),
+        kind: "network".into(),
+        direction: if e.direction == abi::DIR_EGRESS { "egress" } else { "ingress" }.into(),
+        protocol: protocol_name(e.proto),
+        src: addr(e.family, &e.src),
+        dst: addr(e.family, &e.dst),
+        src_port: e.sport.into(),
+        dst_port: e.dport.into(),
+        suppressed: e.suppressed.into(),
+    }
+}
+
+/// Reads `ring` until the receiver goes away, sending converted events to `tx`.
+pub async fn read_ring(
+    ring: RingBuf<MapData>,
+    node: String,
+    enforcer: Arc<Mutex<Enforcer>>,
+    tx: mpsc::Sender<AuditEvent>,
+) -> std::io::Result<()> {
+    let offset = monotonic_to_wall_ns();
+    // SAFETY: the ring buffer owns its fd and lives inside the AsyncFd, so the fd stays
+    // open for as long as it is registered.
+    let mut fd = unsafe { AsyncFd::register(ring) }.map_err(std::io::Error::from)?;
+    loop {
+        let mut guard = fd.readable_mut().await?;
+        let mut batch = Vec::new();
+        {
+            let ring = guard.get_inner_mut();
+            while let Some(item) = ring.next() {
+                if let Some(ev) = NetEvent::from_bytes(&item) {
+                    batch.push(ev);
+                }
+            }
+        }
+        guard.clear_ready();
+        let events: Vec<AuditEvent> = {
+            let enf = enforcer.lock().expect("enforcer lock");
+            batch.iter().map(|e| to_audit(&node, e, &enf, offset)).collect()
+        };
+        for ev in events {
+            if tx.send(ev).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}

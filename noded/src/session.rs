@@ -1,0 +1,161 @@
+//! The node's session with the control plane: connect over mutual TLS, register, enforce
+//! every desired state it is sent, report status, forward audit events; reconnect with
+//! backoff when the connection drops. Enforcement never depends on the session: the last
+//! enforced state stays in the kernel while the control plane is away.
+
+use crate::enforce::Enforcer;
+use palisade_pki::{CertPaths, PkiDir, PkiError};
+use palisade_proto::v1::{self, control_message, node_message, nodes_client::NodesClient};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+
+/// Most events sent in one batch.
+const MAX_BATCH: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("invalid control plane URL {url:?}: {source}")]
+    Url {
+        url: String,
+        source: tonic::transport::Error,
+    },
+    #[error("TLS setup: {0}")]
+    Pki(#[from] PkiError),
+    #[error("cannot connect to the control plane at {url}: {source}")]
+    Connect {
+        url: String,
+        source: tonic::transport::Error,
+    },
+    #[error("control plane: {0}")]
+    Status(#[from] tonic::Status),
+    #[error("the control plane rejected this node: {0}")]
+    Rejected(String),
+    #[error("session closed")]
+    Closed,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub url: String,
+    pub server_name: String,
+    pub pki: PkiDir,
+    pub identity: CertPaths,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub capabilities: Vec<v1::Capability>,
+}
+
+/// Connects a channel with the node's mutual-TLS identity.
+pub async fn connect(cfg: &SessionConfig) -> Result<Channel, SessionError> {
+    let tls = cfg.pki.client_tls(&cfg.identity, &cfg.server_name)?;
+    let endpoint = Endpoint::from_shared(cfg.url.clone())
+        .map_err(|source| SessionError::Url {
+            url: cfg.url.clone(),
+            source,
+        })?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_keepalive(Some(Duration::from_secs(20)))
+        .http2_keep_alive_interval(Duration::from_secs(15))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .tls_config(tls)
+        .map_err(|source| SessionError::Url {
+            url: cfg.url.clone(),
+            source,
+        })?;
+    endpoint
+        .connect()
+        .await
+        .map_err(|source| SessionError::Connect {
+            url: cfg.url.clone(),
+            source,
+        })
+}
+
+/// Runs sessions forever, reconnecting with exponential backoff (0.5 s to 10 s).
+pub async fn run(
+    cfg: SessionConfig,
+    enforcer: Arc<Mutex<Enforcer>>,
+    mut events: mpsc::Receiver<v1::AuditEvent>,
+) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let mut registered = false;
+        match session_once(&cfg, &enforcer, &mut events, &mut registered).await {
+            Ok(()) => tracing::warn!("control plane closed the session; reconnecting"),
+            Err(SessionError::Rejected(why)) => {
+                tracing::error!(reason = %why, "control plane rejected this node; retrying later");
+            }
+            Err(e) => tracing::warn!(error = %e, "session with the control plane failed; retrying"),
+        }
+        if registered {
+            backoff = Duration::from_millis(500);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn session_once(
+    cfg: &SessionConfig,
+    enforcer: &Arc<Mutex<Enforcer>>,
+    events: &mut mpsc::Receiver<v1::AuditEvent>,
+    registered: &mut bool,
+) -> Result<(), SessionError> {
+    let channel = connect(cfg).await?;
+    let mut client = NodesClient::new(channel);
+    let (tx, rx) = mpsc::channel::<v1::NodeMessage>(64);
+    let send = |m: node_message::Msg| v1::NodeMessage { msg: Some(m) };
+    tx.send(send(node_message::Msg::Register(v1::Register {
+        name: cfg.name.clone(),
+        labels: cfg.labels.clone().into_iter().collect(),
+        capabilities: cfg.capabilities.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })))
+    .await
+    .map_err(|_| SessionError::Closed)?;
+    let status = enforcer.lock().expect("enforcer lock").status();
+    tx.send(send(node_message::Msg::Status(status)))
+        .await
+        .map_err(|_| SessionError::Closed)?;
+
+    let mut inbound = client
+        .session(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    *registered = true;
+    tracing::info!(url = %cfg.url, node = %cfg.name, "session with the control plane established");
+
+    loop {
+        tokio::select! {
+            msg = inbound.message() => {
+                match msg? {
+                    None => return Ok(()),
+                    Some(v1::ControlMessage { msg: Some(control_message::Msg::Desired(desired)) }) => {
+                        let status = enforcer.lock().expect("enforcer lock").apply(&desired);
+                        tx.send(send(node_message::Msg::Status(status))).await.map_err(|_| SessionError::Closed)?;
+                    }
+                    Some(v1::ControlMessage { msg: Some(control_message::Msg::Rejected(r)) }) => {
+                        return Err(SessionError::Rejected(r.reason));
+                    }
+                    Some(_) => {}
+                }
+            }
+            Some(first) = events.recv() => {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match events.try_recv() {
+                        Ok(e) => batch.push(e),
+                        Err(_) => break,
+                    }
+                }
+                if tx.send(send(node_message::Msg::Audit(v1::AuditBatch { events: batch }))).await.is_err() {
+                    return Err(SessionError::Closed);
+                }
+            }
+        }
+    }
+}

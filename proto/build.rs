@@ -1,0 +1,10 @@
+//! Compiles `proto/*.proto` in pure Rust (protox), so no `protoc` is needed.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let fds = protox::compile(["palisade.proto"], ["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    println!("cargo:rerun-if-changed=proto/palisade.proto");
+    Ok(())
+}
