@@ -477,6 +477,15 @@ fn runtime_diagnostic(c: &Collector, err: &EvalAltResult) -> Diagnostic {
 fn finish(c: &mut Collector) -> Checked {
     let Some((mut policy, pspan)) = c.policy.take() else {
         let mut diagnostics = std::mem::take(&mut c.diagnostics);
+        // After a syntax or runtime error the script never got to declare its policy;
+        // saying so again would only add noise.
+        let aborted = diagnostics.iter().any(|d| d.message.starts_with("syntax error"));
+        if aborted {
+            return Checked {
+                policy: None,
+                diagnostics,
+            };
+        }
         diagnostics.push(
             Diagnostic::error(Span::new(&c.file, 1, 1), "this file declares no policy")
                 .with_hint("start with policy(\"my-policy\");"),
