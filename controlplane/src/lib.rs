@@ -16,7 +16,9 @@ pub mod service;
 pub mod store;
 
 use palisade_pki::PkiDir;
-use palisade_proto::v1::{audit_server::AuditServer, nodes_server::NodesServer, policies_server::PoliciesServer};
+use palisade_proto::v1::{
+    audit_server::AuditServer, nodes_server::NodesServer, policies_server::PoliciesServer,
+};
 use service::{AuditApi, ControlPlane, NodesApi, PoliciesApi};
 use std::sync::Arc;
 

@@ -7,13 +7,21 @@ use palisade_pki::PkiDir;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "palisade-controlplane", version, about = "Palisade control plane")]
+#[command(
+    name = "palisade-controlplane",
+    version,
+    about = "Palisade control plane"
+)]
 struct Args {
     /// Address to serve gRPC (mutual TLS) on.
     #[arg(long, env = "PALISADE_LISTEN", default_value = "127.0.0.1:7443")]
     listen: String,
     /// Directory for the policy store.
-    #[arg(long, env = "PALISADE_DATA", default_value = "/var/lib/palisade/controlplane")]
+    #[arg(
+        long,
+        env = "PALISADE_DATA",
+        default_value = "/var/lib/palisade/controlplane"
+    )]
     data: PathBuf,
     /// PKI directory (ca.pem, controlplane.pem, controlplane.key).
     #[arg(long, env = "PALISADE_PKI", default_value = "/var/lib/palisade/pki")]

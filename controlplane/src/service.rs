@@ -7,8 +7,8 @@ use crate::fleet::Fleet;
 use crate::store::{NewRevision, PolicyStore, Revision, StoreError};
 use palisade_pki::Role;
 use palisade_policy::Policy;
-use palisade_proto::v1::{self, control_message, node_message};
 use palisade_proto::diagnostic_to_wire;
+use palisade_proto::v1::{self, control_message, node_message};
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -36,7 +36,10 @@ impl ControlPlane {
     }
 
     /// The policies whose selector matches `labels`, as wire revisions.
-    fn desired_for(&self, labels: &std::collections::BTreeMap<String, String>) -> Result<Vec<v1::PolicyRevision>, StoreError> {
+    fn desired_for(
+        &self,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<v1::PolicyRevision>, StoreError> {
         Ok(self
             .store
             .current()?
@@ -84,10 +87,17 @@ fn check(file: &str, source: &str) -> (Option<Policy>, Vec<v1::Diagnostic>) {
 
 #[tonic::async_trait]
 impl v1::policies_server::Policies for PoliciesApi {
-    async fn apply(&self, req: Request<v1::ApplyRequest>) -> Result<Response<v1::ApplyResponse>, Status> {
+    async fn apply(
+        &self,
+        req: Request<v1::ApplyRequest>,
+    ) -> Result<Response<v1::ApplyResponse>, Status> {
         let who = auth::require(&req, "apply policies", &[Role::Operator])?;
         let req = req.into_inner();
-        let file = if req.file.is_empty() { "<policy>" } else { req.file.as_str() };
+        let file = if req.file.is_empty() {
+            "<policy>"
+        } else {
+            req.file.as_str()
+        };
         let (policy, diags) = check(file, &req.source);
         let Some(policy) = policy else {
             let text: Vec<String> = diags
@@ -100,7 +110,9 @@ impl v1::policies_server::Policies for PoliciesApi {
                 text.join("\n")
             )));
         };
-        let ir_json = policy.to_json().map_err(|e| Status::internal(e.to_string()))?;
+        let ir_json = policy
+            .to_json()
+            .map_err(|e| Status::internal(e.to_string()))?;
         let hash = palisade_policy::content_hash(&req.source);
         let applied = self
             .0
@@ -128,7 +140,10 @@ impl v1::policies_server::Policies for PoliciesApi {
         }))
     }
 
-    async fn validate(&self, req: Request<v1::ValidateRequest>) -> Result<Response<v1::ValidateResponse>, Status> {
+    async fn validate(
+        &self,
+        req: Request<v1::ValidateRequest>,
+    ) -> Result<Response<v1::ValidateResponse>, Status> {
         auth::require(&req, "validate policies", &[Role::Operator, Role::Viewer])?;
         let req = req.into_inner();
         let (policy, diagnostics) = check(&req.file, &req.source);
@@ -138,9 +153,19 @@ impl v1::policies_server::Policies for PoliciesApi {
         }))
     }
 
-    async fn list(&self, req: Request<v1::ListRequest>) -> Result<Response<v1::ListResponse>, Status> {
+    async fn list(
+        &self,
+        req: Request<v1::ListRequest>,
+    ) -> Result<Response<v1::ListResponse>, Status> {
         auth::require(&req, "list policies", &[Role::Operator, Role::Viewer])?;
-        let policies = self.0.store.current().map_err(internal)?.into_iter().map(to_wire).collect();
+        let policies = self
+            .0
+            .store
+            .current()
+            .map_err(internal)?
+            .into_iter()
+            .map(to_wire)
+            .collect();
         Ok(Response::new(v1::ListResponse { policies }))
     }
 }
@@ -160,8 +185,14 @@ impl v1::nodes_server::Nodes for NodesApi {
         let mut inbound = req.into_inner();
         let first = inbound.message().await?;
         let reg = match first {
-            Some(v1::NodeMessage { msg: Some(node_message::Msg::Register(r)) }) => r,
-            _ => return Err(Status::invalid_argument("a node session must start with Register")),
+            Some(v1::NodeMessage {
+                msg: Some(node_message::Msg::Register(r)),
+            }) => r,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "a node session must start with Register",
+                ));
+            }
         };
         if reg.name != who.name {
             tracing::warn!(caller = %who, claimed = %reg.name, "refused: node registered under another name");
@@ -178,9 +209,14 @@ impl v1::nodes_server::Nodes for NodesApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn list_nodes(&self, req: Request<v1::ListNodesRequest>) -> Result<Response<v1::ListNodesResponse>, Status> {
+    async fn list_nodes(
+        &self,
+        req: Request<v1::ListNodesRequest>,
+    ) -> Result<Response<v1::ListNodesResponse>, Status> {
         auth::require(&req, "list nodes", &[Role::Operator, Role::Viewer])?;
-        Ok(Response::new(v1::ListNodesResponse { nodes: self.0.fleet.list() }))
+        Ok(Response::new(v1::ListNodesResponse {
+            nodes: self.0.fleet.list(),
+        }))
     }
 }
 
@@ -234,10 +270,17 @@ async fn run_session(
 impl v1::audit_server::Audit for AuditApi {
     type TailStream = AuditStream;
 
-    async fn tail(&self, req: Request<v1::TailRequest>) -> Result<Response<Self::TailStream>, Status> {
+    async fn tail(
+        &self,
+        req: Request<v1::TailRequest>,
+    ) -> Result<Response<Self::TailStream>, Status> {
         auth::require(&req, "read audit events", &[Role::Operator, Role::Viewer])?;
         let req = req.into_inner();
-        let last = if req.last == 0 { 100 } else { req.last as usize };
+        let last = if req.last == 0 {
+            100
+        } else {
+            req.last as usize
+        };
         let (recent, mut rx) = self.0.audit.subscribe(last);
         let (tx, out) = mpsc::channel::<Result<v1::AuditEvent, Status>>(1024);
         let follow = req.follow;

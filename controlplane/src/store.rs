@@ -118,8 +118,8 @@ impl PolicyStore for SledStore {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let outcome = (&self.revisions, &self.current, &self.meta).transaction(
-            |(revs, cur, meta)| {
+        let outcome =
+            (&self.revisions, &self.current, &self.meta).transaction(|(revs, cur, meta)| {
                 if let Some(rev) = cur.get(new.name.as_bytes())?
                     && let Some(bytes) = revs.get(rev.as_ref())?
                     && let Ok(old) = serde_json::from_slice::<Revision>(&bytes)
@@ -150,8 +150,7 @@ impl PolicyStore for SledStore {
                     revision,
                     changed: true,
                 })
-            },
-        );
+            });
         let applied = outcome.map_err(|e| match e {
             sled::transaction::TransactionError::Abort(()) => {
                 unreachable!("apply never aborts")
@@ -196,14 +195,47 @@ mod tests {
     fn revisions_increase_and_identical_content_is_a_no_op() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
-        assert_eq!(store.apply(new("a", "h1")).unwrap(), Applied { revision: 1, changed: true });
-        assert_eq!(store.apply(new("b", "h1")).unwrap(), Applied { revision: 2, changed: true });
-        assert_eq!(store.apply(new("a", "h1")).unwrap(), Applied { revision: 1, changed: false });
-        assert_eq!(store.apply(new("a", "h2")).unwrap(), Applied { revision: 3, changed: true });
+        assert_eq!(
+            store.apply(new("a", "h1")).unwrap(),
+            Applied {
+                revision: 1,
+                changed: true
+            }
+        );
+        assert_eq!(
+            store.apply(new("b", "h1")).unwrap(),
+            Applied {
+                revision: 2,
+                changed: true
+            }
+        );
+        assert_eq!(
+            store.apply(new("a", "h1")).unwrap(),
+            Applied {
+                revision: 1,
+                changed: false
+            }
+        );
+        assert_eq!(
+            store.apply(new("a", "h2")).unwrap(),
+            Applied {
+                revision: 3,
+                changed: true
+            }
+        );
         let cur = store.current().unwrap();
-        assert_eq!(cur.iter().map(|r| (r.name.as_str(), r.revision)).collect::<Vec<_>>(), [("a", 3), ("b", 2)]);
+        assert_eq!(
+            cur.iter()
+                .map(|r| (r.name.as_str(), r.revision))
+                .collect::<Vec<_>>(),
+            [("a", 3), ("b", 2)]
+        );
         drop(store);
         let store = SledStore::open(dir.path()).unwrap();
-        assert_eq!(store.apply(new("c", "h")).unwrap().revision, 4, "numbering survives a reopen");
+        assert_eq!(
+            store.apply(new("c", "h")).unwrap().revision,
+            4,
+            "numbering survives a reopen"
+        );
     }
 }

@@ -15,16 +15,35 @@ use std::process::ExitCode;
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Parser, Debug)]
-#[command(name = "palisadectl", version, about = "Palisade: declarative eBPF policy for Linux fleets")]
+#[command(
+    name = "palisadectl",
+    version,
+    about = "Palisade: declarative eBPF policy for Linux fleets"
+)]
 struct Cli {
     /// Control plane URL.
-    #[arg(long, global = true, env = "PALISADE_CONTROLPLANE", default_value = "https://127.0.0.1:7443")]
+    #[arg(
+        long,
+        global = true,
+        env = "PALISADE_CONTROLPLANE",
+        default_value = "https://127.0.0.1:7443"
+    )]
     controlplane: String,
     /// PKI directory holding ca.pem and your certificate.
-    #[arg(long, global = true, env = "PALISADE_PKI", default_value = "/var/lib/palisade/pki")]
+    #[arg(
+        long,
+        global = true,
+        env = "PALISADE_PKI",
+        default_value = "/var/lib/palisade/pki"
+    )]
     pki: PathBuf,
     /// Which certificate in the PKI directory to use.
-    #[arg(long, global = true, env = "PALISADE_IDENTITY", default_value = "operator")]
+    #[arg(
+        long,
+        global = true,
+        env = "PALISADE_IDENTITY",
+        default_value = "operator"
+    )]
     identity: String,
     /// Name the control plane's certificate must carry.
     #[arg(long, global = true, default_value = palisade_pki::SERVER_NAME)]
@@ -107,7 +126,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.cmd {
         Cmd::Pki(PkiCmd::Init { dir, nodes, force }) => {
             let written = PkiDir::new(dir).init(nodes, *force)?;
-            println!("wrote a dev PKI to {} ({} files); keep ca.key off nodes", dir.display(), written.len() + 1);
+            println!(
+                "wrote a dev PKI to {} ({} files); keep ca.key off nodes",
+                dir.display(),
+                written.len() + 1
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Pki(PkiCmd::Issue { dir, role, name }) => {
@@ -121,21 +144,35 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Apply { file } => apply(&cli, file).await,
         Cmd::List => {
             let mut c = PoliciesClient::new(connect(&cli).await?);
-            let list = c.list(v1::ListRequest {}).await.map_err(status)?.into_inner();
+            let list = c
+                .list(v1::ListRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
             for p in list.policies {
                 match cli.output {
                     Format::Json => println!(
                         "{}",
                         serde_json::json!({"policy": p.name, "revision": p.revision, "content_hash": p.content_hash, "author": p.author})
                     ),
-                    Format::Text => println!("{:<24} rev {:<6} {} by {}", p.name, p.revision, &p.content_hash[..12.min(p.content_hash.len())], p.author),
+                    Format::Text => println!(
+                        "{:<24} rev {:<6} {} by {}",
+                        p.name,
+                        p.revision,
+                        &p.content_hash[..12.min(p.content_hash.len())],
+                        p.author
+                    ),
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Nodes => {
             let mut c = NodesClient::new(connect(&cli).await?);
-            let list = c.list_nodes(v1::ListNodesRequest {}).await.map_err(status)?.into_inner();
+            let list = c
+                .list_nodes(v1::ListNodesRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
             for n in &list.nodes {
                 match cli.output {
                     Format::Json => println!("{}", output::node_json(n)),
@@ -147,7 +184,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Audit(AuditCmd::Tail { follow, last }) => {
             let mut c = AuditClient::new(connect(&cli).await?);
             let mut stream = c
-                .tail(v1::TailRequest { follow: *follow, last: *last })
+                .tail(v1::TailRequest {
+                    follow: *follow,
+                    last: *last,
+                })
                 .await
                 .map_err(status)?
                 .into_inner();
@@ -165,7 +205,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 fn validate(files: &[PathBuf], format: Format) -> Result<ExitCode> {
     let mut failed = false;
     for f in files {
-        let source = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let source =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
         let name = f.display().to_string();
         let checked = palisade_policy::check(&name, &source);
         failed |= checked.has_errors();
@@ -180,20 +221,39 @@ fn validate(files: &[PathBuf], format: Format) -> Result<ExitCode> {
                     eprint!("{}", checked.render(&source));
                 }
                 match &checked.policy {
-                    Some(p) => println!("{name}: ok (policy {:?}, {} rules)", p.name, p.rules().count()),
-                    None => println!("{name}: {} error(s)", checked.diagnostics.iter().filter(|d| d.severity == palisade_policy::Severity::Error).count()),
+                    Some(p) => println!(
+                        "{name}: ok (policy {:?}, {} rules)",
+                        p.name,
+                        p.rules().count()
+                    ),
+                    None => println!(
+                        "{name}: {} error(s)",
+                        checked
+                            .diagnostics
+                            .iter()
+                            .filter(|d| d.severity == palisade_policy::Severity::Error)
+                            .count()
+                    ),
                 }
             }
         }
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn apply(cli: &Cli, file: &PathBuf) -> Result<ExitCode> {
-    let source = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let source =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let mut c = PoliciesClient::new(connect(cli).await?);
     let resp = c
-        .apply(v1::ApplyRequest { file: file.display().to_string(), source })
+        .apply(v1::ApplyRequest {
+            file: file.display().to_string(),
+            source,
+        })
         .await;
     let resp = match resp {
         Ok(r) => r.into_inner(),
@@ -245,5 +305,10 @@ async fn connect(cli: &Cli) -> Result<Channel> {
         .tls_config(tls)?
         .connect()
         .await
-        .with_context(|| format!("cannot connect to the control plane at {}", cli.controlplane))
+        .with_context(|| {
+            format!(
+                "cannot connect to the control plane at {}",
+                cli.controlplane
+            )
+        })
 }

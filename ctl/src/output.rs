@@ -56,7 +56,11 @@ pub fn audit_json(e: &v1::AuditEvent) -> Value {
 
 pub fn audit_text(e: &v1::AuditEvent) -> String {
     if e.kind == "gap" {
-        return format!("{} !! this subscriber missed {} events (too slow)", rfc3339(e.time_unix_ns), e.suppressed);
+        return format!(
+            "{} !! this subscriber missed {} events (too slow)",
+            rfc3339(e.time_unix_ns),
+            e.suppressed
+        );
     }
     let ep = |addr: &str, port: u32| {
         if port == 0 {
@@ -88,7 +92,9 @@ pub fn audit_text(e: &v1::AuditEvent) -> String {
 
 pub fn node_json(n: &v1::NodeInfo) -> Value {
     let revs = |v: &[v1::RealizedPolicy]| -> Value {
-        v.iter().map(|p| json!({"policy": p.name, "revision": p.revision})).collect()
+        v.iter()
+            .map(|p| json!({"policy": p.name, "revision": p.revision}))
+            .collect()
     };
     json!({
         "name": n.name,
@@ -116,21 +122,36 @@ pub fn in_sync(n: &v1::NodeInfo) -> bool {
 pub fn node_text(n: &v1::NodeInfo) -> String {
     let mut labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     labels.sort();
-    let realized: Vec<String> = n.realized.iter().map(|p| format!("{}@{}", p.name, p.revision)).collect();
+    let realized: Vec<String> = n
+        .realized
+        .iter()
+        .map(|p| format!("{}@{}", p.name, p.revision))
+        .collect();
     let mut out = format!(
         "{:<16} {:<12} {:<9} labels=[{}] enforcing=[{}]",
         n.name,
-        if n.connected { "connected" } else { "disconnected" },
+        if n.connected {
+            "connected"
+        } else {
+            "disconnected"
+        },
         if in_sync(n) { "in-sync" } else { "DRIFT" },
         labels.join(","),
         realized.join(","),
     );
     if !in_sync(n) {
-        let desired: Vec<String> = n.desired.iter().map(|p| format!("{}@{}", p.name, p.revision)).collect();
+        let desired: Vec<String> = n
+            .desired
+            .iter()
+            .map(|p| format!("{}@{}", p.name, p.revision))
+            .collect();
         out.push_str(&format!(" desired=[{}]", desired.join(",")));
     }
     for u in &n.unenforced {
-        out.push_str(&format!("\n    not enforced: {} rule {}: {}", u.policy, u.rule, u.reason));
+        out.push_str(&format!(
+            "\n    not enforced: {} rule {}: {}",
+            u.policy, u.rule, u.reason
+        ));
     }
     if !n.last_error.is_empty() {
         out.push_str(&format!("\n    last error: {}", n.last_error));
@@ -145,6 +166,9 @@ mod tests {
     #[test]
     fn formats_times_in_utc() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_795_339_141_123_000_000), "2026-11-22T09:19:01.123Z");
+        assert_eq!(
+            rfc3339(1_795_339_141_123_000_000),
+            "2026-11-22T09:19:01.123Z"
+        );
     }
 }

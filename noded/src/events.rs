@@ -51,7 +51,10 @@ pub fn to_audit(node: &str, e: &NetEvent, enforcer: &Enforcer, offset_ns: i64) -
         id: 0,
         time_unix_ns: e.ts_ns as i64 + offset_ns,
         node: node.to_string(),
-        policy: rule.as_ref().map(|r| r.policy.clone()).unwrap_or_else(|| "?".into()),
+        policy: rule
+            .as_ref()
+            .map(|r| r.policy.clone())
+            .unwrap_or_else(|| "?".into()),
         rule: rule
             .as_ref()
             .map(|r| r.rule_name.clone())
@@ -59,7 +62,12 @@ pub fn to_audit(node: &str, e: &NetEvent, enforcer: &Enforcer, offset_ns: i64) -
         revision: rule.as_ref().map(|r| r.revision).unwrap_or(0),
         action: action_name(e.action).into(),
         kind: "network".into(),
-        direction: if e.direction == abi::DIR_EGRESS { "egress" } else { "ingress" }.into(),
+        direction: if e.direction == abi::DIR_EGRESS {
+            "egress"
+        } else {
+            "ingress"
+        }
+        .into(),
         protocol: protocol_name(e.proto),
         src: addr(e.family, &e.src),
         dst: addr(e.family, &e.dst),
@@ -94,7 +102,10 @@ pub async fn read_ring(
         guard.clear_ready();
         let events: Vec<AuditEvent> = {
             let enf = enforcer.lock().expect("enforcer lock");
-            batch.iter().map(|e| to_audit(&node, e, &enf, offset)).collect()
+            batch
+                .iter()
+                .map(|e| to_audit(&node, e, &enf, offset))
+                .collect()
         };
         for ev in events {
             if tx.send(ev).await.is_err() {

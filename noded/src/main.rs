@@ -15,7 +15,11 @@ use std::sync::{Arc, Mutex};
 #[command(name = "palisade-noded", version, about = "Palisade node daemon")]
 struct Args {
     /// Control plane URL.
-    #[arg(long, env = "PALISADE_CONTROLPLANE", default_value = "https://127.0.0.1:7443")]
+    #[arg(
+        long,
+        env = "PALISADE_CONTROLPLANE",
+        default_value = "https://127.0.0.1:7443"
+    )]
     controlplane: String,
     /// PKI directory (ca.pem and nodes/NAME.pem, nodes/NAME.key).
     #[arg(long, env = "PALISADE_PKI", default_value = "/var/lib/palisade/pki")]
@@ -52,8 +56,7 @@ fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -122,10 +122,7 @@ async fn session_once(
         .await
         .map_err(|_| SessionError::Closed)?;
 
-    let mut inbound = client
-        .session(ReceiverStream::new(rx))
-        .await?
-        .into_inner();
+    let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
     *registered = true;
     tracing::info!(url = %cfg.url, node = %cfg.name, "session with the control plane established");
 

@@ -53,7 +53,8 @@ impl XdpFirewall {
         let mut ebpf = Ebpf::load(OBJECT)?;
         {
             let mut cfg: Array<&mut MapData, Config> = Array::try_from(
-                ebpf.map_mut("PAL_CONFIG").ok_or(XdpError::Missing("PAL_CONFIG"))?,
+                ebpf.map_mut("PAL_CONFIG")
+                    .ok_or(XdpError::Missing("PAL_CONFIG"))?,
             )?;
             cfg.set(
                 0,
@@ -109,8 +110,11 @@ impl XdpFirewall {
             reserved: 0,
         };
         {
-            let mut m: LpmTrie<&mut MapData, [u8; 4], RuleValue> =
-                LpmTrie::try_from(self.ebpf.map_mut("PAL_IN4").ok_or(XdpError::Missing("PAL_IN4"))?)?;
+            let mut m: LpmTrie<&mut MapData, [u8; 4], RuleValue> = LpmTrie::try_from(
+                self.ebpf
+                    .map_mut("PAL_IN4")
+                    .ok_or(XdpError::Missing("PAL_IN4"))?,
+            )?;
             let mut next = BTreeSet::new();
             for e in &tables.v4 {
                 let addr: [u8; 4] = e.addr[..4].try_into().expect("4 bytes");
@@ -123,8 +127,11 @@ impl XdpFirewall {
             self.in_v4 = next;
         }
         {
-            let mut m: LpmTrie<&mut MapData, [u8; 16], RuleValue> =
-                LpmTrie::try_from(self.ebpf.map_mut("PAL_IN6").ok_or(XdpError::Missing("PAL_IN6"))?)?;
+            let mut m: LpmTrie<&mut MapData, [u8; 16], RuleValue> = LpmTrie::try_from(
+                self.ebpf
+                    .map_mut("PAL_IN6")
+                    .ok_or(XdpError::Missing("PAL_IN6"))?,
+            )?;
             let mut next = BTreeSet::new();
             for e in &tables.v6 {
                 m.insert(&Key::new(e.prefix_len, e.addr), value(e), 0)?;
@@ -145,14 +152,20 @@ impl XdpFirewall {
 
     /// Takes the ring buffer out, for the event reader task. Can be called once.
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, XdpError> {
-        let map = self.ebpf.take_map("PAL_EVENTS").ok_or(XdpError::Missing("PAL_EVENTS"))?;
+        let map = self
+            .ebpf
+            .take_map("PAL_EVENTS")
+            .ok_or(XdpError::Missing("PAL_EVENTS"))?;
         Ok(RingBuf::try_from(map)?)
     }
 
     /// The program's counters summed over CPUs, indexed by `abi::STAT_*`.
     pub fn stats(&self) -> Result<[u64; abi::STAT_MAX as usize], XdpError> {
-        let m: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(self.ebpf.map("PAL_STATS").ok_or(XdpError::Missing("PAL_STATS"))?)?;
+        let m: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
+            self.ebpf
+                .map("PAL_STATS")
+                .ok_or(XdpError::Missing("PAL_STATS"))?,
+        )?;
         let mut out = [0u64; abi::STAT_MAX as usize];
         for (i, slot) in out.iter_mut().enumerate() {
             *slot = m.get(&(i as u32), 0)?.iter().sum();

@@ -331,15 +331,26 @@ mod tests {
         let pki = PkiDir::new(dir.path());
         pki.init(&["node-a".into()], false).unwrap();
         let node = pki.cert_paths(Role::Node, "node-a");
-        let id = Identity::from_der(&pem_to_der(&std::fs::read_to_string(&node.cert).unwrap())).unwrap();
-        assert_eq!(id, Identity { name: "node-a".into(), role: Role::Node });
+        let id =
+            Identity::from_der(&pem_to_der(&std::fs::read_to_string(&node.cert).unwrap())).unwrap();
+        assert_eq!(
+            id,
+            Identity {
+                name: "node-a".into(),
+                role: Role::Node
+            }
+        );
         let op = pki.cert_paths(Role::Operator, "operator");
-        let id = Identity::from_der(&pem_to_der(&std::fs::read_to_string(&op.cert).unwrap())).unwrap();
+        let id =
+            Identity::from_der(&pem_to_der(&std::fs::read_to_string(&op.cert).unwrap())).unwrap();
         assert_eq!(id.role, Role::Operator);
         assert!(matches!(pki.init(&[], false), Err(PkiError::Exists { .. })));
         // A later certificate from the same CA.
         pki.issue(Role::Node, "node-b").unwrap();
         assert!(pki.cert_paths(Role::Node, "node-b").key.exists());
-        assert!(matches!(pki.issue(Role::Node, "../x"), Err(PkiError::InvalidName(_))));
+        assert!(matches!(
+            pki.issue(Role::Node, "../x"),
+            Err(PkiError::InvalidName(_))
+        ));
     }
 }

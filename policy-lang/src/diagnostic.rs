@@ -113,7 +113,10 @@ impl Diagnostic {
 }
 
 /// The candidate closest to `word` by edit distance, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (word.len() / 3).max(1);
     candidates
         .into_iter()
@@ -153,7 +156,10 @@ mod tests {
 
     #[test]
     fn suggests_close_words_only() {
-        assert_eq!(did_you_mean("ingres", ["ingress", "egress"]), Some("ingress"));
+        assert_eq!(
+            did_you_mean("ingres", ["ingress", "egress"]),
+            Some("ingress")
+        );
         assert_eq!(did_you_mean("zzzzzz", ["ingress", "egress"]), None);
     }
 }

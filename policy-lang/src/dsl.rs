@@ -11,9 +11,9 @@
 //! needs: no `import` (the `no_module` feature), no `eval`, no file or time access, and hard
 //! limits on operations, call depth, expression depth, string/array/map sizes and wall time.
 
+use crate::Checked;
 use crate::diagnostic::{Diagnostic, Span, did_you_mean};
 use crate::ir::{Action, Direction, IR_VERSION, Mode, NetRule, Network, Policy};
-use crate::Checked;
 use ipnet::IpNet;
 use rhai::packages::{
     ArithmeticPackage, BasicArrayPackage, BasicIteratorPackage, BasicMapPackage,
@@ -165,15 +165,18 @@ fn register_policy(engine: &mut Engine, shared: &Shared) {
         if let Some((_, first)) = &c.policy {
             let first = first.clone();
             c.diagnostics.push(
-                Diagnostic::error(span, "policy(...) is declared twice")
-                    .with_hint(format!("one file describes one policy; the first is at {first}")),
+                Diagnostic::error(span, "policy(...) is declared twice").with_hint(format!(
+                    "one file describes one policy; the first is at {first}"
+                )),
             );
             return PolicyHandle;
         }
         if let Err(why) = check_name(name) {
             c.diagnostics.push(
                 Diagnostic::error(span.clone(), format!("invalid policy name {name:?}: {why}"))
-                    .with_hint("use lowercase letters, digits, '-', '_' and '.', at most 63 characters"),
+                    .with_hint(
+                        "use lowercase letters, digits, '-', '_' and '.', at most 63 characters",
+                    ),
             );
         }
         c.policy = Some((
@@ -302,20 +305,26 @@ fn register_network(engine: &mut Engine, shared: &Shared) {
                             Diagnostic::error(span, format!("invalid rule name {name:?}: {why}"))
                                 .with_hint("use lowercase letters, digits, '-', '_' and '.'"),
                         );
-                    } else if let Some(other) =
-                        c.rules.iter().find(|r| r.name == name).map(|r| r.span.clone())
+                    } else if let Some(other) = c
+                        .rules
+                        .iter()
+                        .find(|r| r.name == name)
+                        .map(|r| r.span.clone())
                     {
                         c.diagnostics.push(
                             Diagnostic::error(span, format!("rule name {name:?} is used twice"))
-                                .with_hint(format!("it is already the name of the rule at {other}")),
+                                .with_hint(format!(
+                                    "it is already the name of the rule at {other}"
+                                )),
                         );
                     } else {
                         c.rules[i].name = name.to_string();
                     }
                 }
                 None => c.diagnostics.push(
-                    Diagnostic::error(span, ".named(...) has no rule to name")
-                        .with_hint("call it right after a rule: network().ingress().deny([...]).named(\"x\")"),
+                    Diagnostic::error(span, ".named(...) has no rule to name").with_hint(
+                        "call it right after a rule: network().ingress().deny([...]).named(\"x\")",
+                    ),
                 ),
             }
             n.clone()
@@ -353,8 +362,11 @@ fn add_net_rule(
             Ok(t) => t,
             Err(ty) => {
                 c.diagnostics.push(
-                    Diagnostic::error(span.clone(), format!("expected a CIDR string, found a {ty}"))
-                        .with_hint("write addresses as strings: \"192.0.2.0/24\""),
+                    Diagnostic::error(
+                        span.clone(),
+                        format!("expected a CIDR string, found a {ty}"),
+                    )
+                    .with_hint("write addresses as strings: \"192.0.2.0/24\""),
                 );
                 continue;
             }
@@ -376,7 +388,12 @@ fn add_net_rule(
     let id = c.rules.len() as u32 + 1;
     c.rules.push(NetRule {
         id,
-        name: format!("{}-{}-line{}", direction.as_str(), action.as_str(), span.line),
+        name: format!(
+            "{}-{}-line{}",
+            direction.as_str(),
+            action.as_str(),
+            span.line
+        ),
         direction,
         action,
         cidrs: nets,
@@ -400,7 +417,10 @@ fn parse_cidr(text: &str) -> Result<IpNet, CidrError> {
     let net: IpNet = if text.contains('/') {
         text.parse().map_err(|_| CidrError {
             message: format!("invalid CIDR {text:?}"),
-            hint: Some("write an address and a prefix length: \"192.0.2.0/24\" or \"2001:db8::/32\"".into()),
+            hint: Some(
+                "write an address and a prefix length: \"192.0.2.0/24\" or \"2001:db8::/32\""
+                    .into(),
+            ),
         })?
     } else {
         let addr: std::net::IpAddr = text.parse().map_err(|_| CidrError {
@@ -470,7 +490,12 @@ fn runtime_diagnostic(c: &Collector, err: &EvalAltResult) -> Diagnostic {
         EvalAltResult::ErrorDataTooLarge(what, _) => {
             Diagnostic::error(span, format!("{what} is larger than a policy may build"))
         }
-        other => Diagnostic::error(span, other.to_string().replace(&format!(" ({})", other.position()), "")),
+        other => Diagnostic::error(
+            span,
+            other
+                .to_string()
+                .replace(&format!(" ({})", other.position()), ""),
+        ),
     }
 }
 
@@ -479,7 +504,9 @@ fn finish(c: &mut Collector) -> Checked {
         let mut diagnostics = std::mem::take(&mut c.diagnostics);
         // After a syntax or runtime error the script never got to declare its policy;
         // saying so again would only add noise.
-        let aborted = diagnostics.iter().any(|d| d.message.starts_with("syntax error"));
+        let aborted = diagnostics
+            .iter()
+            .any(|d| d.message.starts_with("syntax error"));
         if aborted {
             return Checked {
                 policy: None,
@@ -561,7 +588,10 @@ network().egress().audit("192.0.2.7");
 
     #[test]
     fn syntax_error_has_line_and_column() {
-        let c = check("bad.rhai", "policy(\"x\");\nnetwork().ingress().deny([\"10.0.0.0/8\"];\n");
+        let c = check(
+            "bad.rhai",
+            "policy(\"x\");\nnetwork().ingress().deny([\"10.0.0.0/8\"];\n",
+        );
         assert!(c.has_errors());
         let d = &c.diagnostics[0];
         assert_eq!(d.span.file, "bad.rhai");
@@ -574,7 +604,11 @@ network().egress().audit("192.0.2.7");
     fn reports_every_bad_cidr_with_hints() {
         let src = "policy(\"x\");\nnetwork().ingress().deny([\"10.0.0.1/8\", \"nope\"]);\nnetwork().ingress().deny(\"300.1.1.1\");\n";
         let c = check("p.rhai", src);
-        let errs: Vec<_> = c.diagnostics.iter().map(|d| (d.span.line, d.message.clone(), d.hint.clone())).collect();
+        let errs: Vec<_> = c
+            .diagnostics
+            .iter()
+            .map(|d| (d.span.line, d.message.clone(), d.hint.clone()))
+            .collect();
         assert_eq!(errs.len(), 3, "{errs:?}");
         assert_eq!(errs[0].2.as_deref(), Some("did you mean \"10.0.0.0/8\"?"));
         assert!(errs[1].1.contains("nope"));
@@ -584,7 +618,10 @@ network().egress().audit("192.0.2.7");
 
     #[test]
     fn unknown_function_suggests_builtin() {
-        let c = check("p.rhai", "policy(\"x\");\nnetwork().ingres().deny(\"10.0.0.0/8\");\n");
+        let c = check(
+            "p.rhai",
+            "policy(\"x\");\nnetwork().ingres().deny(\"10.0.0.0/8\");\n",
+        );
         let d = &c.diagnostics[0];
         assert_eq!(d.span.line, 2);
         assert_eq!(d.hint.as_deref(), Some("did you mean `ingress`?"), "{d:?}");
@@ -594,8 +631,14 @@ network().egress().audit("192.0.2.7");
     fn missing_policy_and_direction_are_errors() {
         let c = check("p.rhai", "network().deny(\"10.0.0.0/8\");");
         let msgs: Vec<_> = c.diagnostics.iter().map(|d| d.message.as_str()).collect();
-        assert!(msgs.iter().any(|m| m.contains("needs a direction")), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.contains("declares no policy")), "{msgs:?}");
+        assert!(
+            msgs.iter().any(|m| m.contains("needs a direction")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.contains("declares no policy")),
+            "{msgs:?}"
+        );
     }
 
     #[test]
@@ -619,7 +662,11 @@ network().egress().audit("192.0.2.7");
             let t = std::time::Instant::now();
             let c = check("h.rhai", src);
             assert!(c.has_errors(), "{src}: accepted");
-            assert!(t.elapsed().as_millis() < 1000, "{src}: took {:?}", t.elapsed());
+            assert!(
+                t.elapsed().as_millis() < 1000,
+                "{src}: took {:?}",
+                t.elapsed()
+            );
         }
     }
 }

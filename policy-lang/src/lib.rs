@@ -34,7 +34,9 @@ pub struct Checked {
 impl Checked {
     /// True when at least one diagnostic is an error.
     pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
     }
 
     /// Renders every diagnostic the way rustc does, against `source`.
@@ -64,7 +66,9 @@ pub enum PolicyError {
 /// Evaluates and validates one policy file. `file` is only used in diagnostics.
 pub fn check(file: &str, source: &str) -> Checked {
     let mut checked = dsl::evaluate(file, source);
-    checked.diagnostics.sort_by_key(|d| (d.span.line, d.span.col));
+    checked
+        .diagnostics
+        .sort_by_key(|d| (d.span.line, d.span.col));
     if checked.has_errors() {
         checked.policy = None;
     }

@@ -202,7 +202,10 @@ mod tests {
     #[test]
     fn exact_bytes_for_v4_and_v6() {
         let p = pol(r#"policy("a"); network().ingress().deny(["10.1.0.0/16", "2001:db8::/32"]);"#);
-        let plan = compile_network(&[Enforced { policy: &p, revision: 7 }]);
+        let plan = compile_network(&[Enforced {
+            policy: &p,
+            revision: 7,
+        }]);
         assert_eq!(plan.ingress.v4.len(), 1);
         let e = plan.ingress.v4[0];
         let mut key = 16u32.to_ne_bytes().to_vec();
@@ -216,15 +219,29 @@ mod tests {
         assert_eq!(&e6.key_v6()[4..8], &[0x20, 0x01, 0x0d, 0xb8]);
         assert_eq!(&e6.key_v6()[8..], &[0u8; 12]);
         let meta = plan.rule(e.rule_ref).unwrap();
-        assert_eq!((meta.policy.as_str(), meta.revision, meta.rule_id), ("a", 7, 1));
+        assert_eq!(
+            (meta.policy.as_str(), meta.revision, meta.rule_id),
+            ("a", 7, 1)
+        );
         assert!(plan.rule(0).is_none());
     }
 
     #[test]
     fn audit_mode_turns_deny_into_audit_and_stricter_wins() {
         let a = pol(r#"policy("a").mode("audit"); network().ingress().deny("10.0.0.0/8");"#);
-        let b = pol(r#"policy("b"); network().ingress().allow("10.0.0.0/8"); network().egress().deny("192.0.2.1");"#);
-        let plan = compile_network(&[Enforced { policy: &b, revision: 2 }, Enforced { policy: &a, revision: 1 }]);
+        let b = pol(
+            r#"policy("b"); network().ingress().allow("10.0.0.0/8"); network().egress().deny("192.0.2.1");"#,
+        );
+        let plan = compile_network(&[
+            Enforced {
+                policy: &b,
+                revision: 2,
+            },
+            Enforced {
+                policy: &a,
+                revision: 1,
+            },
+        ]);
         assert_eq!(plan.ingress.v4.len(), 1);
         assert_eq!(plan.ingress.v4[0].action, ACTION_AUDIT);
         assert_eq!(plan.rule(plan.ingress.v4[0].rule_ref).unwrap().policy, "a");

@@ -1,1 +1,422 @@
-//! test support
+//! Support for Palisade's end-to-end tests: real binaries as real processes, network
+//! namespaces with veth pairs, real traffic. Every resource is owned by a guard whose
+//! `Drop` removes it, so a failing test leaves nothing behind.
+//!
+//! Tiers:
+//! - `process`: runs the binaries, needs nothing special (always available);
+//! - `host`: needs root, network namespaces and XDP on veth.
+//!
+//! A test whose tier is unavailable calls [`skip`]: that prints why, records the skip in
+//! `$PALISADE_SKIP_DIR` (the test script counts and reports them) and, when the tier is
+//! listed in `$PALISADE_REQUIRE_TIERS` (CI sets it), fails the test instead.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// Where the binaries under test are: `$PALISADE_BIN_DIR` or `target/debug`.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("PALISADE_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/debug"));
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build first with `cargo build --workspace --bins`",
+        p.display()
+    );
+    p
+}
+
+/// Records a skipped test loudly; panics instead when the tier is required.
+pub fn skip(tier: &str, test: &str, why: &str) {
+    let required = std::env::var("PALISADE_REQUIRE_TIERS").unwrap_or_default();
+    if required.split(',').any(|t| t.trim() == tier) {
+        panic!("tier {tier} is required here but unavailable: {why}");
+    }
+    eprintln!("SKIPPED [{tier}] {test}: {why}");
+    if let Some(dir) = std::env::var_os("PALISADE_SKIP_DIR") {
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(Path::new(&dir).join(test), format!("{tier}: {why}\n"));
+    }
+}
+
+/// Why the host tier cannot run here, if it cannot.
+pub fn host_tier_unavailable() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root (network namespaces, XDP)".into());
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("`ip` (iproute2) is not installed: run scripts/install-deps.sh".into());
+    }
+    if Command::new("ping").arg("-V").output().is_err() {
+        return Some("`ping` (iputils-ping) is not installed: run scripts/install-deps.sh".into());
+    }
+    None
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs a command to completion, panicking with its output when it fails.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+/// A child process killed on drop; its stderr goes to a log file printed on failure.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+    name: String,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command, log_dir: &Path) -> Proc {
+        let log = log_dir.join(format!("{name}.log"));
+        let f = File::create(&log).expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            child,
+            log,
+            name: name.to_string(),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("{} exited ({status}):\n{}", self.name, self.log_text());
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SIGTERM first so daemons shut down cleanly, then make sure.
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- {} log ----\n{}", self.name, self.log_text());
+        }
+    }
+}
+
+/// A lab: a network namespace holding a peer, joined to the host by a veth pair.
+/// Host end `<name>0` has 10.<n>.0.1/24 and fd00:<n>::1/64; the peer `<name>1` has .2 / ::2.
+pub struct Lab {
+    pub name: String,
+    pub host_if: String,
+    pub host_v4: String,
+    pub peer_v4: String,
+    pub host_v6: String,
+    pub peer_v6: String,
+}
+
+impl Lab {
+    /// Creates the lab; `n` (1..=250) keeps concurrent labs' addresses apart.
+    pub fn new(name: &str, n: u8) -> Lab {
+        let lab = Lab {
+            name: name.to_string(),
+            host_if: format!("{name}0"),
+            host_v4: format!("10.{n}.0.1"),
+            peer_v4: format!("10.{n}.0.2"),
+            host_v6: format!("fd00:{n}::1"),
+            peer_v6: format!("fd00:{n}::2"),
+        };
+        lab.teardown();
+        let peer_if = format!("{name}1");
+        let ip = |args: &[&str]| {
+            run(Command::new("ip").args(args));
+        };
+        ip(&["netns", "add", name]);
+        ip(&[
+            "link",
+            "add",
+            &lab.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer_if,
+        ]);
+        ip(&["link", "set", &peer_if, "netns", name]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", lab.host_v4),
+            "dev",
+            &lab.host_if,
+        ]);
+        ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/64", lab.host_v6),
+            "dev",
+            &lab.host_if,
+            "nodad",
+        ]);
+        ip(&["link", "set", &lab.host_if, "up"]);
+        let nsip = |args: &[&str]| {
+            let mut full = vec!["netns", "exec", name, "ip"];
+            full.extend_from_slice(args);
+            run(Command::new("ip").args(&full));
+        };
+        nsip(&[
+            "addr",
+            "add",
+            &format!("{}/24", lab.peer_v4),
+            "dev",
+            &peer_if,
+        ]);
+        nsip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/64", lab.peer_v6),
+            "dev",
+            &peer_if,
+            "nodad",
+        ]);
+        nsip(&["link", "set", &peer_if, "up"]);
+        nsip(&["link", "set", "lo", "up"]);
+        lab
+    }
+
+    fn teardown(&self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+
+    /// Sends `count` pings from the peer to `dst`; returns how many were answered.
+    pub fn ping_from_peer(&self, dst: &str, count: u32) -> u32 {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.name,
+                "ping",
+                "-c",
+                &count.to_string(),
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                dst,
+            ])
+            .output()
+            .expect("ping");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| {
+                let (_, rest) = l.split_once(" transmitted, ")?;
+                rest.split(' ').next()?.parse().ok()
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// A control plane with a fresh PKI and store, and `palisadectl` pointed at it.
+pub struct ControlPlane {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub proc: Proc,
+}
+
+impl ControlPlane {
+    /// Creates a PKI with certificates for `nodes`, starts the control plane and waits
+    /// until it answers.
+    pub fn start(nodes: &[&str]) -> ControlPlane {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().join("pki");
+        let mut init = Command::new(bin("palisadectl"));
+        init.arg("pki").arg("init").arg(&pki);
+        for n in nodes {
+            init.args(["--node", n]);
+        }
+        run(&mut init);
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let proc = Proc::spawn(
+            "controlplane",
+            Command::new(bin("palisade-controlplane"))
+                .args(["--listen", &addr, "--pki"])
+                .arg(&pki)
+                .arg("--data")
+                .arg(dir.path().join("data")),
+            dir.path(),
+        );
+        let mut cp = ControlPlane {
+            dir,
+            url: format!("https://{addr}"),
+            proc,
+        };
+        let up = wait_until(Duration::from_secs(15), || {
+            cp.ctl(&["list"]).status.success()
+        });
+        cp.proc.assert_running();
+        assert!(up, "control plane did not come up:\n{}", cp.proc.log_text());
+        cp
+    }
+
+    pub fn pki(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
+    /// `palisadectl --controlplane URL --pki DIR ARGS...`, not checked.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(bin("palisadectl"))
+            .args(["--controlplane", &self.url, "--pki"])
+            .arg(self.pki())
+            .args(args)
+            .output()
+            .expect("run palisadectl")
+    }
+
+    /// Like [`ctl`](Self::ctl), panicking unless it succeeds; returns stdout.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "palisadectl {args:?} failed: {}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Starts a node daemon guarding `iface`.
+    pub fn start_node(&self, name: &str, iface: &str, labels: &[&str]) -> Proc {
+        let mut cmd = Command::new(bin("palisade-noded"));
+        cmd.args(["--controlplane", &self.url, "--pki"])
+            .arg(self.pki())
+            .args(["--name", name, "--iface", iface]);
+        for l in labels {
+            cmd.args(["--label", l]);
+        }
+        let mut p = Proc::spawn(&format!("noded-{name}"), &mut cmd, self.dir.path());
+        let connected = wait_until(Duration::from_secs(15), || {
+            String::from_utf8_lossy(&self.ctl(&["nodes", "-o", "json"]).stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .any(|n| n["name"] == name && n["connected"] == true)
+        });
+        p.assert_running();
+        assert!(connected, "node {name} did not connect:\n{}", p.log_text());
+        p
+    }
+
+    /// Waits until node `name` reports enforcing `policy` at `revision` (None: not at all).
+    pub fn wait_realized(&self, name: &str, policy: &str, revision: Option<u64>) {
+        let ok = wait_until(Duration::from_secs(15), || {
+            String::from_utf8_lossy(&self.ctl(&["nodes", "-o", "json"]).stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|n| n["name"] == name)
+                .any(|n| {
+                    let have = n["realized"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|p| p["policy"] == policy)
+                        .and_then(|p| p["revision"].as_u64());
+                    have == revision
+                })
+        });
+        assert!(
+            ok,
+            "node {name} never realized {policy}@{revision:?}: {}",
+            self.ctl_ok(&["nodes"])
+        );
+    }
+
+    /// Writes a policy file into the test directory and returns its path.
+    pub fn write_policy(&self, file: &str, text: &str) -> String {
+        let p = self.dir.path().join(file);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+
+    /// Applies a policy file; returns the new revision.
+    pub fn apply(&self, path: &str) -> u64 {
+        let out = self.ctl_ok(&["apply", path, "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("apply -o json");
+        v["revision"].as_u64().expect("revision")
+    }
+
+    /// `audit tail -o json`, parsed.
+    pub fn audit(&self, last: u32) -> Vec<serde_json::Value> {
+        self.ctl_ok(&["audit", "tail", "--last", &last.to_string(), "-o", "json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect()
+    }
+}

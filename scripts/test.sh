@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, builds, runs every tier.
+#
+# Tiers: unit (pure code), process (real binaries on loopback), host (root: network
+# namespaces, veth, XDP, real traffic). A test whose tier cannot run here says so and is
+# reported as SKIPPED below; with CI=true (or PALISADE_REQUIRE_TIERS set) a skipped
+# required tier fails the run instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+echo ">> building"
+cargo build --workspace --bins --tests --quiet
+
+skips=$(mktemp -d)
+trap 'rm -rf "$skips"' EXIT
+export PALISADE_SKIP_DIR=$skips
+if [ "${CI:-}" = "true" ] && [ -z "${PALISADE_REQUIRE_TIERS:-}" ]; then
+  export PALISADE_REQUIRE_TIERS=process,host
+fi
+
+echo ">> running tests (required tiers: ${PALISADE_REQUIRE_TIERS:-none})"
+status=0
+cargo test --workspace --no-fail-fast -- --test-threads=2 || status=$?
+
+n_skipped=$(find "$skips" -type f | wc -l)
+if [ "$n_skipped" -gt 0 ]; then
+  echo
+  echo "!! $n_skipped test(s) SKIPPED because their tier cannot run on this machine:"
+  for f in "$skips"/*; do echo "   - $(basename "$f"): $(cat "$f")"; done
+  echo "   (they did not pass; run as root on a kernel with XDP to run them)"
+fi
+exit $status
