@@ -3,11 +3,13 @@
 # a control plane with a local sled store and a fresh dev PKI, a node daemon guarding the
 # host end of a veth pair, the example policy applied, a ping from the peer dropped in XDP,
 # and the audit event shown. Everything it creates is removed on exit.
-# Needs root. Usage: scripts/demo.sh   (after scripts/install-deps.sh)
+# Needs root. Usage: bash scripts/demo.sh   (installs what it needs first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 [ "$(id -u)" = 0 ] || { echo "the demo needs root (XDP, network namespaces)" >&2; exit 1; }
+scripts/install-deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
 echo ">> building"
 cargo build --workspace --bins --quiet
 BIN=$PWD/target/debug
