@@ -13,7 +13,7 @@
 
 use crate::Checked;
 use crate::diagnostic::{Diagnostic, Span, did_you_mean};
-use crate::ir::{Action, Direction, IR_VERSION, Mode, NetRule, Network, Policy};
+use crate::ir::{Action, Direction, IR_VERSION, Mode, NetRule, Network, Policy, Protocol};
 use ipnet::IpNet;
 use rhai::packages::{
     ArithmeticPackage, BasicArrayPackage, BasicIteratorPackage, BasicMapPackage,
@@ -188,6 +188,10 @@ fn register_policy(engine: &mut Engine, shared: &Shared) {
                 mode: Mode::Enforce,
                 selector: BTreeMap::new(),
                 network: Network::default(),
+                files: Vec::new(),
+                exec: Vec::new(),
+                seccomp: Vec::new(),
+                sched: Vec::new(),
             },
             span,
         ));
@@ -397,6 +401,8 @@ fn add_net_rule(
         direction,
         action,
         cidrs: nets,
+        protocol: Protocol::Any,
+        ports: Vec::new(),
         span,
     });
     NetworkHandle {

@@ -27,6 +27,14 @@ pub struct Policy {
     pub selector: BTreeMap<String, String>,
     #[serde(default)]
     pub network: Network,
+    #[serde(default)]
+    pub files: Vec<FileRule>,
+    #[serde(default)]
+    pub exec: Vec<ExecRule>,
+    #[serde(default)]
+    pub seccomp: Vec<SeccompProfile>,
+    #[serde(default)]
+    pub sched: Vec<SchedClass>,
 }
 
 impl Policy {
@@ -100,18 +108,208 @@ impl Action {
 pub struct Network {
     #[serde(default)]
     pub rules: Vec<NetRule>,
+    /// What traffic no rule matches gets, per direction; `None` means allow.
+    #[serde(default)]
+    pub default_ingress: Option<Action>,
+    #[serde(default)]
+    pub default_egress: Option<Action>,
+    #[serde(default)]
+    pub rate_limits: Vec<RateLimit>,
 }
 
 /// One network rule: traffic whose peer address falls in `cidrs` gets `action`.
 /// For ingress the peer is the source address, for egress the destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetRule {
-    /// 1-based, unique within the policy, in source order.
+    /// 1-based, unique within the policy across every rule kind, in source order.
     pub id: u32,
     /// A name for audit events: given with `.named(...)`, or derived from the source line.
     pub name: String,
     pub direction: Direction,
     pub action: Action,
+    /// Empty means every address.
     pub cidrs: Vec<IpNet>,
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Destination ports; empty means every port. Only with tcp or udp.
+    #[serde(default)]
+    pub ports: Vec<PortRange>,
+    pub span: Span,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Any,
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+/// An inclusive destination port range; a single port has `first == last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+/// Per-source packet rate limit: each source address in `cidrs` may send at most
+/// `packets_per_sec` packets per second (ingress); the excess is dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub id: u32,
+    pub name: String,
+    pub cidrs: Vec<IpNet>,
+    pub packets_per_sec: u32,
+    pub span: Span,
+}
+
+/// File operations a rule can cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum FileOp {
+    Read,
+    Write,
+    Exec,
+}
+
+/// A file-access rule: `ops` on `path` (the file itself, or everything under it when
+/// `subtree`) get `action`, except for the listed binaries and uids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRule {
+    pub id: u32,
+    pub name: String,
+    /// Absolute path.
+    pub path: String,
+    pub subtree: bool,
+    pub ops: Vec<FileOp>,
+    pub action: Action,
+    /// Absolute paths of binaries the rule does not apply to.
+    #[serde(default)]
+    pub except_binaries: Vec<String>,
+    #[serde(default)]
+    pub except_uids: Vec<u32>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecMode {
+    /// Executing a listed binary gets `action`.
+    Deny,
+    /// Executing any binary *not* listed gets `action`.
+    AllowOnly,
+}
+
+/// An exec rule: a deny list or an allow list of binaries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRule {
+    pub id: u32,
+    pub name: String,
+    pub mode: ExecMode,
+    /// Absolute paths.
+    pub binaries: Vec<String>,
+    /// `Deny` or `Audit`.
+    pub action: Action,
+    #[serde(default)]
+    pub except_uids: Vec<u32>,
+    /// Absolute paths of parent binaries whose children the rule does not apply to.
+    #[serde(default)]
+    pub except_parents: Vec<String>,
+    pub span: Span,
+}
+
+/// What seccomp does with a syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "errno")]
+pub enum SeccompAction {
+    Allow,
+    Errno(u32),
+    Kill,
+    Log,
+    Trap,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    /// `(arg & mask) == value`.
+    MaskedEq {
+        mask: u64,
+    },
+}
+
+/// A comparison on syscall argument `index` (0..=5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ArgCmp {
+    pub index: u8,
+    pub op: CmpOp,
+    pub value: u64,
+}
+
+/// Syscalls that get `action` when every comparison in `args` holds (no comparisons:
+/// always).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyscallRule {
+    pub syscalls: Vec<String>,
+    pub action: SeccompAction,
+    #[serde(default)]
+    pub args: Vec<ArgCmp>,
+    pub span: Span,
+}
+
+/// A named seccomp profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompProfile {
+    pub name: String,
+    pub default_action: SeccompAction,
+    pub rules: Vec<SyscallRule>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedPolicy {
+    Normal,
+    Batch,
+    Idle,
+}
+
+/// Which processes a scheduler class holds: any process matching any one matcher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ProcessMatch {
+    /// Absolute binary paths.
+    #[serde(default)]
+    pub binaries: Vec<String>,
+    /// Process names (comm).
+    #[serde(default)]
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub uids: Vec<u32>,
+    /// cgroup paths (e.g. `/system.slice/backup.service`).
+    #[serde(default)]
+    pub cgroups: Vec<String>,
+}
+
+/// A named scheduler class.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedClass {
+    pub name: String,
+    pub policy: SchedPolicy,
+    #[serde(default)]
+    pub nice: Option<i32>,
+    /// cgroup CPU weight, 1..=10000 (v2 `cpu.weight`; v1 `cpu.shares` is derived).
+    #[serde(default)]
+    pub cpu_weight: Option<u32>,
+    pub matches: ProcessMatch,
     pub span: Span,
 }

@@ -249,3 +249,114 @@ mod tests {
         assert_eq!(plan.egress.v4[0].prefix_len, 32);
     }
 }
+
+/// A packet as the datapath sees it, for [`NetPlan::decide`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet {
+    pub direction: Direction,
+    pub src: std::net::IpAddr,
+    pub dst: std::net::IpAddr,
+    /// IANA protocol number (6 tcp, 17 udp, 1 icmp, 58 icmpv6).
+    pub protocol: u8,
+    pub dst_port: u16,
+}
+
+/// What the datapath does with a packet, and which rule decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The action applied; `Allow` when nothing matched.
+    pub action: Action,
+    /// The deciding rule; `None` when nothing matched.
+    pub rule: Option<RuleMeta>,
+}
+
+impl NetPlan {
+    /// Decides `p` exactly as the BPF program does: longest prefix match on the peer
+    /// address (source for ingress, destination for egress) in that direction's tables.
+    pub fn decide(&self, p: &Packet) -> Verdict {
+        let tables = match p.direction {
+            Direction::Ingress => &self.ingress,
+            Direction::Egress => &self.egress,
+        };
+        let peer = match p.direction {
+            Direction::Ingress => p.src,
+            Direction::Egress => p.dst,
+        };
+        let (entries, bytes, bits): (&[LpmEntry], [u8; 16], u32) = match peer {
+            std::net::IpAddr::V4(a) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&a.octets());
+                (&tables.v4, b, 32)
+            }
+            std::net::IpAddr::V6(a) => (&tables.v6, a.octets(), 128),
+        };
+        let best = entries
+            .iter()
+            .filter(|e| e.prefix_len <= bits && prefix_matches(&e.addr, &bytes, e.prefix_len))
+            .max_by_key(|e| e.prefix_len);
+        match best {
+            Some(e) => Verdict {
+                action: match e.action {
+                    ACTION_DENY => Action::Deny,
+                    ACTION_AUDIT => Action::Audit,
+                    _ => Action::Allow,
+                },
+                rule: self.rule(e.rule_ref).cloned(),
+            },
+            None => Verdict {
+                action: Action::Allow,
+                rule: None,
+            },
+        }
+    }
+}
+
+fn prefix_matches(net: &[u8; 16], addr: &[u8; 16], len: u32) -> bool {
+    let full = (len / 8) as usize;
+    if net[..full] != addr[..full] {
+        return false;
+    }
+    let rem = len % 8;
+    if rem == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - rem);
+    net[full] & mask == addr[full] & mask
+}
+
+#[cfg(test)]
+mod decide_tests {
+    use super::*;
+    use crate::compile;
+
+    #[test]
+    fn longest_prefix_decides() {
+        let p = compile(
+            "t.rhai",
+            r#"policy("a"); network().ingress().deny("10.0.0.0/8").named("wide"); network().ingress().allow("10.1.2.3").named("host");"#,
+        )
+        .unwrap();
+        let plan = compile_network(&[Enforced {
+            policy: &p,
+            revision: 1,
+        }]);
+        let pkt = |src: &str| Packet {
+            direction: Direction::Ingress,
+            src: src.parse().unwrap(),
+            dst: "192.0.2.1".parse().unwrap(),
+            protocol: 6,
+            dst_port: 80,
+        };
+        let v = plan.decide(&pkt("10.9.9.9"));
+        assert_eq!(
+            (v.action, v.rule.unwrap().rule_name.as_str()),
+            (Action::Deny, "wide")
+        );
+        let v = plan.decide(&pkt("10.1.2.3"));
+        assert_eq!(
+            (v.action, v.rule.unwrap().rule_name.as_str()),
+            (Action::Allow, "host")
+        );
+        assert_eq!(plan.decide(&pkt("11.0.0.1")).rule, None);
+    }
+}

@@ -1,0 +1,10 @@
+//! From IR to what a node writes into the kernel, one submodule per backend, and the
+//! evaluators (`decide`) that answer "what would the kernel do with this event" from the
+//! *plan* with the kernel's own lookup semantics. `palisadectl test` and `explain` use those
+//! evaluators, so a passing policy test means the datapath would decide the same.
+//!
+//! - [`net`]: XDP/TC prefix tables and rule metadata.
+
+pub mod net;
+
+pub use net::*;
