@@ -18,6 +18,7 @@ pub mod diagnostic;
 pub mod dsl;
 pub mod ir;
 pub mod plan;
+pub mod validate;
 
 pub use diagnostic::{Diagnostic, Severity, Span};
 pub use ir::Policy;
