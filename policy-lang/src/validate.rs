@@ -4,14 +4,158 @@
 //! JSON can be checked again.
 
 use crate::diagnostic::Diagnostic;
-use crate::ir::{Direction, NetRule, Policy, PortRange, Protocol};
+use crate::ir::{Action, Direction, ExecMode, FileOp, Mode, NetRule, Policy, PortRange, Protocol};
 use ipnet::IpNet;
 
 /// Every whole-policy diagnostic for `policy`, in no particular order (callers sort).
 pub fn validate(policy: &Policy) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     shadowed_net_rules(policy, &mut out);
+    shadowed_file_rules(policy, &mut out);
+    shadowed_exec_rules(policy, &mut out);
+    if policy.mode == Mode::Enforce {
+        daemon_lockout(policy, &mut out);
+    }
     out
+}
+
+/// Where the node daemon's binary is installed. An enforcing policy that would stop root
+/// from executing it (on its next start or upgrade) is refused:
+/// - an exec allow list (`exec().allow_only`) in deny mode that names none of these paths and
+///   does not except uid 0;
+/// - an exec deny list that names one of them (without excepting uid 0);
+/// - a file rule that denies `exec` on one of them or on a directory holding one (without
+///   excepting uid 0 or the binary itself).
+pub const DAEMON_BINARIES: &[&str] = &[
+    "/usr/local/bin/palisade-noded",
+    "/usr/bin/palisade-noded",
+    "/usr/local/sbin/palisade-noded",
+    "/usr/sbin/palisade-noded",
+    "/opt/palisade/bin/palisade-noded",
+];
+
+/// Whether rule path `rule` (normalised, maybe with a trailing `/`) covers `path`.
+pub(crate) fn path_covers(rule: &str, subtree: bool, path: &str) -> bool {
+    let rule = if rule.len() > 1 {
+        rule.trim_end_matches('/')
+    } else {
+        rule
+    };
+    path == rule
+        || (subtree && (rule == "/" || path.strip_prefix(rule).is_some_and(|r| r.starts_with('/'))))
+}
+
+fn daemon_lockout(policy: &Policy, out: &mut Vec<Diagnostic>) {
+    for r in &policy.exec {
+        if r.action != Action::Deny || r.except_uids.contains(&0) {
+            continue;
+        }
+        match r.mode {
+            ExecMode::AllowOnly => {
+                if !r
+                    .binaries
+                    .iter()
+                    .any(|b| DAEMON_BINARIES.contains(&b.as_str()))
+                {
+                    out.push(
+                        Diagnostic::error(
+                            r.span.clone(),
+                            "this allow list would block the node daemon's own binary",
+                        )
+                        .with_hint(format!(
+                            "add the daemon's path (one of {}) to the list, or add .except_uid(0)",
+                            DAEMON_BINARIES.join(", ")
+                        )),
+                    );
+                }
+            }
+            ExecMode::Deny => {
+                for b in &r.binaries {
+                    if DAEMON_BINARIES.contains(&b.as_str()) {
+                        out.push(
+                            Diagnostic::error(
+                                r.span.clone(),
+                                format!("this rule denies executing the node daemon ({b})"),
+                            )
+                            .with_hint("remove it from the list, or add .except_uid(0)"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    for r in &policy.files {
+        if r.action != Action::Deny || !r.ops.contains(&FileOp::Exec) || r.except_uids.contains(&0)
+        {
+            continue;
+        }
+        for b in DAEMON_BINARIES {
+            if path_covers(&r.path, r.subtree, b) && !r.except_binaries.iter().any(|e| e == b) {
+                out.push(
+                    Diagnostic::error(
+                        r.span.clone(),
+                        format!("this rule denies executing the node daemon ({b})"),
+                    )
+                    .with_hint("narrow the path, or add .except_uid(0)"),
+                );
+                break;
+            }
+        }
+    }
+}
+
+/// Two rules on the same path and operation: only one decides (the stricter; see
+/// `plan::files`), so the later one's exceptions may silently not apply.
+fn shadowed_file_rules(policy: &Policy, out: &mut Vec<Diagnostic>) {
+    let rules = &policy.files;
+    for (j, b) in rules.iter().enumerate() {
+        if let Some(a) = rules[..j].iter().find(|a| {
+            a.path.trim_end_matches('/') == b.path.trim_end_matches('/')
+                && b.ops.iter().all(|op| a.ops.contains(op))
+        }) {
+            let winner = if b.action > a.action {
+                &b.name
+            } else {
+                &a.name
+            };
+            out.push(
+                Diagnostic::warning(
+                    b.span.clone(),
+                    format!(
+                        "{} is already covered for these operations by rule {:?} at {}",
+                        b.path, a.name, a.span
+                    ),
+                )
+                .with_hint(format!(
+                    "only the stricter rule ({winner:?}) and its exceptions apply; merge the two rules"
+                )),
+            );
+        }
+    }
+}
+
+/// A binary in two exec deny lists.
+fn shadowed_exec_rules(policy: &Policy, out: &mut Vec<Diagnostic>) {
+    let rules = &policy.exec;
+    for (j, b) in rules.iter().enumerate() {
+        if b.mode != ExecMode::Deny {
+            continue;
+        }
+        for bin in &b.binaries {
+            if let Some(a) = rules[..j]
+                .iter()
+                .find(|a| a.mode == ExecMode::Deny && a.binaries.contains(bin))
+            {
+                out.push(
+                    Diagnostic::warning(
+                        b.span.clone(),
+                        format!("{bin} is already listed by rule {:?} at {}", a.name, a.span),
+                    )
+                    .with_hint("only the stricter rule and its exceptions apply; list it once"),
+                );
+            }
+        }
+    }
 }
 
 pub(crate) fn protocol_name(p: Protocol) -> &'static str {

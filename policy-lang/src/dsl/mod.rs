@@ -218,11 +218,16 @@ impl Collector {
 
     /// A generated rule name (`ingress-deny-line8`), made unique with the column if needed.
     pub fn auto_name(&mut self, base: String, span: &Span) -> String {
-        let name = if self.names.contains_key(&base) {
-            format!("{base}-col{}", span.col)
-        } else {
-            base
-        };
+        let mut name = base.clone();
+        let mut k = 1;
+        while self.names.contains_key(&name) {
+            name = if k == 1 {
+                format!("{base}-col{}", span.col)
+            } else {
+                format!("{base}-col{}-{k}", span.col)
+            };
+            k += 1;
+        }
         self.names.insert(name.clone(), span.clone());
         name
     }

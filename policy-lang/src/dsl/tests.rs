@@ -1,4 +1,3 @@
-
 use crate::check;
 use crate::ir::{Action, Direction, Mode};
 
@@ -238,5 +237,119 @@ network().ingress().allow("10.0.0.0/8").udp().ports(22);
         let m = messages(src);
         assert_eq!(m.len(), 1, "{m:?}");
         assert_eq!(m[0].0, 3);
+    }
+}
+
+mod files_exec {
+    use crate::check;
+    use crate::ir::{Action, ExecMode, FileOp};
+
+    const FILES: &str = r#"policy("f");
+files().deny_read("/etc/shadow").except_binary("/usr/sbin/sshd").except_uid(0).named("shadow");
+files().deny_write("/etc").allow_for("/usr/bin/apt");
+files().audit_read("/srv/secrets/");
+files().deny("/srv/data", ["read", "write", "exec"]);
+files().audit("/srv/data2", ["write"]);
+files().allow_read(["/srv/data/public", "/srv/data/www"]).named("public");
+exec().deny(["/usr/bin/nc", "/usr/bin/ncat"]).except_uid(0).except_parent("/usr/sbin/sshd").named("no-nc");
+exec().audit(["/usr/bin/curl"]);
+exec().allow_only(["/usr/bin/bash", "/usr/bin/ls", "/usr/local/bin/palisade-noded"]);
+exec().allow_only(["/usr/bin/bash"]).audit_mode();
+"#;
+
+    #[test]
+    fn contract_files_and_exec_build_ir() {
+        let c = check("f.rhai", FILES);
+        assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+        let p = c.policy.unwrap();
+        let f = &p.files;
+        assert_eq!(f.len(), 7);
+        assert_eq!(f[0].name, "shadow");
+        assert_eq!(f[0].ops, vec![FileOp::Read]);
+        assert_eq!(f[0].except_binaries, vec!["/usr/sbin/sshd"]);
+        assert_eq!(f[0].except_uids, vec![0]);
+        assert_eq!(f[1].except_binaries, vec!["/usr/bin/apt"]);
+        assert_eq!(f[2].path, "/srv/secrets/");
+        assert_eq!(f[2].action, Action::Audit);
+        assert_eq!(f[3].ops, vec![FileOp::Read, FileOp::Write, FileOp::Exec]);
+        assert_eq!(
+            (f[5].name.as_str(), f[6].name.as_str()),
+            ("public", "public-2")
+        );
+        assert!(f.iter().all(|r| r.subtree));
+        let e = &p.exec;
+        assert_eq!(e.len(), 4);
+        assert_eq!(e[0].name, "no-nc");
+        assert_eq!(e[0].except_parents, vec!["/usr/sbin/sshd"]);
+        assert_eq!((e[1].mode, e[1].action), (ExecMode::Deny, Action::Audit));
+        assert_eq!(
+            (e[2].mode, e[2].action),
+            (ExecMode::AllowOnly, Action::Deny)
+        );
+        assert_eq!(
+            (e[3].mode, e[3].action),
+            (ExecMode::AllowOnly, Action::Audit)
+        );
+    }
+
+    #[test]
+    fn files_and_exec_diagnostics() {
+        let src = r#"policy("x");
+files().deny_read("etc/shadow");
+files().deny("/srv/../etc", ["read"]);
+files().deny("/srv", ["raed"]);
+files().deny_read("/etc/shadow").except_binary("sshd");
+exec().allow_only(["/usr/bin/bash"]);
+exec().deny(["/usr/local/bin/palisade-noded"]);
+files().deny("/usr/local/bin", ["exec"]);
+files().deny_read("/etc/shadow").except_uid(-1);
+exec().deny(["/usr/bin/"]);
+exec().deny(["/usr/bin/nc"]).audit_mode();
+"#;
+        let c = check("x.rhai", src);
+        let m: Vec<_> = c
+            .diagnostics
+            .iter()
+            .map(|d| (d.span.line, d.message.clone(), d.hint.clone()))
+            .collect();
+        let has =
+            |line: u32, text: &str| m.iter().any(|(l, msg, _)| *l == line && msg.contains(text));
+        assert!(has(2, "relative path"), "{m:?}");
+        assert!(m.iter().any(|(_, _, h)| h.as_deref()
+            == Some("paths must be absolute: did you mean \"/etc/shadow\"?")));
+        assert!(has(3, "\"..\""), "{m:?}");
+        assert!(has(4, "unknown file operation"), "{m:?}");
+        assert!(has(5, "relative path"), "{m:?}");
+        assert!(has(6, "block the node daemon"), "{m:?}");
+        assert!(has(7, "node daemon"), "{m:?}");
+        assert!(has(8, "node daemon"), "{m:?}");
+        assert!(has(9, "uid -1 is out of range"), "{m:?}");
+        assert!(has(10, "names a directory"), "{m:?}");
+        assert!(has(11, "applies to an allow list"), "{m:?}");
+    }
+
+    #[test]
+    fn audit_mode_policy_does_not_lock_out() {
+        let c = check(
+            "x.rhai",
+            "policy(\"x\").mode(\"audit\");\nexec().allow_only([\"/usr/bin/bash\"]);\n",
+        );
+        assert!(!c.has_errors(), "{:?}", c.diagnostics);
+        let c = check(
+            "x.rhai",
+            "policy(\"x\");\nexec().allow_only([\"/usr/bin/bash\"]).except_uid(0);\n",
+        );
+        assert!(!c.has_errors(), "{:?}", c.diagnostics);
+    }
+
+    #[test]
+    fn same_path_twice_is_a_warning() {
+        let c = check(
+            "x.rhai",
+            "policy(\"x\");\nfiles().deny_read(\"/etc\");\nfiles().audit(\"/etc/\", [\"read\"]);\n",
+        );
+        assert!(!c.has_errors());
+        assert_eq!(c.diagnostics.len(), 1, "{:?}", c.diagnostics);
+        assert_eq!(c.diagnostics[0].span.line, 3);
     }
 }
