@@ -4,7 +4,9 @@
 //! JSON can be checked again.
 
 use crate::diagnostic::Diagnostic;
-use crate::ir::{Action, Direction, ExecMode, FileOp, Mode, NetRule, Policy, PortRange, Protocol};
+use crate::ir::{
+    Action, Direction, ExecMode, FileOp, Mode, NetRule, Policy, PortRange, Protocol, SeccompAction,
+};
 use ipnet::IpNet;
 
 /// Every whole-policy diagnostic for `policy`, in no particular order (callers sort).
@@ -13,8 +15,10 @@ pub fn validate(policy: &Policy) -> Vec<Diagnostic> {
     shadowed_net_rules(policy, &mut out);
     shadowed_file_rules(policy, &mut out);
     shadowed_exec_rules(policy, &mut out);
+    shadowed_syscall_rules(policy, &mut out);
     if policy.mode == Mode::Enforce {
         daemon_lockout(policy, &mut out);
+        execve_denied(policy, &mut out);
     }
     out
 }
@@ -247,5 +251,61 @@ mod tests {
         assert!(!ports_cover(&[r(1, 2)], &[]));
         assert!(ports_cover(&[r(1, 10), r(11, 20)], &[r(5, 15)]));
         assert!(!ports_cover(&[r(1, 10)], &[r(5, 15)]));
+    }
+}
+
+/// A profile is installed on a process between fork and exec, so the `execve` that starts
+/// the program already goes through it: a profile whose decision for `execve` (arguments
+/// all zero) is not `allow` or `log` can never launch anything.
+fn execve_denied(policy: &Policy, out: &mut Vec<Diagnostic>) {
+    let Some(nr) = crate::syscalls::number("execve") else {
+        return;
+    };
+    for p in &policy.seccomp {
+        let v = crate::plan::seccomp::decide_syscall(p, nr, &[0; 6]);
+        if !matches!(v.action, SeccompAction::Allow | SeccompAction::Log) {
+            let span = v.rule.map_or(p.span.clone(), |i| p.rules[i].span.clone());
+            let why = match v.rule {
+                Some(_) => "this rule",
+                None => "its default action",
+            };
+            out.push(
+                Diagnostic::error(
+                    span,
+                    format!(
+                        "seccomp profile {:?} denies execve ({why}: {}), so the process it launches could never start",
+                        p.name,
+                        crate::plan::seccomp::action_text(v.action)
+                    ),
+                )
+                .with_hint("add .allow([\"execve\"]) before any rule that denies it"),
+            );
+        }
+    }
+}
+
+/// A later rule for a syscall an earlier rule already decides unconditionally (or with the
+/// same comparisons) never decides: the first matching rule wins.
+fn shadowed_syscall_rules(policy: &Policy, out: &mut Vec<Diagnostic>) {
+    for p in &policy.seccomp {
+        for (j, b) in p.rules.iter().enumerate() {
+            for name in &b.syscalls {
+                if let Some(a) = p.rules[..j]
+                    .iter()
+                    .find(|a| a.syscalls.contains(name) && (a.args.is_empty() || a.args == b.args))
+                {
+                    out.push(
+                        Diagnostic::warning(
+                            b.span.clone(),
+                            format!(
+                                "{name} in profile {:?} is already decided by the rule at {}",
+                                p.name, a.span
+                            ),
+                        )
+                        .with_hint("the first matching rule decides; this one never applies to it"),
+                    );
+                }
+            }
+        }
     }
 }

@@ -353,3 +353,102 @@ exec().deny(["/usr/bin/nc"]).audit_mode();
         assert_eq!(c.diagnostics[0].span.line, 3);
     }
 }
+
+mod seccomp {
+    use crate::check;
+    use crate::ir::{ArgCmp, CmpOp, SeccompAction};
+
+    #[test]
+    fn contract_seccomp_builds_ir() {
+        let src = r#"policy("s");
+seccomp("web-default")
+    .default_errno(1)
+    .allow(["read", "write", "openat", "close", "execve"])
+    .deny(["mkdir"])
+    .errno(["unshare", "mount"], 1)
+    .kill(["ptrace"])
+    .log(["personality"])
+    .allow_where("socket", [[0, "eq", 2]])
+    .errno_where("socket", 97, [[0, "eq", 10]])
+    .allow_where("clone", [[0, "masked_eq", 0xff, 0]]);
+seccomp("imported").import_oci(`{ "defaultAction": "SCMP_ACT_ALLOW",
+  "syscalls": [ { "names": ["reboot"], "action": "SCMP_ACT_ERRNO" } ] }`);
+"#;
+        let c = check("s.rhai", src);
+        assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+        let p = c.policy.unwrap();
+        let w = &p.seccomp[0];
+        assert_eq!(w.default_action, SeccompAction::Errno(1));
+        assert_eq!(w.rules.len(), 8);
+        assert_eq!(w.rules[1].action, SeccompAction::Errno(1));
+        assert_eq!(w.rules[3].action, SeccompAction::Kill);
+        assert_eq!(
+            w.rules[5].args,
+            vec![ArgCmp {
+                index: 0,
+                op: CmpOp::Eq,
+                value: 2
+            }]
+        );
+        assert_eq!(w.rules[6].action, SeccompAction::Errno(97));
+        assert_eq!(
+            w.rules[7].args,
+            vec![ArgCmp {
+                index: 0,
+                op: CmpOp::MaskedEq { mask: 0xff },
+                value: 0
+            }]
+        );
+        let i = &p.seccomp[1];
+        assert_eq!(i.name, "imported");
+        assert_eq!(i.default_action, SeccompAction::Allow);
+        assert_eq!(i.rules[0].syscalls, vec!["reboot"]);
+        assert_eq!(i.rules[0].span.line, 12);
+    }
+
+    #[test]
+    fn seccomp_diagnostics() {
+        let src = r#"policy("x");
+seccomp("a").default_allow().deny(["mkdri", "opnat"]);
+seccomp("b").default_errno(5000);
+seccomp("c").allow_where("socket", [[7, "eq", 2]]);
+seccomp("d").allow_where("socket", [[0, "equals", 2]]);
+seccomp("e").allow_where("socket", [[0, "masked_eq", 2]]);
+seccomp("f").default_kill();
+seccomp("g").default_allow().kill(["execve"]);
+seccomp("h").import_oci("{ not json");
+seccomp("a");
+seccomp("i").default_allow().default_kill();
+seccomp("j").allow(["read"]).deny(["read"]);
+"#;
+        let c = check("x.rhai", src);
+        let m: Vec<_> = c
+            .diagnostics
+            .iter()
+            .map(|d| {
+                (
+                    d.span.line,
+                    d.message.clone(),
+                    d.hint.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let has = |line: u32, text: &str| {
+            m.iter()
+                .any(|(l, msg, h)| *l == line && (msg.contains(text) || h.contains(text)))
+        };
+        assert!(has(2, "unknown syscall \"mkdri\""), "{m:?}");
+        assert!(has(2, "did you mean \"mkdir\"?"), "{m:?}");
+        assert!(has(2, "did you mean \"openat\"?"), "{m:?}");
+        assert!(has(3, "errno 5000 is out of range"), "{m:?}");
+        assert!(has(4, "argument index 7"), "{m:?}");
+        assert!(has(5, "unknown comparison"), "{m:?}");
+        assert!(has(6, "takes 2 number(s)"), "{m:?}");
+        assert!(has(7, "denies execve"), "{m:?}");
+        assert!(has(8, "denies execve"), "{m:?}");
+        assert!(has(9, "cannot import"), "{m:?}");
+        assert!(has(10, "declared twice"), "{m:?}");
+        assert!(has(11, "set twice"), "{m:?}");
+        assert!(has(12, "already decided"), "{m:?}");
+    }
+}
