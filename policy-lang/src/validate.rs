@@ -16,6 +16,7 @@ pub fn validate(policy: &Policy) -> Vec<Diagnostic> {
     shadowed_file_rules(policy, &mut out);
     shadowed_exec_rules(policy, &mut out);
     shadowed_syscall_rules(policy, &mut out);
+    empty_sched_classes(policy, &mut out);
     if policy.mode == Mode::Enforce {
         daemon_lockout(policy, &mut out);
         execve_denied(policy, &mut out);
@@ -306,6 +307,22 @@ fn shadowed_syscall_rules(policy: &Policy, out: &mut Vec<Diagnostic>) {
                     );
                 }
             }
+        }
+    }
+}
+
+fn empty_sched_classes(policy: &Policy, out: &mut Vec<Diagnostic>) {
+    for c in &policy.sched {
+        let m = &c.matches;
+        if m.binaries.is_empty() && m.names.is_empty() && m.uids.is_empty() && m.cgroups.is_empty()
+        {
+            out.push(
+                Diagnostic::warning(
+                    c.span.clone(),
+                    format!("scheduler class {:?} matches no process", c.name),
+                )
+                .with_hint("add .binaries([...]), .names([...]), .uids([...]) or .cgroups([...])"),
+            );
         }
     }
 }

@@ -5,8 +5,10 @@
 //!
 //! - [`net`]: XDP/TC prefix tables and rule metadata (`NetPlan::decide`).
 //! - [`seccomp`]: profiles as installed, `decide_syscall` (first matching rule, then default).
+//! - [`sched`]: scheduler classes, `SchedPlan::classify` (first matching class).
 
 pub mod net;
+pub mod sched;
 pub mod seccomp;
 
 pub use net::*;
