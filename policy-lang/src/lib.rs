@@ -14,7 +14,9 @@
 //! [`check`] runs the first two steps and returns *every* diagnostic it found, each with a
 //! file, line and column ([`diagnostic::Diagnostic`]).
 
+pub mod cases;
 pub mod diagnostic;
+pub mod diff;
 pub mod dsl;
 pub mod ir;
 pub mod oci;
