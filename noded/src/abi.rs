@@ -148,7 +148,7 @@ mod tests {
             .lines()
             .find(|l| l.starts_with(&format!("#define {name} ")))
             .unwrap_or_else(|| panic!("{name} not in header"));
-        line.rsplit(' ').next().unwrap().parse().unwrap()
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
     }
 
     #[test]
