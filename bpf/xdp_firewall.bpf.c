@@ -12,6 +12,9 @@
  *   4. a packet not denied, from a rate-limited source over its limit, gets the limit's
  *      action (deny; audit for a policy in audit mode).
  *
+ * IPv6 neighbor discovery (ICMPv6 types 133-137) always passes, as ARP does: without it
+ * no IPv6 traffic flows at all, so neither a default nor an ICMP rule may drop it.
+ *
  * Denied and audited packets are reported over the ring buffer within a per-CPU event
  * budget (what the budget skips is counted and reported with the next event); every
  * decision is counted per rule.
@@ -160,6 +163,8 @@ struct pkt {
 	__u8 proto;
 	__u8 has_ports;
 	__u8 dir;
+	__u8 nd; /* ICMPv6 neighbor discovery (types 133-137): like ARP, never filtered */
+	__u8 _pad[3];
 	__u16 sport;
 	__u16 dport;
 	__u32 len;
@@ -234,7 +239,11 @@ static __always_inline int parse(void *l3, void *end, __u16 eth_proto, struct pk
 	} else {
 		return 0;
 	}
-	if (p->proto == IPPROTO_TCP) {
+	if (p->proto == IPPROTO_ICMPV6) {
+		__u8 *type = l4;
+		if ((void *)(type + 1) <= end && *type >= 133 && *type <= 137)
+			p->nd = 1;
+	} else if (p->proto == IPPROTO_TCP) {
 		struct tcphdr *t = l4;
 		if ((void *)(t + 1) <= end) {
 			p->sport = bpf_ntohs(t->source);
@@ -453,6 +462,8 @@ int palisade_xdp(struct xdp_md *ctx)
 	count(PAL_STAT_SEEN);
 	if (!parse(eth + 1, end, eth->h_proto, &p))
 		return XDP_PASS;
+	if (p.nd)
+		return XDP_PASS;
 	p.dir = PAL_DIR_INGRESS;
 	p.len = end - data;
 	return enforce(&p) ? XDP_DROP : XDP_PASS;
@@ -475,6 +486,8 @@ int palisade_tc_egress(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	count(PAL_STAT_SEEN);
 	if (!parse(eth + 1, end, eth->h_proto, &p))
+		return TC_ACT_UNSPEC;
+	if (p.nd)
 		return TC_ACT_UNSPEC;
 	p.dir = PAL_DIR_EGRESS;
 	p.len = skb->len;

@@ -35,6 +35,10 @@
 //! dropped (per source address). A policy in `audit` mode contributes `audit` wherever it
 //! says `deny` (rules, default, rate limits).
 //!
+//! IPv6 neighbor discovery (ICMPv6 types 133-137) always passes, as ARP does (no rule or
+//! default applies to it); [`Packet`] carries no ICMP type, so `decide` describes every
+//! other packet.
+//!
 //! `rule_ref` is the 1-based index of the rule's [`RuleMeta`] in [`NetPlan::rules`]; 0 means
 //! "no rule" (default allow, counted in counter slot 0).
 
