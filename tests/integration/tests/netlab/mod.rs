@@ -287,26 +287,89 @@ pub fn add_peer_addr(ns: &str, cidr: &str) {
     palisade_integration::run(Command::new("ip").args(&args));
 }
 
-/// Links (ids, types) the kernel has attached to interface `ifindex`, from `bpftool`.
-pub fn links_on(ifindex: u32) -> Vec<(u64, String)> {
-    let out = Command::new("bpftool")
-        .args(["-j", "link", "show"])
-        .output()
-        .expect("bpftool");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|l| l["ifindex"].as_u64() == Some(ifindex as u64))
-        .map(|l| {
-            (
-                l["id"].as_u64().unwrap_or(0),
-                l["type"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
+/// Links (id, type) the kernel has attached to interface `ifindex`, asked with the bpf
+/// syscalls (BPF_LINK_GET_NEXT_ID / GET_FD_BY_ID / OBJ_GET_INFO_BY_FD): "xdp" or "tcx".
+pub fn links_on(ifindex: u32) -> Vec<(u32, String)> {
+    const LINK_GET_FD_BY_ID: libc::c_long = 30;
+    const LINK_GET_NEXT_ID: libc::c_long = 31;
+    const OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    let bpf = |cmd: libc::c_long, attr: &mut [u8; 128]| -> libc::c_long {
+        // SAFETY: attr is a zero-padded bpf_attr of sufficient size.
+        unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len() as u32) }
+    };
+    let mut out = Vec::new();
+    let mut id = 0u32;
+    loop {
+        let mut attr = [0u8; 128];
+        attr[..4].copy_from_slice(&id.to_ne_bytes());
+        if bpf(LINK_GET_NEXT_ID, &mut attr) != 0 {
+            break;
+        }
+        id = u32::from_ne_bytes(attr[4..8].try_into().unwrap());
+        let mut attr = [0u8; 128];
+        attr[..4].copy_from_slice(&id.to_ne_bytes());
+        let fd = bpf(LINK_GET_FD_BY_ID, &mut attr);
+        if fd < 0 {
+            continue;
+        }
+        let mut info = [0u8; 256];
+        let mut attr = [0u8; 128];
+        attr[..4].copy_from_slice(&(fd as u32).to_ne_bytes());
+        attr[4..8].copy_from_slice(&(info.len() as u32).to_ne_bytes());
+        attr[8..16].copy_from_slice(&(info.as_mut_ptr() as u64).to_ne_bytes());
+        let r = bpf(OBJ_GET_INFO_BY_FD, &mut attr);
+        // SAFETY: closing the fd we just opened.
+        unsafe { libc::close(fd as i32) };
+        if r != 0 {
+            continue;
+        }
+        let ty = u32::from_ne_bytes(info[0..4].try_into().unwrap());
+        let idx = u32::from_ne_bytes(info[16..20].try_into().unwrap());
+        let name = match ty {
+            6 => "xdp",
+            11 => "tcx",
+            _ => continue,
+        };
+        if idx == ifindex {
+            out.push((id, name.to_string()));
+        }
+    }
+    out
 }
 
 pub fn ifindex(iface: &str) -> u32 {
     palisade_noded::pinning::ifindex(iface).unwrap()
+}
+
+/// Starts `palisade-noded` for `name` on `iface` with its own pin root, and waits until it
+/// is connected.
+pub fn start_node(
+    cp: &palisade_integration::ControlPlane,
+    name: &str,
+    iface: &str,
+    root: &std::path::Path,
+    log: &str,
+) -> palisade_integration::Proc {
+    let mut cmd = Command::new(palisade_integration::bin("palisade-noded"));
+    cmd.args(["--controlplane", &cp.url, "--pki"])
+        .arg(cp.pki())
+        .args(["--name", name, "--iface", iface, "--bpffs-root"])
+        .arg(root);
+    let mut p = palisade_integration::Proc::spawn(log, &mut cmd, cp.dir.path());
+    let connected = palisade_integration::wait_until(Duration::from_secs(20), || {
+        node_json(cp, name)
+            .map(|n| n["connected"] == true)
+            .unwrap_or(false)
+    });
+    p.assert_running();
+    assert!(connected, "node {name} did not connect:\n{}", p.log_text());
+    p
+}
+
+/// `palisadectl nodes -o json` for one node.
+pub fn node_json(cp: &palisade_integration::ControlPlane, name: &str) -> Option<serde_json::Value> {
+    String::from_utf8_lossy(&cp.ctl(&["nodes", "-o", "json"]).stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|n| n["name"] == name)
 }
