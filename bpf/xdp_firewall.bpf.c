@@ -8,7 +8,8 @@
  *      prefix first, in the exact-match prefix hash of the active half (see palisade_abi.h);
  *   2. the prefix's clause set is scanned: the first clause whose protocol and destination
  *      port match decides; a rate-limit clause only remembers the limit;
- *   3. nothing matched: the direction's default action;
+ *   3. nothing matched: the direction's default action, except that on ingress a reply to
+ *      a flow this host opened (seen leaving by the egress program) is allowed;
  *   4. a packet not denied, from a rate-limited source over its limit, gets the limit's
  *      action (deny; audit for a policy in audit mode).
  *
@@ -94,6 +95,14 @@ struct {
 } PAL_RATE SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct pal_flow_key);
+	__type(value, __u64);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} PAL_FLOWS SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -164,7 +173,9 @@ struct pkt {
 	__u8 has_ports;
 	__u8 dir;
 	__u8 nd; /* ICMPv6 neighbor discovery (types 133-137): like ARP, never filtered */
-	__u8 _pad[3];
+	__u8 icmp_type;
+	__u8 tcp_flags; /* bit 0 SYN, bit 1 ACK */
+	__u8 _pad;
 	__u16 sport;
 	__u16 dport;
 	__u32 len;
@@ -239,13 +250,17 @@ static __always_inline int parse(void *l3, void *end, __u16 eth_proto, struct pk
 	} else {
 		return 0;
 	}
-	if (p->proto == IPPROTO_ICMPV6) {
+	if (p->proto == IPPROTO_ICMPV6 || p->proto == IPPROTO_ICMP) {
 		__u8 *type = l4;
-		if ((void *)(type + 1) <= end && *type >= 133 && *type <= 137)
-			p->nd = 1;
+		if ((void *)(type + 1) <= end) {
+			p->icmp_type = *type;
+			if (p->proto == IPPROTO_ICMPV6 && *type >= 133 && *type <= 137)
+				p->nd = 1;
+		}
 	} else if (p->proto == IPPROTO_TCP) {
 		struct tcphdr *t = l4;
 		if ((void *)(t + 1) <= end) {
+			p->tcp_flags = (t->syn ? 1 : 0) | (t->ack ? 2 : 0);
 			p->sport = bpf_ntohs(t->source);
 			p->dport = bpf_ntohs(t->dest);
 			p->has_ports = 1;
@@ -352,6 +367,55 @@ static __always_inline int over_limit(const struct pkt *p, __u32 pps)
 	return __sync_fetch_and_add(&s->count, 1) + 1 > pps;
 }
 
+static __always_inline void flow_ports(const struct pkt *p, __u16 *local, __u16 *remote)
+{
+	if (p->dir == PAL_DIR_EGRESS) {
+		*local = p->sport;
+		*remote = p->dport;
+	} else {
+		*local = p->dport;
+		*remote = p->sport;
+	}
+	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP) {
+		*local = 0;
+		*remote = 0;
+	}
+}
+
+static __always_inline void track(const struct pkt *p)
+{
+	struct pal_flow_key k = { .family = p->family, .proto = p->proto };
+	__u64 now = bpf_ktime_get_ns();
+
+	/* Only what this host starts: a TCP SYN, an echo request, any UDP. */
+	if (p->proto == IPPROTO_TCP && p->tcp_flags != 1)
+		return;
+	if (p->proto == IPPROTO_ICMP && p->icmp_type != 8)
+		return;
+	if (p->proto == IPPROTO_ICMPV6 && p->icmp_type != 128)
+		return;
+	flow_ports(p, &k.local_port, &k.remote_port);
+	__builtin_memcpy(k.local, p->src, 16);
+	__builtin_memcpy(k.remote, p->dst, 16);
+	bpf_map_update_elem(&PAL_FLOWS, &k, &now, BPF_ANY);
+}
+
+static __always_inline int is_reply(const struct pkt *p)
+{
+	struct pal_flow_key k = { .family = p->family, .proto = p->proto };
+	__u64 *seen;
+
+	if (p->proto == IPPROTO_ICMP && p->icmp_type != 0)
+		return 0;
+	if (p->proto == IPPROTO_ICMPV6 && p->icmp_type != 129)
+		return 0;
+	flow_ports(p, &k.local_port, &k.remote_port);
+	__builtin_memcpy(k.local, p->dst, 16);
+	__builtin_memcpy(k.remote, p->src, 16);
+	seen = bpf_map_lookup_elem(&PAL_FLOWS, &k);
+	return seen && bpf_ktime_get_ns() - *seen < PAL_FLOW_TTL_NS;
+}
+
 static __always_inline void decide(struct pkt *p, struct verdict *out)
 {
 	__u32 zero = 0, half_idx, rate_ref = 0, rate_pps = 0, rate_action = 0, i, found = 0;
@@ -412,7 +476,17 @@ static __always_inline void decide(struct pkt *p, struct verdict *out)
 	if (!found) {
 		out->action = t->default_action;
 		out->rule_ref = t->default_rule_ref;
+		/* Replies to flows this host opened pass a non-allow ingress default. */
+		if (p->dir == PAL_DIR_INGRESS && out->action != PAL_ACTION_ALLOW && is_reply(p)) {
+			out->action = PAL_ACTION_ALLOW;
+			out->rule_ref = 0;
+			count(PAL_STAT_REPLY_ALLOWED);
+		}
 	}
+	/* Egress that leaves while ingress is default-deny: remember the flow for its replies. */
+	if (p->dir == PAL_DIR_EGRESS && out->action != PAL_ACTION_DENY &&
+	    h->dir[PAL_DIR_INGRESS].default_action != PAL_ACTION_ALLOW)
+		track(p);
 	if (out->action != PAL_ACTION_DENY && rate_ref && over_limit(p, rate_pps)) {
 		out->action = rate_action;
 		out->rule_ref = rate_ref;

@@ -117,6 +117,25 @@ struct pal_rate_state {
 	__u64 count;
 };
 
+/*
+ * Flows this host opened (PAL_FLOWS, LRU): written by the egress program for what it lets
+ * out while the ingress default is not allow and that starts a flow (TCP SYN without ACK,
+ * ICMP echo request, any UDP); the ingress program lets the replies
+ * (the reversed tuple) past the *default* action, never past an explicit rule. Value: the
+ * last time the flow was seen leaving (ns); older than PAL_FLOW_TTL_NS counts as gone.
+ */
+struct pal_flow_key {
+	__u8 family;
+	__u8 proto;
+	__u16 local_port;  /* host order; 0 for ICMP */
+	__u16 remote_port;
+	__u16 _pad;
+	__u8 local[16];
+	__u8 remote[16];
+};
+
+#define PAL_FLOW_TTL_NS 300000000000ULL
+
 /* One ring-buffer event per denied or audited packet (within the event budget). */
 struct pal_net_event {
 	__u64 ts_ns;      /* bpf_ktime_get_ns() */
@@ -156,7 +175,8 @@ struct pal_config {
 #define PAL_STAT_EVENTS_SUPPRESSED 4
 #define PAL_STAT_RINGBUF_FULL 5
 #define PAL_STAT_RATE_LIMITED 6
-#define PAL_STAT_MAX 7
+#define PAL_STAT_REPLY_ALLOWED 7
+#define PAL_STAT_MAX 8
 
 #define PAL_SIZE_PFX4_KEY 8
 #define PAL_SIZE_PFX6_KEY 20
@@ -165,6 +185,7 @@ struct pal_config {
 #define PAL_SIZE_DIR_TABLE 176
 #define PAL_SIZE_HALF 360
 #define PAL_SIZE_RATE_KEY 20
+#define PAL_SIZE_FLOW_KEY 40
 #define PAL_SIZE_NET_EVENT 72
 
 #endif

@@ -18,7 +18,8 @@ pub const STAT_ALLOWED: u32 = 3;
 pub const STAT_EVENTS_SUPPRESSED: u32 = 4;
 pub const STAT_RINGBUF_FULL: u32 = 5;
 pub const STAT_RATE_LIMITED: u32 = 6;
-pub const STAT_MAX: u32 = 7;
+pub const STAT_REPLY_ALLOWED: u32 = 7;
+pub const STAT_MAX: u32 = 8;
 
 pub const MAX_LENS4: usize = 33;
 pub const MAX_LENS6: usize = 129;

@@ -30,7 +30,10 @@
 //! destination ports (only TCP/UDP packets have ports) match, the one with the longest
 //! prefix decides; on a tie the stricter action, then the first rule in (policy name, rule
 //! id) order. Nothing matches: the direction's default (the strictest default any policy
-//! sets; allow when none does). Then, on ingress, a packet that is not denied, from a source
+//! sets; allow when none does), except that an ingress packet answering a flow this host
+//! opened (the egress program remembers flows it lets out while the ingress default is not
+//! allow) is allowed: stateless `decide` describes packets that are not such replies. Then,
+//! on ingress, a packet that is not denied, from a source
 //! inside a rate limit's CIDRs, sent over that limit in the current one-second window, is
 //! dropped (per source address). A policy in `audit` mode contributes `audit` wherever it
 //! says `deny` (rules, default, rate limits).

@@ -168,3 +168,63 @@ fn probes_are_reported_and_counters_reach_the_cli() {
     let text = cp.ctl_ok(&["nodes"]);
     assert!(text.contains("counter cnt@"), "{text}");
 }
+
+#[test]
+fn dsl_policy_with_ports_egress_and_default_is_enforced_end_to_end() {
+    if let Some(why) = host_tier_unavailable() {
+        return skip("host", "net_dsl_end_to_end", &why);
+    }
+    let lab = Lab::new("paln-dsl", 42);
+    let pins = PinRoot::new("dsl");
+    let cp = ControlPlane::start(&["node-dsl"]);
+    let _node = start_node(&cp, "node-dsl", &lab.host_if, &pins.0, "noded");
+    let p = cp.write_policy(
+        "web.rhai",
+        &format!(
+            "policy(\"web\");\n\
+             network().ingress().default_action(\"deny\");\n\
+             network().ingress().allow_tcp([80, \"8000-8001\"]);\n\
+             network().egress().deny(\"{}\").tcp().ports(25).named(\"no-smtp\");\n\
+             files().deny_read(\"/etc/shadow\").named(\"shadow\");\n",
+            lab.peer_v4
+        ),
+    );
+    let rev = cp.apply(&p);
+    cp.wait_realized("node-dsl", "web", Some(rev));
+    assert_eq!(netlab::tcp_from_ns(&lab.name, &lab.host_v4, 80), "refused");
+    assert_eq!(
+        netlab::tcp_from_ns(&lab.name, &lab.host_v4, 8001),
+        "refused"
+    );
+    assert_eq!(netlab::tcp_from_ns(&lab.name, &lab.host_v6, 80), "refused");
+    assert_eq!(netlab::tcp_from_ns(&lab.name, &lab.host_v4, 22), "timeout");
+    assert_eq!(lab.ping_from_peer(&lab.host_v4, 2), 0);
+    assert_eq!(netlab::tcp_from_host(&lab.peer_v4, 25), "timeout");
+    assert_eq!(netlab::tcp_from_host(&lab.peer_v4, 26), "refused");
+
+    // Egress is enforced, so no network rule is reported as unenforced; the file rule is
+    // when this kernel refuses BPF LSM programs.
+    let n = node_json(&cp, "node-dsl").unwrap();
+    let unenforced = n["unenforced"].as_array().unwrap();
+    assert!(
+        !unenforced.iter().any(|u| u["rule"] == "no-smtp"),
+        "{unenforced:?}"
+    );
+    let lsm_ok = n["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "bpf-lsm" && c["available"] == true);
+    if !lsm_ok {
+        assert!(
+            unenforced
+                .iter()
+                .any(|u| u["rule"] == "shadow" && u["reason"].as_str().unwrap().contains("BPF LSM")),
+            "{unenforced:?}"
+        );
+        assert!(
+            cp.ctl_ok(&["nodes"])
+                .contains("not enforced: web rule shadow")
+        );
+    }
+}

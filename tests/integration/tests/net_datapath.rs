@@ -140,6 +140,10 @@ fn default_deny_with_exceptions_and_audit_mode() {
     assert_eq!(tcp_from_ns(&lab.name, &lab.host_v4, 81), "timeout");
     assert_eq!(lab.ping_from_peer(&lab.host_v4, 2), 0);
     assert_eq!(lab.ping_from_peer(&lab.host_v6, 2), 0);
+    // Replies to connections this host opens pass the default (the RST comes back).
+    assert_eq!(tcp_from_host(&lab.peer_v4, 9), "refused");
+    assert_eq!(tcp_from_host(&lab.peer_v6, 9), "refused");
+    assert!(fw.stats().unwrap()[palisade_noded::abi::STAT_REPLY_ALLOWED as usize] >= 2);
 
     // The same policy in audit mode lets everything through and counts the would-denies.
     let mut audit = strict.clone();
