@@ -90,6 +90,7 @@ impl Fleet {
                 unenforced: e.status.unenforced.clone(),
                 last_error: e.status.last_error.clone(),
                 last_seen_unix_ms: e.last_seen_unix_ms,
+                counters: e.status.counters.clone(),
             })
             .collect()
     }

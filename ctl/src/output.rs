@@ -106,6 +106,7 @@ pub fn node_json(n: &v1::NodeInfo) -> Value {
         "in_sync": in_sync(n),
         "unenforced": n.unenforced.iter().map(|u| json!({"policy": u.policy, "rule": u.rule, "reason": u.reason})).collect::<Vec<_>>(),
         "last_error": n.last_error,
+        "counters": n.counters.iter().map(|c| json!({"policy": c.policy, "rule": c.rule, "revision": c.revision, "direction": c.direction, "action": c.action, "packets": c.packets, "bytes": c.bytes})).collect::<Vec<_>>(),
     })
 }
 
@@ -155,6 +156,28 @@ pub fn node_text(n: &v1::NodeInfo) -> String {
     }
     if !n.last_error.is_empty() {
         out.push_str(&format!("\n    last error: {}", n.last_error));
+    }
+    for c in n.capabilities.iter().filter(|c| !c.available) {
+        out.push_str(&format!(
+            "\n    missing capability {}: {}",
+            c.name, c.detail
+        ));
+    }
+    for c in &n.counters {
+        out.push_str(&format!(
+            "\n    counter {}@{} {} ({} {}): {} packets, {} bytes",
+            if c.policy.is_empty() { "-" } else { &c.policy },
+            c.revision,
+            c.rule,
+            if c.direction.is_empty() {
+                "-"
+            } else {
+                &c.direction
+            },
+            c.action,
+            c.packets,
+            c.bytes
+        ));
     }
     out
 }
