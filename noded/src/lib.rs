@@ -9,5 +9,7 @@
 pub mod abi;
 pub mod enforce;
 pub mod events;
+pub mod seccomp;
 pub mod session;
+pub mod syscall_table;
 pub mod xdp;
