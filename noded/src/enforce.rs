@@ -23,6 +23,8 @@ pub enum EnforceError {
     },
     #[error(transparent)]
     Xdp(#[from] XdpError),
+    #[error("{0}")]
+    Hooks(String),
 }
 
 /// A kernel backend the enforcer drives. The real one is XDP; tests may record instead.
@@ -41,8 +43,17 @@ impl NetBackend for XdpFirewall {
     }
 }
 
+/// Another node backend driven by the same desired state (seccomp profiles, scheduler
+/// classes, ...): it sees every enforced policy after the network plan is applied and
+/// adds to the status.
+pub trait PolicyHook: Send {
+    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<(), String>;
+    fn status(&self, status: &mut v1::NodeStatus);
+}
+
 pub struct Enforcer {
     backend: Box<dyn NetBackend>,
+    hooks: Vec<Box<dyn PolicyHook>>,
     generation: u32,
     plans: VecDeque<(u32, Arc<NetPlan>)>,
     realized: Vec<v1::RealizedPolicy>,
@@ -54,12 +65,17 @@ impl Enforcer {
     pub fn new(backend: Box<dyn NetBackend>) -> Self {
         Enforcer {
             backend,
+            hooks: Vec::new(),
             generation: 0,
             plans: VecDeque::new(),
             realized: Vec::new(),
             unenforced: Vec::new(),
             last_error: String::new(),
         }
+    }
+
+    pub fn add_hook(&mut self, hook: Box<dyn PolicyHook>) {
+        self.hooks.push(hook);
     }
 
     /// Enforces exactly `desired`. On error the previous state stays in force and the
@@ -96,6 +112,11 @@ impl Enforcer {
         let generation = self.generation.wrapping_add(1).max(1);
         self.backend.apply(&plan, generation)?;
         self.generation = generation;
+        let hook_errors: Vec<String> = self
+            .hooks
+            .iter_mut()
+            .filter_map(|h| h.apply(&policies).err())
+            .collect();
 
         self.unenforced = plan
             .rules
@@ -126,15 +147,23 @@ impl Enforcer {
             policies = ?self.realized.iter().map(|p| format!("{}@{}", p.name, p.revision)).collect::<Vec<_>>(),
             "desired state enforced"
         );
+        if !hook_errors.is_empty() {
+            return Err(EnforceError::Hooks(hook_errors.join("; ")));
+        }
         Ok(())
     }
 
     pub fn status(&self) -> v1::NodeStatus {
-        v1::NodeStatus {
+        let mut status = v1::NodeStatus {
             policies: self.realized.clone(),
             unenforced: self.unenforced.clone(),
             last_error: self.last_error.clone(),
+            ..Default::default()
+        };
+        for h in &self.hooks {
+            h.status(&mut status);
         }
+        status
     }
 
     /// The rule an event of `generation` refers to.

@@ -9,6 +9,9 @@
 pub mod abi;
 pub mod enforce;
 pub mod events;
+pub mod localapi;
+pub mod oci_export;
+pub mod profiles;
 pub mod seccomp;
 pub mod session;
 pub mod syscall_table;

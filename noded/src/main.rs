@@ -1,8 +1,10 @@
 //! `palisade-noded`: enforces the control plane's policies on this node.
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use palisade_noded::enforce::Enforcer;
+use palisade_noded::localapi::{self, Request};
+use palisade_noded::profiles::{self, Profiles, ProfilesHook};
 use palisade_noded::session::{self, SessionConfig};
 use palisade_noded::{events, xdp::XdpFirewall};
 use palisade_pki::{PkiDir, Role};
@@ -11,8 +13,33 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+mod exec_cmd;
+
 #[derive(Parser, Debug)]
-#[command(name = "palisade-noded", version, about = "Palisade node daemon")]
+#[command(
+    name = "palisade-noded",
+    version,
+    about = "Palisade node daemon",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    /// With no subcommand: run the daemon (same as `run`).
+    #[command(flatten)]
+    run: Option<Args>,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the daemon (the default).
+    Run(Args),
+    /// Run a command under a seccomp profile in force on this node.
+    Exec(exec_cmd::ExecArgs),
+}
+
+#[derive(clap::Args, Debug)]
 struct Args {
     /// Control plane URL.
     #[arg(
@@ -39,6 +66,12 @@ struct Args {
     /// Most audit events the kernel emits per CPU per second; the rest are counted.
     #[arg(long, default_value_t = 1000)]
     events_per_sec: u32,
+    /// Local API socket (`palisade-noded exec` fetches profiles here).
+    #[arg(long, env = "PALISADE_API_SOCKET", default_value = localapi::DEFAULT_SOCKET)]
+    api_socket: PathBuf,
+    /// Where every seccomp profile in force is written as OCI JSON (NAME.json).
+    #[arg(long, env = "PALISADE_SECCOMP_DIR", default_value = profiles::DEFAULT_DIR)]
+    seccomp_dir: PathBuf,
 }
 
 fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
@@ -60,7 +93,18 @@ async fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match cli.cmd {
+        None => match cli.run {
+            Some(args) => run(args).await,
+            None => bail!("give the daemon's options (see --help) or a subcommand"),
+        },
+        Some(Cmd::Run(args)) => run(args).await,
+        Some(Cmd::Exec(args)) => exec_cmd::exec(args),
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
     let labels = parse_labels(&args.labels)?;
     let pki = PkiDir::new(&args.pki);
     let identity = pki.cert_paths(Role::Node, &args.name);
@@ -83,7 +127,11 @@ async fn main() -> Result<()> {
         available: true,
         detail: format!("attached to {} in {} mode", args.iface, fw.mode()),
     }];
-    let enforcer = Arc::new(Mutex::new(Enforcer::new(Box::new(fw))));
+    let mut enforcer = Enforcer::new(Box::new(fw));
+    let profiles = Arc::new(Mutex::new(Profiles::new(Some(args.seccomp_dir.clone()))));
+    enforcer.add_hook(Box::new(ProfilesHook(profiles.clone())));
+    let enforcer = Arc::new(Mutex::new(enforcer));
+    localapi::serve(&args.api_socket, api_handler(profiles))?;
 
     let (ev_tx, ev_rx) = tokio::sync::mpsc::channel(8192);
     let reader = tokio::spawn(events::read_ring(
@@ -109,6 +157,22 @@ async fn main() -> Result<()> {
         _ = sess => bail!("session task stopped"),
     }
     Ok(())
+}
+
+fn api_handler(profiles: Arc<Mutex<Profiles>>) -> localapi::Handler {
+    Arc::new(move |req| match req {
+        Request::Profile { name } => {
+            let p = profiles.lock().expect("profiles lock");
+            match p.get(&name) {
+                Some(f) => Ok(serde_json::to_value(f).expect("profile serializes")),
+                None => Err(format!(
+                    "no seccomp profile named {name:?} is in force on this node (in force: {})",
+                    p.names().join(", ")
+                )),
+            }
+        }
+        other => Err(format!("not served by this daemon: {other:?}")),
+    })
 }
 
 async fn shutdown_signal() {
