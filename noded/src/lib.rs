@@ -9,9 +9,13 @@
 pub mod abi;
 pub mod enforce;
 pub mod events;
+pub mod exec_abi;
+pub mod exectrack;
 pub mod localapi;
 pub mod oci_export;
+pub mod proctable;
 pub mod profiles;
+pub mod sched;
 pub mod seccomp;
 pub mod session;
 pub mod syscall_table;

@@ -3,8 +3,9 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use palisade_noded::enforce::Enforcer;
-use palisade_noded::localapi::{self, Request};
+use palisade_noded::localapi;
 use palisade_noded::profiles::{self, Profiles, ProfilesHook};
+use palisade_noded::sched::SchedHook;
 use palisade_noded::session::{self, SessionConfig};
 use palisade_noded::{events, xdp::XdpFirewall};
 use palisade_pki::{PkiDir, Role};
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 mod exec_cmd;
+mod node_local;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -122,16 +124,22 @@ async fn run(args: Args) -> Result<()> {
         .with_context(|| format!("cannot enforce network rules on {}", args.iface))?;
     tracing::info!(iface = %args.iface, mode = fw.mode(), "XDP firewall attached");
     let ring = fw.take_events()?;
-    let capabilities = vec![v1::Capability {
+    let mut capabilities = vec![v1::Capability {
         name: "xdp".into(),
         available: true,
         detail: format!("attached to {} in {} mode", args.iface, fw.mode()),
     }];
+    let (sched, tracker, sched_caps) = node_local::start_sched();
+    capabilities.extend(sched_caps);
     let mut enforcer = Enforcer::new(Box::new(fw));
     let profiles = Arc::new(Mutex::new(Profiles::new(Some(args.seccomp_dir.clone()))));
     enforcer.add_hook(Box::new(ProfilesHook(profiles.clone())));
+    enforcer.add_hook(Box::new(SchedHook(sched.clone())));
     let enforcer = Arc::new(Mutex::new(enforcer));
-    localapi::serve(&args.api_socket, api_handler(profiles))?;
+    localapi::serve(
+        &args.api_socket,
+        node_local::api_handler(profiles, sched.clone(), tracker.clone()),
+    )?;
 
     let (ev_tx, ev_rx) = tokio::sync::mpsc::channel(8192);
     let reader = tokio::spawn(events::read_ring(
@@ -151,28 +159,18 @@ async fn run(args: Args) -> Result<()> {
     };
     let sess = tokio::spawn(session::run(cfg, enforcer.clone(), ev_rx));
 
-    tokio::select! {
-        _ = shutdown_signal() => tracing::info!("shutting down; the XDP program is detached on exit"),
-        r = reader => bail!("audit event reader stopped: {r:?}"),
-        _ = sess => bail!("session task stopped"),
-    }
-    Ok(())
-}
-
-fn api_handler(profiles: Arc<Mutex<Profiles>>) -> localapi::Handler {
-    Arc::new(move |req| match req {
-        Request::Profile { name } => {
-            let p = profiles.lock().expect("profiles lock");
-            match p.get(&name) {
-                Some(f) => Ok(serde_json::to_value(f).expect("profile serializes")),
-                None => Err(format!(
-                    "no seccomp profile named {name:?} is in force on this node (in force: {})",
-                    p.names().join(", ")
-                )),
-            }
+    let result = tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down; the XDP program is detached on exit");
+            Ok(())
         }
-        other => Err(format!("not served by this daemon: {other:?}")),
-    })
+        r = reader => Err(anyhow::anyhow!("audit event reader stopped: {r:?}")),
+        _ = sess => Err(anyhow::anyhow!("session task stopped")),
+    };
+    // Processes in scheduler classes get their own attributes back.
+    sched.lock().expect("sched lock").restore_all();
+    drop(tracker);
+    result
 }
 
 async fn shutdown_signal() {
