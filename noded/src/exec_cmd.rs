@@ -13,7 +13,8 @@ pub struct ExecArgs {
     /// Name of a profile in force on this node (fetched from the local daemon).
     #[arg(long, required_unless_present = "profile_file")]
     profile: Option<String>,
-    /// Read the profile from a file instead (IR JSON of one seccomp profile).
+    /// Read the profile from a file instead: OCI/Docker seccomp JSON, or the IR JSON of one
+    /// profile.
     #[arg(long, conflicts_with = "profile")]
     profile_file: Option<PathBuf>,
     /// Install the profile in log mode: every would-deny is logged and allowed.
@@ -84,4 +85,32 @@ pub fn exec(args: ExecArgs) -> Result<()> {
     } else {
         126
     });
+}
+
+/// An OCI `LinuxSeccomp` document (has `defaultAction`) or the IR of one profile.
+fn profile_from_file(path: &std::path::Path, text: &str) -> Result<SeccompProfile> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).with_context(|| format!("{}: not JSON", path.display()))?;
+    if v.get("defaultAction").is_some() {
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "imported".into());
+        let imported = palisade_policy::oci::import_oci_as(
+            &name,
+            text,
+            &palisade_policy::diagnostic::Span::new(&path.display().to_string(), 1, 1),
+        )
+        .with_context(|| format!("{}: not a usable OCI seccomp profile", path.display()))?;
+        for note in &imported.notes {
+            eprintln!("palisade-noded exec: {}: {note}", path.display());
+        }
+        return Ok(imported.profile);
+    }
+    serde_json::from_value(v).with_context(|| {
+        format!(
+            "{}: not a seccomp profile (OCI seccomp JSON or IR JSON)",
+            path.display()
+        )
+    })
 }

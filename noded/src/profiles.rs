@@ -2,11 +2,15 @@
 //! local API, and written as OCI seccomp JSON files (`DIR/NAME.json`) that container
 //! runtimes and kubelet can point at.
 //!
-//! A profile name is unique on a node; when two enforced policies define the same name the
-//! one from the policy that sorts first wins and the other is reported as not enforced.
+//! Profiles come from `palisade_policy::plan::seccomp::compile_seccomp` (audit mode already
+//! applied). When two enforced policies define the same name, `NAME` is the one from the
+//! policy that sorts first and `POLICY/NAME` addresses either (file `POLICY_NAME.json`).
 
 use crate::enforce::PolicyHook;
 use palisade_policy::ir::{Mode, Policy, SeccompProfile};
+use palisade_policy::oci::export_oci;
+use palisade_policy::plan::Enforced;
+use palisade_policy::plan::seccomp::compile_seccomp;
 use palisade_proto::v1;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +37,7 @@ pub enum ProfilesError {
 /// One profile in force and where it comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InForce {
+    /// As installed: a policy in audit mode has every errno/kill/trap turned into log.
     pub profile: SeccompProfile,
     pub policy: String,
     pub revision: u64,
@@ -42,10 +47,10 @@ pub struct InForce {
 
 pub struct Profiles {
     dir: Option<PathBuf>,
+    /// By `NAME` and, for every profile, `POLICY/NAME`.
     in_force: BTreeMap<String, InForce>,
     /// File names this daemon wrote (removed when their profile goes away).
     written: BTreeSet<String>,
-    conflicts: Vec<v1::Unenforced>,
 }
 
 impl Profiles {
@@ -55,7 +60,6 @@ impl Profiles {
             dir,
             in_force: BTreeMap::new(),
             written: BTreeSet::new(),
-            conflicts: Vec::new(),
         }
     }
 
@@ -63,42 +67,48 @@ impl Profiles {
         self.in_force.get(name)
     }
 
+    /// Names a profile can be fetched by (`NAME`; `POLICY/NAME` only where names clash).
     pub fn names(&self) -> Vec<String> {
-        self.in_force.keys().cloned().collect()
+        self.in_force
+            .iter()
+            .filter(|(k, f)| {
+                !k.contains('/')
+                    || self
+                        .in_force
+                        .get(&f.profile.name)
+                        .is_some_and(|first| first.policy != f.policy)
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// Makes the profiles of `policies` the ones in force and syncs the directory.
     pub fn set(&mut self, policies: &[(Policy, u64)]) -> Result<(), ProfilesError> {
-        let mut sorted: Vec<&(Policy, u64)> = policies.iter().collect();
-        sorted.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        let enforced: Vec<Enforced<'_>> = policies
+            .iter()
+            .map(|(policy, revision)| Enforced {
+                policy,
+                revision: *revision,
+            })
+            .collect();
+        let modes: BTreeMap<&str, Mode> = policies
+            .iter()
+            .map(|(p, _)| (p.name.as_str(), p.mode))
+            .collect();
         let mut in_force: BTreeMap<String, InForce> = BTreeMap::new();
-        let mut conflicts = Vec::new();
-        for (policy, revision) in sorted {
-            for p in &policy.seccomp {
-                if let Some(first) = in_force.get(&p.name) {
-                    conflicts.push(v1::Unenforced {
-                        policy: policy.name.clone(),
-                        rule: format!("seccomp {}", p.name),
-                        reason: format!(
-                            "policy {} already defines a seccomp profile named {:?}",
-                            first.policy, p.name
-                        ),
-                    });
-                    continue;
-                }
-                in_force.insert(
-                    p.name.clone(),
-                    InForce {
-                        profile: p.clone(),
-                        policy: policy.name.clone(),
-                        revision: *revision,
-                        audit: policy.mode == Mode::Audit,
-                    },
-                );
-            }
+        for planned in compile_seccomp(&enforced).profiles {
+            let f = InForce {
+                audit: modes.get(planned.policy.as_str()) == Some(&Mode::Audit),
+                policy: planned.policy.clone(),
+                revision: planned.revision,
+                profile: planned.profile,
+            };
+            in_force
+                .entry(f.profile.name.clone())
+                .or_insert_with(|| f.clone());
+            in_force.insert(format!("{}/{}", f.policy, f.profile.name), f);
         }
         self.in_force = in_force;
-        self.conflicts = conflicts;
         self.sync_dir()
     }
 
@@ -111,9 +121,10 @@ impl Profiles {
             source,
         })?;
         let mut now = BTreeSet::new();
-        for (name, f) in &self.in_force {
-            let file = format!("{}.json", file_stem(name));
-            let mut text = serde_json::to_string_pretty(&crate::oci_export::export(&f.profile))
+        for name in self.names() {
+            let f = &self.in_force[&name];
+            let file = format!("{}.json", file_stem(&name));
+            let mut text = serde_json::to_string_pretty(&export_oci(&f.profile))
                 .expect("JSON values serialize");
             text.push('\n');
             write_atomic(&dir.join(&file), text.as_bytes())?;
@@ -176,7 +187,6 @@ impl PolicyHook for ProfilesHook {
     fn status(&self, status: &mut v1::NodeStatus) {
         let p = self.0.lock().expect("profiles lock");
         status.seccomp_profiles = p.names();
-        status.unenforced.extend(p.conflicts.iter().cloned());
     }
 }
 
@@ -204,25 +214,24 @@ mod tests {
     }
 
     #[test]
-    fn writes_and_removes_files_and_reports_conflicts() {
+    fn writes_and_removes_files_and_addresses_clashes() {
         let dir = tempfile::tempdir().unwrap();
         let mut p = Profiles::new(Some(dir.path().to_path_buf()));
-        p.set(&[
-            (policy("a", &["web", "db/x"]), 3),
-            (policy("b", &["web"]), 4),
-        ])
-        .unwrap();
-        assert_eq!(p.names(), vec!["db/x".to_string(), "web".to_string()]);
+        p.set(&[(policy("b", &["web"]), 4), (policy("a", &["web", "db"]), 3)])
+            .unwrap();
+        assert_eq!(p.names(), vec!["b/web", "db", "web"]);
         assert_eq!(p.get("web").unwrap().policy, "a");
-        assert_eq!(p.conflicts.len(), 1);
+        assert_eq!(p.get("b/web").unwrap().policy, "b");
+        assert_eq!(p.get("a/web").unwrap().policy, "a");
         assert!(dir.path().join("web.json").exists());
-        assert!(dir.path().join("db_x.json").exists());
+        assert!(dir.path().join("b_web.json").exists());
+        assert!(dir.path().join("db.json").exists());
         let v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("web.json")).unwrap()).unwrap();
         assert_eq!(v["defaultAction"], "SCMP_ACT_ERRNO");
         p.set(&[(policy("b", &["web"]), 5)]).unwrap();
-        assert!(!dir.path().join("db_x.json").exists());
+        assert!(!dir.path().join("db.json").exists());
+        assert!(!dir.path().join("b_web.json").exists());
         assert_eq!(p.get("web").unwrap().revision, 5);
-        assert!(p.conflicts.is_empty());
     }
 }

@@ -12,6 +12,8 @@ use crate::enforce::PolicyHook;
 use crate::exec_abi::ExecEvent;
 use crate::proctable::{self, ProcInfo, ProcTable};
 use palisade_policy::ir::{Policy, SchedClass, SchedPolicy};
+use palisade_policy::plan::Enforced;
+use palisade_policy::plan::sched::{Process, compile_sched, matches};
 use palisade_proto::v1;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -246,21 +248,26 @@ struct ClassInForce {
 }
 
 impl ClassInForce {
+    /// `palisade_policy::plan::sched::matches` against each of the process's cgroup paths
+    /// (cgroup v1 has one per hierarchy), or the binary's device and inode (a hard link or
+    /// symlink to a class's binary).
     fn matches(&self, p: &ProcInfo) -> bool {
-        let m = &self.class.matches;
-        m.binaries.iter().any(|b| *b == p.exe)
-            || (p.ino != 0 && self.inodes.contains(&(p.dev, p.ino)))
-            || m.names.iter().any(|n| {
-                let n15: String = n.chars().take(15).collect();
-                *n == p.name || n15 == p.name
-            })
-            || m.uids.contains(&p.uid)
-            || m.cgroups.iter().any(|c| {
-                let c = c.trim_end_matches('/');
-                p.cgroups
-                    .iter()
-                    .any(|pc| pc == c || pc.starts_with(&format!("{c}/")))
-            })
+        let mut proc = Process {
+            binary: p.exe.clone(),
+            name: p.name.clone(),
+            uid: p.uid,
+            cgroup: String::new(),
+        };
+        if matches(&self.class, &proc).is_some() {
+            return true;
+        }
+        if p.ino != 0 && self.inodes.contains(&(p.dev, p.ino)) {
+            return true;
+        }
+        p.cgroups.iter().any(|cg| {
+            proc.cgroup = cg.clone();
+            matches(&self.class, &proc).is_some()
+        })
     }
 }
 
@@ -318,27 +325,32 @@ impl SchedManager {
 
     /// Makes the classes of `policies` the ones in force and reclassifies every process.
     pub fn set_classes(&mut self, policies: &[(Policy, u64)]) -> Result<(), String> {
-        let mut sorted: Vec<&(Policy, u64)> = policies.iter().collect();
-        sorted.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        let enforced: Vec<Enforced<'_>> = policies
+            .iter()
+            .map(|(policy, revision)| Enforced {
+                policy,
+                revision: *revision,
+            })
+            .collect();
         let mut classes: Vec<ClassInForce> = Vec::new();
-        for (policy, _) in sorted {
-            for c in &policy.sched {
-                if classes.iter().any(|have| have.class.name == c.name) {
-                    continue;
-                }
-                let inodes = c
-                    .matches
-                    .binaries
-                    .iter()
-                    .filter_map(|b| std::fs::metadata(b).ok())
-                    .map(|m| (m.dev(), m.ino()))
-                    .collect();
-                classes.push(ClassInForce {
-                    class: c.clone(),
-                    policy: policy.name.clone(),
-                    inodes,
-                });
+        for planned in compile_sched(&enforced).classes {
+            let c = planned.class;
+            // A class name is one cgroup and one count on the node: the first one wins.
+            if classes.iter().any(|have| have.class.name == c.name) {
+                continue;
             }
+            let inodes = c
+                .matches
+                .binaries
+                .iter()
+                .filter_map(|b| std::fs::metadata(b).ok())
+                .map(|m| (m.dev(), m.ino()))
+                .collect();
+            classes.push(ClassInForce {
+                class: c,
+                policy: planned.policy,
+                inodes,
+            });
         }
         self.classes = classes;
         self.errors.clear();
@@ -638,7 +650,7 @@ mod tests {
             inodes: HashSet::new(),
         };
         assert!(class(serde_json::json!({"binaries": ["/usr/bin/backup"]})).matches(&p));
-        assert!(class(serde_json::json!({"names": ["a-very-long-process-name"]})).matches(&p));
+        assert!(class(serde_json::json!({"names": ["a-very-long-pro"]})).matches(&p));
         assert!(class(serde_json::json!({"uids": [1000]})).matches(&p));
         assert!(class(serde_json::json!({"cgroups": ["/system.slice"]})).matches(&p));
         assert!(!class(serde_json::json!({"cgroups": ["/system.sl"]})).matches(&p));

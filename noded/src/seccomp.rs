@@ -1,10 +1,10 @@
 //! Seccomp profiles (IR) → seccomp-BPF programs, and installing one on the calling thread.
 //!
-//! Semantics (the same as the kernel's when several filters are stacked): for a syscall,
-//! every rule whose argument comparisons all hold *matches*; the strictest matching action
-//! wins (kill > trap > errno > log > allow; among equal kinds, the first in source order);
-//! no matching rule means the profile's default action. Unknown syscall names are skipped
-//! and reported, as libseccomp/runc do for names the running architecture lacks.
+//! Semantics: exactly `palisade_policy::plan::seccomp::decide_syscall` (a unit test checks
+//! the compiled program against it): rules are tried in source order and the first rule
+//! that lists the syscall and whose comparisons all hold decides; otherwise the profile's
+//! default action. Unknown syscall names are skipped and reported, as libseccomp/runc do for
+//! names the running architecture lacks.
 //!
 //! Layout of the program:
 //! 1. arch check (not x86_64 → kill process), x32 syscall numbers (bit 30) → kill process;
@@ -12,8 +12,9 @@
 //!    names ([`Layout::Tree`], Palisade's) or one comparison after another
 //!    ([`Layout::Linear`], how libseccomp lays out a filter by default; kept as the
 //!    benchmark's baseline);
-//! 3. one block per syscall: its rules, strictest first. The argument comparisons of each
-//!    rule are compiled by `seccompiler` (64-bit comparisons, as OCI specifies them).
+//! 3. one block per syscall: its rules in source order, up to the first without argument
+//!    comparisons. The comparisons of each rule are compiled by `seccompiler` (64-bit,
+//!    unsigned, as OCI specifies them).
 
 use palisade_policy::ir::{ArgCmp, CmpOp, SeccompAction, SeccompProfile};
 use seccompiler::{
@@ -21,7 +22,7 @@ use seccompiler::{
 };
 use std::collections::BTreeMap;
 
-use crate::syscall_table;
+use palisade_policy::syscalls as syscall_table;
 
 const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JMP_JA: u16 = 0x05;
@@ -108,17 +109,6 @@ pub fn ret_value(action: SeccompAction) -> u32 {
     }
 }
 
-/// Higher is stricter.
-fn strictness(action: SeccompAction) -> u8 {
-    match action {
-        SeccompAction::Allow => 0,
-        SeccompAction::Log => 1,
-        SeccompAction::Errno(_) => 2,
-        SeccompAction::Trap => 3,
-        SeccompAction::Kill => 4,
-    }
-}
-
 fn effective(action: SeccompAction, audit: bool) -> SeccompAction {
     match action {
         SeccompAction::Allow => SeccompAction::Allow,
@@ -138,7 +128,7 @@ struct BlockRule {
 pub fn compile(profile: &SeccompProfile, opts: Options) -> Result<Compiled, SeccompError> {
     let default = effective(profile.default_action, opts.audit);
     check_action(profile, profile.default_action)?;
-    let mut blocks: BTreeMap<i64, Vec<BlockRule>> = BTreeMap::new();
+    let mut blocks: BTreeMap<u32, Vec<BlockRule>> = BTreeMap::new();
     let mut unknown = Vec::new();
     for rule in &profile.rules {
         check_action(profile, rule.action)?;
@@ -171,7 +161,7 @@ pub fn compile(profile: &SeccompProfile, opts: Options) -> Result<Compiled, Secc
     asm.raw(BPF_JMP_JGE_K, 0, 1, X32_SYSCALL_BIT);
     asm.raw(BPF_RET_K, 0, 0, RET_KILL_PROCESS);
     // 2. Dispatch.
-    let nrs: Vec<i64> = blocks.keys().copied().collect();
+    let nrs: Vec<u32> = blocks.keys().copied().collect();
     let default_label = asm.label();
     let block_labels: Vec<Label> = nrs.iter().map(|_| asm.label()).collect();
     let leaf = match opts.layout {
@@ -188,10 +178,8 @@ pub fn compile(profile: &SeccompProfile, opts: Options) -> Result<Compiled, Secc
         default_label,
     );
     // 3. Blocks, then the default.
-    for (i, rules) in blocks.values_mut().enumerate() {
+    for (i, rules) in blocks.values().enumerate() {
         asm.place(block_labels[i]);
-        // Strictest first; sort is stable so source order breaks ties.
-        rules.sort_by_key(|r| std::cmp::Reverse(strictness(r.action)));
         let mut closed = false;
         for r in rules.iter() {
             if r.args.is_empty() {
@@ -261,7 +249,7 @@ fn condition(a: &ArgCmp) -> Result<SeccompCondition, seccompiler::BackendError> 
 /// Binary search over `nrs[lo..hi]`; leaves of at most `leaf` syscalls compare one by one.
 fn emit_dispatch(
     asm: &mut Asm,
-    nrs: &[i64],
+    nrs: &[u32],
     labels: &[Label],
     lo: usize,
     hi: usize,
@@ -270,7 +258,7 @@ fn emit_dispatch(
 ) {
     if hi - lo <= leaf {
         for i in lo..hi {
-            asm.raw(BPF_JMP_JEQ_K, 0, 1, nrs[i] as u32);
+            asm.raw(BPF_JMP_JEQ_K, 0, 1, nrs[i]);
             asm.ja(labels[i]);
         }
         asm.ja(default);
@@ -278,7 +266,7 @@ fn emit_dispatch(
     }
     let mid = lo + (hi - lo) / 2;
     let right = asm.label();
-    asm.raw(BPF_JMP_JGE_K, 0, 1, nrs[mid] as u32);
+    asm.raw(BPF_JMP_JGE_K, 0, 1, nrs[mid]);
     asm.ja(right);
     emit_dispatch(asm, nrs, labels, lo, mid, leaf, default);
     asm.place(right);
@@ -451,7 +439,7 @@ mod tests {
         evaluate(
             p,
             AUDIT_ARCH_X86_64,
-            syscall_table::number(name).unwrap() as u32,
+            syscall_table::number(name).unwrap(),
             args,
         )
     }
@@ -501,18 +489,78 @@ mod tests {
     }
 
     #[test]
-    fn strictest_matching_rule_wins() {
+    fn first_matching_rule_wins() {
         let mut p = profile();
-        p.rules.push(rule(
-            &["read"],
-            SeccompAction::Errno(5),
-            vec![cmp(0, CmpOp::Eq, 9)],
-        ));
+        p.rules.insert(
+            0,
+            rule(
+                &["read"],
+                SeccompAction::Errno(5),
+                vec![cmp(0, CmpOp::Eq, 9)],
+            ),
+        );
         p.rules.push(rule(&["write"], SeccompAction::Log, vec![]));
         let c = compile(&p, Options::default()).unwrap();
         assert_eq!(run(&c.program, "read", [9, 0, 0, 0, 0, 0]), RET_ERRNO | 5);
         assert_eq!(run(&c.program, "read", [8, 0, 0, 0, 0, 0]), RET_ALLOW);
-        assert_eq!(run(&c.program, "write", [1, 0, 0, 0, 0, 0]), RET_LOG);
+        // `write` is allowed by an earlier rule: the later `log` never decides.
+        assert_eq!(run(&c.program, "write", [1, 0, 0, 0, 0, 0]), RET_ALLOW);
+    }
+
+    /// The compiled program decides every syscall exactly as the policy language's
+    /// evaluator does, over a grid of syscalls and argument values.
+    #[test]
+    fn equivalent_to_decide_syscall() {
+        use palisade_policy::plan::seccomp::decide_syscall;
+        let mut p = profile();
+        p.rules.insert(
+            0,
+            rule(
+                &["read", "socket"],
+                SeccompAction::Trap,
+                vec![cmp(1, CmpOp::Ge, 1 << 40)],
+            ),
+        );
+        p.rules.push(rule(&["socket"], SeccompAction::Log, vec![]));
+        p.rules.push(rule(
+            &["lseek"],
+            SeccompAction::Kill,
+            vec![cmp(2, CmpOp::Lt, 3)],
+        ));
+        let values = [
+            0u64,
+            1,
+            2,
+            3,
+            7,
+            10,
+            0xff,
+            0x100,
+            1 << 33,
+            1 << 34,
+            1 << 40,
+            u64::MAX,
+        ];
+        for layout in [Layout::Tree, Layout::Linear] {
+            let c = compile(
+                &p,
+                Options {
+                    audit: false,
+                    layout,
+                },
+            )
+            .unwrap();
+            for nr in (0..460).chain([X32_SYSCALL_BIT | 1]) {
+                for (i, a) in values.iter().enumerate() {
+                    let b = values[(i * 7 + 3) % values.len()];
+                    let c2 = values[(i * 5 + 1) % values.len()];
+                    let args = [*a, b, c2, 0, 0, 0];
+                    let want = ret_value(decide_syscall(&p, nr, &args).action);
+                    let got = evaluate(&c.program, AUDIT_ARCH_X86_64, nr, args);
+                    assert_eq!(got, want, "nr {nr} args {args:?} layout {layout:?}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -533,7 +581,7 @@ mod tests {
 
     #[test]
     fn every_syscall_reaches_its_block_in_a_large_tree() {
-        let names: Vec<&str> = syscall_table::X86_64.iter().map(|(n, _)| *n).collect();
+        let names: Vec<&str> = syscall_table::names().collect();
         let p = SeccompProfile {
             name: "all".into(),
             default_action: SeccompAction::Kill,
@@ -541,9 +589,9 @@ mod tests {
             span: Span::default(),
         };
         let c = compile(&p, Options::default()).unwrap();
-        for (_, nr) in syscall_table::X86_64 {
+        for (_, nr) in syscall_table::table() {
             assert_eq!(
-                evaluate(&c.program, AUDIT_ARCH_X86_64, *nr as u32, [0; 6]),
+                evaluate(&c.program, AUDIT_ARCH_X86_64, *nr, [0; 6]),
                 RET_ERRNO | 7
             );
         }
