@@ -36,9 +36,7 @@ pub fn exec(args: ExecArgs) -> Result<()> {
         (_, Some(path)) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            let p: SeccompProfile = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a seccomp profile (IR JSON)", path.display()))?;
-            (p, false)
+            (profile_from_file(path, &text)?, false)
         }
         (Some(name), None) => {
             let v = localapi::request(&args.api_socket, &Request::Profile { name: name.clone() })?;
