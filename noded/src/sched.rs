@@ -385,10 +385,33 @@ impl SchedManager {
                 self.reclassify(pid, None);
             }
         }
+        self.remove_stale_cgroups();
         if self.errors.is_empty() {
             Ok(())
         } else {
             Err(self.errors.join("; "))
+        }
+    }
+
+    /// Removes the CPU cgroups of classes no longer in force (only when empty).
+    fn remove_stale_cgroups(&self) {
+        let Some(root) = self.cgroup.root() else {
+            return;
+        };
+        let Ok(dir) = std::fs::read_dir(root.join("palisade")) else {
+            return;
+        };
+        let keep: HashSet<String> = self
+            .classes
+            .iter()
+            .filter(|c| c.class.cpu_weight.is_some())
+            .map(|c| crate::profiles::file_stem(&c.class.name))
+            .collect();
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_dir() && !keep.contains(&name) {
+                let _ = std::fs::remove_dir(e.path());
+            }
         }
     }
 
