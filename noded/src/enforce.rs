@@ -23,6 +23,8 @@ pub enum EnforceError {
     },
     #[error(transparent)]
     Xdp(#[from] XdpError),
+    #[error("{0}")]
+    Hooks(String),
 }
 
 /// A kernel backend the enforcer drives. The real one is XDP + TC; tests may record instead.
@@ -76,8 +78,17 @@ impl NetBackend for NetFirewall {
     }
 }
 
+/// Another node backend driven by the same desired state (seccomp profiles, scheduler
+/// classes, ...): it sees every enforced policy after the network plan is applied and
+/// adds to the status.
+pub trait PolicyHook: Send {
+    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<(), String>;
+    fn status(&self, status: &mut v1::NodeStatus);
+}
+
 pub struct Enforcer {
     backend: Box<dyn NetBackend>,
+    hooks: Vec<Box<dyn PolicyHook>>,
     generation: u32,
     plans: VecDeque<(u32, Arc<NetPlan>)>,
     realized: Vec<v1::RealizedPolicy>,
@@ -94,12 +105,17 @@ impl Enforcer {
         Enforcer {
             capabilities: Vec::new(),
             backend,
+            hooks: Vec::new(),
             generation,
             plans: VecDeque::new(),
             realized: Vec::new(),
             unenforced: Vec::new(),
             last_error: String::new(),
         }
+    }
+
+    pub fn add_hook(&mut self, hook: Box<dyn PolicyHook>) {
+        self.hooks.push(hook);
     }
 
     /// Enforces exactly `desired`. On error the previous state stays in force and the
@@ -136,6 +152,11 @@ impl Enforcer {
         let generation = self.generation.wrapping_add(1).max(1);
         self.backend.apply(&plan, generation)?;
         self.generation = generation;
+        let hook_errors: Vec<String> = self
+            .hooks
+            .iter_mut()
+            .filter_map(|h| h.apply(&policies).err())
+            .collect();
 
         let mut unenforced: Vec<v1::Unenforced> = Vec::new();
         if let Some(why) = self.backend.egress_unavailable() {
@@ -183,6 +204,9 @@ impl Enforcer {
             policies = ?self.realized.iter().map(|p| format!("{}@{}", p.name, p.revision)).collect::<Vec<_>>(),
             "desired state enforced"
         );
+        if !hook_errors.is_empty() {
+            return Err(EnforceError::Hooks(hook_errors.join("; ")));
+        }
         Ok(())
     }
 
@@ -192,12 +216,17 @@ impl Enforcer {
     }
 
     pub fn status(&self) -> v1::NodeStatus {
-        v1::NodeStatus {
+        let mut status = v1::NodeStatus {
             policies: self.realized.clone(),
             unenforced: self.unenforced.clone(),
             last_error: self.last_error.clone(),
             counters: self.counters(),
+            ..Default::default()
+        };
+        for h in &self.hooks {
+            h.status(&mut status);
         }
+        status
     }
 
     /// Packet and byte counters of every rule of the plan in force.

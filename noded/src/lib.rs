@@ -12,7 +12,14 @@
 pub mod abi;
 pub mod enforce;
 pub mod events;
+pub mod exec_abi;
+pub mod exectrack;
+pub mod localapi;
 pub mod pinning;
 pub mod probes;
+pub mod proctable;
+pub mod profiles;
+pub mod sched;
+pub mod seccomp;
 pub mod session;
 pub mod xdp;

@@ -3,6 +3,9 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use palisade_noded::enforce::Enforcer;
+use palisade_noded::localapi;
+use palisade_noded::profiles::{self, Profiles, ProfilesHook};
+use palisade_noded::sched::SchedHook;
 use palisade_noded::session::{self, SessionConfig};
 use palisade_noded::{events, pinning, probes, xdp::NetFirewall};
 use palisade_pki::{PkiDir, Role};
@@ -10,6 +13,9 @@ use palisade_proto::v1;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+mod exec_cmd;
+mod node_local;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -20,17 +26,19 @@ use std::sync::{Arc, Mutex};
     subcommand_negates_reqs = true
 )]
 struct Cli {
-    #[command(subcommand)]
-    cmd: Option<Sub>,
-    /// Without a subcommand: run the daemon.
+    /// With no subcommand: run the daemon (same as `run`).
     #[command(flatten)]
-    run: Args,
+    run: Option<Args>,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
 }
 
 #[derive(Subcommand, Debug)]
-enum Sub {
-    /// Run the daemon (the default when no subcommand is given).
+enum Cmd {
+    /// Run the daemon (the default).
     Run(Args),
+    /// Run a command under a seccomp profile in force on this node.
+    Exec(exec_cmd::ExecArgs),
     /// Remove every program, link and map the daemon attached or pinned.
     Cleanup {
         /// The pin root the daemon used.
@@ -70,6 +78,12 @@ struct Args {
     /// Most audit events the kernel emits per CPU per second; the rest are counted.
     #[arg(long, default_value_t = 1000)]
     events_per_sec: u32,
+    /// Local API socket (`palisade-noded exec` fetches profiles here).
+    #[arg(long, env = "PALISADE_API_SOCKET", default_value = localapi::DEFAULT_SOCKET)]
+    api_socket: PathBuf,
+    /// Where every seccomp profile in force is written as OCI JSON (NAME.json).
+    #[arg(long, env = "PALISADE_SECCOMP_DIR", default_value = profiles::DEFAULT_DIR)]
+    seccomp_dir: PathBuf,
 }
 
 fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
@@ -92,10 +106,14 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let args = match cli.cmd {
-        None => cli.run,
-        Some(Sub::Run(a)) => a,
-        Some(Sub::Cleanup { bpffs_root }) => {
+    match cli.cmd {
+        None => match cli.run {
+            Some(args) => run(args).await,
+            None => bail!("give the daemon's options (see --help) or a subcommand"),
+        },
+        Some(Cmd::Run(args)) => run(args).await,
+        Some(Cmd::Exec(args)) => exec_cmd::exec(args),
+        Some(Cmd::Cleanup { bpffs_root }) => {
             let removed = pinning::cleanup(&bpffs_root)
                 .with_context(|| format!("cleaning up {}", bpffs_root.display()))?;
             for p in &removed {
@@ -106,9 +124,12 @@ async fn main() -> Result<()> {
                 removed.len(),
                 bpffs_root.display()
             );
-            return Ok(());
+            Ok(())
         }
-    };
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
     let (Some(name), Some(iface)) = (args.name.clone(), args.iface.clone()) else {
         bail!("--name and --iface are required to run the daemon");
     };
@@ -177,9 +198,18 @@ async fn main() -> Result<()> {
             },
         },
     );
+    let (sched, tracker, sched_caps) = node_local::start_sched();
+    capabilities.extend(sched_caps);
     let mut enforcer = Enforcer::new(Box::new(fw));
     enforcer.set_capabilities(capabilities.clone());
+    let profiles = Arc::new(Mutex::new(Profiles::new(Some(args.seccomp_dir.clone()))));
+    enforcer.add_hook(Box::new(ProfilesHook(profiles.clone())));
+    enforcer.add_hook(Box::new(SchedHook(sched.clone())));
     let enforcer = Arc::new(Mutex::new(enforcer));
+    localapi::serve(
+        &args.api_socket,
+        node_local::api_handler(profiles, sched.clone(), tracker.clone()),
+    )?;
 
     let (ev_tx, ev_rx) = tokio::sync::mpsc::channel(8192);
     let reader = tokio::spawn(events::read_ring(
@@ -199,12 +229,18 @@ async fn main() -> Result<()> {
     };
     let sess = tokio::spawn(session::run(cfg, enforcer.clone(), ev_rx));
 
-    tokio::select! {
-        _ = shutdown_signal() => tracing::info!("shutting down; the pinned programs stay attached and keep enforcing (`palisade-noded cleanup` removes them)"),
-        r = reader => bail!("audit event reader stopped: {r:?}"),
-        _ = sess => bail!("session task stopped"),
-    }
-    Ok(())
+    let result = tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down; the pinned programs stay attached and keep enforcing (`palisade-noded cleanup` removes them)");
+            Ok(())
+        }
+        r = reader => Err(anyhow::anyhow!("audit event reader stopped: {r:?}")),
+        _ = sess => Err(anyhow::anyhow!("session task stopped")),
+    };
+    // Processes in scheduler classes get their own attributes back.
+    sched.lock().expect("sched lock").restore_all();
+    drop(tracker);
+    result
 }
 
 async fn shutdown_signal() {
