@@ -92,6 +92,7 @@ impl Fleet {
                 last_seen_unix_ms: e.last_seen_unix_ms,
                 sched_classes: e.status.sched_classes.clone(),
                 seccomp_profiles: e.status.seccomp_profiles.clone(),
+                counters: e.status.counters.clone(),
             })
             .collect()
     }

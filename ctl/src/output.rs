@@ -108,6 +108,7 @@ pub fn node_json(n: &v1::NodeInfo) -> Value {
         "last_error": n.last_error,
         "sched_classes": n.sched_classes.iter().map(|c| json!({"name": c.name, "policy": c.policy, "processes": c.processes, "detail": c.detail})).collect::<Vec<_>>(),
         "seccomp_profiles": n.seccomp_profiles,
+        "counters": n.counters.iter().map(|c| json!({"policy": c.policy, "rule": c.rule, "revision": c.revision, "direction": c.direction, "action": c.action, "packets": c.packets, "bytes": c.bytes})).collect::<Vec<_>>(),
     })
 }
 
@@ -169,6 +170,28 @@ pub fn node_text(n: &v1::NodeInfo) -> String {
     }
     if !n.last_error.is_empty() {
         out.push_str(&format!("\n    last error: {}", n.last_error));
+    }
+    for c in n.capabilities.iter().filter(|c| !c.available) {
+        out.push_str(&format!(
+            "\n    missing capability {}: {}",
+            c.name, c.detail
+        ));
+    }
+    for c in &n.counters {
+        out.push_str(&format!(
+            "\n    counter {}@{} {} ({} {}): {} packets, {} bytes",
+            if c.policy.is_empty() { "-" } else { &c.policy },
+            c.revision,
+            c.rule,
+            if c.direction.is_empty() {
+                "-"
+            } else {
+                &c.direction
+            },
+            c.action,
+            c.packets,
+            c.bytes
+        ));
     }
     out
 }

@@ -187,6 +187,8 @@ pub(crate) struct Collector {
     pub port_spans: BTreeMap<usize, Span>,
     /// Rule names in use (every kind), for uniqueness.
     pub names: BTreeMap<String, Span>,
+    /// Last suffix used per generated base name, so naming stays linear.
+    name_counters: BTreeMap<String, u32>,
     next_id: u32,
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -219,14 +221,10 @@ impl Collector {
     /// A generated rule name (`ingress-deny-line8`), made unique with the column if needed.
     pub fn auto_name(&mut self, base: String, span: &Span) -> String {
         let mut name = base.clone();
-        let mut k = 1;
         while self.names.contains_key(&name) {
-            name = if k == 1 {
-                format!("{base}-col{}", span.col)
-            } else {
-                format!("{base}-col{}-{k}", span.col)
-            };
-            k += 1;
+            let k = self.name_counters.entry(base.clone()).or_insert(1);
+            *k += 1;
+            name = format!("{base}-col{}-{k}", span.col);
         }
         self.names.insert(name.clone(), span.clone());
         name
