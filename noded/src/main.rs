@@ -26,16 +26,16 @@ mod node_local;
     subcommand_negates_reqs = true
 )]
 struct Cli {
-    /// With no subcommand: run the daemon (same as `run`).
-    #[command(flatten)]
-    run: Option<Args>,
     #[command(subcommand)]
-    cmd: Option<Cmd>,
+    cmd: Option<Sub>,
+    /// Without a subcommand: run the daemon.
+    #[command(flatten)]
+    run: Args,
 }
 
 #[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Run the daemon (the default).
+enum Sub {
+    /// Run the daemon (the default when no subcommand is given).
     Run(Args),
     /// Run a command under a seccomp profile in force on this node.
     Exec(exec_cmd::ExecArgs),
@@ -106,14 +106,11 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.cmd {
-        None => match cli.run {
-            Some(args) => run(args).await,
-            None => bail!("give the daemon's options (see --help) or a subcommand"),
-        },
-        Some(Cmd::Run(args)) => run(args).await,
-        Some(Cmd::Exec(args)) => exec_cmd::exec(args),
-        Some(Cmd::Cleanup { bpffs_root }) => {
+    let args = match cli.cmd {
+        None => cli.run,
+        Some(Sub::Run(a)) => a,
+        Some(Sub::Exec(a)) => return exec_cmd::exec(a),
+        Some(Sub::Cleanup { bpffs_root }) => {
             let removed = pinning::cleanup(&bpffs_root)
                 .with_context(|| format!("cleaning up {}", bpffs_root.display()))?;
             for p in &removed {
@@ -124,12 +121,9 @@ async fn main() -> Result<()> {
                 removed.len(),
                 bpffs_root.display()
             );
-            Ok(())
+            return Ok(());
         }
-    }
-}
-
-async fn run(args: Args) -> Result<()> {
+    };
     let (Some(name), Some(iface)) = (args.name.clone(), args.iface.clone()) else {
         bail!("--name and --iface are required to run the daemon");
     };
@@ -237,7 +231,8 @@ async fn run(args: Args) -> Result<()> {
         r = reader => Err(anyhow::anyhow!("audit event reader stopped: {r:?}")),
         _ = sess => Err(anyhow::anyhow!("session task stopped")),
     };
-    // Processes in scheduler classes get their own attributes back.
+    // Without the daemon nothing classifies new processes: those in scheduler classes get
+    // their own attributes back.
     sched.lock().expect("sched lock").restore_all();
     drop(tracker);
     result
