@@ -23,12 +23,43 @@ pub enum EnforceError {
     },
     #[error(transparent)]
     Xdp(#[from] XdpError),
+    #[error("file/exec rules: {0}")]
+    Files(String),
 }
 
 /// A kernel backend the enforcer drives. The real one is XDP; tests may record instead.
 pub trait NetBackend: Send {
     fn apply(&mut self, plan: &NetPlan, generation: u32) -> Result<(), XdpError>;
     fn describe(&self) -> String;
+    /// Rules of `plan` this backend cannot enforce (beyond egress, reported by the enforcer).
+    fn unenforced(&self, _plan: &NetPlan) -> Vec<v1::Unenforced> {
+        Vec::new()
+    }
+}
+
+/// No network backend (a node run without `--iface`): every ingress rule is reported unenforced.
+pub struct NoNetwork;
+
+impl NetBackend for NoNetwork {
+    fn apply(&mut self, _plan: &NetPlan, _generation: u32) -> Result<(), XdpError> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "no network backend".into()
+    }
+
+    fn unenforced(&self, plan: &NetPlan) -> Vec<v1::Unenforced> {
+        plan.rules
+            .iter()
+            .filter(|r| r.direction == Direction::Ingress)
+            .map(|r| v1::Unenforced {
+                policy: r.policy.clone(),
+                rule: r.rule_name.clone(),
+                reason: "this node daemon runs without --iface: no network enforcement".into(),
+            })
+            .collect()
+    }
 }
 
 impl NetBackend for XdpFirewall {
@@ -41,8 +72,24 @@ impl NetBackend for XdpFirewall {
     }
 }
 
+/// The file/exec backend (BPF LSM, see `lsm`): enforces the policies' file and exec rules
+/// and says which it cannot.
+pub trait FileBackend: Send {
+    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<Vec<v1::Unenforced>, String>;
+}
+
+impl FileBackend for Arc<std::sync::Mutex<crate::lsm::Lsm>> {
+    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<Vec<v1::Unenforced>, String> {
+        self.lock()
+            .expect("lsm lock")
+            .apply(policies)
+            .map_err(|e| e.to_string())
+    }
+}
+
 pub struct Enforcer {
     backend: Box<dyn NetBackend>,
+    files: Option<Box<dyn FileBackend>>,
     generation: u32,
     plans: VecDeque<(u32, Arc<NetPlan>)>,
     realized: Vec<v1::RealizedPolicy>,
@@ -54,12 +101,19 @@ impl Enforcer {
     pub fn new(backend: Box<dyn NetBackend>) -> Self {
         Enforcer {
             backend,
+            files: None,
             generation: 0,
             plans: VecDeque::new(),
             realized: Vec::new(),
             unenforced: Vec::new(),
             last_error: String::new(),
         }
+    }
+
+    /// Adds the file/exec backend.
+    pub fn with_files(mut self, files: Box<dyn FileBackend>) -> Self {
+        self.files = Some(files);
+        self
     }
 
     /// Enforces exactly `desired`. On error the previous state stays in force and the
@@ -107,6 +161,11 @@ impl Enforcer {
                 reason: "egress filtering (TC) is not implemented by this node daemon yet".into(),
             })
             .collect();
+        if let Some(files) = &mut self.files {
+            self.unenforced
+                .extend(files.apply(&policies).map_err(EnforceError::Files)?);
+        }
+        self.unenforced.extend(self.backend.unenforced(&plan));
         self.plans.push_back((generation, Arc::new(plan)));
         while self.plans.len() > KEPT_GENERATIONS {
             self.plans.pop_front();
