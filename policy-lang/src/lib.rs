@@ -17,7 +17,10 @@
 pub mod diagnostic;
 pub mod dsl;
 pub mod ir;
+pub mod oci;
 pub mod plan;
+pub mod syscalls;
+pub mod validate;
 
 pub use diagnostic::{Diagnostic, Severity, Span};
 pub use ir::Policy;

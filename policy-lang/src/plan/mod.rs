@@ -3,8 +3,12 @@
 //! *plan* with the kernel's own lookup semantics. `palisadectl test` and `explain` use those
 //! evaluators, so a passing policy test means the datapath would decide the same.
 //!
-//! - [`net`]: XDP/TC prefix tables and rule metadata.
+//! - [`net`]: XDP/TC prefix tables and rule metadata (`NetPlan::decide`).
+//! - [`seccomp`]: profiles as installed, `decide_syscall` (first matching rule, then default).
+//! - [`sched`]: scheduler classes, `SchedPlan::classify` (first matching class).
 
 pub mod net;
+pub mod sched;
+pub mod seccomp;
 
 pub use net::*;
