@@ -3,7 +3,9 @@
  * BPF-LSM file and exec enforcement. Files are named by (device, inode): a rule on a file
  * matches it through any symlink, hard link or bind mount; a rule on a directory (subtree)
  * matches everything below it, found by walking the dentry's parents up to the root of its
- * filesystem (at most PAL_LSM_MAX_DEPTH levels).
+ * filesystem (at most PAL_LSM_MAX_DEPTH levels). Semantics are policy-lang's plan::files:
+ * per operation, the most specific inode with a rule decides (strictest rule there; its
+ * exceptions allow), so an allow below a denied directory opens that subtree.
  *
  * Hooks: file_open (read / write by open mode), path_truncate, inode_create / mkdir /
  * symlink / unlink / rmdir (write on the directory), inode_rename and inode_link (moving or
@@ -174,6 +176,48 @@ static __always_inline void consider_all(const struct pal_inode_rules *rules, __
 	consider(rules->slots[3], op, depth, ino, dev, h);
 }
 
+/*
+ * The file rules on one inode for `op`: the strictest applicable rule decides (the first
+ * slot among equals); its exceptions allow the access. Returns 1 when this inode decided
+ * (the walk stops: the most specific path wins), 0 when no rule here covers `op`.
+ */
+static __always_inline int decide_inode(const struct pal_inode_rules *rules, __u32 op,
+					 __u32 depth, __u64 ino, __u32 dev, struct hit *h)
+{
+	struct pal_lsm_rule *best = 0;
+	__u32 best_slot = 0;
+	int best_rank = -1;
+
+	for (int i = 0; i < PAL_LSM_RULES_PER_INODE; i++) {
+		__u32 slot = rules->slots[i];
+		struct pal_lsm_rule *r;
+
+		if (!slot)
+			continue;
+		r = bpf_map_lookup_elem(&PAL_LSM_RULES, &slot);
+		if (!r || !(r->ops & op))
+			continue;
+		if (depth && !(r->flags & PAL_RULE_SUBTREE))
+			continue;
+		if (rank(r->action) > best_rank) {
+			best = r;
+			best_slot = slot;
+			best_rank = rank(r->action);
+		}
+	}
+	if (!best)
+		return 0;
+	if (best_rank > rank(h->action) && !excepted(best_slot, best, h)) {
+		h->slot = best_slot;
+		h->action = best->action;
+		h->generation = best->generation;
+		h->depth = depth;
+		h->root_ino = ino;
+		h->root_dev = dev;
+	}
+	return 1;
+}
+
 struct walk_ctx {
 	struct dentry *d;
 	__u32 dev;
@@ -194,8 +238,8 @@ static long walk_step(__u64 i, void *data)
 	if (in) {
 		struct pal_inode_key k = { .ino = in->i_ino, .dev = w->dev };
 		struct pal_inode_rules *rules = bpf_map_lookup_elem(&PAL_LSM_FILES, &k);
-		if (rules)
-			consider_all(rules, w->op, (__u32)i, k.ino, k.dev, w->h);
+		if (rules && decide_inode(rules, w->op, (__u32)i, k.ino, k.dev, w->h))
+			return 1;
 	}
 	parent = d->d_parent;
 	if (!parent || parent == d)
@@ -204,15 +248,32 @@ static long walk_step(__u64 i, void *data)
 	return 0;
 }
 
-/* File rules covering dentry `d` (itself, or a directory above it) for `op`. */
-static __always_inline void check_dentry(struct dentry *d, __u32 op, struct hit *h)
+/*
+ * File rules covering dentry `d` (itself, or a directory above it) for each operation in
+ * `ops`, one walk per operation: the most specific inode with a rule for it decides.
+ */
+static __always_inline void check_dentry(struct dentry *d, __u32 ops, struct hit *h)
 {
-	struct walk_ctx w = { .d = d, .op = op, .h = h };
+	struct walk_ctx w = { .d = d, .h = h };
 
 	if (!d)
 		return;
 	w.dev = d->d_sb->s_dev;
-	bpf_loop(PAL_LSM_MAX_DEPTH, walk_step, &w, 0);
+	if (ops & PAL_OP_READ) {
+		w.d = d;
+		w.op = PAL_OP_READ;
+		bpf_loop(PAL_LSM_MAX_DEPTH, walk_step, &w, 0);
+	}
+	if (ops & PAL_OP_WRITE) {
+		w.d = d;
+		w.op = PAL_OP_WRITE;
+		bpf_loop(PAL_LSM_MAX_DEPTH, walk_step, &w, 0);
+	}
+	if (ops & PAL_OP_EXEC) {
+		w.d = d;
+		w.op = PAL_OP_EXEC;
+		bpf_loop(PAL_LSM_MAX_DEPTH, walk_step, &w, 0);
+	}
 }
 
 /* Returns how many events were suppressed before this one, or -1 to skip this event. */
@@ -394,7 +455,7 @@ int BPF_PROG(pal_inode_rmdir, struct inode *dir, struct dentry *dentry, int ret)
 
 SEC("lsm/inode_rename")
 int BPF_PROG(pal_inode_rename, struct inode *old_dir, struct dentry *old_dentry,
-	     struct inode *new_dir, struct dentry *new_dentry, unsigned int flags, int ret)
+	     struct inode *new_dir, struct dentry *new_dentry, int ret)
 {
 	if (ret)
 		return ret;

@@ -55,6 +55,7 @@ pub const PROGRAMS: &[(&str, &str)] = &[
 const KEPT_GENERATIONS: usize = 8;
 
 /// A link the daemon holds (closing it detaches the program unless it is pinned).
+#[allow(dead_code, reason = "held only for its Drop")]
 enum Held {
     Fd(FdLink),
     Pinned(PinnedLink),
@@ -118,13 +119,14 @@ impl LsmEnforcer {
     /// Loads and attaches every program; pins the links when `pin` is set.
     pub fn load(events_per_sec: u32, pin: bool) -> Result<Self, LsmError> {
         let btf = Btf::from_sys_fs()?;
-        let pin = pin && {
-            let ok = std::fs::create_dir_all(pin_dir()).is_ok();
-            if !ok {
-                tracing::warn!(dir = %pin_dir().display(), "bpffs not writable: LSM programs stay only while the daemon runs");
-            }
-            ok
-        };
+        let pin = pin
+            && {
+                let ok = std::fs::create_dir_all(pin_dir()).is_ok();
+                if !ok {
+                    tracing::warn!(dir = %pin_dir().display(), "bpffs not writable: LSM programs stay only while the daemon runs");
+                }
+                ok
+            };
         let mut ebpf = Ebpf::load(OBJECT)?;
         let mut links = Vec::new();
         for (name, hook) in PROGRAMS {
@@ -138,9 +140,9 @@ impl LsmEnforcer {
             let id = prog
                 .attach()
                 .map_err(|source| LsmError::Program { name, hook, source })?;
-            let link = prog
-                .take_link(id)
-                .map_err(|source| LsmError::Program { name, hook, source })?;
+            let link =
+                prog.take_link(id)
+                    .map_err(|source| LsmError::Program { name, hook, source })?;
             links.push((*name, FdLink::from(link)));
         }
         let mut me = LsmEnforcer {
@@ -225,7 +227,9 @@ impl LsmEnforcer {
         {
             return Ok(false);
         }
-        tracing::info!("a protected path now names another inode; re-resolving file and exec rules");
+        tracing::info!(
+            "a protected path now names another inode; re-resolving file and exec rules"
+        );
         self.switch(&StatResolver)?;
         Ok(true)
     }
@@ -277,7 +281,9 @@ impl LsmEnforcer {
             ("PAL_LSM_EXEC", &next.exec, &old.exec),
         ] {
             let mut m: HashMap<&mut MapData, InodeKey, InodeRules> = HashMap::try_from(
-                self.ebpf.map_mut(name).ok_or(LsmError::Missing("inode map"))?,
+                self.ebpf
+                    .map_mut(name)
+                    .ok_or(LsmError::Missing("inode map"))?,
             )?;
             for (k, slots) in new_map {
                 m.insert(k, pad(slots), 0)?;
@@ -347,7 +353,12 @@ impl LsmEnforcer {
     }
 
     /// What slot `slot` of `generation` meant, and the resolved path of inode `key` then.
-    pub fn describe(&self, generation: u32, slot: u32, key: &InodeKey) -> (Option<SlotMeta>, Option<String>) {
+    pub fn describe(
+        &self,
+        generation: u32,
+        slot: u32,
+        key: &InodeKey,
+    ) -> (Option<SlotMeta>, Option<String>) {
         match self.history.iter().find(|(g, _)| *g == generation) {
             Some((_, p)) => (p.meta.get(&slot).cloned(), p.names.get(key).cloned()),
             None => (None, None),

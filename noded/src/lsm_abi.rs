@@ -156,10 +156,19 @@ mod tests {
 
     #[test]
     fn layouts_match_the_c_header() {
-        assert_eq!(size_of::<InodeKey>(), header_number("PAL_SIZE_LSM_INODE_KEY"));
-        assert_eq!(size_of::<InodeRules>(), header_number("PAL_SIZE_LSM_INODE_RULES"));
+        assert_eq!(
+            size_of::<InodeKey>(),
+            header_number("PAL_SIZE_LSM_INODE_KEY")
+        );
+        assert_eq!(
+            size_of::<InodeRules>(),
+            header_number("PAL_SIZE_LSM_INODE_RULES")
+        );
         assert_eq!(size_of::<LsmRule>(), header_number("PAL_SIZE_LSM_RULE"));
-        assert_eq!(size_of::<MemberKey>(), header_number("PAL_SIZE_LSM_MEMBER_KEY"));
+        assert_eq!(
+            size_of::<MemberKey>(),
+            header_number("PAL_SIZE_LSM_MEMBER_KEY")
+        );
         assert_eq!(size_of::<UidKey>(), header_number("PAL_SIZE_LSM_UID_KEY"));
         assert_eq!(size_of::<LsmConfig>(), header_number("PAL_SIZE_LSM_CONFIG"));
         assert_eq!(size_of::<LsmEvent>(), header_number("PAL_SIZE_LSM_EVENT"));

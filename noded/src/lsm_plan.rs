@@ -95,7 +95,7 @@ fn ops_mask(ops: &[FileOp]) -> u32 {
 
 fn kernel_action(mode: Mode, action: Action) -> Option<u32> {
     match (mode, action) {
-        (_, Action::Allow) => None,
+        (_, Action::Allow) => Some(crate::abi::ACTION_ALLOW),
         (Mode::Audit, _) | (_, Action::Audit) => Some(crate::abi::ACTION_AUDIT),
         (Mode::Enforce, Action::Deny) => Some(crate::abi::ACTION_DENY),
     }
@@ -197,13 +197,29 @@ pub fn compile(
                 continue;
             };
             if next >= first + BANK - 1 {
-                b.unenforced(&meta, format!("more than {} file and exec rules on this node", BANK - 1));
+                b.unenforced(
+                    &meta,
+                    format!("more than {} file and exec rules on this node", BANK - 1),
+                );
                 continue;
             }
             let Some(target) = b.resolve(&rule.path) else {
-                b.unenforced(&meta, format!("{} does not exist on this node (resolved again when it appears)", rule.path));
+                b.unenforced(
+                    &meta,
+                    format!(
+                        "{} does not exist on this node (resolved again when it appears)",
+                        rule.path
+                    ),
+                );
                 continue;
             };
+            if rule.path.ends_with('/') && !target.is_dir {
+                b.unenforced(
+                    &meta,
+                    format!("{} is not a directory on this node", rule.path),
+                );
+                continue;
+            }
             let slot = next;
             next += 1;
             let mut flags = b.exceptions(slot, &meta, &rule.except_uids, &rule.except_binaries);
@@ -211,7 +227,13 @@ pub fn compile(
                 flags |= abi::RULE_SUBTREE;
             }
             if !Builder::attach(&mut b.plan.files, target.key, slot) {
-                b.unenforced(&meta, format!("{} is already covered by {RULES_PER_INODE} rules", rule.path));
+                b.unenforced(
+                    &meta,
+                    format!(
+                        "{} is already covered by {RULES_PER_INODE} rules",
+                        rule.path
+                    ),
+                );
                 continue;
             }
             b.plan.rules.insert(
@@ -233,15 +255,23 @@ pub fn compile(
                 kind: "exec",
                 path: rule.binaries.join(","),
             };
-            let Some(action) = kernel_action(policy.mode, rule.action) else {
+            let Some(action) =
+                kernel_action(policy.mode, rule.action).filter(|a| *a != crate::abi::ACTION_ALLOW)
+            else {
                 continue;
             };
             if next >= first + BANK - 1 {
-                b.unenforced(&meta, format!("more than {} file and exec rules on this node", BANK - 1));
+                b.unenforced(
+                    &meta,
+                    format!("more than {} file and exec rules on this node", BANK - 1),
+                );
                 continue;
             }
             if rule.mode == ExecMode::AllowOnly && b.plan.allow_only.len() >= MAX_ALLOW_ONLY {
-                b.unenforced(&meta, format!("more than {MAX_ALLOW_ONLY} allow-only exec rules on this node"));
+                b.unenforced(
+                    &meta,
+                    format!("more than {MAX_ALLOW_ONLY} allow-only exec rules on this node"),
+                );
                 continue;
             }
             let slot = next;
@@ -257,7 +287,10 @@ pub fn compile(
                 match rule.mode {
                     ExecMode::Deny => {
                         if !Builder::attach(&mut b.plan.exec, r.key, slot) {
-                            b.unenforced(&meta, format!("{bin} is already covered by {RULES_PER_INODE} exec rules"));
+                            b.unenforced(
+                                &meta,
+                                format!("{bin} is already covered by {RULES_PER_INODE} exec rules"),
+                            );
                         }
                     }
                     ExecMode::AllowOnly => {
