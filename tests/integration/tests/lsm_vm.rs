@@ -114,7 +114,10 @@ fn apply_and_wait(cp: &ControlPlane, file: &str, text: &str) -> Result<u64, Stri
     if ok {
         Ok(rev)
     } else {
-        Err(format!("node never realized {POLICY}@{rev}: {:?}", node(cp)))
+        Err(format!(
+            "node never realized {POLICY}@{rev}: {:?}",
+            node(cp)
+        ))
     }
 }
 
@@ -242,7 +245,9 @@ impl Host<'_> {
                         e["kind"] == "file"
                             && e["action"] == "deny"
                             && e["rule"] == "tree"
-                            && e["path"].as_str().is_some_and(|p| p.starts_with("/srv/tree/"))
+                            && e["path"]
+                                .as_str()
+                                .is_some_and(|p| p.starts_with("/srv/tree/"))
                     })
                     .map(|_| ());
                 self.check("audit-subtree-deny-event", r);
