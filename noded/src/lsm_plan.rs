@@ -347,3 +347,205 @@ pub fn resolution_changed(plan: &LsmPlan, resolver: &dyn Resolver) -> bool {
         now.map(|r| r.key) != was.map(|r| r.key)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_policy::diagnostic::Span;
+    use palisade_policy::ir::{ExecRule, FileRule};
+    use std::collections::HashMap;
+
+    /// A fake node: path -> (inode, is_dir); symlinks are just two paths with one inode.
+    struct Fake(HashMap<&'static str, (u64, bool)>);
+
+    impl Resolver for Fake {
+        fn resolve(&self, path: &str) -> std::io::Result<Resolved> {
+            self.0
+                .get(path)
+                .map(|(ino, is_dir)| Resolved {
+                    key: InodeKey {
+                        ino: *ino,
+                        dev: 7,
+                        pad: 0,
+                    },
+                    is_dir: *is_dir,
+                })
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        }
+    }
+
+    fn fake() -> Fake {
+        Fake(HashMap::from([
+            ("/etc", (10, true)),
+            ("/etc/shadow", (11, false)),
+            ("/usr/sbin/sshd", (20, false)),
+            ("/usr/bin/nc", (30, false)),
+            ("/bin/nc.openbsd", (30, false)),
+            ("/usr/bin/bash", (40, false)),
+        ]))
+    }
+
+    fn span() -> Span {
+        Span::new("t.rhai", 1, 1)
+    }
+
+    fn file_rule(id: u32, path: &str, ops: Vec<FileOp>, action: Action) -> FileRule {
+        FileRule {
+            id,
+            name: format!("r{id}"),
+            path: path.into(),
+            subtree: true,
+            ops,
+            action,
+            except_binaries: vec![],
+            except_uids: vec![],
+            span: span(),
+        }
+    }
+
+    fn policy(mode: Mode, files: Vec<FileRule>, exec: Vec<ExecRule>) -> Policy {
+        let mut p: Policy = serde_json::from_value(serde_json::json!({
+            "ir_version": 1, "name": "p", "mode": "enforce"
+        }))
+        .expect("minimal policy");
+        p.mode = mode;
+        p.files = files;
+        p.exec = exec;
+        p
+    }
+
+    #[test]
+    fn file_rules_resolve_to_inodes_with_exceptions_and_subtrees() {
+        let mut r = file_rule(1, "/etc/shadow", vec![FileOp::Read], Action::Deny);
+        r.except_binaries = vec!["/usr/sbin/sshd".into()];
+        r.except_uids = vec![0];
+        let dir = file_rule(2, "/etc", vec![FileOp::Write], Action::Audit);
+        let plan = compile(
+            &[(policy(Mode::Enforce, vec![r, dir], vec![]), 3)],
+            0,
+            5,
+            &fake(),
+        );
+        let shadow = InodeKey {
+            ino: 11,
+            dev: 7,
+            pad: 0,
+        };
+        let etc = InodeKey {
+            ino: 10,
+            dev: 7,
+            pad: 0,
+        };
+        assert_eq!(plan.files[&shadow], vec![1]);
+        assert_eq!(plan.files[&etc], vec![2]);
+        let r1 = plan.rules[&1];
+        assert_eq!(r1.ops, abi::OP_READ);
+        assert_eq!(r1.action, crate::abi::ACTION_DENY);
+        assert_eq!(r1.generation, 5);
+        assert_eq!(
+            r1.flags & (abi::RULE_UID_EXC | abi::RULE_BIN_EXC),
+            abi::RULE_UID_EXC | abi::RULE_BIN_EXC
+        );
+        assert_eq!(
+            r1.flags & abi::RULE_SUBTREE,
+            abi::RULE_SUBTREE,
+            "DSL sets subtree"
+        );
+        assert_eq!(plan.rules[&2].action, crate::abi::ACTION_AUDIT);
+        assert_ne!(
+            plan.rules[&2].flags & abi::RULE_SUBTREE,
+            0,
+            "a directory covers its subtree"
+        );
+        assert!(plan.members.contains(&MemberKey {
+            slot: 1,
+            kind: abi::MEMBER_EXCEPT_BIN,
+            dev: 7,
+            pad: 0,
+            ino: 20
+        }));
+        assert!(plan.uids.contains(&UidKey { slot: 1, uid: 0 }));
+        assert_eq!(plan.meta[&1].revision, 3);
+        assert!(plan.unenforced.is_empty());
+    }
+
+    #[test]
+    fn audit_mode_banks_missing_paths_and_exec_lists() {
+        let files = vec![
+            file_rule(1, "/etc/shadow", vec![FileOp::Read], Action::Deny),
+            file_rule(2, "/srv/missing", vec![FileOp::Read], Action::Deny),
+        ];
+        let exec = vec![
+            ExecRule {
+                id: 3,
+                name: "no-nc".into(),
+                mode: ExecMode::Deny,
+                binaries: vec!["/usr/bin/nc".into()],
+                action: Action::Deny,
+                except_uids: vec![],
+                except_parents: vec!["/usr/sbin/sshd".into()],
+                span: span(),
+            },
+            ExecRule {
+                id: 4,
+                name: "only".into(),
+                mode: ExecMode::AllowOnly,
+                binaries: vec!["/usr/bin/bash".into(), "/bin/nc.openbsd".into()],
+                action: Action::Deny,
+                except_uids: vec![0],
+                except_parents: vec![],
+                span: span(),
+            },
+        ];
+        let plan = compile(&[(policy(Mode::Audit, files, exec), 1)], 1, 2, &fake());
+        // Bank 1 slots.
+        assert!(plan.rules.keys().all(|s| *s > BANK));
+        assert!(
+            plan.rules
+                .values()
+                .all(|r| r.action == crate::abi::ACTION_AUDIT)
+        );
+        // The missing path is reported, the others are in force.
+        assert_eq!(plan.unenforced.len(), 1);
+        assert_eq!(plan.unenforced[0].rule, "r2");
+        // nc through its symlink target is one inode.
+        let nc = InodeKey {
+            ino: 30,
+            dev: 7,
+            pad: 0,
+        };
+        assert_eq!(plan.exec[&nc].len(), 1);
+        assert_eq!(plan.allow_only.len(), 1);
+        let only = plan.allow_only[0];
+        assert!(plan.members.contains(&MemberKey {
+            slot: only,
+            kind: abi::MEMBER_ALLOWED,
+            dev: 7,
+            pad: 0,
+            ino: 40
+        }));
+        assert!(plan.uids.contains(&UidKey { slot: only, uid: 0 }));
+        // Re-resolution notices a replaced file.
+        assert!(!resolution_changed(&plan, &fake()));
+        let mut moved = fake();
+        moved.0.insert("/etc/shadow", (99, false));
+        assert!(resolution_changed(&plan, &moved));
+        let mut appeared = fake();
+        appeared.0.insert("/srv/missing", (50, false));
+        assert!(resolution_changed(&plan, &appeared));
+    }
+
+    #[test]
+    fn unavailable_lsm_reports_every_rule() {
+        let files = vec![file_rule(
+            1,
+            "/etc/shadow",
+            vec![FileOp::Read],
+            Action::Deny,
+        )];
+        let u = all_unenforced(&[(policy(Mode::Enforce, files, vec![]), 1)], "no BPF LSM");
+        assert_eq!(u.len(), 1);
+        assert_eq!(u[0].rule, "r1");
+        assert_eq!(u[0].reason, "no BPF LSM");
+    }
+}

@@ -27,6 +27,8 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx insmod && ldd /bin/busybox 2>&1 | grep -q 'not a dynamic' \
   || need+=(busybox-static)
 command -v cpio >/dev/null || need+=(cpio)
+command -v strip >/dev/null || need+=(binutils)
+command -v xz >/dev/null || need+=(xz-utils)
 if [ ${#need[@]} -gt 0 ]; then
   echo ">> installing ${need[*]}"
   apt-get install -y -qq --no-install-recommends -t bookworm-backports "${need[@]}" >/dev/null \
@@ -41,7 +43,7 @@ if ! ls "$CACHE"/kernel/boot/vmlinuz-* >/dev/null 2>&1; then
   echo ">> fetching $pkg"
   rm -rf "$CACHE/deb" "$CACHE/kernel"
   mkdir -p "$CACHE/deb"
-  (cd "$CACHE/deb" && apt-get download -qq "$pkg")
+  (cd "$CACHE/deb" && apt-get download -qq -o APT::Sandbox::User=root "$pkg")
   dpkg-deb -x "$CACHE"/deb/*.deb "$CACHE/kernel.tmp"
   mv "$CACHE/kernel.tmp" "$CACHE/kernel"
   rm -rf "$CACHE/deb"
