@@ -53,7 +53,7 @@ impl AuditHub {
         AuditEvent {
             kind: "gap".into(),
             action: "missed".into(),
-            suppressed: n,
+            lost: n,
             time_unix_ns: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as i64)

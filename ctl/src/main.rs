@@ -1,15 +1,19 @@
 //! `palisadectl`: Palisade's command line. One module per concern; this file is the
 //! command tree and the glue.
 
+mod audit_tail;
+mod delete;
+mod get;
+mod history;
 mod output;
+mod revision_out;
+mod rollback;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use output::Format;
 use palisade_pki::{PkiDir, Role};
-use palisade_proto::v1::{
-    self, audit_client::AuditClient, nodes_client::NodesClient, policies_client::PoliciesClient,
-};
+use palisade_proto::v1::{self, nodes_client::NodesClient, policies_client::PoliciesClient};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tonic::transport::{Channel, Endpoint};
@@ -69,6 +73,22 @@ enum Cmd {
     Apply { file: PathBuf },
     /// The current revision of every policy.
     List,
+    /// One revision of a policy (the current one by default), with its source.
+    Get {
+        name: String,
+        #[arg(long)]
+        revision: Option<u64>,
+    },
+    /// Every revision of a policy, oldest first.
+    History { name: String },
+    /// Store a new revision of a policy with an older revision's content.
+    Rollback {
+        name: String,
+        #[arg(long)]
+        to: u64,
+    },
+    /// Delete a policy (a tombstone revision; roll back to undo).
+    Delete { name: String },
     /// Every node, what it should enforce and what it reports enforcing.
     Nodes,
     /// Audit events.
@@ -101,13 +121,7 @@ enum PkiCmd {
 #[derive(Subcommand, Debug)]
 enum AuditCmd {
     /// Print recent events; with --follow, keep streaming new ones.
-    Tail {
-        #[arg(short, long)]
-        follow: bool,
-        /// How many recent events to print first.
-        #[arg(long, default_value_t = 100)]
-        last: u32,
-    },
+    Tail(audit_tail::TailArgs),
 }
 
 #[tokio::main]
@@ -181,24 +195,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Audit(AuditCmd::Tail { follow, last }) => {
-            let mut c = AuditClient::new(connect(&cli).await?);
-            let mut stream = c
-                .tail(v1::TailRequest {
-                    follow: *follow,
-                    last: *last,
-                })
-                .await
-                .map_err(status)?
-                .into_inner();
-            while let Some(e) = stream.message().await.map_err(status)? {
-                match cli.output {
-                    Format::Json => println!("{}", output::audit_json(&e)),
-                    Format::Text => println!("{}", output::audit_text(&e)),
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Get { name, revision } => get::run(&cli, name, *revision).await,
+        Cmd::History { name } => history::run(&cli, name).await,
+        Cmd::Rollback { name, to } => rollback::run(&cli, name, *to).await,
+        Cmd::Delete { name } => delete::run(&cli, name).await,
+        Cmd::Audit(AuditCmd::Tail(args)) => audit_tail::run(&cli, args).await,
     }
 }
 

@@ -304,15 +304,7 @@ impl ControlPlane {
         run(&mut init);
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
-        let proc = Proc::spawn(
-            "controlplane",
-            Command::new(bin("palisade-controlplane"))
-                .args(["--listen", &addr, "--pki"])
-                .arg(&pki)
-                .arg("--data")
-                .arg(dir.path().join("data")),
-            dir.path(),
-        );
+        let proc = Self::spawn(dir.path(), &addr);
         let mut cp = ControlPlane {
             dir,
             url: format!("https://{addr}"),
@@ -324,6 +316,42 @@ impl ControlPlane {
         cp.proc.assert_running();
         assert!(up, "control plane did not come up:\n{}", cp.proc.log_text());
         cp
+    }
+
+    fn spawn(dir: &Path, addr: &str) -> Proc {
+        Proc::spawn(
+            "controlplane",
+            Command::new(bin("palisade-controlplane"))
+                .args(["--listen", addr, "--pki"])
+                .arg(dir.join("pki"))
+                .arg("--data")
+                .arg(dir.join("data")),
+            dir,
+        )
+    }
+
+    /// Kills the control plane with SIGKILL (no chance to flush or clean up).
+    pub fn kill9(&mut self) {
+        let _ = self.proc.child.kill();
+        let _ = self.proc.child.wait();
+    }
+
+    /// Starts the control plane again on the same address, PKI and data; waits until it
+    /// answers.
+    pub fn restart(&mut self) {
+        let addr = self.url.trim_start_matches("https://").to_string();
+        // The old log is kept beside the new one.
+        let _ = std::fs::rename(&self.proc.log, self.dir.path().join("controlplane.log.old"));
+        self.proc = Self::spawn(self.dir.path(), &addr);
+        let up = wait_until(Duration::from_secs(15), || {
+            self.ctl(&["list"]).status.success()
+        });
+        self.proc.assert_running();
+        assert!(
+            up,
+            "control plane did not come back:\n{}",
+            self.proc.log_text()
+        );
     }
 
     pub fn pki(&self) -> PathBuf {
