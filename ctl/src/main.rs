@@ -6,6 +6,7 @@ mod delete;
 mod get;
 mod history;
 mod output;
+mod pki_rotate;
 mod revision_out;
 mod rollback;
 
@@ -115,6 +116,27 @@ enum PkiCmd {
         role: String,
         #[arg(long)]
         name: String,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+    /// Issue every certificate again with new keys (with --ca, under a new CA too).
+    Rotate {
+        dir: PathBuf,
+        /// Make a new CA; ca.pem keeps the previous CA trusted until the next rotation.
+        #[arg(long)]
+        ca: bool,
+        /// Days the new certificates are valid.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+    /// Revoke a certificate: the control plane refuses it from its next connection on.
+    Revoke {
+        dir: PathBuf,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -147,9 +169,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Pki(PkiCmd::Issue { dir, role, name }) => {
+        Cmd::Pki(PkiCmd::Rotate { dir, ca, days }) => pki_rotate::rotate(dir, *ca, *days),
+        Cmd::Pki(PkiCmd::Revoke { dir, role, name }) => pki_rotate::revoke(dir, role, name),
+        Cmd::Pki(PkiCmd::Issue {
+            dir,
+            role,
+            name,
+            days,
+        }) => {
             let role: Role = role.parse()?;
-            for p in PkiDir::new(dir).issue(role, name)? {
+            let validity = palisade_pki::Validity::days(*days);
+            for p in PkiDir::new(dir).issue_valid(role, name, validity)? {
                 println!("wrote {}", p.display());
             }
             Ok(ExitCode::SUCCESS)
