@@ -6,7 +6,7 @@ use std::process::Command;
 
 #[test]
 fn rotate_and_revoke_take_effect_without_a_restart() {
-    let cp = ControlPlane::start(&[]);
+    let mut cp = ControlPlane::start(&[]);
     let pki = cp.pki();
     cp.ctl_ok(&["--identity", "viewer", "list"]);
     let before = std::fs::read(pki.join("controlplane.pem")).unwrap();
