@@ -4,13 +4,15 @@
 //! - [`service`]: the gRPC services (policies, node sessions, audit tail).
 //! - [`auth`]: identities and roles from client certificates.
 //! - [`fleet`]: connected nodes and what each enforces.
-//! - [`audit`]: recent audit events and their fan-out.
+//! - [`audit`]: audit ingest (sequence numbers, dedup, loss events) and fan-out with filters.
+//! - [`auditlog`]: the persisted, bounded audit log (sled behind [`auditlog::AuditLog`]).
 //! - [`tls`]: mutual-TLS accept loop; certificates and revocations reload without a restart.
 //!
 //! [`serve`] runs everything on a listener until `shutdown` resolves, so tests can bind
 //! `127.0.0.1:0` and call it directly.
 
 pub mod audit;
+pub mod auditlog;
 pub mod auth;
 pub mod fleet;
 pub mod service;

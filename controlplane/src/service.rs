@@ -1,7 +1,7 @@
 //! The gRPC services: a thin layer over the store, the fleet and the audit hub, with the
 //! role check first in every call.
 
-use crate::audit::AuditHub;
+use crate::audit::{AuditHub, Filter};
 use crate::auth;
 use crate::fleet::Fleet;
 use crate::store::{Applied, NewRevision, PolicyStore, Revision, StoreError};
@@ -26,11 +26,11 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    pub fn new(store: Box<dyn PolicyStore>) -> Arc<Self> {
+    pub fn new(store: Box<dyn PolicyStore>, audit: AuditHub) -> Arc<Self> {
         Arc::new(ControlPlane {
             store,
             fleet: Fleet::default(),
-            audit: AuditHub::new(100_000),
+            audit,
             policy_epoch: watch::channel(0).0,
         })
     }
@@ -337,8 +337,15 @@ async fn run_session(
 ) {
     let mut epoch = cp.policy_epoch.subscribe();
     epoch.mark_changed();
+    // The newest acknowledgement not yet sent; acks are cumulative, so only the last counts.
+    let mut ack: Option<u64> = None;
     loop {
         tokio::select! {
+            permit = tx.reserve(), if ack.is_some() => {
+                let Ok(permit) = permit else { break };
+                let seq = ack.take().unwrap_or(0);
+                permit.send(Ok(v1::ControlMessage { msg: Some(control_message::Msg::AuditAck(v1::AuditAck { seq })) }));
+            }
             changed = epoch.changed() => {
                 if changed.is_err() { break; }
                 let desired = match cp.desired_for(&cp.fleet.labels(&node)) {
@@ -360,7 +367,17 @@ async fn run_session(
                         cp.fleet.set_status(&node, s);
                     }
                     Some(Ok(v1::NodeMessage { msg: Some(node_message::Msg::Audit(b)) })) => {
-                        cp.audit.ingest(&node, b.events);
+                        let (hub, n) = (cp.clone(), node.clone());
+                        let stored = tokio::task::spawn_blocking(move || hub.audit.ingest(&n, &b.stream, b.events)).await;
+                        match stored.unwrap_or_else(|e| Err(crate::auditlog::AuditLogError::Task(e.to_string()))) {
+                            Ok(seq) if seq > 0 => ack = Some(seq),
+                            Ok(_) => {}
+                            Err(e) => {
+                                // Not acknowledged: the node keeps the batch and resends it.
+                                tracing::error!(node = %node, error = %e, "cannot store audit events");
+                                break;
+                            }
+                        }
                     }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => { tracing::info!(node = %node, error = %e, "node session ended"); break; }
@@ -388,7 +405,19 @@ impl v1::audit_server::Audit for AuditApi {
         } else {
             req.last as usize
         };
-        let (recent, mut rx) = self.0.audit.subscribe(last);
+        let filter = Filter {
+            node: req.node,
+            policy: req.policy,
+            rule: req.rule,
+            action: req.action,
+            since_unix_ns: req.since_unix_ns,
+        };
+        let cp = self.0.clone();
+        let (hub, f) = (cp.clone(), filter.clone());
+        let (recent, mut rx) = tokio::task::spawn_blocking(move || hub.audit.subscribe(last, &f))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(e.to_string()))?;
         let (tx, out) = mpsc::channel::<Result<v1::AuditEvent, Status>>(1024);
         let follow = req.follow;
         tokio::spawn(async move {
@@ -407,12 +436,12 @@ impl v1::audit_server::Audit for AuditApi {
                     Ok(e) if e.id <= last_id => {}
                     Ok(e) => {
                         last_id = e.id;
-                        if tx.send(Ok(e)).await.is_err() {
+                        if filter.matches(&e) && tx.send(Ok(e)).await.is_err() {
                             return;
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        if tx.send(Ok(AuditHub::gap(n))).await.is_err() {
+                        if tx.send(Ok(cp.audit.gap(n))).await.is_err() {
                             return;
                         }
                     }

@@ -1,6 +1,14 @@
 //! Mutual TLS and roles, against the real server on a loopback port (no root needed).
 
 use palisade_controlplane::{serve, service::ControlPlane, store::SledStore};
+
+fn audit_hub(dir: &std::path::Path) -> palisade_controlplane::audit::AuditHub {
+    palisade_controlplane::audit::AuditHub::new(
+        Box::new(palisade_controlplane::auditlog::SledAuditLog::open(dir).unwrap()),
+        Default::default(),
+    )
+    .unwrap()
+}
 use palisade_pki::{PkiDir, Role, SERVER_NAME};
 use palisade_proto::v1::{self, nodes_client::NodesClient, policies_client::PoliciesClient};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
@@ -17,6 +25,7 @@ async fn start() -> Server {
     let pki = PkiDir::new(dir.path().join("pki"));
     pki.init(&["node-a".into()], false).unwrap();
     let store = SledStore::open(&dir.path().join("data")).unwrap();
+    let audit_dir = dir.path().join("data");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -25,7 +34,7 @@ async fn start() -> Server {
         serve(
             listener,
             &server_pki,
-            ControlPlane::new(Box::new(store)),
+            ControlPlane::new(Box::new(store), audit_hub(&audit_dir)),
             async {
                 let _ = stopped.await;
             },
