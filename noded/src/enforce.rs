@@ -29,6 +29,10 @@ pub enum EnforceError {
 pub trait NetBackend: Send {
     fn apply(&mut self, plan: &NetPlan, generation: u32) -> Result<(), XdpError>;
     fn describe(&self) -> String;
+    /// The kernel's counters, indexed by `abi::STAT_*`, when the backend has them.
+    fn counters(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+        None
+    }
 }
 
 impl NetBackend for XdpFirewall {
@@ -38,6 +42,10 @@ impl NetBackend for XdpFirewall {
 
     fn describe(&self) -> String {
         format!("xdp on {} ({} mode)", self.iface(), self.mode())
+    }
+
+    fn counters(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+        self.stats().ok()
     }
 }
 
@@ -51,6 +59,11 @@ pub struct Enforcer {
 }
 
 impl Enforcer {
+    /// The backend's kernel counters (see [`NetBackend::counters`]).
+    pub fn counters(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+        self.backend.counters()
+    }
+
     pub fn new(backend: Box<dyn NetBackend>) -> Self {
         Enforcer {
             backend,

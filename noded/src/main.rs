@@ -39,6 +39,13 @@ struct Args {
     /// Most audit events the kernel emits per CPU per second; the rest are counted.
     #[arg(long, default_value_t = 1000)]
     events_per_sec: u32,
+    /// Spool file for audit events the control plane has not acknowledged yet (kept across
+    /// restarts); without it they are kept in memory only.
+    #[arg(long, env = "PALISADE_SPOOL")]
+    spool: Option<PathBuf>,
+    /// Most unacknowledged audit events kept; beyond it they are counted and reported lost.
+    #[arg(long, env = "PALISADE_SPOOL_MAX_EVENTS", default_value_t = 1_000_000)]
+    spool_max_events: usize,
 }
 
 fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
@@ -100,13 +107,15 @@ async fn main() -> Result<()> {
         name: args.name.clone(),
         labels,
         capabilities,
+        spool: args.spool.clone(),
+        spool_max_events: args.spool_max_events,
     };
     let sess = tokio::spawn(session::run(cfg, enforcer.clone(), ev_rx));
 
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutting down; the XDP program is detached on exit"),
         r = reader => bail!("audit event reader stopped: {r:?}"),
-        _ = sess => bail!("session task stopped"),
+        r = sess => bail!("session task stopped: {r:?}"),
     }
     Ok(())
 }
