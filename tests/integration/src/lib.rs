@@ -383,10 +383,22 @@ impl ControlPlane {
 
     /// Starts a node daemon guarding `iface`.
     pub fn start_node(&self, name: &str, iface: &str, labels: &[&str]) -> Proc {
+        self.start_node_with(name, iface, labels, &[])
+    }
+
+    /// Like [`start_node`](Self::start_node), with more daemon arguments.
+    pub fn start_node_with(
+        &self,
+        name: &str,
+        iface: &str,
+        labels: &[&str],
+        extra: &[&str],
+    ) -> Proc {
         let mut cmd = Command::new(bin("palisade-noded"));
         cmd.args(["--controlplane", &self.url, "--pki"])
             .arg(self.pki())
-            .args(["--name", name, "--iface", iface]);
+            .args(["--name", name, "--iface", iface])
+            .args(extra);
         for l in labels {
             cmd.args(["--label", l]);
         }
