@@ -347,7 +347,7 @@ pub async fn watch_kernel_counters(
     period: Duration,
 ) {
     use crate::abi::{STAT_EVENTS_SUPPRESSED, STAT_RINGBUF_FULL};
-    let read = || enforcer.lock().expect("enforcer lock").counters();
+    let read = || enforcer.lock().expect("enforcer lock").kernel_stats();
     let Some(mut prev) = read() else {
         return;
     };

@@ -182,8 +182,11 @@ pub enum FileOp {
 pub struct FileRule {
     pub id: u32,
     pub name: String,
-    /// Absolute path.
+    /// Absolute, normalised path (no `.`, `..` or `//`). A trailing `/` means the path
+    /// must be a directory (the node refuses the rule otherwise).
     pub path: String,
+    /// The DSL always sets this: a rule on a directory covers everything under it, a rule
+    /// on a file covers the file. `false` matches the exact path only.
     pub subtree: bool,
     pub ops: Vec<FileOp>,
     pub action: Action,
