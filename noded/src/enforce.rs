@@ -45,6 +45,11 @@ pub trait NetBackend: Send {
     fn kernel_generation(&self) -> u32 {
         0
     }
+    /// The kernel's loss and traffic counters, indexed by `abi::STAT_*`, when the backend
+    /// has them.
+    fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+        None
+    }
     /// Rules of `plan` this backend cannot enforce (beyond egress, reported by the enforcer).
     fn unenforced(&self, _plan: &NetPlan) -> Vec<v1::Unenforced> {
         Vec::new()
@@ -119,6 +124,10 @@ impl NetBackend for NetFirewall {
         })
     }
 
+    fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+        self.stats().ok()
+    }
+
     fn egress_unavailable(&self) -> Option<String> {
         self.tc_error.clone()
     }
@@ -151,6 +160,11 @@ pub struct Enforcer {
 }
 
 impl Enforcer {
+    /// The backend's kernel counters (see [`NetBackend::kernel_stats`]).
+    pub fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+        self.backend.kernel_stats()
+    }
+
     pub fn new(backend: Box<dyn NetBackend>) -> Self {
         let generation = backend.kernel_generation();
         Enforcer {

@@ -10,6 +10,7 @@
 //! - [`lsm`], [`lsm_plan`], [`lsm_abi`], [`lsm_events`]: BPF-LSM file and exec enforcement
 //!   (programs, inode-resolved plan, kernel ABI mirror, audit events).
 //! - [`session`]: the mutual-TLS session with the control plane, with reconnects.
+//! - [`spool`]: audit sequence numbers, the bounded spool (memory or file), loss events.
 
 pub mod abi;
 pub mod enforce;
@@ -28,4 +29,5 @@ pub mod profiles;
 pub mod sched;
 pub mod seccomp;
 pub mod session;
+pub mod spool;
 pub mod xdp;
