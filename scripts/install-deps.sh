@@ -11,6 +11,8 @@ PKGS=(
   iproute2               # ip netns / veth for the lab and the tests
   iputils-ping           # traffic in the tests and the demo
   nftables               # baseline for firewall benchmarks
+  netsniff-ng            # trafgen: fixed-rate traffic for bench/net/veth_cpu.sh
+  python3                # traffic helpers of the network tests
   ca-certificates
 )
 

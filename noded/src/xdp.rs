@@ -100,8 +100,23 @@ impl NetFirewall {
     /// Attaches to (or adopts) `iface`, pinning under `root`.
     pub fn attach(iface: &str, root: &Path, events_per_sec: u32) -> Result<Self, XdpError> {
         let dir = pinning::iface_dir(root, iface)?;
+        let mut fw = Self::load(&dir, iface, events_per_sec)?;
+        fw.xdp = attach_xdp(&mut fw.ebpf, iface, &dir)?;
+        match attach_tc(&mut fw.ebpf, iface, &dir) {
+            Ok(a) => fw.tc = Some(a),
+            Err(e) => {
+                tracing::warn!(error = %e, "egress filtering unavailable");
+                fw.tc_error = Some(e.to_string());
+            }
+        }
+        Ok(fw)
+    }
+
+    /// Loads the object with its maps pinned in `dir` (which must exist on bpffs) without
+    /// attaching anything: for benchmarks ([`Self::program_fd`] + `BPF_PROG_TEST_RUN`).
+    pub fn load(dir: &Path, label: &str, events_per_sec: u32) -> Result<Self, XdpError> {
         let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&dir)
+            .default_map_pin_directory(dir)
             .load(OBJECT)?;
         {
             let mut cfg: Array<&mut MapData, Config> = Array::try_from(
@@ -117,25 +132,46 @@ impl NetFirewall {
                 0,
             )?;
         }
-        let xdp = attach_xdp(&mut ebpf, iface, &dir)?;
-        let (tc, tc_error) = match attach_tc(&mut ebpf, iface, &dir) {
-            Ok(a) => (Some(a), None),
-            Err(e) => {
-                tracing::warn!(error = %e, "egress filtering unavailable");
-                (None, Some(e.to_string()))
-            }
-        };
         Ok(NetFirewall {
             ebpf,
-            iface: iface.to_string(),
-            dir,
-            xdp,
-            tc,
-            tc_error,
+            iface: label.to_string(),
+            dir: dir.to_path_buf(),
+            xdp: Attachment {
+                mode: "not attached".into(),
+                adopted: false,
+            },
+            tc: None,
+            tc_error: Some("not attached".into()),
             // Unknown after adoption: clear everything on first use.
             dirty_rules: [abi::MAX_RULES; 2],
             sets_written: [0; 2],
         })
+    }
+
+    /// The fd of the XDP program (`egress == false`) or the TC one, loading it if needed.
+    pub fn program_fd(&mut self, egress: bool) -> Result<std::os::fd::RawFd, XdpError> {
+        use std::os::fd::{AsFd, AsRawFd};
+        if egress {
+            let p: &mut SchedClassifier = self
+                .ebpf
+                .program_mut("palisade_tc_egress")
+                .ok_or(XdpError::Missing("palisade_tc_egress"))?
+                .try_into()?;
+            if p.fd().is_err() {
+                p.load()?;
+            }
+            Ok(p.fd()?.as_fd().as_raw_fd())
+        } else {
+            let p: &mut Xdp = self
+                .ebpf
+                .program_mut("palisade_xdp")
+                .ok_or(XdpError::Missing("palisade_xdp"))?
+                .try_into()?;
+            if p.fd().is_err() {
+                p.load()?;
+            }
+            Ok(p.fd()?.as_fd().as_raw_fd())
+        }
     }
 
     pub fn iface(&self) -> &str {
