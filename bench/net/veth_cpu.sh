@@ -4,8 +4,10 @@
 #   palisade  Palisade's XDP program with RULES deny CIDRs (mixed prefix lengths)
 #   nft-set   nftables, netdev ingress hook, the same CIDRs in one interval set
 #   nft-chain nftables, netdev ingress hook, the same CIDRs as RULES linear rules
-# Traffic (trafgen, UDP from a source no rule matches, so every filter does its whole
-# lookup and passes the packet) goes from a namespace into the host end of the veth.
+# Traffic (trafgen, UDP) goes from a namespace into the host end of the veth. MODE=pass
+# (default): from a source no rule matches, so every filter does its whole lookup and the
+# packet goes on up the stack. MODE=drop: from a source inside a denied /32, so every
+# filter drops it (no filter: it goes up the stack).
 # CPU = user+system time of trafgen (the veth receive path runs in its context) plus the
 # ksoftirqd threads, so unrelated load on the machine mostly stays out of the figure.
 # Scenarios are interleaved ROUNDS times; the median is reported. Run by hand, as root:
@@ -17,6 +19,7 @@ RULES=${RULES:-10000}
 RATE=${RATE:-100000}
 SECS=${SECS:-5}
 ROUNDS=${ROUNDS:-3}
+MODE=${MODE:-pass}
 NS=paln-bench
 HOST=paln-bench0
 PEER=paln-bench1
@@ -51,18 +54,23 @@ ip netns exec "$NS" ip addr add 10.50.0.2/24 dev "$PEER"
 ip netns exec "$NS" ip link set "$PEER" up
 ip netns exec "$NS" ip link set lo up
 HOST_MAC=$(cat /sys/class/net/$HOST/address)
+"$BENCH" gen "$RULES" > "$WORK/cidrs.txt"
+SRC=10.50.0.2
+if [ "$MODE" = drop ]; then
+  SRC=$(grep '/32$' "$WORK/cidrs.txt" | head -1 | cut -d/ -f1)
+  ip netns exec "$NS" ip addr add "$SRC/32" dev "$PEER"
+fi
 PEER_MAC=$(ip netns exec "$NS" cat /sys/class/net/$PEER/address)
 
 cat > "$WORK/udp.cfg" <<CFG
 {
   eth(da=$HOST_MAC, sa=$PEER_MAC, type=0x0800),
-  ipv4(saddr=10.50.0.2, daddr=10.50.0.1, proto=17, ttl=64),
+  ipv4(saddr=$SRC, daddr=10.50.0.1, proto=17, ttl=64),
   udp(sp=drnd(), dp=9),
   fill(0x41, 18)
 }
 CFG
 
-"$BENCH" gen "$RULES" > "$WORK/cidrs.txt"
 {
   echo "table netdev palbench {"
   echo "  set blk { type ipv4_addr; flags interval; auto-merge; elements = {"
@@ -134,7 +142,7 @@ done
 med() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 base=$(echo "${RES[none]}" | med)
 echo
-echo "veth, $RATE pps for $SECS s, $RULES CIDRs, median of $ROUNDS rounds (CPU ns per packet):"
+echo "veth, MODE=$MODE (source $SRC), $RATE pps for $SECS s, $RULES CIDRs, median of $ROUNDS rounds (CPU ns per packet):"
 for sc in none palisade nft-set nft-chain; do
   m=$(echo "${RES[$sc]}" | med)
   printf "  %-10s %6s ns/packet   (+%s ns over no filter; runs:%s)\n" "$sc" "$m" "$((m - base))" "${RES[$sc]}"

@@ -21,7 +21,7 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{self, TcAttachOptions};
 use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
-use palisade_policy::plan::{DirTable, NetPlan};
+use palisade_policy::plan::{Bucket, DirTable, NetPlan};
 use std::path::{Path, PathBuf};
 
 pub static OBJECT: &[u8] =
@@ -94,6 +94,8 @@ pub struct NetFirewall {
     dirty_rules: [u32; 2],
     /// Clause sets written into each half.
     sets_written: [u32; 2],
+    /// The IPv4 buckets each (half, direction) holds, when known: only changes are written.
+    buckets_written: [[Option<Vec<Bucket>>; 2]; 2],
 }
 
 impl NetFirewall {
@@ -145,6 +147,7 @@ impl NetFirewall {
             // Unknown after adoption: clear everything on first use.
             dirty_rules: [abi::MAX_RULES; 2],
             sets_written: [0; 2],
+            buckets_written: Default::default(),
         })
     }
 
@@ -280,7 +283,29 @@ impl NetFirewall {
                 }
             }
         }
-        // 4. The half's header: generation, lengths, defaults.
+        // 4. IPv4 buckets: only the entries that differ from what this half holds.
+        {
+            let mut arr: Array<&mut MapData, [u8; 8]> = Array::try_from(
+                self.ebpf
+                    .map_mut("PAL_BUCKETS4")
+                    .ok_or(XdpError::Missing("PAL_BUCKETS4"))?,
+            )?;
+            for (d, table) in [&plan.ingress, &plan.egress].into_iter().enumerate() {
+                let base = (target * 2 + d as u32) * abi::BUCKETS4_PER_TABLE;
+                let mut next = vec![Bucket::default(); abi::BUCKETS4_PER_TABLE as usize];
+                for (b, v) in &table.buckets4 {
+                    next[*b as usize] = *v;
+                }
+                let prev = self.buckets_written[target as usize][d].take();
+                for (i, v) in next.iter().enumerate() {
+                    if prev.as_ref().is_none_or(|p| p[i] != *v) {
+                        arr.set(base + i as u32, v.to_bytes(), 0)?;
+                    }
+                }
+                self.buckets_written[target as usize][d] = Some(next);
+            }
+        }
+        // 5. The half's header: generation, lengths, defaults.
         {
             let half = Half {
                 generation,
@@ -294,7 +319,7 @@ impl NetFirewall {
             )?;
             h.set(target, half, 0)?;
         }
-        // 5. The switch.
+        // 6. The switch.
         {
             let mut a: Array<&mut MapData, u32> = Array::try_from(
                 self.ebpf
