@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # CPU per packet at a fixed packet rate through a veth pair, side by side in one run:
 #   none      no filter
+#   xdp-min   a minimal XDP program (one lookup in an empty LPM trie, bench_lpm.bpf.o):
+#             what native XDP on a veth costs by itself (the veth driver has to give
+#             every skb XDP headroom), to tell it apart from the cost of the rules
 #   palisade  Palisade's XDP program with RULES deny CIDRs (mixed prefix lengths)
 #   nft-set   nftables, netdev ingress hook, the same CIDRs in one interval set
 #   nft-chain nftables, netdev ingress hook, the same CIDRs as RULES linear rules
@@ -32,9 +35,11 @@ command -v trafgen >/dev/null || { echo "trafgen missing: apt-get install netsni
 command -v nft >/dev/null || { echo "nft missing: apt-get install nftables" >&2; exit 1; }
 cargo build --release -p palisade-noded --example net_bench >&2
 cargo build -p palisade-noded --bin palisade-noded >&2
+XDP_MIN=$(ls -t target/release/build/palisade-noded-*/out/bench_lpm.bpf.o | head -1)
 
 cleanup() {
   nft delete table netdev palbench 2>/dev/null || true
+  ip link set dev "$HOST" xdpdrv off 2>/dev/null || true
   [ -n "${PAL_PID:-}" ] && kill "$PAL_PID" 2>/dev/null || true
   "$NODED" cleanup --bpffs-root "$PIN" >/dev/null 2>&1 || true
   ip link del "$HOST" 2>/dev/null || true
@@ -57,7 +62,7 @@ HOST_MAC=$(cat /sys/class/net/$HOST/address)
 "$BENCH" gen "$RULES" > "$WORK/cidrs.txt"
 SRC=10.50.0.2
 if [ "$MODE" = drop ]; then
-  SRC=$(grep '/32$' "$WORK/cidrs.txt" | head -1 | cut -d/ -f1)
+  SRC=$(grep '/32$' "$WORK/cidrs.txt" | tail -1 | cut -d/ -f1)  # the last /32: worst case for a linear chain
   ip netns exec "$NS" ip addr add "$SRC/32" dev "$PEER"
 fi
 PEER_MAC=$(ip netns exec "$NS" cat /sys/class/net/$PEER/address)
@@ -120,8 +125,9 @@ PY
 
 declare -A RES
 for round in $(seq 1 "$ROUNDS"); do
-  for sc in none palisade nft-set nft-chain; do
+  for sc in none xdp-min palisade nft-set nft-chain; do
     case $sc in
+      xdp-min) ip link set dev "$HOST" xdpdrv obj "$XDP_MIN" sec xdp ;;
       palisade)
         coproc PAL { "$BENCH" attach "$HOST" "$RULES" "$PIN"; }
         read -r line <&"${PAL[0]}"; echo "  $line" >&2 ;;
@@ -134,6 +140,7 @@ for round in $(seq 1 "$ROUNDS"); do
     case $sc in
       palisade) eval "exec ${PAL[1]}>&-"; wait "$PAL_PID" 2>/dev/null || true
                 "$NODED" cleanup --bpffs-root "$PIN" >/dev/null ;;
+      xdp-min) ip link set dev "$HOST" xdpdrv off ;;
       nft-*) nft delete table netdev palbench ;;
     esac
   done
@@ -143,7 +150,7 @@ med() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int(
 base=$(echo "${RES[none]}" | med)
 echo
 echo "veth, MODE=$MODE (source $SRC), $RATE pps for $SECS s, $RULES CIDRs, median of $ROUNDS rounds (CPU ns per packet):"
-for sc in none palisade nft-set nft-chain; do
+for sc in none xdp-min palisade nft-set nft-chain; do
   m=$(echo "${RES[$sc]}" | med)
   printf "  %-10s %6s ns/packet   (+%s ns over no filter; runs:%s)\n" "$sc" "$m" "$((m - base))" "${RES[$sc]}"
 done
