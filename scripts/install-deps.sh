@@ -12,7 +12,8 @@ PKGS=(
   iputils-ping           # traffic in the tests and the demo
   nftables               # baseline for firewall benchmarks
   netsniff-ng            # trafgen: fixed-rate traffic for bench/net/veth_cpu.sh
-  python3                # traffic helpers of the network tests
+  python3                # workloads of the seccomp/scheduler tests, traffic of the network tests
+  runc                   # OCI consumer of exported seccomp profiles (tests)
   ca-certificates
 )
 

@@ -51,6 +51,11 @@ pub fn audit_json(e: &v1::AuditEvent) -> Value {
         "src_port": e.src_port,
         "dst_port": e.dst_port,
         "suppressed": e.suppressed,
+        "pid": e.pid,
+        "uid": e.uid,
+        "binary": e.binary,
+        "path": e.path,
+        "operation": e.operation,
     })
 }
 
@@ -71,6 +76,27 @@ pub fn audit_text(e: &v1::AuditEvent) -> String {
             format!("{addr}:{port}")
         }
     };
+    if e.kind == "file" || e.kind == "exec" {
+        let mut line = format!(
+            "{} {} {:<10} {}@{} rule={} {} {} {} by pid {} uid {} ({})",
+            rfc3339(e.time_unix_ns),
+            e.node,
+            e.action.to_uppercase(),
+            e.policy,
+            e.revision,
+            e.rule,
+            e.kind,
+            e.operation,
+            e.path,
+            e.pid,
+            e.uid,
+            e.binary,
+        );
+        if e.suppressed > 0 {
+            line.push_str(&format!(" (+{} similar suppressed)", e.suppressed));
+        }
+        return line;
+    }
     let mut line = format!(
         "{} {} {:<10} {}@{} rule={} {} {} {} -> {}",
         rfc3339(e.time_unix_ns),
@@ -107,6 +133,8 @@ pub fn node_json(n: &v1::NodeInfo) -> Value {
         "unenforced": n.unenforced.iter().map(|u| json!({"policy": u.policy, "rule": u.rule, "reason": u.reason})).collect::<Vec<_>>(),
         "last_error": n.last_error,
         "counters": n.counters.iter().map(|c| json!({"policy": c.policy, "rule": c.rule, "revision": c.revision, "direction": c.direction, "action": c.action, "packets": c.packets, "bytes": c.bytes})).collect::<Vec<_>>(),
+        "sched_classes": n.sched_classes.iter().map(|c| json!({"name": c.name, "policy": c.policy, "processes": c.processes, "detail": c.detail})).collect::<Vec<_>>(),
+        "seccomp_profiles": n.seccomp_profiles,
     })
 }
 
@@ -152,6 +180,18 @@ pub fn node_text(n: &v1::NodeInfo) -> String {
         out.push_str(&format!(
             "\n    not enforced: {} rule {}: {}",
             u.policy, u.rule, u.reason
+        ));
+    }
+    for c in &n.sched_classes {
+        out.push_str(&format!(
+            "\n    sched class {}: {} processes ({}; {})",
+            c.name, c.processes, c.policy, c.detail
+        ));
+    }
+    if !n.seccomp_profiles.is_empty() {
+        out.push_str(&format!(
+            "\n    seccomp profiles: {}",
+            n.seccomp_profiles.join(", ")
         ));
     }
     if !n.last_error.is_empty() {

@@ -23,6 +23,10 @@ pub enum EnforceError {
     },
     #[error(transparent)]
     Xdp(#[from] XdpError),
+    #[error("{0}")]
+    Hooks(String),
+    #[error("file/exec rules: {0}")]
+    Files(String),
 }
 
 /// A kernel backend the enforcer drives. The real one is XDP + TC; tests may record instead.
@@ -40,6 +44,54 @@ pub trait NetBackend: Send {
     /// The generation the kernel holds (an adopted state's), so new ones never repeat it.
     fn kernel_generation(&self) -> u32 {
         0
+    }
+    /// Rules of `plan` this backend cannot enforce (beyond egress, reported by the enforcer).
+    fn unenforced(&self, _plan: &NetPlan) -> Vec<v1::Unenforced> {
+        Vec::new()
+    }
+}
+
+/// No network backend (a node run without `--iface`): every ingress rule is reported unenforced.
+pub struct NoNetwork;
+
+impl NetBackend for NoNetwork {
+    fn apply(&mut self, _plan: &NetPlan, _generation: u32) -> Result<(), XdpError> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "no network backend".into()
+    }
+
+    fn egress_unavailable(&self) -> Option<String> {
+        Some("this node daemon runs without --iface".into())
+    }
+
+    fn unenforced(&self, plan: &NetPlan) -> Vec<v1::Unenforced> {
+        plan.rules
+            .iter()
+            .filter(|r| r.direction == Direction::Ingress)
+            .map(|r| v1::Unenforced {
+                policy: r.policy.clone(),
+                rule: r.rule_name.clone(),
+                reason: "this node daemon runs without --iface: no network enforcement".into(),
+            })
+            .collect()
+    }
+}
+
+/// The file/exec backend (BPF LSM, see `lsm`): enforces the policies' file and exec rules
+/// and says which it cannot.
+pub trait FileBackend: Send {
+    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<Vec<v1::Unenforced>, String>;
+}
+
+impl FileBackend for Arc<std::sync::Mutex<crate::lsm::Lsm>> {
+    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<Vec<v1::Unenforced>, String> {
+        self.lock()
+            .expect("lsm lock")
+            .apply(policies)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -76,8 +128,18 @@ impl NetBackend for NetFirewall {
     }
 }
 
+/// Another node backend driven by the same desired state (seccomp profiles, scheduler
+/// classes, ...): it sees every enforced policy after the network plan is applied and
+/// adds to the status.
+pub trait PolicyHook: Send {
+    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<(), String>;
+    fn status(&self, status: &mut v1::NodeStatus);
+}
+
 pub struct Enforcer {
     backend: Box<dyn NetBackend>,
+    hooks: Vec<Box<dyn PolicyHook>>,
+    files: Option<Box<dyn FileBackend>>,
     generation: u32,
     plans: VecDeque<(u32, Arc<NetPlan>)>,
     realized: Vec<v1::RealizedPolicy>,
@@ -94,12 +156,24 @@ impl Enforcer {
         Enforcer {
             capabilities: Vec::new(),
             backend,
+            hooks: Vec::new(),
+            files: None,
             generation,
             plans: VecDeque::new(),
             realized: Vec::new(),
             unenforced: Vec::new(),
             last_error: String::new(),
         }
+    }
+
+    /// Adds the file/exec backend.
+    pub fn with_files(mut self, files: Box<dyn FileBackend>) -> Self {
+        self.files = Some(files);
+        self
+    }
+
+    pub fn add_hook(&mut self, hook: Box<dyn PolicyHook>) {
+        self.hooks.push(hook);
     }
 
     /// Enforces exactly `desired`. On error the previous state stays in force and the
@@ -136,6 +210,11 @@ impl Enforcer {
         let generation = self.generation.wrapping_add(1).max(1);
         self.backend.apply(&plan, generation)?;
         self.generation = generation;
+        let hook_errors: Vec<String> = self
+            .hooks
+            .iter_mut()
+            .filter_map(|h| h.apply(&policies).err())
+            .collect();
 
         let mut unenforced: Vec<v1::Unenforced> = Vec::new();
         if let Some(why) = self.backend.egress_unavailable() {
@@ -163,6 +242,13 @@ impl Enforcer {
             &policies.iter().map(|(p, _)| p).collect::<Vec<_>>(),
             &self.capabilities,
         ));
+        if let Some(files) = &mut self.files {
+            unenforced.extend(files.apply(&policies).map_err(EnforceError::Files)?);
+        }
+        unenforced.extend(self.backend.unenforced(&plan));
+        // Several sources may report the same rule (a probe and the backend itself).
+        let mut seen = std::collections::BTreeSet::new();
+        unenforced.retain(|u| seen.insert((u.policy.clone(), u.rule.clone())));
         self.unenforced = unenforced;
         self.plans.push_back((generation, Arc::new(plan)));
         while self.plans.len() > KEPT_GENERATIONS {
@@ -183,6 +269,9 @@ impl Enforcer {
             policies = ?self.realized.iter().map(|p| format!("{}@{}", p.name, p.revision)).collect::<Vec<_>>(),
             "desired state enforced"
         );
+        if !hook_errors.is_empty() {
+            return Err(EnforceError::Hooks(hook_errors.join("; ")));
+        }
         Ok(())
     }
 
@@ -192,12 +281,17 @@ impl Enforcer {
     }
 
     pub fn status(&self) -> v1::NodeStatus {
-        v1::NodeStatus {
+        let mut status = v1::NodeStatus {
             policies: self.realized.clone(),
             unenforced: self.unenforced.clone(),
             last_error: self.last_error.clone(),
             counters: self.counters(),
+            ..Default::default()
+        };
+        for h in &self.hooks {
+            h.status(&mut status);
         }
+        status
     }
 
     /// Packet and byte counters of every rule of the plan in force.
