@@ -1,7 +1,10 @@
 //! Palisade's node daemon as a library: the binary in `main.rs` is glue.
 //!
 //! - [`abi`]: Rust mirrors of the kernel ABI in `bpf/lib/palisade_abi.h`.
-//! - [`xdp`]: the XDP ingress firewall (load, attach, keep maps equal to a plan).
+//! - [`xdp`]: the network firewall: XDP ingress + TC egress (load or adopt, attach, pin,
+//!   switch plans without a gap, per-rule counters).
+//! - [`pinning`]: the bpffs pin layout and `cleanup`.
+//! - [`probes`]: kernel feature probes run at start; rules needing a missing feature.
 //! - [`enforce`]: desired policy set -> plan -> backend; what is realized and what is not.
 //! - [`events`]: ring buffer -> audit events naming policy, rule and revision.
 //! - [`session`]: the mutual-TLS session with the control plane, with reconnects.
@@ -9,5 +12,14 @@
 pub mod abi;
 pub mod enforce;
 pub mod events;
+pub mod exec_abi;
+pub mod exectrack;
+pub mod localapi;
+pub mod pinning;
+pub mod probes;
+pub mod proctable;
+pub mod profiles;
+pub mod sched;
+pub mod seccomp;
 pub mod session;
 pub mod xdp;

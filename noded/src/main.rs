@@ -1,18 +1,53 @@
 //! `palisade-noded`: enforces the control plane's policies on this node.
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use palisade_noded::enforce::Enforcer;
+use palisade_noded::localapi;
+use palisade_noded::profiles::{self, Profiles, ProfilesHook};
+use palisade_noded::sched::SchedHook;
 use palisade_noded::session::{self, SessionConfig};
-use palisade_noded::{events, xdp::XdpFirewall};
+use palisade_noded::{events, pinning, probes, xdp::NetFirewall};
 use palisade_pki::{PkiDir, Role};
 use palisade_proto::v1;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+mod exec_cmd;
+mod node_local;
+
 #[derive(Parser, Debug)]
-#[command(name = "palisade-noded", version, about = "Palisade node daemon")]
+#[command(
+    name = "palisade-noded",
+    version,
+    about = "Palisade node daemon",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    /// With no subcommand: run the daemon (same as `run`).
+    #[command(flatten)]
+    run: Option<Args>,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the daemon (the default).
+    Run(Args),
+    /// Run a command under a seccomp profile in force on this node.
+    Exec(exec_cmd::ExecArgs),
+    /// Remove every program, link and map the daemon attached or pinned.
+    Cleanup {
+        /// The pin root the daemon used.
+        #[arg(long, env = "PALISADE_BPFFS_ROOT", default_value = pinning::DEFAULT_ROOT)]
+        bpffs_root: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
 struct Args {
     /// Control plane URL.
     #[arg(
@@ -25,11 +60,15 @@ struct Args {
     #[arg(long, env = "PALISADE_PKI", default_value = "/var/lib/palisade/pki")]
     pki: PathBuf,
     /// This node's name; must match the name in its certificate.
-    #[arg(long, env = "PALISADE_NODE_NAME")]
-    name: String,
-    /// Interface to guard with the XDP firewall.
-    #[arg(long, env = "PALISADE_IFACE")]
-    iface: String,
+    #[arg(long, env = "PALISADE_NODE_NAME", required = true)]
+    name: Option<String>,
+    /// Interface to guard with the XDP (ingress) and TC (egress) firewall.
+    #[arg(long, env = "PALISADE_IFACE", required = true)]
+    iface: Option<String>,
+    /// Where programs, links and maps are pinned (a directory on a BPF filesystem). Killing
+    /// the daemon leaves the last state enforced from there; a restart adopts it.
+    #[arg(long, env = "PALISADE_BPFFS_ROOT", default_value = pinning::DEFAULT_ROOT)]
+    bpffs_root: PathBuf,
     /// Node labels, matched by policies' node selectors (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
@@ -39,6 +78,12 @@ struct Args {
     /// Most audit events the kernel emits per CPU per second; the rest are counted.
     #[arg(long, default_value_t = 1000)]
     events_per_sec: u32,
+    /// Local API socket (`palisade-noded exec` fetches profiles here).
+    #[arg(long, env = "PALISADE_API_SOCKET", default_value = localapi::DEFAULT_SOCKET)]
+    api_socket: PathBuf,
+    /// Where every seccomp profile in force is written as OCI JSON (NAME.json).
+    #[arg(long, env = "PALISADE_SECCOMP_DIR", default_value = profiles::DEFAULT_DIR)]
+    seccomp_dir: PathBuf,
 }
 
 fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
@@ -60,35 +105,116 @@ async fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match cli.cmd {
+        None => match cli.run {
+            Some(args) => run(args).await,
+            None => bail!("give the daemon's options (see --help) or a subcommand"),
+        },
+        Some(Cmd::Run(args)) => run(args).await,
+        Some(Cmd::Exec(args)) => exec_cmd::exec(args),
+        Some(Cmd::Cleanup { bpffs_root }) => {
+            let removed = pinning::cleanup(&bpffs_root)
+                .with_context(|| format!("cleaning up {}", bpffs_root.display()))?;
+            for p in &removed {
+                println!("removed {}", p.display());
+            }
+            println!(
+                "cleanup: {} pins removed under {}",
+                removed.len(),
+                bpffs_root.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    let (Some(name), Some(iface)) = (args.name.clone(), args.iface.clone()) else {
+        bail!("--name and --iface are required to run the daemon");
+    };
     let labels = parse_labels(&args.labels)?;
     let pki = PkiDir::new(&args.pki);
-    let identity = pki.cert_paths(Role::Node, &args.name);
+    let identity = pki.cert_paths(Role::Node, &name);
     if !identity.cert.exists() {
         bail!(
             "no certificate for node {:?} at {}: issue one with `palisadectl pki issue {} --role node --name {}`",
-            args.name,
+            name,
             identity.cert.display(),
             args.pki.display(),
-            args.name
+            name
         );
     }
 
-    let mut fw = XdpFirewall::attach(&args.iface, args.events_per_sec)
-        .with_context(|| format!("cannot enforce network rules on {}", args.iface))?;
-    tracing::info!(iface = %args.iface, mode = fw.mode(), "XDP firewall attached");
+    let mut capabilities = probes::probe_all();
+    for c in &capabilities {
+        tracing::info!(capability = %c.name, available = c.available, detail = %c.detail, "probe");
+    }
+    let mut fw =
+        NetFirewall::attach(&iface, &args.bpffs_root, args.events_per_sec).with_context(|| {
+            format!(
+                "cannot enforce network rules on {iface} (pins under {})",
+                args.bpffs_root.display()
+            )
+        })?;
+    tracing::info!(
+        iface = %iface,
+        xdp = %fw.xdp.mode,
+        adopted = fw.xdp.adopted,
+        egress = ?fw.tc.as_ref().map(|t| t.mode.clone()),
+        pins = %fw.pin_dir().display(),
+        "network firewall attached"
+    );
     let ring = fw.take_events()?;
-    let capabilities = vec![v1::Capability {
-        name: "xdp".into(),
-        available: true,
-        detail: format!("attached to {} in {} mode", args.iface, fw.mode()),
-    }];
-    let enforcer = Arc::new(Mutex::new(Enforcer::new(Box::new(fw))));
+    capabilities.insert(
+        0,
+        v1::Capability {
+            name: "xdp".into(),
+            available: true,
+            detail: format!(
+                "{} on {iface} in {} mode",
+                if fw.xdp.adopted {
+                    "adopted"
+                } else {
+                    "attached"
+                },
+                fw.xdp.mode
+            ),
+        },
+    );
+    capabilities.insert(
+        1,
+        v1::Capability {
+            name: "tc-egress".into(),
+            available: fw.tc.is_some(),
+            detail: match (&fw.tc, &fw.tc_error) {
+                (Some(t), _) => format!(
+                    "{} on {iface} ({})",
+                    if t.adopted { "adopted" } else { "attached" },
+                    t.mode
+                ),
+                (None, Some(e)) => e.clone(),
+                (None, None) => "unavailable".into(),
+            },
+        },
+    );
+    let (sched, tracker, sched_caps) = node_local::start_sched();
+    capabilities.extend(sched_caps);
+    let mut enforcer = Enforcer::new(Box::new(fw));
+    enforcer.set_capabilities(capabilities.clone());
+    let profiles = Arc::new(Mutex::new(Profiles::new(Some(args.seccomp_dir.clone()))));
+    enforcer.add_hook(Box::new(ProfilesHook(profiles.clone())));
+    enforcer.add_hook(Box::new(SchedHook(sched.clone())));
+    let enforcer = Arc::new(Mutex::new(enforcer));
+    localapi::serve(
+        &args.api_socket,
+        node_local::api_handler(profiles, sched.clone(), tracker.clone()),
+    )?;
 
     let (ev_tx, ev_rx) = tokio::sync::mpsc::channel(8192);
     let reader = tokio::spawn(events::read_ring(
         ring,
-        args.name.clone(),
+        name.clone(),
         enforcer.clone(),
         ev_tx,
     ));
@@ -97,18 +223,24 @@ async fn main() -> Result<()> {
         server_name: args.tls_server_name.clone(),
         pki,
         identity,
-        name: args.name.clone(),
+        name: name.clone(),
         labels,
         capabilities,
     };
     let sess = tokio::spawn(session::run(cfg, enforcer.clone(), ev_rx));
 
-    tokio::select! {
-        _ = shutdown_signal() => tracing::info!("shutting down; the XDP program is detached on exit"),
-        r = reader => bail!("audit event reader stopped: {r:?}"),
-        _ = sess => bail!("session task stopped"),
-    }
-    Ok(())
+    let result = tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down; the pinned programs stay attached and keep enforcing (`palisade-noded cleanup` removes them)");
+            Ok(())
+        }
+        r = reader => Err(anyhow::anyhow!("audit event reader stopped: {r:?}")),
+        _ = sess => Err(anyhow::anyhow!("session task stopped")),
+    };
+    // Processes in scheduler classes get their own attributes back.
+    sched.lock().expect("sched lock").restore_all();
+    drop(tracker);
+    result
 }
 
 async fn shutdown_signal() {

@@ -15,6 +15,8 @@ use tonic::transport::{Channel, Endpoint};
 
 /// Most events sent in one batch.
 const MAX_BATCH: usize = 512;
+/// How often the status is compared with the last one sent.
+const STATUS_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -118,6 +120,7 @@ async fn session_once(
     .await
     .map_err(|_| SessionError::Closed)?;
     let status = enforcer.lock().expect("enforcer lock").status();
+    let mut last_status = status.clone();
     tx.send(send(node_message::Msg::Status(status)))
         .await
         .map_err(|_| SessionError::Closed)?;
@@ -126,13 +129,24 @@ async fn session_once(
     *registered = true;
     tracing::info!(url = %cfg.url, node = %cfg.name, "session with the control plane established");
 
+    // Status also changes without a new desired state (e.g. processes joining a scheduler
+    // class); it is re-sent when it changed.
+    let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
     loop {
         tokio::select! {
+            _ = status_tick.tick() => {
+                let status = enforcer.lock().expect("enforcer lock").status();
+                if status != last_status {
+                    last_status = status.clone();
+                    tx.send(send(node_message::Msg::Status(status))).await.map_err(|_| SessionError::Closed)?;
+                }
+            }
             msg = inbound.message() => {
                 match msg? {
                     None => return Ok(()),
                     Some(v1::ControlMessage { msg: Some(control_message::Msg::Desired(desired)) }) => {
                         let status = enforcer.lock().expect("enforcer lock").apply(&desired);
+                        last_status = status.clone();
                         tx.send(send(node_message::Msg::Status(status))).await.map_err(|_| SessionError::Closed)?;
                     }
                     Some(v1::ControlMessage { msg: Some(control_message::Msg::Rejected(r)) }) => {

@@ -10,9 +10,11 @@ use super::net::{Enforced, compile_network};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::ir::Policy;
 
-/// `PAL_MAX_PREFIXES`: entries of each network prefix map (one LPM trie per direction and
-/// address family).
-pub const NET_PREFIXES: usize = 65_536;
+/// `PAL_MAX_PFX4`: entries of the IPv4 prefix hash (both directions, both halves of the
+/// double-buffered tables share it; see `plan::net`).
+pub const NET_PREFIXES_V4: usize = 1 << 21;
+/// `PAL_MAX_PFX6`: entries of the IPv6 prefix hash.
+pub const NET_PREFIXES_V6: usize = 1 << 18;
 /// `PAL_MAX_RATE_LIMITS`: entries of the rate-limit prefix map (source CIDRs).
 pub const RATE_LIMIT_PREFIXES: usize = 16_384;
 /// `PAL_MAX_FILE_ENTRIES`: `(inode, operation)` entries of the LSM file map. A rule on a
@@ -38,6 +40,8 @@ pub struct Usage {
     pub sched_classes: usize,
     /// Estimated instructions, per seccomp profile (same order as the policy's).
     pub seccomp_insns: Vec<usize>,
+    /// Why the network rules do not fit the datapath's rule and clause-set tables, if not.
+    pub net_unfit: Option<String>,
 }
 
 /// Instructions of a compiled seccomp filter, estimated from above: an architecture check
@@ -64,6 +68,7 @@ pub fn usage(policy: &Policy) -> Usage {
         revision: 0,
     }]);
     Usage {
+        net_unfit: net.capacity_error(),
         ingress_v4: net.ingress.v4.len(),
         ingress_v6: net.ingress.v6.len(),
         egress_v4: net.egress.v4.len(),
@@ -103,10 +108,20 @@ pub fn check(policy: &Policy) -> Vec<Diagnostic> {
             );
         }
     };
-    over(net_span.clone(), "ingress IPv4", u.ingress_v4, NET_PREFIXES);
-    over(net_span.clone(), "ingress IPv6", u.ingress_v6, NET_PREFIXES);
-    over(net_span.clone(), "egress IPv4", u.egress_v4, NET_PREFIXES);
-    over(net_span, "egress IPv6", u.egress_v6, NET_PREFIXES);
+    // Both directions share one hash per family, and a revision switch fills the other
+    // half while the current one is in force: a policy may use half of each.
+    over(
+        net_span.clone(),
+        "IPv4 prefixes",
+        u.ingress_v4 + u.egress_v4,
+        NET_PREFIXES_V4 / 2,
+    );
+    over(
+        net_span.clone(),
+        "IPv6 prefixes",
+        u.ingress_v6 + u.egress_v6,
+        NET_PREFIXES_V6 / 2,
+    );
     over(
         at(policy.network.rate_limits.first().map(|r| &r.span)),
         "rate limits",
@@ -145,6 +160,17 @@ pub fn check(policy: &Policy) -> Vec<Diagnostic> {
             );
         }
     }
+    if let Some(why) = &u.net_unfit {
+        out.push(
+            Diagnostic::error(
+                at(policy.network.rules.first().map(|r| &r.span)),
+                format!("the network rules do not fit the datapath: {why}"),
+            )
+            .with_hint(
+                "merge rules that share protocol and ports, or split the policy across node groups",
+            ),
+        );
+    }
     out
 }
 
@@ -165,8 +191,16 @@ mod tests {
                     for l in text.lines() {
                         let mut w = l.split_whitespace();
                         if w.next() == Some("#define") && w.next() == Some(name) {
-                            let v = w.next()?;
-                            return v.trim_start_matches('(').trim_end_matches(')').parse().ok();
+                            // `N` or `(A << B)`.
+                            let rest: String = w.collect::<Vec<_>>().join(" ");
+                            let rest = rest.trim_start_matches('(').trim_end_matches(')');
+                            return match rest.split_once("<<") {
+                                Some((a, b)) => Some(
+                                    a.trim().parse::<usize>().ok()?
+                                        << b.trim().parse::<usize>().ok()?,
+                                ),
+                                None => rest.trim().parse().ok(),
+                            };
                         }
                     }
                 }
@@ -179,7 +213,16 @@ mod tests {
     fn constants_equal_the_bpf_map_sizes() {
         // The network prefix maps exist today; the other maps must use these names when
         // their programs land, and this test then checks them too.
-        assert_eq!(bpf_define("PAL_MAX_PREFIXES"), Some(NET_PREFIXES));
+        assert_eq!(bpf_define("PAL_MAX_PFX4"), Some(NET_PREFIXES_V4));
+        assert_eq!(bpf_define("PAL_MAX_PFX6"), Some(NET_PREFIXES_V6));
+        assert_eq!(
+            bpf_define("PAL_MAX_RULES"),
+            Some(super::super::net::MAX_RULES)
+        );
+        assert_eq!(
+            bpf_define("PAL_MAX_SETS"),
+            Some(super::super::net::MAX_SETS)
+        );
         for (name, value) in [
             ("PAL_MAX_RATE_LIMITS", RATE_LIMIT_PREFIXES),
             ("PAL_MAX_FILE_ENTRIES", FILE_ENTRIES),
@@ -194,22 +237,22 @@ mod tests {
 
     #[test]
     fn an_overflowing_policy_is_refused_at_validation() {
-        let mut src = String::from("policy(\"big\");\nnetwork().ingress().deny([");
-        for i in 0..70_000u32 {
+        // One rule per line: more rules than the datapath can count.
+        let n = super::super::net::MAX_RULES as u32 + 10;
+        let mut src = String::from("policy(\"big\");\n");
+        for i in 0..n {
             src.push_str(&format!(
-                "\"10.{}.{}.{}\",",
+                "network().ingress().deny(\"10.{}.{}.{}\");\n",
                 i >> 16,
                 (i >> 8) & 255,
                 i & 255
             ));
         }
-        src.push_str("]);\n");
-        let c = crate::dsl::evaluate_with("big.rhai", &src, &crate::dsl::Limits::large());
+        let c = crate::check_with("big.rhai", &src, &crate::dsl::Limits::large());
         let errs: Vec<_> = c.diagnostics.iter().map(|d| d.message.clone()).collect();
         assert!(
-            errs.iter().any(
-                |m| m.contains("ingress IPv4 needs 70000 map entries, but the map holds 65536")
-            ),
+            errs.iter()
+                .any(|m| m.contains("do not fit the datapath") && m.contains("network rules")),
             "{errs:?}"
         );
         let ok = "policy(\"small\");\nnetwork().ingress().deny(\"10.0.0.0/8\");\n";
