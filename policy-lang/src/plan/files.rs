@@ -471,10 +471,7 @@ exec().allow_only(["/usr/bin/bash", "/usr/bin/nc", "/usr/local/bin/palisade-node
             file(&p, "/etc/shadow", FileOp::Read, "/usr/sbin/sshd", 1000),
             (Action::Allow, Some("shadow".into()), true)
         );
-        assert_eq!(
-            file(&p, "/etc/shadow", FileOp::Read, "/usr/bin/cat", 0).2,
-            true
-        );
+        assert!(file(&p, "/etc/shadow", FileOp::Read, "/usr/bin/cat", 0).2);
         // write falls through to /etc (no write entry on /etc/shadow)
         assert_eq!(
             file(&p, "/etc/shadow", FileOp::Write, "/usr/bin/vi", 0),
