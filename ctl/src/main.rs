@@ -3,6 +3,7 @@
 
 mod diff;
 mod explain;
+mod export;
 mod output;
 mod policy_test;
 mod validate;
@@ -105,6 +106,21 @@ enum Cmd {
     /// Audit events.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Print something in a format other tools read.
+    #[command(subcommand)]
+    Export(ExportCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum ExportCmd {
+    /// A seccomp profile as OCI runtime-spec JSON (what nodes write for container runtimes).
+    Seccomp {
+        /// Profile name, or POLICY/NAME.
+        name: String,
+        /// Read these policy files instead of the control plane's current policies.
+        #[arg(long = "from", value_name = "FILE")]
+        from: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -210,6 +226,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     ),
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Export(ExportCmd::Seccomp { name, from }) => {
+            let policies = if from.is_empty() {
+                let mut c = PoliciesClient::new(connect(&cli).await?);
+                let list = c
+                    .list(v1::ListRequest {})
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                list.policies
+                    .iter()
+                    .map(|p| {
+                        palisade_policy::ir::Policy::from_json(&p.ir_json)
+                            .map(|ir| (ir, p.revision))
+                            .with_context(|| {
+                                format!("policy {} revision {}: bad IR", p.name, p.revision)
+                            })
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            } else {
+                export::policies_from_files(from)?
+            };
+            let v = export::seccomp_json(&policies, name)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Nodes => {

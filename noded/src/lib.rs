@@ -7,6 +7,8 @@
 //! - [`probes`]: kernel feature probes run at start; rules needing a missing feature.
 //! - [`enforce`]: desired policy set -> plan -> backend; what is realized and what is not.
 //! - [`events`]: ring buffer -> audit events naming policy, rule and revision.
+//! - [`lsm`], [`lsm_plan`], [`lsm_abi`], [`lsm_events`]: BPF-LSM file and exec enforcement
+//!   (programs, inode-resolved plan, kernel ABI mirror, audit events).
 //! - [`session`]: the mutual-TLS session with the control plane, with reconnects.
 
 pub mod abi;
@@ -15,6 +17,10 @@ pub mod events;
 pub mod exec_abi;
 pub mod exectrack;
 pub mod localapi;
+pub mod lsm;
+pub mod lsm_abi;
+pub mod lsm_events;
+pub mod lsm_plan;
 pub mod pinning;
 pub mod probes;
 pub mod proctable;

@@ -385,6 +385,21 @@ impl SchedManager {
                 self.reclassify(pid, None);
             }
         }
+        // Children of held processes (forked or exec'd before the class arrived) join
+        // their parent's class unless they match one themselves.
+        let parents = parent_map();
+        let roots: Vec<(u32, String, Saved)> = self
+            .held
+            .iter()
+            .map(|(pid, h)| (*pid, h.class.clone(), h.saved.clone()))
+            .collect();
+        for (pid, class, saved) in roots {
+            for child in descendants_in(&parents, pid) {
+                if !self.held.contains_key(&child) {
+                    self.reclassify(child, Some((class.clone(), saved.clone())));
+                }
+            }
+        }
         self.remove_stale_cgroups();
         if self.errors.is_empty() {
             Ok(())
@@ -554,16 +569,32 @@ impl SchedManager {
         }
     }
 
+    /// Per class, the processes it holds: classified ones and their descendants (a fork
+    /// that never exec'd inherits its parent's class without an exec event).
     pub fn status(&self) -> Vec<ClassStatus> {
+        let parents = if self.held.is_empty() {
+            HashMap::new()
+        } else {
+            parent_map()
+        };
         self.classes
             .iter()
             .map(|c| {
-                let processes: Vec<u32> = self
+                let mut processes: Vec<u32> = self
                     .held
                     .iter()
-                    .filter(|(pid, h)| h.class == c.class.name && proctable::alive(**pid))
+                    .filter(|(pid, h)| h.class == c.class.name && parents.contains_key(pid))
                     .map(|(pid, _)| *pid)
                     .collect();
+                for pid in processes.clone() {
+                    for d in descendants_in(&parents, pid) {
+                        if !self.held.contains_key(&d) {
+                            processes.push(d);
+                        }
+                    }
+                }
+                processes.sort_unstable();
+                processes.dedup();
                 let mut detail = format!("nice {}", c.class.nice.unwrap_or(0));
                 if let Some(d) = self.cgroup_detail.get(&c.class.name) {
                     detail.push_str(&format!(", {d}"));
@@ -586,9 +617,9 @@ impl SchedManager {
     }
 }
 
-/// Every descendant of `pid` now running (by parent pid, from `/proc`).
-pub fn descendants(pid: u32) -> Vec<u32> {
-    let mut parent: HashMap<u32, u32> = HashMap::new();
+/// Parent pid of every process now running (from `/proc/PID/stat`).
+pub fn parent_map() -> HashMap<u32, u32> {
+    let mut parent = HashMap::new();
     for p in proctable::all_pids() {
         if let Ok(s) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
             // pid (comm) state ppid ...: comm may contain spaces and parentheses.
@@ -599,10 +630,15 @@ pub fn descendants(pid: u32) -> Vec<u32> {
             }
         }
     }
+    parent
+}
+
+/// Every descendant of `pid` in `parents`.
+pub fn descendants_in(parents: &HashMap<u32, u32>, pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     let mut frontier = vec![pid];
     while let Some(p) = frontier.pop() {
-        for (&c, &pp) in &parent {
+        for (&c, &pp) in parents {
             if pp == p && !out.contains(&c) {
                 out.push(c);
                 frontier.push(c);
@@ -610,6 +646,11 @@ pub fn descendants(pid: u32) -> Vec<u32> {
         }
     }
     out
+}
+
+/// Every descendant of `pid` now running.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    descendants_in(&parent_map(), pid)
 }
 
 /// Drives [`SchedManager`] from the enforcer.

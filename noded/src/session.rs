@@ -15,8 +15,8 @@ use tonic::transport::{Channel, Endpoint};
 
 /// Most events sent in one batch.
 const MAX_BATCH: usize = 512;
-/// How often the status is compared with the last one sent.
-const STATUS_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the status (with rule counters) is re-sent.
+const STATUS_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -120,7 +120,6 @@ async fn session_once(
     .await
     .map_err(|_| SessionError::Closed)?;
     let status = enforcer.lock().expect("enforcer lock").status();
-    let mut last_status = status.clone();
     tx.send(send(node_message::Msg::Status(status)))
         .await
         .map_err(|_| SessionError::Closed)?;
@@ -129,24 +128,20 @@ async fn session_once(
     *registered = true;
     tracing::info!(url = %cfg.url, node = %cfg.name, "session with the control plane established");
 
-    // Status also changes without a new desired state (e.g. processes joining a scheduler
-    // class); it is re-sent when it changed.
-    let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
+    // Counters change with traffic: report the status now and then, not only on changes.
+    let mut tick = tokio::time::interval(STATUS_EVERY);
+    tick.tick().await;
     loop {
         tokio::select! {
-            _ = status_tick.tick() => {
+            _ = tick.tick() => {
                 let status = enforcer.lock().expect("enforcer lock").status();
-                if status != last_status {
-                    last_status = status.clone();
-                    tx.send(send(node_message::Msg::Status(status))).await.map_err(|_| SessionError::Closed)?;
-                }
+                tx.send(send(node_message::Msg::Status(status))).await.map_err(|_| SessionError::Closed)?;
             }
             msg = inbound.message() => {
                 match msg? {
                     None => return Ok(()),
                     Some(v1::ControlMessage { msg: Some(control_message::Msg::Desired(desired)) }) => {
                         let status = enforcer.lock().expect("enforcer lock").apply(&desired);
-                        last_status = status.clone();
                         tx.send(send(node_message::Msg::Status(status))).await.map_err(|_| SessionError::Closed)?;
                     }
                     Some(v1::ControlMessage { msg: Some(control_message::Msg::Rejected(r)) }) => {

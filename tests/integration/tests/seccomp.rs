@@ -1,7 +1,11 @@
 //! Seccomp profiles enforced for real: `palisade-noded exec` installs the compiled filter
 //! and execs a workload (python3 or a shell) that makes the syscalls under test.
 
-use palisade_integration::{bin, host_tier_unavailable, skip, workspace};
+use palisade_integration::{bin, host_tier_unavailable, run, skip, workspace};
+
+#[path = "support/probes.rs"]
+mod probes;
+use probes::PROBES;
 use serde_json::{Value, json};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -41,32 +45,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
-
-/// A python3 workload printing `NAME=ok` or `NAME=errno N` per probe.
-pub const PROBES: &str = r#"
-import ctypes, os, socket, sys
-libc = ctypes.CDLL(None, use_errno=True)
-def probe(name, f):
-    try:
-        f()
-        print(f"{name}=ok", flush=True)
-    except OSError as e:
-        print(f"{name}=errno {e.errno}", flush=True)
-def raw(rc):
-    if rc == -1:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-for p in sys.argv[1:]:
-    if p == "mkdir": probe(p, lambda: os.rmdir(os.mkdir(os.environ["PROBE_DIR"]) or os.environ["PROBE_DIR"]))
-    elif p == "inet": probe(p, lambda: socket.socket(socket.AF_INET).close())
-    elif p == "inet6": probe(p, lambda: socket.socket(socket.AF_INET6).close())
-    elif p == "unix": probe(p, lambda: socket.socket(socket.AF_UNIX).close())
-    elif p == "getcwd": probe(p, os.getcwd)
-    elif p == "unshare": probe(p, lambda: raw(libc.unshare(0x04000000)))  # CLONE_NEWUTS
-    elif p == "keyctl": probe(p, lambda: raw(libc.syscall(250, 0, -3, 0)))  # KEYCTL_GET_KEYRING_ID
-    elif p == "mount": probe(p, lambda: raw(libc.mount(b"none", os.environ["PROBE_DIR"].encode(), b"tmpfs", 0, None)))
-    elif p == "sync": os.sync(); print("sync=ok", flush=True)
-"#;
 
 fn python_probes(profile: &Path, extra: &[&str], probes: &[&str], probe_dir: &Path) -> Output {
     let mut cmd = vec!["python3", "-c", PROBES];
@@ -188,8 +166,20 @@ fn container_default_profile_runs_a_shell_and_denies_namespaces_keys_mounts() {
             &why,
         );
     }
-    let profile = workspace().join("tests/integration/fixtures/container-default.profile.json");
+    // The profile written in the policy language, exported as OCI JSON.
     let dir = tempfile::tempdir().unwrap();
+    let out = run(Command::new(bin("palisadectl")).args([
+        "export",
+        "seccomp",
+        "container-default",
+        "--from",
+        workspace()
+            .join("examples/policies/container-default.rhai")
+            .to_str()
+            .unwrap(),
+    ]));
+    let profile = dir.path().join("container-default.json");
+    std::fs::write(&profile, &out.stdout).unwrap();
     std::fs::write(dir.path().join("in.txt"), "b\na\nc\n").unwrap();
     let script = format!(
         "cd {} && ls -la . >/dev/null && sort in.txt | head -n 2 | wc -l && cat in.txt | grep -c . \
