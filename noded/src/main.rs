@@ -200,10 +200,12 @@ async fn main() -> Result<()> {
     enforcer.add_hook(Box::new(ProfilesHook(profiles.clone())));
     enforcer.add_hook(Box::new(SchedHook(sched.clone())));
     let enforcer = Arc::new(Mutex::new(enforcer));
-    localapi::serve(
+    if let Err(e) = localapi::serve(
         &args.api_socket,
         node_local::api_handler(profiles, sched.clone(), tracker.clone()),
-    )?;
+    ) {
+        tracing::error!(error = %e, "local API unavailable: `palisade-noded exec --profile` will not work");
+    }
 
     let (ev_tx, ev_rx) = tokio::sync::mpsc::channel(8192);
     let reader = tokio::spawn(events::read_ring(
