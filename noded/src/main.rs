@@ -140,6 +140,9 @@ async fn main() -> Result<()> {
         );
     }
 
+    // Exec tracking (kernel BTF parsing) and the /proc seed run while the network programs
+    // load and verify.
+    let sched_start = std::thread::spawn(node_local::start_sched);
     let mut capabilities = probes::probe_all();
     for c in &capabilities {
         tracing::info!(capability = %c.name, available = c.available, detail = %c.detail, "probe");
@@ -192,7 +195,9 @@ async fn main() -> Result<()> {
             },
         },
     );
-    let (sched, tracker, sched_caps) = node_local::start_sched();
+    let (sched, tracker, sched_caps) = sched_start
+        .join()
+        .map_err(|_| anyhow::anyhow!("starting exec tracking panicked"))?;
     capabilities.extend(sched_caps);
     let mut enforcer = Enforcer::new(Box::new(fw));
     enforcer.set_capabilities(capabilities.clone());
