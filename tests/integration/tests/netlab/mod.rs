@@ -348,22 +348,9 @@ pub fn start_node(
     name: &str,
     iface: &str,
     root: &std::path::Path,
-    log: &str,
+    _log: &str,
 ) -> palisade_integration::Proc {
-    let mut cmd = Command::new(palisade_integration::bin("palisade-noded"));
-    cmd.args(["--controlplane", &cp.url, "--pki"])
-        .arg(cp.pki())
-        .args(["--name", name, "--iface", iface, "--bpffs-root"])
-        .arg(root);
-    let mut p = palisade_integration::Proc::spawn(log, &mut cmd, cp.dir.path());
-    let connected = palisade_integration::wait_until(Duration::from_secs(20), || {
-        node_json(cp, name)
-            .map(|n| n["connected"] == true)
-            .unwrap_or(false)
-    });
-    p.assert_running();
-    assert!(connected, "node {name} did not connect:\n{}", p.log_text());
-    p
+    cp.start_node_at(name, iface, &[], root)
 }
 
 /// `palisadectl nodes -o json` for one node.
