@@ -4,10 +4,14 @@
 # weight 50), then N sequential execs of a copy of `sleep` named pals-lat. The daemon
 # measures, per exec, CLOCK_MONOTONIC from the kernel's exec event to the end of
 # classification (every thread's sched_setattr and the cgroup move); this prints p50/p99.
-# Usage (root): scripts/bench-sched.sh [N]
+# With `nocgroup` the class has no CPU weight, so no cgroup move (cgroup v1's cgroup.procs
+# write waits for an RCU grace period and dominates the tail).
+# Usage (root): scripts/bench-sched.sh [N] [nocgroup]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-300}
+weight=".cpu_weight(50)"
+[ "${2:-}" = nocgroup ] && weight=
 bin=${PALISADE_BIN_DIR:-target/debug}
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -33,9 +37,9 @@ sleep 1
 pids+=($!)
 ctl() { "$bin/palisadectl" --controlplane "https://127.0.0.1:$port" --pki "$work/pki" "$@"; }
 for _ in $(seq 50); do [ -S "$work/api.sock" ] && break; sleep 0.2; done
-cat >"$work/lat.rhai" <<'RHAI'
+cat >"$work/lat.rhai" <<RHAI
 policy("pals-bench");
-sched_class("pals-lat").policy("batch").nice(5).cpu_weight(50).names(["pals-lat"]);
+sched_class("pals-lat").policy("batch").nice(5)$weight.names(["pals-lat"]);
 RHAI
 ctl apply "$work/lat.rhai" >/dev/null
 sleep 2
