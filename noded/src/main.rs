@@ -158,6 +158,9 @@ async fn main() -> Result<()> {
         );
     }
 
+    // Exec tracking (kernel BTF parsing) and the /proc seed run while the network programs
+    // load and verify.
+    let sched_start = std::thread::spawn(node_local::start_sched);
     let mut capabilities = probes::probe_all();
     for c in &capabilities {
         tracing::info!(capability = %c.name, available = c.available, detail = %c.detail, "probe");
@@ -245,7 +248,9 @@ async fn main() -> Result<()> {
         Lsm::Active(l) => Some(l.take_events()?),
         Lsm::Unavailable(_) => None,
     };
-    let (sched, tracker, sched_caps) = node_local::start_sched();
+    let (sched, tracker, sched_caps) = sched_start
+        .join()
+        .map_err(|_| anyhow::anyhow!("starting exec tracking panicked"))?;
     capabilities.extend(sched_caps);
     let mut enforcer = Enforcer::new(backend).with_files(Box::new(lsm.clone()));
     enforcer.set_capabilities(capabilities.clone());
@@ -253,10 +258,12 @@ async fn main() -> Result<()> {
     enforcer.add_hook(Box::new(ProfilesHook(profiles.clone())));
     enforcer.add_hook(Box::new(SchedHook(sched.clone())));
     let enforcer = Arc::new(Mutex::new(enforcer));
-    localapi::serve(
+    if let Err(e) = localapi::serve(
         &args.api_socket,
         node_local::api_handler(profiles, sched.clone(), tracker.clone()),
-    )?;
+    ) {
+        tracing::error!(error = %e, "local API unavailable: `palisade-noded exec --profile` will not work");
+    }
 
     let (ev_tx, ev_rx) = tokio::sync::mpsc::channel(8192);
     let mut tasks = tokio::task::JoinSet::new();
