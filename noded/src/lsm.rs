@@ -35,6 +35,11 @@ use std::path::{Path, PathBuf};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lsm_files.bpf.o"));
 
+/// The benchmark's baseline object (`bpf/lsm_bench_min.bpf.c`): one inode hash lookup on
+/// `file_open` and on `bprm_check_security`. Never loaded by the daemon.
+pub static BENCH_BASELINE_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lsm_bench_min.bpf.o"));
+
 /// Where pinned links live.
 pub const PIN_BASE: &str = "/sys/fs/bpf/palisade";
 
