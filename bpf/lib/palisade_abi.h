@@ -13,7 +13,7 @@
 
 #define PAL_ABI_VERSION 1
 
-/* Actions (value.action, event.action). */
+/* Actions (clause.action, event.action). */
 #define PAL_ACTION_ALLOW 0
 #define PAL_ACTION_DENY 1
 #define PAL_ACTION_AUDIT 2
@@ -22,25 +22,119 @@
 #define PAL_DIR_INGRESS 0
 #define PAL_DIR_EGRESS 1
 
-/* LPM trie keys: prefix length in host order, then the address in network order. */
-struct pal_lpm_v4_key {
-	__u32 prefix_len;
+/*
+ * Network rule layout (the plan side is documented in policy-lang/src/plan/net.rs).
+ *
+ * Two halves (0 and 1) of every table exist side by side; PAL_ACTIVE[0] says which one the
+ * programs read. A new revision is written into the other half, then PAL_ACTIVE flips.
+ *
+ * PAL_PFX4 / PAL_PFX6: hash maps keyed by (prefix_len, direction, half, masked address),
+ * value = index of a clause set within the half. PAL_HALVES[half].dir[d] lists the prefix
+ * lengths in use, longest first; a packet costs one hash lookup per length in use until
+ * the first hit (the longest matching prefix), independent of the number of prefixes.
+ * PAL_SETS[half * PAL_MAX_SETS + set] is that prefix's clause list: its own rules and those
+ * of every shorter prefix containing it, rate limits first, then most specific first; the
+ * first clause whose protocol and port match decides.
+ */
+#define PAL_MAX_LENS4 33
+#define PAL_MAX_LENS6 129
+#define PAL_MAX_CLAUSES 16
+#define PAL_MAX_SETS 16384
+#define PAL_MAX_RULES 16384
+
+#define PAL_PROTO_ANY 0
+#define PAL_PROTO_ICMP 1 /* matches ICMP and ICMPv6 */
+#define PAL_PROTO_TCP 6
+#define PAL_PROTO_UDP 17
+
+#define PAL_CLAUSE_PORTS 1 /* port_lo..port_hi must hold the destination port */
+#define PAL_CLAUSE_RATE 2  /* per-source rate limit of pps packets/s; does not decide */
+
+struct pal_pfx4_key {
+	__u8 prefix_len;
+	__u8 dir;
+	__u8 half;
+	__u8 _pad;
 	__u8 addr[4];
 };
 
-struct pal_lpm_v6_key {
-	__u32 prefix_len;
+struct pal_pfx6_key {
+	__u8 prefix_len;
+	__u8 dir;
+	__u8 half;
+	__u8 _pad;
 	__u8 addr[16];
 };
 
-/* What a matching prefix means. rule_ref indexes the daemon's rule table of generation
- * `generation` (1-based; 0 = no rule). */
-struct pal_rule_value {
-	__u32 action;
+struct pal_clause {
+	__u8 proto;
+	__u8 action;
+	__u8 flags;
+	__u8 _pad;
+	__u16 port_lo;
+	__u16 port_hi;
 	__u32 rule_ref;
-	__u32 generation;
-	__u32 _reserved;
+	__u32 pps;
 };
+
+struct pal_clause_set {
+	__u32 n;
+	__u32 _pad;
+	struct pal_clause c[PAL_MAX_CLAUSES];
+};
+
+struct pal_dir_table {
+	__u8 n4;
+	__u8 n6;
+	__u8 default_action;
+	__u8 _pad;
+	__u32 default_rule_ref;
+	__u8 lens4[36];
+	__u8 lens6[132];
+};
+
+struct pal_half {
+	__u32 generation;
+	__u32 _pad;
+	struct pal_dir_table dir[2];
+};
+
+/* Per-rule counters: PAL_RULE_STATS[half * PAL_MAX_RULES + rule_ref] (per CPU). */
+struct pal_rule_stat {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Rate limiter state per source address (LRU). */
+struct pal_rate_key {
+	__u8 family;
+	__u8 _pad[3];
+	__u8 addr[16];
+};
+
+struct pal_rate_state {
+	__u64 window_start_ns;
+	__u64 count;
+};
+
+/*
+ * Flows this host opened (PAL_FLOWS, LRU): written by the egress program for what it lets
+ * out while the ingress default is not allow and that starts a flow (TCP SYN without ACK,
+ * ICMP echo request, any UDP); the ingress program lets the replies
+ * (the reversed tuple) past the *default* action, never past an explicit rule. Value: the
+ * last time the flow was seen leaving (ns); older than PAL_FLOW_TTL_NS counts as gone.
+ */
+struct pal_flow_key {
+	__u8 family;
+	__u8 proto;
+	__u16 local_port;  /* host order; 0 for ICMP */
+	__u16 remote_port;
+	__u16 _pad;
+	__u8 local[16];
+	__u8 remote[16];
+};
+
+#define PAL_FLOW_TTL_NS 300000000000ULL
 
 /* One ring-buffer event per denied or audited packet (within the event budget). */
 struct pal_net_event {
@@ -80,11 +174,18 @@ struct pal_config {
 #define PAL_STAT_ALLOWED 3
 #define PAL_STAT_EVENTS_SUPPRESSED 4
 #define PAL_STAT_RINGBUF_FULL 5
-#define PAL_STAT_MAX 6
+#define PAL_STAT_RATE_LIMITED 6
+#define PAL_STAT_REPLY_ALLOWED 7
+#define PAL_STAT_MAX 8
 
-#define PAL_SIZE_LPM_V4_KEY 8
-#define PAL_SIZE_LPM_V6_KEY 20
-#define PAL_SIZE_RULE_VALUE 16
+#define PAL_SIZE_PFX4_KEY 8
+#define PAL_SIZE_PFX6_KEY 20
+#define PAL_SIZE_CLAUSE 16
+#define PAL_SIZE_CLAUSE_SET 264
+#define PAL_SIZE_DIR_TABLE 176
+#define PAL_SIZE_HALF 360
+#define PAL_SIZE_RATE_KEY 20
+#define PAL_SIZE_FLOW_KEY 40
 #define PAL_SIZE_NET_EVENT 72
 
 #endif

@@ -90,6 +90,9 @@ impl Fleet {
                 unenforced: e.status.unenforced.clone(),
                 last_error: e.status.last_error.clone(),
                 last_seen_unix_ms: e.last_seen_unix_ms,
+                counters: e.status.counters.clone(),
+                sched_classes: e.status.sched_classes.clone(),
+                seccomp_profiles: e.status.seccomp_profiles.clone(),
             })
             .collect()
     }

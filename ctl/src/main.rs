@@ -1,7 +1,12 @@
 //! `palisadectl`: Palisade's command line. One module per concern; this file is the
 //! command tree and the glue.
 
+mod diff;
+mod explain;
+mod export;
 mod output;
+mod policy_test;
+mod validate;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -64,6 +69,33 @@ enum Cmd {
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Raise the evaluation limits for generated policies (see docs/policy-language.md).
+        #[arg(long)]
+        large: bool,
+    },
+    /// Run policy unit tests: events and expected verdicts, against the compiled plan.
+    Test {
+        file: PathBuf,
+        /// The case file (format: docs/policy-language.md).
+        #[arg(long)]
+        cases: PathBuf,
+        #[arg(long)]
+        large: bool,
+    },
+    /// Which rule decides an event, and why.
+    Explain {
+        file: PathBuf,
+        /// An event, e.g. "net ingress tcp 203.0.113.5 -> 10.0.0.1:22" (repeatable).
+        #[arg(long = "event", required = true)]
+        events: Vec<String>,
+        #[arg(long)]
+        large: bool,
+    },
+    /// What applying a policy would change against the revision the control plane stores.
+    Diff {
+        file: PathBuf,
+        #[arg(long)]
+        large: bool,
     },
     /// Validate, store and roll out a policy.
     Apply { file: PathBuf },
@@ -74,6 +106,21 @@ enum Cmd {
     /// Audit events.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Print something in a format other tools read.
+    #[command(subcommand)]
+    Export(ExportCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum ExportCmd {
+    /// A seccomp profile as OCI runtime-spec JSON (what nodes write for container runtimes).
+    Seccomp {
+        /// Profile name, or POLICY/NAME.
+        name: String,
+        /// Read these policy files instead of the control plane's current policies.
+        #[arg(long = "from", value_name = "FILE")]
+        from: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -140,7 +187,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Validate { files } => validate(files, cli.output),
+        Cmd::Validate { files, large } => validate::run(files, *large, cli.output),
+        Cmd::Test { file, cases, large } => policy_test::run(file, cases, *large, cli.output),
+        Cmd::Explain {
+            file,
+            events,
+            large,
+        } => explain::run(file, events, *large, cli.output),
+        Cmd::Diff { file, large } => {
+            let mut c = PoliciesClient::new(connect(&cli).await?);
+            let list = c
+                .list(v1::ListRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
+            diff::run(file, &list.policies, *large, cli.output)
+        }
         Cmd::Apply { file } => apply(&cli, file).await,
         Cmd::List => {
             let mut c = PoliciesClient::new(connect(&cli).await?);
@@ -164,6 +226,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     ),
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Export(ExportCmd::Seccomp { name, from }) => {
+            let policies = if from.is_empty() {
+                let mut c = PoliciesClient::new(connect(&cli).await?);
+                let list = c
+                    .list(v1::ListRequest {})
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                list.policies
+                    .iter()
+                    .map(|p| {
+                        palisade_policy::ir::Policy::from_json(&p.ir_json)
+                            .map(|ir| (ir, p.revision))
+                            .with_context(|| {
+                                format!("policy {} revision {}: bad IR", p.name, p.revision)
+                            })
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            } else {
+                export::policies_from_files(from)?
+            };
+            let v = export::seccomp_json(&policies, name)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Nodes => {
@@ -200,49 +287,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn validate(files: &[PathBuf], format: Format) -> Result<ExitCode> {
-    let mut failed = false;
-    for f in files {
-        let source =
-            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
-        let name = f.display().to_string();
-        let checked = palisade_policy::check(&name, &source);
-        failed |= checked.has_errors();
-        match format {
-            Format::Json => {
-                for d in &checked.diagnostics {
-                    println!("{}", serde_json::to_string(d)?);
-                }
-            }
-            Format::Text => {
-                if !checked.diagnostics.is_empty() {
-                    eprint!("{}", checked.render(&source));
-                }
-                match &checked.policy {
-                    Some(p) => println!(
-                        "{name}: ok (policy {:?}, {} rules)",
-                        p.name,
-                        p.rules().count()
-                    ),
-                    None => println!(
-                        "{name}: {} error(s)",
-                        checked
-                            .diagnostics
-                            .iter()
-                            .filter(|d| d.severity == palisade_policy::Severity::Error)
-                            .count()
-                    ),
-                }
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 async fn apply(cli: &Cli, file: &PathBuf) -> Result<ExitCode> {

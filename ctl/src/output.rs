@@ -132,6 +132,9 @@ pub fn node_json(n: &v1::NodeInfo) -> Value {
         "in_sync": in_sync(n),
         "unenforced": n.unenforced.iter().map(|u| json!({"policy": u.policy, "rule": u.rule, "reason": u.reason})).collect::<Vec<_>>(),
         "last_error": n.last_error,
+        "counters": n.counters.iter().map(|c| json!({"policy": c.policy, "rule": c.rule, "revision": c.revision, "direction": c.direction, "action": c.action, "packets": c.packets, "bytes": c.bytes})).collect::<Vec<_>>(),
+        "sched_classes": n.sched_classes.iter().map(|c| json!({"name": c.name, "policy": c.policy, "processes": c.processes, "detail": c.detail})).collect::<Vec<_>>(),
+        "seccomp_profiles": n.seccomp_profiles,
     })
 }
 
@@ -179,8 +182,42 @@ pub fn node_text(n: &v1::NodeInfo) -> String {
             u.policy, u.rule, u.reason
         ));
     }
+    for c in &n.sched_classes {
+        out.push_str(&format!(
+            "\n    sched class {}: {} processes ({}; {})",
+            c.name, c.processes, c.policy, c.detail
+        ));
+    }
+    if !n.seccomp_profiles.is_empty() {
+        out.push_str(&format!(
+            "\n    seccomp profiles: {}",
+            n.seccomp_profiles.join(", ")
+        ));
+    }
     if !n.last_error.is_empty() {
         out.push_str(&format!("\n    last error: {}", n.last_error));
+    }
+    for c in n.capabilities.iter().filter(|c| !c.available) {
+        out.push_str(&format!(
+            "\n    missing capability {}: {}",
+            c.name, c.detail
+        ));
+    }
+    for c in &n.counters {
+        out.push_str(&format!(
+            "\n    counter {}@{} {} ({} {}): {} packets, {} bytes",
+            if c.policy.is_empty() { "-" } else { &c.policy },
+            c.revision,
+            c.rule,
+            if c.direction.is_empty() {
+                "-"
+            } else {
+                &c.direction
+            },
+            c.action,
+            c.packets,
+            c.bytes
+        ));
     }
     out
 }

@@ -138,7 +138,7 @@ fn main() {
 
     let mut results = vec![("no LSM program", none), ("minimal (baseline)", baseline)];
     {
-        let mut lsm = LsmEnforcer::load(1000, false).expect("load Palisade's LSM programs");
+        let mut lsm = LsmEnforcer::load(1000, None).expect("load Palisade's LSM programs");
         for n in [10usize, 10_000] {
             phase(&format!("palisade {n}"));
             let unenforced = lsm.apply(&[(policy(n), 1)]).expect("apply");

@@ -17,15 +17,79 @@ pub const STAT_AUDITED: u32 = 2;
 pub const STAT_ALLOWED: u32 = 3;
 pub const STAT_EVENTS_SUPPRESSED: u32 = 4;
 pub const STAT_RINGBUF_FULL: u32 = 5;
-pub const STAT_MAX: u32 = 6;
+pub const STAT_RATE_LIMITED: u32 = 6;
+pub const STAT_REPLY_ALLOWED: u32 = 7;
+pub const STAT_MAX: u32 = 8;
 
+pub const MAX_LENS4: usize = 33;
+pub const MAX_LENS6: usize = 129;
+pub const MAX_CLAUSES: usize = 16;
+pub const MAX_SETS: u32 = 16384;
+pub const MAX_RULES: u32 = 16384;
+
+/// `struct pal_pfx4_key` as bytes: prefix_len, dir, half, pad, addr[4].
+pub fn pfx4_key(prefix_len: u8, dir: u8, half: u8, addr: [u8; 4]) -> [u8; 8] {
+    let mut k = [0u8; 8];
+    k[0] = prefix_len;
+    k[1] = dir;
+    k[2] = half;
+    k[4..].copy_from_slice(&addr);
+    k
+}
+
+/// `struct pal_pfx6_key` as bytes: prefix_len, dir, half, pad, addr[16].
+pub fn pfx6_key(prefix_len: u8, dir: u8, half: u8, addr: [u8; 16]) -> [u8; 20] {
+    let mut k = [0u8; 20];
+    k[0] = prefix_len;
+    k[1] = dir;
+    k[2] = half;
+    k[4..].copy_from_slice(&addr);
+    k
+}
+
+/// The half a prefix key belongs to.
+pub fn key_half(key: &[u8]) -> u8 {
+    key[2]
+}
+
+/// `struct pal_clause_set`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RuleValue {
-    pub action: u32,
-    pub rule_ref: u32,
+#[derive(Debug, Clone, Copy)]
+pub struct ClauseSet {
+    pub n: u32,
+    pub pad: u32,
+    /// `struct pal_clause` each, as built by `palisade_policy::plan::Clause::to_bytes`.
+    pub clauses: [[u8; 16]; MAX_CLAUSES],
+}
+
+/// `struct pal_dir_table`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct DirTable {
+    pub n4: u8,
+    pub n6: u8,
+    pub default_action: u8,
+    pub pad: u8,
+    pub default_rule_ref: u32,
+    pub lens4: [u8; 36],
+    pub lens6: [u8; 132],
+}
+
+/// `struct pal_half`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Half {
     pub generation: u32,
-    pub reserved: u32,
+    pub pad: u32,
+    pub dir: [DirTable; 2],
+}
+
+/// `struct pal_rule_stat` (per CPU).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuleStat {
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 #[repr(C)]
@@ -55,8 +119,13 @@ pub struct Config {
 }
 
 // SAFETY: plain `repr(C)` integers and byte arrays with no padding holes the kernel reads.
-unsafe impl aya::Pod for RuleValue {}
 unsafe impl aya::Pod for Config {}
+// SAFETY: as above; every field is an integer or an integer array, no implicit padding.
+unsafe impl aya::Pod for ClauseSet {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Half {}
+// SAFETY: as above.
+unsafe impl aya::Pod for RuleStat {}
 
 impl NetEvent {
     /// Reads an event from ring-buffer bytes; `None` when the record is too short.
@@ -80,12 +149,52 @@ mod tests {
             .lines()
             .find(|l| l.starts_with(&format!("#define {name} ")))
             .unwrap_or_else(|| panic!("{name} not in header"));
-        line.rsplit(' ').next().unwrap().parse().unwrap()
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
     }
 
     #[test]
     fn layouts_match_the_c_header() {
-        assert_eq!(size_of::<RuleValue>(), header_number("PAL_SIZE_RULE_VALUE"));
+        assert_eq!(size_of::<ClauseSet>(), header_number("PAL_SIZE_CLAUSE_SET"));
+        assert_eq!(size_of::<DirTable>(), header_number("PAL_SIZE_DIR_TABLE"));
+        assert_eq!(size_of::<Half>(), header_number("PAL_SIZE_HALF"));
+        assert_eq!(offset_of!(Half, dir), 8);
+        assert_eq!(offset_of!(DirTable, lens6), 44);
+        assert_eq!(
+            pfx4_key(0, 0, 0, [0; 4]).len(),
+            header_number("PAL_SIZE_PFX4_KEY")
+        );
+        assert_eq!(
+            pfx6_key(0, 0, 0, [0; 16]).len(),
+            header_number("PAL_SIZE_PFX6_KEY")
+        );
+        assert_eq!(header_number("PAL_MAX_CLAUSES"), MAX_CLAUSES);
+        assert_eq!(
+            header_number("PAL_MAX_CLAUSES"),
+            palisade_policy::plan::MAX_CLAUSES
+        );
+        assert_eq!(
+            header_number("PAL_MAX_SETS"),
+            palisade_policy::plan::MAX_SETS
+        );
+        assert_eq!(
+            header_number("PAL_MAX_RULES"),
+            palisade_policy::plan::MAX_RULES
+        );
+        assert_eq!(header_number("PAL_MAX_SETS") as u32, MAX_SETS);
+        assert_eq!(header_number("PAL_MAX_RULES") as u32, MAX_RULES);
+        assert_eq!(header_number("PAL_SIZE_CLAUSE"), 16);
+        assert_eq!(
+            header_number("PAL_CLAUSE_PORTS") as u8,
+            palisade_policy::plan::CLAUSE_PORTS
+        );
+        assert_eq!(
+            header_number("PAL_CLAUSE_RATE") as u8,
+            palisade_policy::plan::CLAUSE_RATE
+        );
+        assert_eq!(
+            header_number("PAL_PROTO_ICMP") as u8,
+            palisade_policy::plan::PROTO_ICMP
+        );
         assert_eq!(size_of::<NetEvent>(), header_number("PAL_SIZE_NET_EVENT"));
         assert_eq!(offset_of!(NetEvent, sport), 28);
         assert_eq!(offset_of!(NetEvent, family), 32);

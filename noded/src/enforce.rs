@@ -4,7 +4,7 @@
 //! emitted just before a switch still names the rule of the revision that dropped it.
 
 use crate::abi;
-use crate::xdp::{XdpError, XdpFirewall};
+use crate::xdp::{Counter, NetFirewall, XdpError};
 use palisade_policy::ir::{Direction, Policy};
 use palisade_policy::plan::{self, Enforced, NetPlan, RuleMeta};
 use palisade_proto::v1;
@@ -23,86 +23,90 @@ pub enum EnforceError {
     },
     #[error(transparent)]
     Xdp(#[from] XdpError),
-    #[error("file/exec rules: {0}")]
-    Files(String),
+    #[error("{0}")]
+    Hooks(String),
 }
 
-/// A kernel backend the enforcer drives. The real one is XDP; tests may record instead.
+/// A kernel backend the enforcer drives. The real one is XDP + TC; tests may record instead.
 pub trait NetBackend: Send {
     fn apply(&mut self, plan: &NetPlan, generation: u32) -> Result<(), XdpError>;
     fn describe(&self) -> String;
-    /// Rules of `plan` this backend cannot enforce (beyond egress, reported by the enforcer).
-    fn unenforced(&self, _plan: &NetPlan) -> Vec<v1::Unenforced> {
+    /// Per-rule counters of the plan in force (slots `0..=rules`).
+    fn counters(&self, _rules: usize) -> Vec<Counter> {
         Vec::new()
     }
-}
-
-/// No network backend (a node run without `--iface`): every ingress rule is reported unenforced.
-pub struct NoNetwork;
-
-impl NetBackend for NoNetwork {
-    fn apply(&mut self, _plan: &NetPlan, _generation: u32) -> Result<(), XdpError> {
-        Ok(())
+    /// Why egress rules cannot be enforced, if they cannot.
+    fn egress_unavailable(&self) -> Option<String> {
+        None
     }
-
-    fn describe(&self) -> String {
-        "no network backend".into()
-    }
-
-    fn unenforced(&self, plan: &NetPlan) -> Vec<v1::Unenforced> {
-        plan.rules
-            .iter()
-            .filter(|r| r.direction == Direction::Ingress)
-            .map(|r| v1::Unenforced {
-                policy: r.policy.clone(),
-                rule: r.rule_name.clone(),
-                reason: "this node daemon runs without --iface: no network enforcement".into(),
-            })
-            .collect()
+    /// The generation the kernel holds (an adopted state's), so new ones never repeat it.
+    fn kernel_generation(&self) -> u32 {
+        0
     }
 }
 
-impl NetBackend for XdpFirewall {
+impl NetBackend for NetFirewall {
     fn apply(&mut self, plan: &NetPlan, generation: u32) -> Result<(), XdpError> {
-        XdpFirewall::apply(self, &plan.ingress, generation)
+        NetFirewall::apply(self, plan, generation)
     }
 
     fn describe(&self) -> String {
-        format!("xdp on {} ({} mode)", self.iface(), self.mode())
+        format!(
+            "xdp on {} ({}), egress {}",
+            self.iface(),
+            self.xdp.mode,
+            self.tc
+                .as_ref()
+                .map(|t| t.mode.as_str())
+                .unwrap_or("unavailable")
+        )
+    }
+
+    fn counters(&self, rules: usize) -> Vec<Counter> {
+        self.counters(rules).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read rule counters");
+            Vec::new()
+        })
+    }
+
+    fn egress_unavailable(&self) -> Option<String> {
+        self.tc_error.clone()
+    }
+
+    fn kernel_generation(&self) -> u32 {
+        self.active_generation().unwrap_or(0)
     }
 }
 
-/// The file/exec backend (BPF LSM, see `lsm`): enforces the policies' file and exec rules
-/// and says which it cannot.
-pub trait FileBackend: Send {
-    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<Vec<v1::Unenforced>, String>;
-}
-
-impl FileBackend for Arc<std::sync::Mutex<crate::lsm::Lsm>> {
-    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<Vec<v1::Unenforced>, String> {
-        self.lock()
-            .expect("lsm lock")
-            .apply(policies)
-            .map_err(|e| e.to_string())
-    }
+/// Another node backend driven by the same desired state (seccomp profiles, scheduler
+/// classes, ...): it sees every enforced policy after the network plan is applied and
+/// adds to the status.
+pub trait PolicyHook: Send {
+    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<(), String>;
+    fn status(&self, status: &mut v1::NodeStatus);
 }
 
 pub struct Enforcer {
     backend: Box<dyn NetBackend>,
-    files: Option<Box<dyn FileBackend>>,
+    hooks: Vec<Box<dyn PolicyHook>>,
     generation: u32,
     plans: VecDeque<(u32, Arc<NetPlan>)>,
     realized: Vec<v1::RealizedPolicy>,
     unenforced: Vec<v1::Unenforced>,
     last_error: String,
+    /// What the feature probes found (see `probes`); rules needing a missing one are
+    /// reported as not enforced.
+    capabilities: Vec<v1::Capability>,
 }
 
 impl Enforcer {
     pub fn new(backend: Box<dyn NetBackend>) -> Self {
+        let generation = backend.kernel_generation();
         Enforcer {
+            capabilities: Vec::new(),
             backend,
-            files: None,
-            generation: 0,
+            hooks: Vec::new(),
+            generation,
             plans: VecDeque::new(),
             realized: Vec::new(),
             unenforced: Vec::new(),
@@ -110,10 +114,8 @@ impl Enforcer {
         }
     }
 
-    /// Adds the file/exec backend.
-    pub fn with_files(mut self, files: Box<dyn FileBackend>) -> Self {
-        self.files = Some(files);
-        self
+    pub fn add_hook(&mut self, hook: Box<dyn PolicyHook>) {
+        self.hooks.push(hook);
     }
 
     /// Enforces exactly `desired`. On error the previous state stays in force and the
@@ -150,22 +152,39 @@ impl Enforcer {
         let generation = self.generation.wrapping_add(1).max(1);
         self.backend.apply(&plan, generation)?;
         self.generation = generation;
-
-        self.unenforced = plan
-            .rules
-            .iter()
-            .filter(|r| r.direction == Direction::Egress)
-            .map(|r| v1::Unenforced {
-                policy: r.policy.clone(),
-                rule: r.rule_name.clone(),
-                reason: "egress filtering (TC) is not implemented by this node daemon yet".into(),
-            })
+        let hook_errors: Vec<String> = self
+            .hooks
+            .iter_mut()
+            .filter_map(|h| h.apply(&policies).err())
             .collect();
-        if let Some(files) = &mut self.files {
-            self.unenforced
-                .extend(files.apply(&policies).map_err(EnforceError::Files)?);
+
+        let mut unenforced: Vec<v1::Unenforced> = Vec::new();
+        if let Some(why) = self.backend.egress_unavailable() {
+            unenforced.extend(
+                plan.rules
+                    .iter()
+                    .filter(|r| r.direction == Direction::Egress)
+                    .map(|r| v1::Unenforced {
+                        policy: r.policy.clone(),
+                        rule: r.rule_name.clone(),
+                        reason: format!("egress filtering (TC) is unavailable: {why}"),
+                    }),
+            );
         }
-        self.unenforced.extend(self.backend.unenforced(&plan));
+        for (rule_ref, why) in &plan.truncated {
+            if let Some(r) = plan.rule(*rule_ref) {
+                unenforced.push(v1::Unenforced {
+                    policy: r.policy.clone(),
+                    rule: r.rule_name.clone(),
+                    reason: why.clone(),
+                });
+            }
+        }
+        unenforced.extend(crate::probes::unenforced_for(
+            &policies.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            &self.capabilities,
+        ));
+        self.unenforced = unenforced;
         self.plans.push_back((generation, Arc::new(plan)));
         while self.plans.len() > KEPT_GENERATIONS {
             self.plans.pop_front();
@@ -185,15 +204,68 @@ impl Enforcer {
             policies = ?self.realized.iter().map(|p| format!("{}@{}", p.name, p.revision)).collect::<Vec<_>>(),
             "desired state enforced"
         );
+        if !hook_errors.is_empty() {
+            return Err(EnforceError::Hooks(hook_errors.join("; ")));
+        }
         Ok(())
     }
 
+    /// Records what the feature probes found; applies to the next desired state.
+    pub fn set_capabilities(&mut self, caps: Vec<v1::Capability>) {
+        self.capabilities = caps;
+    }
+
     pub fn status(&self) -> v1::NodeStatus {
-        v1::NodeStatus {
+        let mut status = v1::NodeStatus {
             policies: self.realized.clone(),
             unenforced: self.unenforced.clone(),
             last_error: self.last_error.clone(),
+            counters: self.counters(),
+            ..Default::default()
+        };
+        for h in &self.hooks {
+            h.status(&mut status);
         }
+        status
+    }
+
+    /// Packet and byte counters of every rule of the plan in force.
+    pub fn counters(&self) -> Vec<v1::RuleCounter> {
+        let Some((_, plan)) = self.plans.back() else {
+            return Vec::new();
+        };
+        self.backend
+            .counters(plan.rules.len())
+            .into_iter()
+            .filter_map(|c| {
+                let (policy, rule, revision, direction, action) = match plan.rule(c.rule_ref) {
+                    Some(r) => (
+                        r.policy.clone(),
+                        r.rule_name.clone(),
+                        r.revision,
+                        r.direction.as_str().to_string(),
+                        r.action.as_str().to_string(),
+                    ),
+                    None if c.rule_ref == 0 => (
+                        String::new(),
+                        "(no rule: default allow)".into(),
+                        0,
+                        String::new(),
+                        "allow".into(),
+                    ),
+                    None => return None,
+                };
+                Some(v1::RuleCounter {
+                    policy,
+                    rule,
+                    revision,
+                    direction,
+                    action,
+                    packets: c.packets,
+                    bytes: c.bytes,
+                })
+            })
+            .collect()
     }
 
     /// The rule an event of `generation` refers to.

@@ -1,19 +1,33 @@
 //! Palisade's node daemon as a library: the binary in `main.rs` is glue.
 //!
 //! - [`abi`]: Rust mirrors of the kernel ABI in `bpf/lib/palisade_abi.h`.
-//! - [`xdp`]: the XDP ingress firewall (load, attach, keep maps equal to a plan).
+//! - [`xdp`]: the network firewall: XDP ingress + TC egress (load or adopt, attach, pin,
+//!   switch plans without a gap, per-rule counters).
+//! - [`pinning`]: the bpffs pin layout and `cleanup`.
+//! - [`probes`]: kernel feature probes run at start; rules needing a missing feature.
 //! - [`enforce`]: desired policy set -> plan -> backend; what is realized and what is not.
 //! - [`events`]: ring buffer -> audit events naming policy, rule and revision.
 //! - [`lsm`], [`lsm_plan`], [`lsm_abi`], [`lsm_events`]: BPF-LSM file and exec enforcement
 //!   (programs, inode-resolved plan, kernel ABI mirror, audit events).
+//! - [`nonet`]: running without `--iface` (network rules reported unenforced).
 //! - [`session`]: the mutual-TLS session with the control plane, with reconnects.
 
 pub mod abi;
 pub mod enforce;
 pub mod events;
+pub mod exec_abi;
+pub mod exectrack;
+pub mod localapi;
 pub mod lsm;
 pub mod lsm_abi;
 pub mod lsm_events;
 pub mod lsm_plan;
+pub mod nonet;
+pub mod pinning;
+pub mod probes;
+pub mod proctable;
+pub mod profiles;
+pub mod sched;
+pub mod seccomp;
 pub mod session;
 pub mod xdp;

@@ -1,28 +1,57 @@
 //! `palisade-noded`: enforces the control plane's policies on this node.
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
-use palisade_noded::enforce::{Enforcer, NetBackend, NoNetwork};
-use palisade_noded::lsm::{self, Lsm};
+use clap::{Parser, Subcommand};
+use palisade_noded::enforce::{Enforcer, NetBackend};
+use palisade_noded::localapi;
+use palisade_noded::lsm::{Lsm, LsmHook};
 use palisade_noded::lsm_events;
+use palisade_noded::nonet::{NoNetwork, NoNetworkHook};
+use palisade_noded::profiles::{self, Profiles, ProfilesHook};
+use palisade_noded::sched::SchedHook;
 use palisade_noded::session::{self, SessionConfig};
-use palisade_noded::{events, xdp::XdpFirewall};
+use palisade_noded::{events, pinning, probes, xdp::NetFirewall};
 use palisade_pki::{PkiDir, Role};
 use palisade_proto::v1;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+mod exec_cmd;
+mod node_local;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "palisade-noded",
     version,
     about = "Palisade node daemon",
+    args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
-struct Args {
+struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
+    cmd: Option<Sub>,
+    /// Without a subcommand: run the daemon.
+    #[command(flatten)]
+    run: Args,
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Run the daemon (the default when no subcommand is given).
+    Run(Args),
+    /// Run a command under a seccomp profile in force on this node.
+    Exec(exec_cmd::ExecArgs),
+    /// Remove every program, link and map the daemon attached or pinned.
+    Cleanup {
+        /// The pin root the daemon used.
+        #[arg(long, env = "PALISADE_BPFFS_ROOT", default_value = pinning::DEFAULT_ROOT)]
+        bpffs_root: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct Args {
     /// Control plane URL.
     #[arg(
         long,
@@ -36,16 +65,20 @@ struct Args {
     /// This node's name; must match the name in its certificate.
     #[arg(long, env = "PALISADE_NODE_NAME", required = true)]
     name: Option<String>,
-    /// Interface to guard with the XDP firewall; without it network rules are reported
-    /// unenforced.
+    /// Interface to guard with the XDP (ingress) and TC (egress) firewall. Without it the
+    /// daemon enforces no network rule and reports them all unenforced.
     #[arg(long, env = "PALISADE_IFACE")]
     iface: Option<String>,
     /// Do not load the BPF-LSM file/exec programs (file and exec rules are reported unenforced).
     #[arg(long)]
     no_lsm: bool,
-    /// How often protected paths are resolved again to inodes, in milliseconds (0: never).
+    /// How often protected paths are resolved to inodes again, in milliseconds (0: never).
     #[arg(long, default_value_t = 1000)]
     lsm_rescan_ms: u64,
+    /// Where programs, links and maps are pinned (a directory on a BPF filesystem). Killing
+    /// the daemon leaves the last state enforced from there; a restart adopts it.
+    #[arg(long, env = "PALISADE_BPFFS_ROOT", default_value = pinning::DEFAULT_ROOT)]
+    bpffs_root: PathBuf,
     /// Node labels, matched by policies' node selectors (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
@@ -55,12 +88,12 @@ struct Args {
     /// Most audit events the kernel emits per CPU per second; the rest are counted.
     #[arg(long, default_value_t = 1000)]
     events_per_sec: u32,
-}
-
-#[derive(clap::Subcommand, Debug)]
-enum Command {
-    /// Removes the daemon's pinned kernel state (detaches the LSM programs it left in force).
-    Cleanup,
+    /// Local API socket (`palisade-noded exec` fetches profiles here).
+    #[arg(long, env = "PALISADE_API_SOCKET", default_value = localapi::DEFAULT_SOCKET)]
+    api_socket: PathBuf,
+    /// Where every seccomp profile in force is written as OCI JSON (NAME.json).
+    #[arg(long, env = "PALISADE_SECCOMP_DIR", default_value = profiles::DEFAULT_DIR)]
+    seccomp_dir: PathBuf,
 }
 
 fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
@@ -83,13 +116,28 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let args = Args::parse();
-    if let Some(Command::Cleanup) = args.command {
-        let n = lsm::cleanup().context("removing pinned LSM links")?;
-        println!("removed {n} pinned LSM program link(s)");
-        return Ok(());
-    }
-    let name = args.name.clone().context("--name is required")?;
+    let cli = Cli::parse();
+    let args = match cli.cmd {
+        None => cli.run,
+        Some(Sub::Run(a)) => a,
+        Some(Sub::Exec(a)) => return exec_cmd::exec(a),
+        Some(Sub::Cleanup { bpffs_root }) => {
+            let removed = pinning::cleanup(&bpffs_root)
+                .with_context(|| format!("cleaning up {}", bpffs_root.display()))?;
+            for p in &removed {
+                println!("removed {}", p.display());
+            }
+            println!(
+                "cleanup: {} pins removed under {}",
+                removed.len(),
+                bpffs_root.display()
+            );
+            return Ok(());
+        }
+    };
+    let Some(name) = args.name.clone() else {
+        bail!("--name is required to run the daemon");
+    };
     let labels = parse_labels(&args.labels)?;
     let pki = PkiDir::new(&args.pki);
     let identity = pki.cert_paths(Role::Node, &name);
@@ -103,41 +151,84 @@ async fn main() -> Result<()> {
         );
     }
 
-    let (ev_tx, ev_rx) = tokio::sync::mpsc::channel(8192);
-    let mut capabilities = Vec::new();
+    let mut capabilities = probes::probe_all();
+    for c in &capabilities {
+        tracing::info!(capability = %c.name, available = c.available, detail = %c.detail, "probe");
+    }
     let backend: Box<dyn NetBackend>;
-    let mut xdp_ring = None;
-    if let Some(iface) = &args.iface {
-        let mut fw = XdpFirewall::attach(iface, args.events_per_sec)
-            .with_context(|| format!("cannot enforce network rules on {iface}"))?;
-        tracing::info!(iface = %iface, mode = fw.mode(), "XDP firewall attached");
-        capabilities.push(v1::Capability {
-            name: "xdp".into(),
-            available: true,
-            detail: format!("attached to {} in {} mode", iface, fw.mode()),
-        });
-        let ring = fw.take_events()?;
+    let mut net_ring = None;
+    let no_network = args.iface.is_none();
+    if let Some(iface) = args.iface.clone() {
+        let mut fw = NetFirewall::attach(&iface, &args.bpffs_root, args.events_per_sec)
+            .with_context(|| {
+                format!(
+                    "cannot enforce network rules on {iface} (pins under {})",
+                    args.bpffs_root.display()
+                )
+            })?;
+        tracing::info!(
+            iface = %iface,
+            xdp = %fw.xdp.mode,
+            adopted = fw.xdp.adopted,
+            egress = ?fw.tc.as_ref().map(|t| t.mode.clone()),
+            pins = %fw.pin_dir().display(),
+            "network firewall attached"
+        );
+        net_ring = Some(fw.take_events()?);
+        capabilities.insert(
+            0,
+            v1::Capability {
+                name: "xdp".into(),
+                available: true,
+                detail: format!(
+                    "{} on {iface} in {} mode",
+                    if fw.xdp.adopted {
+                        "adopted"
+                    } else {
+                        "attached"
+                    },
+                    fw.xdp.mode
+                ),
+            },
+        );
+        capabilities.insert(
+            1,
+            v1::Capability {
+                name: "tc-egress".into(),
+                available: fw.tc.is_some(),
+                detail: match (&fw.tc, &fw.tc_error) {
+                    (Some(t), _) => format!(
+                        "{} on {iface} ({})",
+                        if t.adopted { "adopted" } else { "attached" },
+                        t.mode
+                    ),
+                    (None, Some(e)) => e.clone(),
+                    (None, None) => "unavailable".into(),
+                },
+            },
+        );
         backend = Box::new(fw);
-        xdp_ring = Some(ring);
     } else {
         tracing::warn!("no --iface: network rules will be reported unenforced");
-        capabilities.push(v1::Capability {
-            name: "xdp".into(),
-            available: false,
-            detail: "no --iface given".into(),
-        });
+        capabilities.insert(
+            0,
+            v1::Capability {
+                name: "xdp".into(),
+                available: false,
+                detail: "no --iface given".into(),
+            },
+        );
         backend = Box::new(NoNetwork);
     }
-
     let lsm = if args.no_lsm {
         Lsm::Unavailable("disabled with --no-lsm".into())
     } else {
-        Lsm::load(args.events_per_sec, true)
+        Lsm::load(args.events_per_sec, Some(&args.bpffs_root))
     };
     match &lsm {
         Lsm::Active(_) => tracing::info!("BPF-LSM file/exec programs attached"),
         Lsm::Unavailable(why) => {
-            tracing::warn!(reason = %why, "BPF LSM unavailable: file and exec rules will be reported unenforced")
+            tracing::warn!(reason = %why, "BPF-LSM programs not loaded: file and exec rules will be reported unenforced")
         }
     }
     capabilities.push(lsm.capability());
@@ -146,13 +237,28 @@ async fn main() -> Result<()> {
         Lsm::Active(l) => Some(l.take_events()?),
         Lsm::Unavailable(_) => None,
     };
-    let enforcer = Arc::new(Mutex::new(
-        Enforcer::new(backend).with_files(Box::new(lsm.clone())),
-    ));
+    let (sched, tracker, sched_caps) = node_local::start_sched();
+    capabilities.extend(sched_caps);
+    let mut enforcer = Enforcer::new(backend);
+    enforcer.add_hook(Box::new(LsmHook::new(lsm.clone())));
+    if no_network {
+        enforcer.add_hook(Box::new(NoNetworkHook::default()));
+    }
+    enforcer.set_capabilities(capabilities.clone());
+    let profiles = Arc::new(Mutex::new(Profiles::new(Some(args.seccomp_dir.clone()))));
+    enforcer.add_hook(Box::new(ProfilesHook(profiles.clone())));
+    enforcer.add_hook(Box::new(SchedHook(sched.clone())));
+    let enforcer = Arc::new(Mutex::new(enforcer));
+    localapi::serve(
+        &args.api_socket,
+        node_local::api_handler(profiles, sched.clone(), tracker.clone()),
+    )?;
+
+    let (ev_tx, ev_rx) = tokio::sync::mpsc::channel(8192);
     let mut tasks = tokio::task::JoinSet::new();
-    if let Some(iface_ring) = xdp_ring {
+    if let Some(ring) = net_ring {
         tasks.spawn(events::read_ring(
-            iface_ring,
+            ring,
             name.clone(),
             enforcer.clone(),
             ev_tx.clone(),
@@ -190,12 +296,19 @@ async fn main() -> Result<()> {
     };
     let sess = tokio::spawn(session::run(cfg, enforcer.clone(), ev_rx));
 
-    tokio::select! {
-        _ = shutdown_signal() => tracing::info!("shutting down; the XDP program is detached on exit, LSM programs stay pinned (palisade-noded cleanup removes them)"),
-        Some(r) = tasks.join_next() => bail!("a daemon task stopped: {r:?}"),
-        _ = sess => bail!("session task stopped"),
-    }
-    Ok(())
+    let result = tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down; the pinned programs stay attached and keep enforcing (`palisade-noded cleanup` removes them)");
+            Ok(())
+        }
+        Some(r) = tasks.join_next() => Err(anyhow::anyhow!("a daemon task (audit event reader, re-resolution) stopped: {r:?}")),
+        _ = sess => Err(anyhow::anyhow!("session task stopped")),
+    };
+    // Without the daemon nothing classifies new processes: those in scheduler classes get
+    // their own attributes back.
+    sched.lock().expect("sched lock").restore_all();
+    drop(tracker);
+    result
 }
 
 async fn shutdown_signal() {

@@ -15,6 +15,8 @@ use tonic::transport::{Channel, Endpoint};
 
 /// Most events sent in one batch.
 const MAX_BATCH: usize = 512;
+/// How often the status (with rule counters) is re-sent.
+const STATUS_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -126,8 +128,15 @@ async fn session_once(
     *registered = true;
     tracing::info!(url = %cfg.url, node = %cfg.name, "session with the control plane established");
 
+    // Counters change with traffic: report the status now and then, not only on changes.
+    let mut tick = tokio::time::interval(STATUS_EVERY);
+    tick.tick().await;
     loop {
         tokio::select! {
+            _ = tick.tick() => {
+                let status = enforcer.lock().expect("enforcer lock").status();
+                tx.send(send(node_message::Msg::Status(status))).await.map_err(|_| SessionError::Closed)?;
+            }
             msg = inbound.message() => {
                 match msg? {
                     None => return Ok(()),

@@ -1,31 +1,39 @@
-//! The XDP ingress firewall backend: loads `bpf/xdp_firewall.bpf.c`, attaches it to one
-//! interface and keeps its prefix maps equal to a plan.
+//! The network firewall backend: XDP on ingress and a TC classifier (TCX) on egress, both
+//! from `bpf/xdp_firewall.bpf.c`, sharing maps pinned under [`crate::pinning`].
 //!
-//! Maps (see the C file): `PAL_IN4` / `PAL_IN6` are LPM tries keyed by source prefix,
-//! holding a [`RuleValue`]; `PAL_EVENTS` is the ring buffer of [`crate::abi::NetEvent`]s;
-//! `PAL_STATS` per-CPU counters; `PAL_CONFIG` the event budget.
+//! **Attach or adopt.** If the interface's pin directory already holds a link (a previous
+//! daemon was killed or stopped), the program it keeps attached is adopted as it is: the
+//! maps are reopened from their pins and nothing is detached or attached again. Otherwise
+//! the programs are loaded, attached (XDP natively if the driver can, else generic; TC via
+//! TCX, else a clsact qdisc over netlink) and their links pinned.
 //!
-//! Switching plans writes every new entry first (overwriting entries both plans share in
-//! place, a single atomic map update each) and only then deletes entries the new plan does
-//! not have, so a prefix both revisions deny is never absent from the map.
+//! **Switching plans without a gap.** Every table exists in two halves (see
+//! `bpf/lib/palisade_abi.h`); the programs read the half `PAL_ACTIVE` names, once per
+//! packet. [`NetFirewall::apply`] writes the whole new plan into the inactive half and only
+//! then flips `PAL_ACTIVE` (one 4-byte array write), so every packet sees either the old
+//! rules or the new ones, never a mixture or nothing. The old half is left intact until the
+//! next apply clears it, long after any packet that read the old index has finished.
 
-use crate::abi::{self, Config, RuleValue};
-use aya::Ebpf;
-use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
-use aya::programs::{Xdp, XdpMode};
-use palisade_policy::plan::{LpmEntry, PrefixTables};
-use std::collections::BTreeSet;
+use crate::abi::{self, ClauseSet, Config, Half, RuleStat};
+use crate::pinning::{self, LINK_TC_EGRESS, LINK_XDP};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, RingBuf};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::tc::{self, TcAttachOptions};
+use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use palisade_policy::plan::{DirTable, NetPlan};
+use std::path::{Path, PathBuf};
 
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp_firewall.bpf.o"));
+pub static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp_firewall.bpf.o"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
-    #[error("failed to load the XDP object: {0}")]
+    #[error("failed to load the firewall object: {0}")]
     Load(#[from] aya::EbpfError),
-    #[error("XDP program or map {0} missing from the object")]
+    #[error("program or map {0} missing from the object")]
     Missing(&'static str),
-    #[error("XDP program: {0}")]
+    #[error("firewall program: {0}")]
     Program(#[from] aya::programs::ProgramError),
     #[error("failed to attach XDP to {iface} (driver mode: {driver}; generic mode: {generic})")]
     Attach {
@@ -33,24 +41,68 @@ pub enum XdpError {
         driver: String,
         generic: String,
     },
-    #[error("XDP map update failed: {0}")]
+    #[error("failed to attach the egress classifier to {iface} (TCX: {tcx}; clsact: {clsact})")]
+    AttachTc {
+        iface: String,
+        tcx: String,
+        clsact: String,
+    },
+    #[error("map update failed: {0}")]
     Map(#[from] aya::maps::MapError),
+    #[error("pinning: {0}")]
+    Pin(#[from] pinning::PinError),
+    #[error("pinning a link at {path}: {source}")]
+    PinLink {
+        path: PathBuf,
+        source: aya::pin::PinError,
+    },
+    #[error("link: {0}")]
+    Link(#[from] aya::programs::links::LinkError),
+    #[error("the plan does not fit the datapath: {0}")]
+    Capacity(String),
+    #[error("cannot read the number of CPUs: {0}")]
+    Cpus(String),
 }
 
-/// The attached program and what its maps hold.
-pub struct XdpFirewall {
+/// How a program is attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// "driver" / "generic" (XDP), "tcx" / "clsact" (TC).
+    pub mode: String,
+    /// True when a pinned link of an earlier daemon was adopted.
+    pub adopted: bool,
+}
+
+/// One rule's counters, summed over CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counter {
+    pub rule_ref: u32,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// The attached programs and their maps.
+pub struct NetFirewall {
     ebpf: Ebpf,
     iface: String,
-    mode: &'static str,
-    in_v4: BTreeSet<(u32, [u8; 4])>,
-    in_v6: BTreeSet<(u32, [u8; 16])>,
+    dir: PathBuf,
+    pub xdp: Attachment,
+    pub tc: Option<Attachment>,
+    /// Why egress filtering is unavailable, when it is.
+    pub tc_error: Option<String>,
+    /// Rule slots possibly non-zero in each half (cleared before the half is reused).
+    dirty_rules: [u32; 2],
+    /// Clause sets written into each half.
+    sets_written: [u32; 2],
 }
 
-impl XdpFirewall {
-    /// Loads the program and attaches it to `iface`, natively if the driver supports it,
-    /// else in generic mode.
-    pub fn attach(iface: &str, events_per_sec: u32) -> Result<Self, XdpError> {
-        let mut ebpf = Ebpf::load(OBJECT)?;
+impl NetFirewall {
+    /// Attaches to (or adopts) `iface`, pinning under `root`.
+    pub fn attach(iface: &str, root: &Path, events_per_sec: u32) -> Result<Self, XdpError> {
+        let dir = pinning::iface_dir(root, iface)?;
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&dir)
+            .load(OBJECT)?;
         {
             let mut cfg: Array<&mut MapData, Config> = Array::try_from(
                 ebpf.map_mut("PAL_CONFIG")
@@ -65,30 +117,24 @@ impl XdpFirewall {
                 0,
             )?;
         }
-        let prog: &mut Xdp = ebpf
-            .program_mut("palisade_xdp")
-            .ok_or(XdpError::Missing("palisade_xdp"))?
-            .try_into()?;
-        prog.load()?;
-        let mode = match prog.attach(iface, XdpMode::Driver) {
-            Ok(_) => "driver",
-            Err(driver) => match prog.attach(iface, XdpMode::Skb) {
-                Ok(_) => "generic",
-                Err(generic) => {
-                    return Err(XdpError::Attach {
-                        iface: iface.to_string(),
-                        driver: driver.to_string(),
-                        generic: generic.to_string(),
-                    });
-                }
-            },
+        let xdp = attach_xdp(&mut ebpf, iface, &dir)?;
+        let (tc, tc_error) = match attach_tc(&mut ebpf, iface, &dir) {
+            Ok(a) => (Some(a), None),
+            Err(e) => {
+                tracing::warn!(error = %e, "egress filtering unavailable");
+                (None, Some(e.to_string()))
+            }
         };
-        Ok(XdpFirewall {
+        Ok(NetFirewall {
             ebpf,
             iface: iface.to_string(),
-            mode,
-            in_v4: BTreeSet::new(),
-            in_v6: BTreeSet::new(),
+            dir,
+            xdp,
+            tc,
+            tc_error,
+            // Unknown after adoption: clear everything on first use.
+            dirty_rules: [abi::MAX_RULES; 2],
+            sets_written: [0; 2],
         })
     }
 
@@ -96,58 +142,152 @@ impl XdpFirewall {
         &self.iface
     }
 
-    /// "driver" or "generic".
-    pub fn mode(&self) -> &'static str {
-        self.mode
+    pub fn pin_dir(&self) -> &Path {
+        &self.dir
     }
 
-    /// Makes the ingress maps hold exactly `tables`, tagged with `generation`.
-    pub fn apply(&mut self, tables: &PrefixTables, generation: u32) -> Result<(), XdpError> {
-        let value = |e: &LpmEntry| RuleValue {
-            action: e.action,
-            rule_ref: e.rule_ref,
-            generation,
-            reserved: 0,
-        };
+    /// The half the programs read now.
+    pub fn active_half(&self) -> Result<u32, XdpError> {
+        let a: Array<&MapData, u32> = Array::try_from(
+            self.ebpf
+                .map("PAL_ACTIVE")
+                .ok_or(XdpError::Missing("PAL_ACTIVE"))?,
+        )?;
+        Ok(a.get(&0, 0)? & 1)
+    }
+
+    /// The generation the active half was written with (0 if never).
+    pub fn active_generation(&self) -> Result<u32, XdpError> {
+        let half = self.active_half()?;
+        let h: Array<&MapData, Half> = Array::try_from(
+            self.ebpf
+                .map("PAL_HALVES")
+                .ok_or(XdpError::Missing("PAL_HALVES"))?,
+        )?;
+        Ok(h.get(&half, 0)?.generation)
+    }
+
+    /// Makes the programs enforce `plan`, tagged with `generation`, with one switch.
+    pub fn apply(&mut self, plan: &NetPlan, generation: u32) -> Result<(), XdpError> {
+        if let Some(why) = plan.capacity_error() {
+            return Err(XdpError::Capacity(why));
+        }
+        let target = self.active_half()? ^ 1;
+        let t = target as u8;
+
+        // 1. Clear the inactive half: prefixes, then counters.
+        clear_half::<8>(&mut self.ebpf, "PAL_PFX4", t)?;
+        clear_half::<20>(&mut self.ebpf, "PAL_PFX6", t)?;
         {
-            let mut m: LpmTrie<&mut MapData, [u8; 4], RuleValue> = LpmTrie::try_from(
+            let ncpus =
+                aya::util::nr_cpus().map_err(|(m, e)| XdpError::Cpus(format!("{m}: {e}")))?;
+            let mut stats: PerCpuArray<&mut MapData, RuleStat> = PerCpuArray::try_from(
                 self.ebpf
-                    .map_mut("PAL_IN4")
-                    .ok_or(XdpError::Missing("PAL_IN4"))?,
+                    .map_mut("PAL_RULE_STATS")
+                    .ok_or(XdpError::Missing("PAL_RULE_STATS"))?,
             )?;
-            let mut next = BTreeSet::new();
-            for e in &tables.v4 {
-                let addr: [u8; 4] = e.addr[..4].try_into().expect("4 bytes");
-                m.insert(&Key::new(e.prefix_len, addr), value(e), 0)?;
-                next.insert((e.prefix_len, addr));
+            let upto = self.dirty_rules[target as usize]
+                .max(plan.rules.len() as u32 + 1)
+                .min(abi::MAX_RULES);
+            for r in 0..upto {
+                stats.set(
+                    target * abi::MAX_RULES + r,
+                    PerCpuValues::try_from(vec![RuleStat::default(); ncpus])
+                        .map_err(|e| XdpError::Cpus(e.to_string()))?,
+                    0,
+                )?;
             }
-            for (len, addr) in self.in_v4.difference(&next) {
-                m.remove(&Key::new(*len, *addr))?;
+            self.dirty_rules[target as usize] = plan.rules.len() as u32 + 1;
+        }
+        // 2. Clause sets.
+        {
+            let mut sets: Array<&mut MapData, ClauseSet> = Array::try_from(
+                self.ebpf
+                    .map_mut("PAL_SETS")
+                    .ok_or(XdpError::Missing("PAL_SETS"))?,
+            )?;
+            for (i, s) in plan.sets.iter().enumerate() {
+                let mut raw = ClauseSet {
+                    n: s.len() as u32,
+                    pad: 0,
+                    clauses: [[0u8; 16]; abi::MAX_CLAUSES],
+                };
+                for (slot, c) in raw.clauses.iter_mut().zip(s) {
+                    *slot = c.to_bytes();
+                }
+                sets.set(target * abi::MAX_SETS + i as u32, raw, 0)?;
             }
-            self.in_v4 = next;
+            self.sets_written[target as usize] = plan.sets.len() as u32;
+        }
+        // 3. Prefixes.
+        {
+            let mut m: HashMap<&mut MapData, [u8; 8], u32> = HashMap::try_from(
+                self.ebpf
+                    .map_mut("PAL_PFX4")
+                    .ok_or(XdpError::Missing("PAL_PFX4"))?,
+            )?;
+            for (d, table) in [&plan.ingress, &plan.egress].into_iter().enumerate() {
+                for ((len, addr), set) in &table.v4 {
+                    m.insert(abi::pfx4_key(*len, d as u8, t, *addr), set, 0)?;
+                }
+            }
         }
         {
-            let mut m: LpmTrie<&mut MapData, [u8; 16], RuleValue> = LpmTrie::try_from(
+            let mut m: HashMap<&mut MapData, [u8; 20], u32> = HashMap::try_from(
                 self.ebpf
-                    .map_mut("PAL_IN6")
-                    .ok_or(XdpError::Missing("PAL_IN6"))?,
+                    .map_mut("PAL_PFX6")
+                    .ok_or(XdpError::Missing("PAL_PFX6"))?,
             )?;
-            let mut next = BTreeSet::new();
-            for e in &tables.v6 {
-                m.insert(&Key::new(e.prefix_len, e.addr), value(e), 0)?;
-                next.insert((e.prefix_len, e.addr));
+            for (d, table) in [&plan.ingress, &plan.egress].into_iter().enumerate() {
+                for ((len, addr), set) in &table.v6 {
+                    m.insert(abi::pfx6_key(*len, d as u8, t, *addr), set, 0)?;
+                }
             }
-            for (len, addr) in self.in_v6.difference(&next) {
-                m.remove(&Key::new(*len, *addr))?;
-            }
-            self.in_v6 = next;
+        }
+        // 4. The half's header: generation, lengths, defaults.
+        {
+            let half = Half {
+                generation,
+                pad: 0,
+                dir: [dir_table(&plan.ingress), dir_table(&plan.egress)],
+            };
+            let mut h: Array<&mut MapData, Half> = Array::try_from(
+                self.ebpf
+                    .map_mut("PAL_HALVES")
+                    .ok_or(XdpError::Missing("PAL_HALVES"))?,
+            )?;
+            h.set(target, half, 0)?;
+        }
+        // 5. The switch.
+        {
+            let mut a: Array<&mut MapData, u32> = Array::try_from(
+                self.ebpf
+                    .map_mut("PAL_ACTIVE")
+                    .ok_or(XdpError::Missing("PAL_ACTIVE"))?,
+            )?;
+            a.set(0, target, 0)?;
         }
         Ok(())
     }
 
-    /// Entries currently in the prefix maps (IPv4, IPv6).
-    pub fn entries(&self) -> (usize, usize) {
-        (self.in_v4.len(), self.in_v6.len())
+    /// Per-rule counters of the active half, slots `0..=rules` (slot 0: no rule matched).
+    pub fn counters(&self, rules: usize) -> Result<Vec<Counter>, XdpError> {
+        let half = self.active_half()?;
+        let stats: PerCpuArray<&MapData, RuleStat> = PerCpuArray::try_from(
+            self.ebpf
+                .map("PAL_RULE_STATS")
+                .ok_or(XdpError::Missing("PAL_RULE_STATS"))?,
+        )?;
+        let mut out = Vec::with_capacity(rules + 1);
+        for r in 0..=(rules as u32).min(abi::MAX_RULES - 1) {
+            let v = stats.get(&(half * abi::MAX_RULES + r), 0)?;
+            out.push(Counter {
+                rule_ref: r,
+                packets: v.iter().map(|s| s.packets).sum(),
+                bytes: v.iter().map(|s| s.bytes).sum(),
+            });
+        }
+        Ok(out)
     }
 
     /// Takes the ring buffer out, for the event reader task. Can be called once.
@@ -159,7 +299,7 @@ impl XdpFirewall {
         Ok(RingBuf::try_from(map)?)
     }
 
-    /// The program's counters summed over CPUs, indexed by `abi::STAT_*`.
+    /// The programs' counters summed over CPUs, indexed by `abi::STAT_*`.
     pub fn stats(&self) -> Result<[u64; abi::STAT_MAX as usize], XdpError> {
         let m: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
             self.ebpf
@@ -171,5 +311,143 @@ impl XdpFirewall {
             *slot = m.get(&(i as u32), 0)?.iter().sum();
         }
         Ok(out)
+    }
+}
+
+fn dir_table(t: &DirTable) -> abi::DirTable {
+    let mut d = abi::DirTable {
+        n4: t.lens4.len() as u8,
+        n6: t.lens6.len() as u8,
+        default_action: t.default_action as u8,
+        pad: 0,
+        default_rule_ref: t.default_rule_ref,
+        lens4: [0; 36],
+        lens6: [0; 132],
+    };
+    d.lens4[..t.lens4.len()].copy_from_slice(&t.lens4);
+    d.lens6[..t.lens6.len()].copy_from_slice(&t.lens6);
+    d
+}
+
+/// Deletes every prefix key of `half` from the hash map `name` (key size `N`).
+fn clear_half<const N: usize>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    half: u8,
+) -> Result<(), XdpError> {
+    let mut m: HashMap<&mut MapData, [u8; N], u32> =
+        HashMap::try_from(ebpf.map_mut(name).ok_or(XdpError::Missing(name))?)?;
+    let stale: Vec<[u8; N]> = m
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| abi::key_half(k) == half)
+        .collect();
+    for k in stale {
+        // A key may vanish between listing and removal only if someone else writes the
+        // map; ignore that.
+        let _ = m.remove(&k);
+    }
+    Ok(())
+}
+
+fn adopt(path: &Path) -> Option<PinnedLink> {
+    PinnedLink::from_pin(path).ok()
+}
+
+fn attach_xdp(ebpf: &mut Ebpf, iface: &str, dir: &Path) -> Result<Attachment, XdpError> {
+    let pin = dir.join(LINK_XDP);
+    if let Some(link) = adopt(&pin) {
+        // Keep the fd closed; the pin keeps the program attached.
+        drop(FdLink::from(link));
+        return Ok(Attachment {
+            mode: "pinned".into(),
+            adopted: true,
+        });
+    }
+    let prog: &mut Xdp = ebpf
+        .program_mut("palisade_xdp")
+        .ok_or(XdpError::Missing("palisade_xdp"))?
+        .try_into()?;
+    prog.load()?;
+    let (id, mode) = match prog.attach(iface, XdpMode::Driver) {
+        Ok(id) => (id, "driver"),
+        Err(driver) => match prog.attach(iface, XdpMode::Skb) {
+            Ok(id) => (id, "generic"),
+            Err(generic) => {
+                return Err(XdpError::Attach {
+                    iface: iface.to_string(),
+                    driver: driver.to_string(),
+                    generic: generic.to_string(),
+                });
+            }
+        },
+    };
+    let link = prog.take_link(id)?;
+    let fd: FdLink = link.try_into()?;
+    fd.pin(&pin).map_err(|source| XdpError::PinLink {
+        path: pin.clone(),
+        source,
+    })?;
+    Ok(Attachment {
+        mode: mode.into(),
+        adopted: false,
+    })
+}
+
+fn attach_tc(ebpf: &mut Ebpf, iface: &str, dir: &Path) -> Result<Attachment, XdpError> {
+    let pin = dir.join(LINK_TC_EGRESS);
+    if let Some(link) = adopt(&pin) {
+        drop(FdLink::from(link));
+        return Ok(Attachment {
+            mode: "pinned".into(),
+            adopted: true,
+        });
+    }
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut("palisade_tc_egress")
+        .ok_or(XdpError::Missing("palisade_tc_egress"))?
+        .try_into()?;
+    prog.load()?;
+    match prog.attach_with_options(
+        iface,
+        TcAttachType::Egress,
+        TcAttachOptions::TcxOrder(LinkOrder::default()),
+    ) {
+        Ok(id) => {
+            let link = prog.take_link(id)?;
+            let fd: FdLink = link.try_into()?;
+            fd.pin(&pin).map_err(|source| XdpError::PinLink {
+                path: pin.clone(),
+                source,
+            })?;
+            Ok(Attachment {
+                mode: "tcx".into(),
+                adopted: false,
+            })
+        }
+        Err(tcx) => {
+            // Older kernels: a clsact qdisc and a netlink filter. Not pinnable; it lives
+            // as long as the qdisc, and `cleanup` cannot see it.
+            let _ = tc::qdisc_add_clsact(iface);
+            match prog.attach_with_options(
+                iface,
+                TcAttachType::Egress,
+                TcAttachOptions::Netlink(Default::default()),
+            ) {
+                Ok(id) => {
+                    let link = prog.take_link(id)?;
+                    std::mem::forget(link);
+                    Ok(Attachment {
+                        mode: "clsact".into(),
+                        adopted: false,
+                    })
+                }
+                Err(clsact) => Err(XdpError::AttachTc {
+                    iface: iface.to_string(),
+                    tcx: tcx.to_string(),
+                    clsact: clsact.to_string(),
+                }),
+            }
+        }
     }
 }

@@ -14,7 +14,9 @@
 //! [`check`] runs the first two steps and returns *every* diagnostic it found, each with a
 //! file, line and column ([`diagnostic::Diagnostic`]).
 
+pub mod cases;
 pub mod diagnostic;
+pub mod diff;
 pub mod dsl;
 pub mod ir;
 pub mod oci;
@@ -68,7 +70,13 @@ pub enum PolicyError {
 
 /// Evaluates and validates one policy file. `file` is only used in diagnostics.
 pub fn check(file: &str, source: &str) -> Checked {
-    let mut checked = dsl::evaluate(file, source);
+    check_with(file, source, &dsl::Limits::default())
+}
+
+/// [`check`] with explicit evaluation limits (see [`dsl::Limits::large`] for generated
+/// policies).
+pub fn check_with(file: &str, source: &str, limits: &dsl::Limits) -> Checked {
+    let mut checked = dsl::evaluate_with(file, source, limits);
     checked
         .diagnostics
         .sort_by_key(|d| (d.span.line, d.span.col));

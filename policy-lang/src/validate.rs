@@ -8,6 +8,7 @@ use crate::ir::{
     Action, Direction, ExecMode, FileOp, Mode, NetRule, Policy, PortRange, Protocol, SeccompAction,
 };
 use ipnet::IpNet;
+use std::collections::HashMap;
 
 /// Every whole-policy diagnostic for `policy`, in no particular order (callers sort).
 pub fn validate(policy: &Policy) -> Vec<Diagnostic> {
@@ -17,11 +18,87 @@ pub fn validate(policy: &Policy) -> Vec<Diagnostic> {
     shadowed_exec_rules(policy, &mut out);
     shadowed_syscall_rules(policy, &mut out);
     empty_sched_classes(policy, &mut out);
+    out.extend(crate::plan::capacity::check(policy));
     if policy.mode == Mode::Enforce {
         daemon_lockout(policy, &mut out);
         execve_denied(policy, &mut out);
     }
     out
+}
+
+pub(crate) fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Any => "any",
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+        Protocol::Icmp => "icmp",
+    }
+}
+
+/// Whether every port of `inner` is in `outer` (empty = every port).
+fn ports_cover(outer: &[PortRange], inner: &[PortRange]) -> bool {
+    if outer.is_empty() {
+        return true;
+    }
+    if inner.is_empty() {
+        return false;
+    }
+    inner.iter().all(|r| {
+        (u32::from(r.first)..=u32::from(r.last)).all(|p| {
+            outer
+                .iter()
+                .any(|o| (o.first as u32..=o.last as u32).contains(&p))
+        })
+    })
+}
+
+fn covers(a: &NetRule, b: &NetRule) -> bool {
+    (a.protocol == Protocol::Any || a.protocol == b.protocol) && ports_cover(&a.ports, &b.ports)
+}
+
+/// A later network rule that lists a prefix an earlier rule of the same direction already
+/// lists, for the same or a wider protocol/port set, adds nothing for that prefix: for one
+/// prefix the stricter action applies (deny > audit > allow), whichever comes first.
+fn shadowed_net_rules(policy: &Policy, out: &mut Vec<Diagnostic>) {
+    // (direction, prefix or None for every address) -> earlier rules listing it.
+    let mut earlier: HashMap<(Direction, Option<IpNet>), Vec<&NetRule>> = HashMap::new();
+    for b in &policy.network.rules {
+        let b_nets: Vec<Option<IpNet>> = if b.cidrs.is_empty() {
+            vec![None]
+        } else {
+            b.cidrs.iter().copied().map(Some).collect()
+        };
+        for net in b_nets {
+            let list = earlier.entry((b.direction, net)).or_default();
+            if let Some(a) = list.iter().find(|a| covers(a, b)) {
+                let what = net.map_or("every address".to_string(), |n| n.to_string());
+                let winner = a.action.max(b.action);
+                out.push(
+                    Diagnostic::warning(
+                        b.span.clone(),
+                        format!(
+                            "{what} ({} {}) is already covered by rule {:?} at {}",
+                            dir(b.direction),
+                            protocol_name(b.protocol),
+                            a.name,
+                            a.span
+                        ),
+                    )
+                    .with_hint(format!(
+                        "for the same prefix the stricter action ({}) applies; remove one of them",
+                        winner.as_str()
+                    )),
+                );
+            }
+            if list.len() < 64 {
+                list.push(b);
+            }
+        }
+    }
+}
+
+fn dir(d: Direction) -> &'static str {
+    d.as_str()
 }
 
 /// Where the node daemon's binary is installed. An enforcing policy that would stop root
@@ -112,12 +189,13 @@ fn daemon_lockout(policy: &Policy, out: &mut Vec<Diagnostic>) {
 /// Two rules on the same path and operation: only one decides (the stricter; see
 /// `plan::files`), so the later one's exceptions may silently not apply.
 fn shadowed_file_rules(policy: &Policy, out: &mut Vec<Diagnostic>) {
-    let rules = &policy.files;
-    for (j, b) in rules.iter().enumerate() {
-        if let Some(a) = rules[..j].iter().find(|a| {
-            a.path.trim_end_matches('/') == b.path.trim_end_matches('/')
-                && b.ops.iter().all(|op| a.ops.contains(op))
-        }) {
+    let mut by_path: HashMap<&str, Vec<&crate::ir::FileRule>> = HashMap::new();
+    for b in &policy.files {
+        let list = by_path.entry(b.path.trim_end_matches('/')).or_default();
+        if let Some(a) = list
+            .iter()
+            .find(|a| b.ops.iter().all(|op| a.ops.contains(op)))
+        {
             let winner = if b.action > a.action {
                 &b.name
             } else {
@@ -136,122 +214,29 @@ fn shadowed_file_rules(policy: &Policy, out: &mut Vec<Diagnostic>) {
                 )),
             );
         }
+        list.push(b);
     }
 }
 
 /// A binary in two exec deny lists.
 fn shadowed_exec_rules(policy: &Policy, out: &mut Vec<Diagnostic>) {
-    let rules = &policy.exec;
-    for (j, b) in rules.iter().enumerate() {
-        if b.mode != ExecMode::Deny {
-            continue;
-        }
+    let mut seen: HashMap<&str, &crate::ir::ExecRule> = HashMap::new();
+    for b in policy.exec.iter().filter(|r| r.mode == ExecMode::Deny) {
         for bin in &b.binaries {
-            if let Some(a) = rules[..j]
-                .iter()
-                .find(|a| a.mode == ExecMode::Deny && a.binaries.contains(bin))
-            {
-                out.push(
+            match seen.get(bin.as_str()) {
+                Some(a) if a.id != b.id => out.push(
                     Diagnostic::warning(
                         b.span.clone(),
                         format!("{bin} is already listed by rule {:?} at {}", a.name, a.span),
                     )
                     .with_hint("only the stricter rule and its exceptions apply; list it once"),
-                );
+                ),
+                Some(_) => {}
+                None => {
+                    seen.insert(bin, b);
+                }
             }
         }
-    }
-}
-
-pub(crate) fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Any => "any",
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-        Protocol::Icmp => "icmp",
-    }
-}
-
-/// Whether every port of `inner` is in `outer` (empty = every port).
-fn ports_cover(outer: &[PortRange], inner: &[PortRange]) -> bool {
-    if outer.is_empty() {
-        return true;
-    }
-    if inner.is_empty() {
-        return false;
-    }
-    inner.iter().all(|r| {
-        (u32::from(r.first)..=u32::from(r.last)).all(|p| {
-            outer
-                .iter()
-                .any(|o| (o.first as u32..=o.last as u32).contains(&p))
-        })
-    })
-}
-
-fn covers(a: &NetRule, b: &NetRule) -> bool {
-    (a.protocol == Protocol::Any || a.protocol == b.protocol) && ports_cover(&a.ports, &b.ports)
-}
-
-/// A later network rule that lists a prefix an earlier rule of the same direction already
-/// lists, for the same or a wider protocol/port set, adds nothing for that prefix: for one
-/// prefix the stricter action applies (deny > audit > allow), whichever comes first.
-fn shadowed_net_rules(policy: &Policy, out: &mut Vec<Diagnostic>) {
-    let rules = &policy.network.rules;
-    for (j, b) in rules.iter().enumerate() {
-        let b_nets: Vec<Option<IpNet>> = if b.cidrs.is_empty() {
-            vec![None]
-        } else {
-            b.cidrs.iter().copied().map(Some).collect()
-        };
-        for net in b_nets {
-            let earlier = rules[..j].iter().find(|a| {
-                a.direction == b.direction
-                    && covers(a, b)
-                    && match net {
-                        None => a.cidrs.is_empty(),
-                        Some(n) => a.cidrs.contains(&n),
-                    }
-            });
-            if let Some(a) = earlier {
-                let what = net.map_or("every address".to_string(), |n| n.to_string());
-                let winner = a.action.max(b.action);
-                out.push(
-                    Diagnostic::warning(
-                        b.span.clone(),
-                        format!(
-                            "{what} ({} {}) is already covered by rule {:?} at {}",
-                            dir(b.direction),
-                            protocol_name(b.protocol),
-                            a.name,
-                            a.span
-                        ),
-                    )
-                    .with_hint(format!(
-                        "for the same prefix the stricter action ({}) applies; remove one of them",
-                        winner.as_str()
-                    )),
-                );
-            }
-        }
-    }
-}
-
-fn dir(d: Direction) -> &'static str {
-    d.as_str()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn port_cover() {
-        let r = |a, b| PortRange { first: a, last: b };
-        assert!(ports_cover(&[], &[r(1, 2)]));
-        assert!(!ports_cover(&[r(1, 2)], &[]));
-        assert!(ports_cover(&[r(1, 10), r(11, 20)], &[r(5, 15)]));
-        assert!(!ports_cover(&[r(1, 10)], &[r(5, 15)]));
     }
 }
 
@@ -324,5 +309,19 @@ fn empty_sched_classes(policy: &Policy, out: &mut Vec<Diagnostic>) {
                 .with_hint("add .binaries([...]), .names([...]), .uids([...]) or .cgroups([...])"),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_cover() {
+        let r = |a, b| PortRange { first: a, last: b };
+        assert!(ports_cover(&[], &[r(1, 2)]));
+        assert!(!ports_cover(&[r(1, 2)], &[]));
+        assert!(ports_cover(&[r(1, 10), r(11, 20)], &[r(5, 15)]));
+        assert!(!ports_cover(&[r(1, 10)], &[r(5, 15)]));
     }
 }

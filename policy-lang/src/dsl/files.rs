@@ -70,11 +70,9 @@ fn register_files(engine: &mut Engine, shared: &Shared) {
             move |ctx: NativeCallContext, f: &mut FilesHandle, bins: Dynamic| {
                 let mut c = s.borrow_mut();
                 let span = c.span(ctx.call_position());
-                let Some(idx) = last_rules(&mut c, &span, &f.last, fname) else {
-                    return f.clone();
-                };
+                let idx = last_rules(&mut c, &span, &f.last, fname);
                 if let Ok(b) = binaries(&mut c, &span, bins, "binary") {
-                    for i in idx {
+                    for i in idx.unwrap_or_default() {
                         c.files[i].except_binaries.extend(b.iter().cloned());
                     }
                 }
@@ -88,11 +86,9 @@ fn register_files(engine: &mut Engine, shared: &Shared) {
         move |ctx: NativeCallContext, f: &mut FilesHandle, list: Dynamic| {
             let mut c = s.borrow_mut();
             let span = c.span(ctx.call_position());
-            let Some(idx) = last_rules(&mut c, &span, &f.last, "except_uid") else {
-                return f.clone();
-            };
+            let idx = last_rules(&mut c, &span, &f.last, "except_uid");
             if let Ok(u) = uids(&mut c, &span, list) {
-                for i in idx {
+                for i in idx.unwrap_or_default() {
                     c.files[i].except_uids.extend(u.iter().copied());
                 }
             }
@@ -322,8 +318,9 @@ fn register_exec(engine: &mut Engine, shared: &Shared) {
         move |ctx: NativeCallContext, e: &mut ExecHandle, list: Dynamic| {
             let mut c = s.borrow_mut();
             let span = c.span(ctx.call_position());
-            if let Some(i) = last_exec(&mut c, &span, &e.last, "except_uid")
-                && let Ok(u) = uids(&mut c, &span, list)
+            let i = last_exec(&mut c, &span, &e.last, "except_uid");
+            if let Ok(u) = uids(&mut c, &span, list)
+                && let Some(i) = i
             {
                 c.exec[i].except_uids.extend(u);
             }
@@ -336,8 +333,9 @@ fn register_exec(engine: &mut Engine, shared: &Shared) {
         move |ctx: NativeCallContext, e: &mut ExecHandle, list: Dynamic| {
             let mut c = s.borrow_mut();
             let span = c.span(ctx.call_position());
-            if let Some(i) = last_exec(&mut c, &span, &e.last, "except_parent")
-                && let Ok(b) = binaries(&mut c, &span, list, "parent binary")
+            let i = last_exec(&mut c, &span, &e.last, "except_parent");
+            if let Ok(b) = binaries(&mut c, &span, list, "parent binary")
+                && let Some(i) = i
             {
                 c.exec[i].except_parents.extend(b);
             }

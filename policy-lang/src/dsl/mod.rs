@@ -52,6 +52,8 @@ pub struct Limits {
     pub max_array_size: usize,
     pub max_map_size: usize,
     pub wall_time: Duration,
+    /// Largest accepted source text, in bytes; checked before parsing.
+    pub max_source_size: usize,
 }
 
 impl Default for Limits {
@@ -63,14 +65,16 @@ impl Default for Limits {
             max_string_size: 1 << 20,
             max_array_size: 1 << 20,
             max_map_size: 10_000,
-            wall_time: Duration::from_millis(800),
+            wall_time: Duration::from_millis(500),
+            max_source_size: 4 << 20,
         }
     }
 }
 
 impl Limits {
     /// Limits for generated policies of up to a few hundred thousand rules: 200 million
-    /// operations, 16 MiB strings, 4 Mi-element arrays and 60 s of wall time. Recursion and
+    /// operations, 16 MiB strings, 4 Mi-element arrays, 256 MiB of source and 60 s of wall
+    /// time. Recursion and
     /// expression depth stay as tight as the defaults.
     pub fn large() -> Self {
         Limits {
@@ -78,6 +82,7 @@ impl Limits {
             max_string_size: 16 << 20,
             max_array_size: 4 << 20,
             wall_time: Duration::from_secs(60),
+            max_source_size: 256 << 20,
             ..Limits::default()
         }
     }
@@ -187,6 +192,8 @@ pub(crate) struct Collector {
     pub port_spans: BTreeMap<usize, Span>,
     /// Rule names in use (every kind), for uniqueness.
     pub names: BTreeMap<String, Span>,
+    /// Last suffix used per generated base name, so naming stays linear.
+    name_counters: BTreeMap<String, u32>,
     next_id: u32,
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -219,14 +226,10 @@ impl Collector {
     /// A generated rule name (`ingress-deny-line8`), made unique with the column if needed.
     pub fn auto_name(&mut self, base: String, span: &Span) -> String {
         let mut name = base.clone();
-        let mut k = 1;
         while self.names.contains_key(&name) {
-            name = if k == 1 {
-                format!("{base}-col{}", span.col)
-            } else {
-                format!("{base}-col{}-{k}", span.col)
-            };
-            k += 1;
+            let k = self.name_counters.entry(base.clone()).or_insert(1);
+            *k += 1;
+            name = format!("{base}-col{}-{k}", span.col);
         }
         self.names.insert(name.clone(), span.clone());
         name
@@ -274,6 +277,22 @@ pub fn evaluate(file: &str, source: &str) -> Checked {
 
 /// [`evaluate`] with explicit limits.
 pub fn evaluate_with(file: &str, source: &str, limits: &Limits) -> Checked {
+    if source.len() > limits.max_source_size {
+        return Checked {
+            policy: None,
+            diagnostics: vec![
+                Diagnostic::error(
+                    Span::new(file, 1, 1),
+                    format!(
+                        "the policy source is {} bytes, more than the {} bytes a policy may have",
+                        source.len(),
+                        limits.max_source_size
+                    ),
+                )
+                .with_hint("split the policy, or raise the limit for generated policies (`validate --large`)"),
+            ],
+        };
+    }
     let shared: Shared = Rc::new(RefCell::new(Collector {
         file: file.to_string(),
         ..Default::default()
@@ -286,11 +305,12 @@ pub fn evaluate_with(file: &str, source: &str, limits: &Limits) -> Checked {
         .and_then(|ast| engine.run_ast(&ast));
 
     let mut c = shared.borrow_mut();
+    let aborted = result.is_err();
     if let Err(err) = result {
         let d = runtime_diagnostic(&c, &err);
         c.diagnostics.push(d);
     }
-    finish(&mut c)
+    finish(&mut c, aborted)
 }
 
 fn build_engine(shared: &Shared, limits: &Limits) -> Engine {
@@ -411,7 +431,9 @@ fn runtime_diagnostic(c: &Collector, err: &EvalAltResult) -> Diagnostic {
     }
 }
 
-fn finish(c: &mut Collector) -> Checked {
+/// Assembles the policy. After an aborted evaluation (`aborted`) the rules are incomplete,
+/// so whole-policy checks are skipped: they would only add noise.
+fn finish(c: &mut Collector, aborted: bool) -> Checked {
     let Some((mut policy, _)) = c.policy.take() else {
         let mut diagnostics = std::mem::take(&mut c.diagnostics);
         // After a syntax error the script never got to declare its policy; saying so again
@@ -440,6 +462,12 @@ fn finish(c: &mut Collector) -> Checked {
     policy.sched = std::mem::take(&mut c.sched);
 
     let mut diagnostics = std::mem::take(&mut c.diagnostics);
+    if aborted {
+        return Checked {
+            policy: None,
+            diagnostics,
+        };
+    }
     // Ports given to a rule whose protocol has none.
     for (i, span) in &c.port_spans {
         if let Some(r) = policy.network.rules.get(*i)

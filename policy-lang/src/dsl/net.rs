@@ -139,7 +139,10 @@ pub(crate) fn register(engine: &mut Engine, shared: &Shared) {
                         }
                     }
                 }
-                Last::Poisoned => {}
+                Last::Poisoned => {
+                    // Still check them, so one run reports every mistake.
+                    let _ = parse_ports(&mut c, &span, ports);
+                }
                 Last::None => c.no_rule(
                     span,
                     "ports",

@@ -452,3 +452,33 @@ seccomp("j").allow(["read"]).deny(["read"]);
         assert!(has(12, "already decided"), "{m:?}");
     }
 }
+
+#[test]
+fn every_builtin_is_documented_with_an_example() {
+    let doc = include_str!("../../../docs/policy-language.md");
+    for b in super::BUILTINS {
+        assert!(
+            doc.contains(&format!("`{b}`")),
+            "{b} is not in the builtin index"
+        );
+        assert!(
+            doc.contains(&format!(".{b}(")) || doc.contains(&format!("{b}(")),
+            "{b} has no example in docs/policy-language.md"
+        );
+    }
+}
+
+#[test]
+fn the_documented_policies_check() {
+    let doc = include_str!("../../../docs/policy-language.md");
+    let mut n = 0;
+    for block in doc.split("```rhai\n").skip(1) {
+        let src = block.split("```").next().unwrap();
+        if src.starts_with("policy(") {
+            let c = crate::check("doc.rhai", src);
+            assert!(c.diagnostics.is_empty(), "{src}\n{}", c.render(src));
+            n += 1;
+        }
+    }
+    assert!(n >= 2);
+}

@@ -288,6 +288,20 @@ pub struct ControlPlane {
     pub dir: tempfile::TempDir,
     pub url: String,
     pub proc: Proc,
+    /// Pin roots handed to node daemons; `palisade-noded cleanup` runs on each at drop.
+    pin_roots: std::cell::RefCell<Vec<PathBuf>>,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        for root in self.pin_roots.borrow().iter() {
+            let _ = Command::new(bin("palisade-noded"))
+                .arg("cleanup")
+                .arg("--bpffs-root")
+                .arg(root)
+                .output();
+        }
+    }
 }
 
 impl ControlPlane {
@@ -317,6 +331,7 @@ impl ControlPlane {
             dir,
             url: format!("https://{addr}"),
             proc,
+            pin_roots: Default::default(),
         };
         let up = wait_until(Duration::from_secs(15), || {
             cp.ctl(&["list"]).status.success()
@@ -353,25 +368,60 @@ impl ControlPlane {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
-    /// Starts a node daemon guarding `iface`.
+    /// Starts a node daemon guarding `iface`, with a pin root, local API socket and
+    /// seccomp directory of its own (removed when the control plane guard drops), and waits
+    /// until it is connected.
     pub fn start_node(&self, name: &str, iface: &str, labels: &[&str]) -> Proc {
+        // bpffs refuses names that start with a dot, as temporary directories' do.
+        let tmp = self.dir.path().file_name().unwrap().to_string_lossy();
+        let root = PathBuf::from(format!(
+            "/sys/fs/bpf/palisade-test/{}-{name}",
+            tmp.trim_start_matches('.')
+        ));
+        self.pin_roots.borrow_mut().push(root.clone());
+        self.start_node_at(name, iface, labels, &root)
+    }
+
+    /// [`start_node`](Self::start_node) with the pin root given by the caller (who cleans
+    /// it up).
+    pub fn start_node_at(
+        &self,
+        name: &str,
+        iface: &str,
+        labels: &[&str],
+        bpffs_root: &Path,
+    ) -> Proc {
+        let own = self.dir.path().join(format!("node-{name}"));
+        std::fs::create_dir_all(&own).unwrap();
         let mut cmd = Command::new(bin("palisade-noded"));
         cmd.args(["--controlplane", &self.url, "--pki"])
             .arg(self.pki())
-            .args(["--name", name, "--iface", iface]);
+            .args(["--name", name, "--iface", iface])
+            .arg("--bpffs-root")
+            .arg(bpffs_root)
+            .arg("--api-socket")
+            .arg(own.join("api.sock"))
+            .arg("--seccomp-dir")
+            .arg(own.join("seccomp"));
         for l in labels {
             cmd.args(["--label", l]);
         }
         let mut p = Proc::spawn(&format!("noded-{name}"), &mut cmd, self.dir.path());
-        let connected = wait_until(Duration::from_secs(15), || {
-            String::from_utf8_lossy(&self.ctl(&["nodes", "-o", "json"]).stdout)
-                .lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .any(|n| n["name"] == name && n["connected"] == true)
+        let connected = wait_until(Duration::from_secs(45), || {
+            p.child.try_wait().ok().flatten().is_some()
+                || self.node(name).is_some_and(|n| n["connected"] == true)
         });
         p.assert_running();
         assert!(connected, "node {name} did not connect:\n{}", p.log_text());
         p
+    }
+
+    /// `palisadectl nodes -o json` for one node.
+    pub fn node(&self, name: &str) -> Option<serde_json::Value> {
+        String::from_utf8_lossy(&self.ctl(&["nodes", "-o", "json"]).stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|n| n["name"] == name)
     }
 
     /// Waits until node `name` reports enforcing `policy` at `revision` (None: not at all).

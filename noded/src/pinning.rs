@@ -1,0 +1,121 @@
+//! Where the daemon pins what it attaches, and how `palisade-noded cleanup` removes it.
+//!
+//! Layout: `ROOT/<iface>-<ifindex>/` holds every map of the network firewall (pinned by
+//! name: `PAL_PFX4`, `PAL_SETS`, ...) and the two links, `link_xdp` and `link_tc_egress`.
+//! `ROOT` defaults to [`DEFAULT_ROOT`] (`/sys/fs/bpf/palisade/v1`; the `v1` is the ABI
+//! version, so a daemon never reuses maps of another layout). The interface index is part
+//! of the name because a re-created interface of the same name is a different device.
+//!
+//! A pinned link keeps its program attached after the daemon dies; removing the pin (with
+//! no process holding the link) detaches it. So removing the directory tree is the whole of
+//! cleanup.
+
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_ROOT: &str = "/sys/fs/bpf/palisade/v1";
+pub const LINK_XDP: &str = "link_xdp";
+pub const LINK_TC_EGRESS: &str = "link_tc_egress";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    #[error("interface {0:?} not found")]
+    NoInterface(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{0} is not on a BPF filesystem: mount one with `mount -t bpf bpf /sys/fs/bpf` or pass --bpffs-root"
+    )]
+    NotBpffs(PathBuf),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PinError + '_ {
+    move |source| PinError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub fn ifindex(iface: &str) -> Result<u32, PinError> {
+    let c = std::ffi::CString::new(iface).map_err(|_| PinError::NoInterface(iface.into()))?;
+    // SAFETY: a valid NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if idx == 0 {
+        return Err(PinError::NoInterface(iface.into()));
+    }
+    Ok(idx)
+}
+
+/// The pin directory of `iface` under `root`, created if missing. Directories of an
+/// earlier interface with the same name (another ifindex) are stale and removed.
+pub fn iface_dir(root: &Path, iface: &str) -> Result<PathBuf, PinError> {
+    let idx = ifindex(iface)?;
+    std::fs::create_dir_all(root).map_err(io(root))?;
+    if !is_bpffs(root) {
+        return Err(PinError::NotBpffs(root.to_path_buf()));
+    }
+    let mine = format!("{iface}-{idx}");
+    for e in std::fs::read_dir(root).map_err(io(root))?.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name != mine
+            && name
+                .rsplit_once('-')
+                .is_some_and(|(i, n)| i == iface && n.parse::<u32>().is_ok())
+        {
+            tracing::info!(dir = %e.path().display(), "removing pins of a former interface {iface}");
+            remove_tree(&e.path())?;
+        }
+    }
+    let dir = root.join(mine);
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    Ok(dir)
+}
+
+fn is_bpffs(p: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs into a zeroed struct with a valid path.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as u64 == 0xcafe4a11
+    }
+}
+
+/// Removes `path` and everything under it; returns the pins removed.
+pub fn remove_tree(path: &Path) -> Result<Vec<PathBuf>, PinError> {
+    let mut removed = Vec::new();
+    if !path.exists() {
+        return Ok(removed);
+    }
+    if path.is_dir() {
+        for e in std::fs::read_dir(path).map_err(io(path))?.flatten() {
+            removed.extend(remove_tree(&e.path())?);
+        }
+        std::fs::remove_dir(path).map_err(io(path))?;
+    } else {
+        std::fs::remove_file(path).map_err(io(path))?;
+        removed.push(path.to_path_buf());
+    }
+    Ok(removed)
+}
+
+/// `palisade-noded cleanup`: removes every pin under `root` (which detaches the pinned
+/// links) and the directory itself, and the now-empty parents up to `/sys/fs/bpf`.
+pub fn cleanup(root: &Path) -> Result<Vec<PathBuf>, PinError> {
+    let removed = remove_tree(root)?;
+    let mut parent = root.parent();
+    while let Some(p) = parent {
+        if p == Path::new("/sys/fs/bpf") || p == Path::new("/") {
+            break;
+        }
+        if std::fs::remove_dir(p).is_err() {
+            break;
+        }
+        parent = p.parent();
+    }
+    Ok(removed)
+}

@@ -1,0 +1,578 @@
+//! File and exec rules as a node enforces them (LSM hooks), and the evaluators
+//! [`FilePlan::decide_file`] and [`FilePlan::decide_exec`].
+//!
+//! The plan is *logical*: paths, not inodes. The node resolves each entry's path to an inode
+//! (`(dev, ino)`) when it writes its maps, and again when the path changes.
+//!
+//! ## File semantics (`file_open`-style hooks)
+//!
+//! - One entry per `(path, operation)`. When several rules (of one policy or several) claim
+//!   the same path and operation, the stricter action wins (deny > audit > allow); among
+//!   equally strict ones the first in (policy name, rule id) order. Only the winner's
+//!   exceptions apply (the validator warns about such overlaps).
+//! - **The most specific path wins**: for an access to `/a/b/c`, the entries for `/a/b/c`,
+//!   `/a/b`, `/a` and `/` are looked up in that order (the kernel side walks the dentry
+//!   chain upwards) and the first one that exists for the operation decides. So
+//!   `allow_read("/srv/data/public")` inside `deny_read("/srv/data")` lets that subtree be
+//!   read. An entry with `subtree: false` only matches its exact path.
+//! - **Exceptions**: if the deciding entry excepts the accessing process (its executable is
+//!   in `except_binaries`, or its uid in `except_uids`) the access is allowed and no
+//!   less specific entry is consulted.
+//! - No entry: allowed.
+//! - A policy in `audit` mode contributes `audit` where it says `deny`.
+//!
+//! ## Exec semantics (`bprm_check_security`-style hook)
+//!
+//! An exec of binary `B` by a process whose executable is `P`, with uid `U`, is decided by
+//! the strictest of:
+//! 1. the file entries for operation `exec` on `B` (as above, with `P` as the accessing
+//!    binary);
+//! 2. the exec deny-list entry for exactly `B` (merged across rules like file entries),
+//!    unless `U` is in its `except_uids` or `P` in its `except_parents`;
+//! 3. every **allow list** (`allow_only`) that does not list `B`, unless excepted the same
+//!    way: its action (deny, or audit with `.audit_mode()`).
+//!
+//! Ties go to the earliest source in that order. Nothing matched: allowed.
+
+use super::net::Enforced;
+use crate::ir::{Action, ExecMode, FileOp, Mode};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What an event names: the rule behind an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRuleMeta {
+    pub policy: String,
+    pub revision: u64,
+    pub rule_id: u32,
+    pub rule_name: String,
+    /// After the policy's mode.
+    pub action: Action,
+}
+
+/// One `(path, op)` entry of the file map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Normalised absolute path; a trailing `/` means it must be a directory.
+    pub path: String,
+    pub subtree: bool,
+    pub op: FileOp,
+    pub action: Action,
+    /// 1-based index into [`FilePlan::rules`].
+    pub rule_ref: u32,
+    pub except_binaries: Vec<String>,
+    pub except_uids: Vec<u32>,
+}
+
+/// One binary of the exec deny map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecEntry {
+    pub binary: String,
+    pub action: Action,
+    pub rule_ref: u32,
+    pub except_uids: Vec<u32>,
+    pub except_parents: Vec<String>,
+}
+
+/// One allow list: every exec of a binary not in `binaries` gets `action`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllowList {
+    pub binaries: Vec<String>,
+    pub action: Action,
+    pub rule_ref: u32,
+    pub except_uids: Vec<u32>,
+    pub except_parents: Vec<String>,
+}
+
+/// Everything a node writes for file and exec rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePlan {
+    pub rules: Vec<FileRuleMeta>,
+    /// Sorted by (path, op).
+    pub files: Vec<FileEntry>,
+    /// Sorted by binary.
+    pub exec: Vec<ExecEntry>,
+    pub allow_lists: Vec<AllowList>,
+}
+
+/// A file access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEvent {
+    pub path: String,
+    pub op: FileOp,
+    /// Executable of the accessing process.
+    pub binary: String,
+    pub uid: u32,
+}
+
+/// An exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecEvent {
+    pub binary: String,
+    pub uid: u32,
+    /// Executable of the process calling exec.
+    pub parent: String,
+}
+
+/// The outcome, the deciding rule and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileVerdict {
+    pub action: Action,
+    pub rule: Option<FileRuleMeta>,
+    /// True when the deciding rule excepted this process (the action is then `Allow`).
+    pub excepted: bool,
+    /// One sentence for `explain`.
+    pub reason: String,
+}
+
+impl FileVerdict {
+    fn nothing(reason: String) -> Self {
+        FileVerdict {
+            action: Action::Allow,
+            rule: None,
+            excepted: false,
+            reason,
+        }
+    }
+}
+
+fn mode_action(mode: Mode, a: Action) -> Action {
+    match (mode, a) {
+        (Mode::Audit, Action::Deny) => Action::Audit,
+        (_, a) => a,
+    }
+}
+
+/// Merges the file and exec rules of `policies` (see the module docs).
+pub fn compile_files(policies: &[Enforced<'_>]) -> FilePlan {
+    let mut ordered: Vec<&Enforced<'_>> = policies.iter().collect();
+    ordered.sort_by(|a, b| a.policy.name.cmp(&b.policy.name));
+    let mut plan = FilePlan::default();
+    let mut files: BTreeMap<(String, FileOp), FileEntry> = BTreeMap::new();
+    let mut exec: BTreeMap<String, ExecEntry> = BTreeMap::new();
+    for e in ordered {
+        let mut rules: Vec<(u32, &str, Action, RuleKind<'_>)> = Vec::new();
+        for r in &e.policy.files {
+            rules.push((r.id, &r.name, r.action, RuleKind::File(r)));
+        }
+        for r in &e.policy.exec {
+            rules.push((r.id, &r.name, r.action, RuleKind::Exec(r)));
+        }
+        rules.sort_by_key(|r| r.0);
+        for (id, name, action, kind) in rules {
+            let action = mode_action(e.policy.mode, action);
+            plan.rules.push(FileRuleMeta {
+                policy: e.policy.name.clone(),
+                revision: e.revision,
+                rule_id: id,
+                rule_name: name.to_string(),
+                action,
+            });
+            let rule_ref = plan.rules.len() as u32;
+            match kind {
+                RuleKind::File(r) => {
+                    for &op in &r.ops {
+                        let entry = FileEntry {
+                            path: r.path.clone(),
+                            subtree: r.subtree,
+                            op,
+                            action,
+                            rule_ref,
+                            except_binaries: r.except_binaries.clone(),
+                            except_uids: r.except_uids.clone(),
+                        };
+                        let key = (r.path.trim_end_matches('/').to_string(), op);
+                        let key = if key.0.is_empty() {
+                            ("/".into(), op)
+                        } else {
+                            key
+                        };
+                        files
+                            .entry(key)
+                            .and_modify(|cur| {
+                                if action > cur.action {
+                                    *cur = entry.clone();
+                                }
+                            })
+                            .or_insert(entry);
+                    }
+                }
+                RuleKind::Exec(r) => match r.mode {
+                    ExecMode::Deny => {
+                        for b in &r.binaries {
+                            let entry = ExecEntry {
+                                binary: b.clone(),
+                                action,
+                                rule_ref,
+                                except_uids: r.except_uids.clone(),
+                                except_parents: r.except_parents.clone(),
+                            };
+                            exec.entry(b.clone())
+                                .and_modify(|cur| {
+                                    if action > cur.action {
+                                        *cur = entry.clone();
+                                    }
+                                })
+                                .or_insert(entry);
+                        }
+                    }
+                    ExecMode::AllowOnly => plan.allow_lists.push(AllowList {
+                        binaries: r.binaries.clone(),
+                        action,
+                        rule_ref,
+                        except_uids: r.except_uids.clone(),
+                        except_parents: r.except_parents.clone(),
+                    }),
+                },
+            }
+        }
+    }
+    plan.files = files.into_values().collect();
+    plan.exec = exec.into_values().collect();
+    plan
+}
+
+enum RuleKind<'a> {
+    File(&'a crate::ir::FileRule),
+    Exec(&'a crate::ir::ExecRule),
+}
+
+/// `/a/b/c`, `/a/b`, `/a`, `/`.
+fn ancestors(path: &str) -> Vec<&str> {
+    let mut out = vec![path];
+    let mut p = path;
+    while let Some(i) = p.rfind('/') {
+        p = if i == 0 { "/" } else { &p[..i] };
+        if out.last() == Some(&p) {
+            break;
+        }
+        out.push(p);
+        if p == "/" {
+            break;
+        }
+    }
+    out
+}
+
+fn op_name(op: FileOp) -> &'static str {
+    match op {
+        FileOp::Read => "read",
+        FileOp::Write => "write",
+        FileOp::Exec => "exec",
+    }
+}
+
+impl FilePlan {
+    /// The metadata of a `rule_ref`.
+    pub fn rule(&self, rule_ref: u32) -> Option<&FileRuleMeta> {
+        self.rules.get((rule_ref as usize).checked_sub(1)?)
+    }
+
+    fn file_entry(&self, path: &str, op: FileOp) -> Option<&FileEntry> {
+        let key_of = |e: &FileEntry| {
+            let p = e.path.trim_end_matches('/');
+            (if p.is_empty() { "/" } else { p }.to_string(), e.op)
+        };
+        let want = (path.to_string(), op);
+        self.files
+            .binary_search_by(|e| key_of(e).cmp(&want))
+            .ok()
+            .map(|i| &self.files[i])
+    }
+
+    /// Decides a file access (see the module docs).
+    pub fn decide_file(&self, ev: &FileEvent) -> FileVerdict {
+        for (depth, candidate) in ancestors(&ev.path).into_iter().enumerate() {
+            let Some(e) = self.file_entry(candidate, ev.op) else {
+                continue;
+            };
+            if depth > 0 && !e.subtree {
+                continue;
+            }
+            let rule = self.rule(e.rule_ref).cloned();
+            let name = rule
+                .as_ref()
+                .map_or("?", |r| r.rule_name.as_str())
+                .to_string();
+            let excepted_by = if e.except_binaries.contains(&ev.binary) {
+                Some(format!("binary {}", ev.binary))
+            } else if e.except_uids.contains(&ev.uid) {
+                Some(format!("uid {}", ev.uid))
+            } else {
+                None
+            };
+            return match excepted_by {
+                Some(why) => FileVerdict {
+                    action: Action::Allow,
+                    rule,
+                    excepted: true,
+                    reason: format!(
+                        "rule {name:?} on {} is the most specific for {} of {}, and it excepts {why}",
+                        e.path,
+                        op_name(ev.op),
+                        ev.path
+                    ),
+                },
+                None => FileVerdict {
+                    action: e.action,
+                    rule,
+                    excepted: false,
+                    reason: format!(
+                        "rule {name:?} on {} is the most specific for {} of {}",
+                        e.path,
+                        op_name(ev.op),
+                        ev.path
+                    ),
+                },
+            };
+        }
+        FileVerdict::nothing(format!(
+            "no file rule covers {} of {}",
+            op_name(ev.op),
+            ev.path
+        ))
+    }
+
+    /// Decides an exec (see the module docs).
+    pub fn decide_exec(&self, ev: &ExecEvent) -> FileVerdict {
+        let mut best: Option<FileVerdict> = None;
+        let mut consider = |v: FileVerdict| {
+            let stricter = match &best {
+                None => true,
+                Some(b) => v.action > b.action || (b.rule.is_none() && v.rule.is_some()),
+            };
+            if stricter {
+                best = Some(v);
+            }
+        };
+        let fv = self.decide_file(&FileEvent {
+            path: ev.binary.clone(),
+            op: FileOp::Exec,
+            binary: ev.parent.clone(),
+            uid: ev.uid,
+        });
+        if fv.rule.is_some() {
+            consider(fv);
+        }
+        let excepted = |uids: &[u32], parents: &[String]| -> Option<String> {
+            if uids.contains(&ev.uid) {
+                Some(format!("uid {}", ev.uid))
+            } else if parents.contains(&ev.parent) {
+                Some(format!("parent {}", ev.parent))
+            } else {
+                None
+            }
+        };
+        if let Ok(i) = self
+            .exec
+            .binary_search_by(|e| e.binary.as_str().cmp(&ev.binary))
+        {
+            let e = &self.exec[i];
+            let rule = self.rule(e.rule_ref).cloned();
+            let name = rule
+                .as_ref()
+                .map_or("?", |r| r.rule_name.as_str())
+                .to_string();
+            consider(match excepted(&e.except_uids, &e.except_parents) {
+                Some(why) => FileVerdict {
+                    action: Action::Allow,
+                    rule,
+                    excepted: true,
+                    reason: format!("rule {name:?} lists {} but excepts {why}", ev.binary),
+                },
+                None => FileVerdict {
+                    action: e.action,
+                    rule,
+                    excepted: false,
+                    reason: format!("rule {name:?} lists {}", ev.binary),
+                },
+            });
+        }
+        for l in &self.allow_lists {
+            if l.binaries.contains(&ev.binary) {
+                continue;
+            }
+            let rule = self.rule(l.rule_ref).cloned();
+            let name = rule
+                .as_ref()
+                .map_or("?", |r| r.rule_name.as_str())
+                .to_string();
+            consider(match excepted(&l.except_uids, &l.except_parents) {
+                Some(why) => FileVerdict {
+                    action: Action::Allow,
+                    rule,
+                    excepted: true,
+                    reason: format!(
+                        "allow list {name:?} does not list {} but excepts {why}",
+                        ev.binary
+                    ),
+                },
+                None => FileVerdict {
+                    action: l.action,
+                    rule,
+                    excepted: false,
+                    reason: format!("allow list {name:?} does not list {}", ev.binary),
+                },
+            });
+        }
+        best.unwrap_or_else(|| {
+            FileVerdict::nothing(format!("no exec or file rule covers {}", ev.binary))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile;
+
+    const SRC: &str = r#"policy("f");
+files().deny_read("/etc/shadow").except_binary("/usr/sbin/sshd").except_uid(0).named("shadow");
+files().deny_write("/etc").allow_for("/usr/bin/apt").named("etc-ro");
+files().deny("/srv/data", ["read", "write", "exec"]).named("data");
+files().allow_read("/srv/data/public").named("public");
+files().audit("/srv/data2", ["write"]).named("data2");
+exec().deny(["/usr/bin/nc", "/usr/bin/ncat"]).except_uid(0).except_parent("/usr/sbin/sshd").named("no-nc");
+exec().allow_only(["/usr/bin/bash", "/usr/bin/nc", "/usr/local/bin/palisade-noded"]).audit_mode().named("only");
+"#;
+
+    fn plan(src: &str) -> FilePlan {
+        let p = compile("f.rhai", src).unwrap();
+        compile_files(&[Enforced {
+            policy: &p,
+            revision: 4,
+        }])
+    }
+
+    fn file(
+        plan: &FilePlan,
+        path: &str,
+        op: FileOp,
+        bin: &str,
+        uid: u32,
+    ) -> (Action, Option<String>, bool) {
+        let v = plan.decide_file(&FileEvent {
+            path: path.into(),
+            op,
+            binary: bin.into(),
+            uid,
+        });
+        (v.action, v.rule.map(|r| r.rule_name), v.excepted)
+    }
+
+    #[test]
+    fn most_specific_path_and_exceptions() {
+        let p = plan(SRC);
+        assert_eq!(
+            file(&p, "/etc/shadow", FileOp::Read, "/usr/bin/cat", 1000),
+            (Action::Deny, Some("shadow".into()), false)
+        );
+        assert_eq!(
+            file(&p, "/etc/shadow", FileOp::Read, "/usr/sbin/sshd", 1000),
+            (Action::Allow, Some("shadow".into()), true)
+        );
+        assert_eq!(
+            file(&p, "/etc/shadow", FileOp::Read, "/usr/bin/cat", 0).2,
+            true
+        );
+        // write falls through to /etc (no write entry on /etc/shadow)
+        assert_eq!(
+            file(&p, "/etc/shadow", FileOp::Write, "/usr/bin/vi", 0),
+            (Action::Deny, Some("etc-ro".into()), false)
+        );
+        assert_eq!(
+            file(
+                &p,
+                "/etc/apt/sources.list",
+                FileOp::Write,
+                "/usr/bin/apt",
+                0
+            )
+            .0,
+            Action::Allow
+        );
+        assert_eq!(
+            file(&p, "/etcetera", FileOp::Write, "/usr/bin/vi", 0),
+            (Action::Allow, None, false)
+        );
+        assert_eq!(
+            file(&p, "/srv/data/x", FileOp::Read, "/usr/bin/cat", 0)
+                .1
+                .as_deref(),
+            Some("data")
+        );
+        assert_eq!(
+            file(&p, "/srv/data/public/x", FileOp::Read, "/usr/bin/cat", 0),
+            (Action::Allow, Some("public".into()), false)
+        );
+        assert_eq!(
+            file(&p, "/srv/data/public/x", FileOp::Write, "/usr/bin/cat", 0).0,
+            Action::Deny
+        );
+        assert_eq!(
+            file(&p, "/srv/data2/y", FileOp::Write, "/usr/bin/cat", 0).0,
+            Action::Audit
+        );
+        assert_eq!(
+            file(&p, "/", FileOp::Read, "/usr/bin/cat", 0).0,
+            Action::Allow
+        );
+    }
+
+    #[test]
+    fn exec_lists() {
+        let p = plan(SRC);
+        let ex = |b: &str, uid: u32, parent: &str| {
+            let v = p.decide_exec(&ExecEvent {
+                binary: b.into(),
+                uid,
+                parent: parent.into(),
+            });
+            (v.action, v.rule.map(|r| r.rule_name))
+        };
+        assert_eq!(
+            ex("/usr/bin/nc", 1000, "/usr/bin/bash"),
+            (Action::Deny, Some("no-nc".into()))
+        );
+        assert_eq!(ex("/usr/bin/nc", 0, "/usr/bin/bash").0, Action::Allow);
+        assert_eq!(ex("/usr/bin/nc", 1000, "/usr/sbin/sshd").0, Action::Allow);
+        // ncat: deny list (deny) beats the allow list (audit)
+        assert_eq!(
+            ex("/usr/bin/ncat", 1000, "/usr/bin/bash"),
+            (Action::Deny, Some("no-nc".into()))
+        );
+        assert_eq!(
+            ex("/usr/bin/curl", 1000, "/usr/bin/bash"),
+            (Action::Audit, Some("only".into()))
+        );
+        assert_eq!(
+            ex("/usr/bin/bash", 1000, "/usr/bin/bash"),
+            (Action::Allow, None)
+        );
+        // file exec rule
+        assert_eq!(
+            ex("/srv/data/tool", 1000, "/usr/bin/bash"),
+            (Action::Deny, Some("data".into()))
+        );
+    }
+
+    #[test]
+    fn stricter_rule_wins_on_same_path_and_audit_mode() {
+        let p = plan(
+            "policy(\"a\");\nfiles().audit_read(\"/x\").named(\"weak\");\nfiles().deny_read(\"/x/\").named(\"strong\");\n",
+        );
+        assert_eq!(
+            file(&p, "/x/y", FileOp::Read, "/b", 1).1.as_deref(),
+            Some("strong")
+        );
+        assert_eq!(p.files.len(), 1);
+        let p = plan("policy(\"a\").mode(\"audit\");\nfiles().deny_read(\"/x\");\n");
+        assert_eq!(file(&p, "/x", FileOp::Read, "/b", 1).0, Action::Audit);
+    }
+
+    #[test]
+    fn ancestors_walk() {
+        assert_eq!(ancestors("/a/b/c"), vec!["/a/b/c", "/a/b", "/a", "/"]);
+        assert_eq!(ancestors("/"), vec!["/"]);
+    }
+}
