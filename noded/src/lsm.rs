@@ -142,7 +142,7 @@ impl LsmEnforcer {
             history: VecDeque::new(),
             events_per_sec,
         };
-        me.write_config(&[])?;
+        me.write_config(&[], 0)?;
         me._links = if let Some(base) = &pin_base {
             me.pin(base, links)?
         } else {
@@ -184,9 +184,10 @@ impl LsmEnforcer {
         Ok(held)
     }
 
-    fn write_config(&mut self, allow_only: &[u32]) -> Result<(), LsmError> {
+    fn write_config(&mut self, allow_only: &[u32], generation: u32) -> Result<(), LsmError> {
         let mut cfg = LsmConfig {
             events_per_sec: self.events_per_sec,
+            generation,
             ..Default::default()
         };
         for (i, s) in allow_only.iter().take(abi::MAX_ALLOW_ONLY).enumerate() {
@@ -278,7 +279,7 @@ impl LsmEnforcer {
                 m.remove(k)?;
             }
         }
-        self.write_config(&next.allow_only)?;
+        self.write_config(&next.allow_only, generation)?;
         // Clear the old bank.
         {
             let mut rules: Array<&mut MapData, LsmRule> = Array::try_from(
