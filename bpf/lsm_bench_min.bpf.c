@@ -35,4 +35,20 @@ int BPF_PROG(pal_bench_file_open, struct file *file, int ret)
 	return 0;
 }
 
+SEC("lsm/bprm_check_security")
+int BPF_PROG(pal_bench_bprm_check, struct linux_binprm *bprm, int ret)
+{
+	struct inode *in;
+	struct pal_inode_key k = {};
+
+	if (ret)
+		return ret;
+	in = bprm->file->f_inode;
+	k.ino = in->i_ino;
+	k.dev = in->i_sb->s_dev;
+	if (bpf_map_lookup_elem(&PAL_BENCH_INODES, &k))
+		return -EPERM;
+	return 0;
+}
+
 char LICENSE[] SEC("license") = "GPL";

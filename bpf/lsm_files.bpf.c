@@ -81,6 +81,20 @@ struct {
 	__uint(max_entries, 1);
 } PAL_LSM_BUDGET SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_INODE_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct pal_inode_cache);
+} PAL_LSM_ICACHE SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} PAL_LSM_EPOCH SEC(".maps");
+
 /* The strictest rule that applied to an operation. */
 struct hit {
 	__u32 slot;
@@ -92,7 +106,58 @@ struct hit {
 	__u32 exe_dev;
 	__u64 exe_ino;
 	int exe_known; /* 0: not looked up yet, 1: looked up */
+	__u32 matched_ops; /* operations some inode's rule decided (even if it allowed) */
 };
+
+/* The current (plan generation, rename epoch). */
+static __always_inline void cache_key(__u32 *generation, __u32 *epoch)
+{
+	__u32 zero = 0;
+	struct pal_lsm_config *cfg = bpf_map_lookup_elem(&PAL_LSM_CONFIG, &zero);
+	__u32 *e = bpf_map_lookup_elem(&PAL_LSM_EPOCH, &zero);
+
+	*generation = cfg ? cfg->generation : 0;
+	*epoch = e ? *e : 0;
+}
+
+/* Whether no rule decides any of `ops` for this inode (cached). */
+static __always_inline int cached_clean(struct inode *in, __u32 ops, __u32 generation, __u32 epoch)
+{
+	struct pal_inode_cache *c;
+
+	if (!in || in->i_nlink != 1)
+		return 0;
+	c = bpf_inode_storage_get(&PAL_LSM_ICACHE, in, 0, 0);
+	return c && c->generation == generation && c->epoch == epoch &&
+	       (c->clean_ops & ops) == ops;
+}
+
+static __always_inline void remember_clean(struct inode *in, __u32 ops, __u32 generation,
+					   __u32 epoch)
+{
+	struct pal_inode_cache *c;
+
+	if (!ops || !in || in->i_nlink != 1)
+		return;
+	c = bpf_inode_storage_get(&PAL_LSM_ICACHE, in, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!c)
+		return;
+	if (c->generation != generation || c->epoch != epoch) {
+		c->generation = generation;
+		c->epoch = epoch;
+		c->clean_ops = 0;
+	}
+	c->clean_ops |= ops;
+}
+
+static __always_inline void bump_epoch(void)
+{
+	__u32 zero = 0;
+	__u32 *e = bpf_map_lookup_elem(&PAL_LSM_EPOCH, &zero);
+
+	if (e)
+		__sync_fetch_and_add(e, 1);
+}
 
 static __always_inline int rank(__u32 action)
 {
@@ -207,6 +272,7 @@ static __always_inline int decide_inode(const struct pal_inode_rules *rules, __u
 	}
 	if (!best)
 		return 0;
+	h->matched_ops |= op;
 	if (best_rank > rank(h->action) && !excepted(best_slot, best, h)) {
 		h->slot = best_slot;
 		h->action = best->action;
@@ -370,7 +436,7 @@ SEC("lsm/file_open")
 int BPF_PROG(pal_file_open, struct file *file, int ret)
 {
 	struct hit h = {};
-	__u32 mode, op = 0;
+	__u32 mode, op = 0, generation, epoch;
 	struct inode *in;
 
 	if (ret)
@@ -384,10 +450,14 @@ int BPF_PROG(pal_file_open, struct file *file, int ret)
 		op |= PAL_OP_WRITE;
 	if (!op)
 		return 0;
+	in = file->f_inode;
+	cache_key(&generation, &epoch);
+	if (cached_clean(in, op, generation, epoch))
+		return 0;
 	check_dentry(file->f_path.dentry, op, &h);
+	remember_clean(in, op & ~h.matched_ops, generation, epoch);
 	if (!h.action)
 		return 0;
-	in = file->f_inode;
 	/* Report the operation the rule denied: write if it covers write, else read. */
 	{
 		__u32 slot = h.slot;
@@ -462,7 +532,10 @@ int BPF_PROG(pal_inode_rename, struct inode *old_dir, struct dentry *old_dentry,
 	ret = guard_dentry(old_dentry, PAL_OP_READ | PAL_OP_WRITE | PAL_OP_EXEC, PAL_HOOK_RENAME);
 	if (ret)
 		return ret;
-	return guard_dentry(new_dentry, PAL_OP_WRITE, PAL_HOOK_RENAME);
+	ret = guard_dentry(new_dentry, PAL_OP_WRITE, PAL_HOOK_RENAME);
+	if (!ret)
+		bump_epoch(); /* names moved: cached walks may be stale */
+	return ret;
 }
 
 SEC("lsm/inode_link")
@@ -474,7 +547,10 @@ int BPF_PROG(pal_inode_link, struct dentry *old_dentry, struct inode *dir,
 	ret = guard_dentry(old_dentry, PAL_OP_READ | PAL_OP_WRITE | PAL_OP_EXEC, PAL_HOOK_CREATE);
 	if (ret)
 		return ret;
-	return guard_dentry(new_dentry, PAL_OP_WRITE, PAL_HOOK_CREATE);
+	ret = guard_dentry(new_dentry, PAL_OP_WRITE, PAL_HOOK_CREATE);
+	if (!ret)
+		bump_epoch();
+	return ret;
 }
 
 SEC("lsm/bprm_check_security")
@@ -520,7 +596,15 @@ int BPF_PROG(pal_bprm_check, struct linux_binprm *bprm, int ret)
 	}
 
 	/* File rules with the exec operation (the binary or a directory above it). */
-	check_dentry(f->f_path.dentry, PAL_OP_EXEC, &h);
+	{
+		__u32 generation, epoch;
+
+		cache_key(&generation, &epoch);
+		if (!cached_clean(in, PAL_OP_EXEC, generation, epoch)) {
+			check_dentry(f->f_path.dentry, PAL_OP_EXEC, &h);
+			remember_clean(in, PAL_OP_EXEC & ~h.matched_ops, generation, epoch);
+		}
+	}
 	return verdict(&h, PAL_OP_EXEC, PAL_HOOK_EXEC, k.ino, k.dev, bprm->filename, 0);
 }
 

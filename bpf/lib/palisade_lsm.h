@@ -83,7 +83,20 @@ struct pal_uid_key {
 struct pal_lsm_config {
 	__u32 allow_only[PAL_LSM_MAX_ALLOW_ONLY]; /* slots of exec allow-only rules, 0 = none */
 	__u32 events_per_sec;                     /* 0 means 1000 */
-	__u32 _reserved;
+	__u32 generation;                         /* plan generation: a change drops the cache */
+};
+
+/*
+ * PAL_LSM_ICACHE (inode local storage): operations for which no rule decides about this
+ * inode, valid while the plan generation and the rename epoch (PAL_LSM_EPOCH[0], bumped by
+ * every rename and link) are unchanged. Only kept for files with one link, since the walk
+ * depends on the name used.
+ */
+struct pal_inode_cache {
+	__u32 generation;
+	__u32 epoch;
+	__u32 clean_ops;
+	__u32 _pad;
 };
 
 /* One ring-buffer event per denied or audited operation (within the event budget). */
@@ -115,5 +128,6 @@ struct pal_lsm_event {
 #define PAL_SIZE_LSM_UID_KEY 8
 #define PAL_SIZE_LSM_CONFIG 24
 #define PAL_SIZE_LSM_EVENT 224
+#define PAL_SIZE_LSM_INODE_CACHE 16
 
 #endif

@@ -18,6 +18,7 @@ struct super_block {
 };
 
 struct inode {
+	unsigned int i_nlink;
 	unsigned short i_mode;
 	struct super_block *i_sb;
 	unsigned long i_ino;

@@ -9,6 +9,7 @@
 //! - [`events`]: ring buffer -> audit events naming policy, rule and revision.
 //! - [`lsm`], [`lsm_plan`], [`lsm_abi`], [`lsm_events`]: BPF-LSM file and exec enforcement
 //!   (programs, inode-resolved plan, kernel ABI mirror, audit events).
+//! - [`nonet`]: running without `--iface` (network rules reported unenforced).
 //! - [`session`]: the mutual-TLS session with the control plane, with reconnects.
 //! - [`spool`]: audit sequence numbers, the bounded spool (memory or file), loss events.
 
@@ -22,6 +23,7 @@ pub mod lsm;
 pub mod lsm_abi;
 pub mod lsm_events;
 pub mod lsm_plan;
+pub mod nonet;
 pub mod pinning;
 pub mod probes;
 pub mod proctable;

@@ -1,9 +1,9 @@
 //! The BPF-LSM backend: loads `bpf/lsm_files.bpf.c`, attaches its programs and keeps its
 //! maps equal to an [`LsmPlan`] compiled from the policies' file and exec rules.
 //!
-//! **Pinning.** The links are pinned under [`PIN_BASE`]`/lsm-v<ABI>/<id>/` so enforcement
+//! **Pinning.** The links are pinned under `<bpffs root>/lsm-v<ABI>/<id>/` so enforcement
 //! outlives the daemon (a restart loads and pins a new set, then unpins the old one);
-//! `palisade-noded cleanup` removes the directory, which detaches the programs.
+//! `palisade-noded cleanup` removes the pin root, which detaches the programs.
 //!
 //! **Plan switches** alternate between two banks of rule slots: the new bank's rules,
 //! exceptions and inode entries are written first (an inode both revisions protect is
@@ -20,6 +20,7 @@
 //! never a gap. Files created later *inside* a protected directory need no re-resolution:
 //! the programs walk up to the directory.
 
+use crate::enforce::PolicyHook;
 use crate::lsm_abi::{
     self as abi, InodeKey, InodeRules, LsmConfig, LsmEvent, LsmRule, MemberKey, UidKey,
 };
@@ -32,11 +33,14 @@ use palisade_policy::ir::Policy;
 use palisade_proto::v1;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lsm_files.bpf.o"));
 
-/// Where pinned links live.
-pub const PIN_BASE: &str = "/sys/fs/bpf/palisade";
+/// The benchmark's baseline object (`bpf/lsm_bench_min.bpf.c`): one inode hash lookup on
+/// `file_open` and on `bprm_check_security`. Never loaded by the daemon.
+pub static BENCH_BASELINE_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lsm_bench_min.bpf.o"));
 
 /// (C function name, LSM hook name) of every program in the object.
 pub const PROGRAMS: &[(&str, &str)] = &[
@@ -81,26 +85,10 @@ pub enum LsmError {
     Pin { path: String, why: String },
 }
 
-fn pin_dir() -> PathBuf {
-    Path::new(PIN_BASE).join(format!("lsm-v{}", abi::LSM_ABI_VERSION))
-}
-
-/// Removes every pinned LSM link (detaching programs no daemon holds). Returns how many.
-pub fn cleanup() -> std::io::Result<usize> {
-    let dir = pin_dir();
-    let mut n = 0;
-    if !dir.exists() {
-        return Ok(0);
-    }
-    for gen_dir in std::fs::read_dir(&dir)? {
-        let gen_dir = gen_dir?.path();
-        if gen_dir.is_dir() {
-            n += std::fs::read_dir(&gen_dir)?.count();
-            std::fs::remove_dir_all(&gen_dir)?;
-        }
-    }
-    std::fs::remove_dir_all(&dir)?;
-    Ok(n)
+/// The LSM pins' directory under the daemon's pin root (`--bpffs-root`); `palisade-noded
+/// cleanup` removes the whole root, and with it these links.
+pub fn pin_dir(root: &Path) -> PathBuf {
+    root.join(format!("lsm-v{}", abi::LSM_ABI_VERSION))
 }
 
 /// The loaded programs and what their maps hold.
@@ -116,17 +104,16 @@ pub struct LsmEnforcer {
 }
 
 impl LsmEnforcer {
-    /// Loads and attaches every program; pins the links when `pin` is set.
-    pub fn load(events_per_sec: u32, pin: bool) -> Result<Self, LsmError> {
+    /// Loads and attaches every program; pins the links under `pin_root` when given.
+    pub fn load(events_per_sec: u32, pin_root: Option<&Path>) -> Result<Self, LsmError> {
         let btf = Btf::from_sys_fs()?;
-        let pin = pin
-            && {
-                let ok = std::fs::create_dir_all(pin_dir()).is_ok();
-                if !ok {
-                    tracing::warn!(dir = %pin_dir().display(), "bpffs not writable: LSM programs stay only while the daemon runs");
-                }
-                ok
-            };
+        let pin_base = pin_root.map(pin_dir).filter(|d| {
+            let ok = std::fs::create_dir_all(d).is_ok();
+            if !ok {
+                tracing::warn!(dir = %d.display(), "bpffs not writable: LSM programs stay only while the daemon runs");
+            }
+            ok
+        });
         let mut ebpf = Ebpf::load(OBJECT)?;
         let mut links = Vec::new();
         for (name, hook) in PROGRAMS {
@@ -155,9 +142,9 @@ impl LsmEnforcer {
             history: VecDeque::new(),
             events_per_sec,
         };
-        me.write_config(&[])?;
-        me._links = if pin {
-            me.pin(links)?
+        me.write_config(&[], 0)?;
+        me._links = if let Some(base) = &pin_base {
+            me.pin(base, links)?
         } else {
             links.into_iter().map(|(_, l)| Held::Fd(l)).collect()
         };
@@ -165,8 +152,7 @@ impl LsmEnforcer {
     }
 
     /// Pins into a fresh directory, then removes older daemons' pins.
-    fn pin(&self, links: Vec<(&str, FdLink)>) -> Result<Vec<Held>, LsmError> {
-        let base = pin_dir();
+    fn pin(&self, base: &Path, links: Vec<(&str, FdLink)>) -> Result<Vec<Held>, LsmError> {
         let id = format!(
             "{}-{}",
             std::process::id(),
@@ -188,7 +174,7 @@ impl LsmEnforcer {
                 .map_err(|e| err(format!("{name}: {e}")))?;
             held.push(Held::Pinned(pinned));
         }
-        if let Ok(rd) = std::fs::read_dir(&base) {
+        if let Ok(rd) = std::fs::read_dir(base) {
             for old in rd.flatten() {
                 if old.file_name() != id.as_str() {
                     let _ = std::fs::remove_dir_all(old.path());
@@ -198,9 +184,10 @@ impl LsmEnforcer {
         Ok(held)
     }
 
-    fn write_config(&mut self, allow_only: &[u32]) -> Result<(), LsmError> {
+    fn write_config(&mut self, allow_only: &[u32], generation: u32) -> Result<(), LsmError> {
         let mut cfg = LsmConfig {
             events_per_sec: self.events_per_sec,
+            generation,
             ..Default::default()
         };
         for (i, s) in allow_only.iter().take(abi::MAX_ALLOW_ONLY).enumerate() {
@@ -292,7 +279,7 @@ impl LsmEnforcer {
                 m.remove(k)?;
             }
         }
-        self.write_config(&next.allow_only)?;
+        self.write_config(&next.allow_only, generation)?;
         // Clear the old bank.
         {
             let mut rules: Array<&mut MapData, LsmRule> = Array::try_from(
@@ -379,8 +366,8 @@ pub enum Lsm {
 
 impl Lsm {
     /// Loads the programs, or records why they cannot be.
-    pub fn load(events_per_sec: u32, pin: bool) -> Lsm {
-        match LsmEnforcer::load(events_per_sec, pin) {
+    pub fn load(events_per_sec: u32, pin_root: Option<&Path>) -> Lsm {
+        match LsmEnforcer::load(events_per_sec, pin_root) {
             Ok(e) => Lsm::Active(Box::new(e)),
             Err(e) => Lsm::Unavailable(e.to_string()),
         }
@@ -416,6 +403,46 @@ impl Lsm {
                 available: false,
                 detail: why.clone(),
             },
+        }
+    }
+}
+
+/// The enforcer's hook for file and exec rules: applies them to the LSM maps and adds what
+/// is not enforced to the status (skipping rules the feature probes already reported).
+pub struct LsmHook {
+    pub lsm: Arc<Mutex<Lsm>>,
+    unenforced: Vec<v1::Unenforced>,
+}
+
+impl LsmHook {
+    pub fn new(lsm: Arc<Mutex<Lsm>>) -> Self {
+        LsmHook {
+            lsm,
+            unenforced: Vec::new(),
+        }
+    }
+}
+
+impl PolicyHook for LsmHook {
+    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<(), String> {
+        self.unenforced = self
+            .lsm
+            .lock()
+            .expect("lsm lock")
+            .apply(policies)
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn status(&self, status: &mut v1::NodeStatus) {
+        for u in &self.unenforced {
+            if !status
+                .unenforced
+                .iter()
+                .any(|s| s.policy == u.policy && s.rule == u.rule)
+            {
+                status.unenforced.push(u.clone());
+            }
         }
     }
 }

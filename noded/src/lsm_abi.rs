@@ -73,7 +73,18 @@ pub struct UidKey {
 pub struct LsmConfig {
     pub allow_only: [u32; MAX_ALLOW_ONLY],
     pub events_per_sec: u32,
-    pub reserved: u32,
+    /// Plan generation; a change invalidates the programs' per-inode cache.
+    pub generation: u32,
+}
+
+/// Value of the programs' per-inode cache (inode storage; only the kernel writes it).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InodeCache {
+    pub generation: u32,
+    pub epoch: u32,
+    pub clean_ops: u32,
+    pub pad: u32,
 }
 
 #[repr(C)]
@@ -172,6 +183,10 @@ mod tests {
         assert_eq!(size_of::<UidKey>(), header_number("PAL_SIZE_LSM_UID_KEY"));
         assert_eq!(size_of::<LsmConfig>(), header_number("PAL_SIZE_LSM_CONFIG"));
         assert_eq!(size_of::<LsmEvent>(), header_number("PAL_SIZE_LSM_EVENT"));
+        assert_eq!(
+            size_of::<InodeCache>(),
+            header_number("PAL_SIZE_LSM_INODE_CACHE")
+        );
         assert_eq!(offset_of!(MemberKey, ino), 16);
         assert_eq!(offset_of!(LsmEvent, dev), 32);
         assert_eq!(offset_of!(LsmEvent, comm), 80);

@@ -2,10 +2,11 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use palisade_noded::enforce::{Enforcer, NetBackend, NoNetwork};
+use palisade_noded::enforce::{Enforcer, NetBackend};
 use palisade_noded::localapi;
-use palisade_noded::lsm::{self, Lsm};
+use palisade_noded::lsm::{Lsm, LsmHook};
 use palisade_noded::lsm_events;
+use palisade_noded::nonet::{NoNetwork, NoNetworkHook};
 use palisade_noded::profiles::{self, Profiles, ProfilesHook};
 use palisade_noded::sched::SchedHook;
 use palisade_noded::session::{self, SessionConfig};
@@ -64,14 +65,14 @@ struct Args {
     /// This node's name; must match the name in its certificate.
     #[arg(long, env = "PALISADE_NODE_NAME", required = true)]
     name: Option<String>,
-    /// Interface to guard with the XDP (ingress) and TC (egress) firewall.
-    /// Without it network rules are reported unenforced.
+    /// Interface to guard with the XDP (ingress) and TC (egress) firewall. Without it the
+    /// daemon enforces no network rule and reports them all unenforced.
     #[arg(long, env = "PALISADE_IFACE")]
     iface: Option<String>,
     /// Do not load the BPF-LSM file/exec programs (file and exec rules are reported unenforced).
     #[arg(long)]
     no_lsm: bool,
-    /// How often protected paths are resolved again to inodes, in milliseconds (0: never).
+    /// How often protected paths are resolved to inodes again, in milliseconds (0: never).
     #[arg(long, default_value_t = 1000)]
     lsm_rescan_ms: u64,
     /// Where programs, links and maps are pinned (a directory on a BPF filesystem). Killing
@@ -120,6 +121,7 @@ async fn main() -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let args = match cli.cmd {
@@ -137,8 +139,6 @@ async fn main() -> Result<()> {
                 removed.len(),
                 bpffs_root.display()
             );
-            let n = lsm::cleanup().context("removing pinned LSM links")?;
-            println!("cleanup: {n} pinned LSM program link(s) removed");
             return Ok(());
         }
     };
@@ -166,7 +166,8 @@ async fn main() -> Result<()> {
         tracing::info!(capability = %c.name, available = c.available, detail = %c.detail, "probe");
     }
     let backend: Box<dyn NetBackend>;
-    let mut xdp_ring = None;
+    let mut net_ring = None;
+    let no_network = args.iface.is_none();
     if let Some(iface) = args.iface.clone() {
         let mut fw = NetFirewall::attach(&iface, &args.bpffs_root, args.events_per_sec)
             .with_context(|| {
@@ -183,7 +184,7 @@ async fn main() -> Result<()> {
             pins = %fw.pin_dir().display(),
             "network firewall attached"
         );
-        let ring = fw.take_events()?;
+        net_ring = Some(fw.take_events()?);
         capabilities.insert(
             0,
             v1::Capability {
@@ -216,7 +217,6 @@ async fn main() -> Result<()> {
                 },
             },
         );
-        xdp_ring = Some(ring);
         backend = Box::new(fw);
     } else {
         tracing::warn!("no --iface: network rules will be reported unenforced");
@@ -230,16 +230,15 @@ async fn main() -> Result<()> {
         );
         backend = Box::new(NoNetwork);
     }
-
     let lsm = if args.no_lsm {
         Lsm::Unavailable("disabled with --no-lsm".into())
     } else {
-        Lsm::load(args.events_per_sec, true)
+        Lsm::load(args.events_per_sec, Some(&args.bpffs_root))
     };
     match &lsm {
         Lsm::Active(_) => tracing::info!("BPF-LSM file/exec programs attached"),
         Lsm::Unavailable(why) => {
-            tracing::warn!(reason = %why, "BPF LSM unavailable: file and exec rules will be reported unenforced")
+            tracing::warn!(reason = %why, "BPF-LSM programs not loaded: file and exec rules will be reported unenforced")
         }
     }
     capabilities.push(lsm.capability());
@@ -252,22 +251,24 @@ async fn main() -> Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("starting exec tracking panicked"))?;
     capabilities.extend(sched_caps);
-    let mut enforcer = Enforcer::new(backend).with_files(Box::new(lsm.clone()));
+    let mut enforcer = Enforcer::new(backend);
+    enforcer.add_hook(Box::new(LsmHook::new(lsm.clone())));
+    if no_network {
+        enforcer.add_hook(Box::new(NoNetworkHook::default()));
+    }
     enforcer.set_capabilities(capabilities.clone());
     let profiles = Arc::new(Mutex::new(Profiles::new(Some(args.seccomp_dir.clone()))));
     enforcer.add_hook(Box::new(ProfilesHook(profiles.clone())));
     enforcer.add_hook(Box::new(SchedHook(sched.clone())));
     let enforcer = Arc::new(Mutex::new(enforcer));
-    if let Err(e) = localapi::serve(
+    localapi::serve(
         &args.api_socket,
         node_local::api_handler(profiles, sched.clone(), tracker.clone()),
-    ) {
-        tracing::error!(error = %e, "local API unavailable: `palisade-noded exec --profile` will not work");
-    }
+    )?;
 
     let (ev_tx, ev_rx) = tokio::sync::mpsc::channel(8192);
     let mut tasks = tokio::task::JoinSet::new();
-    if let Some(ring) = xdp_ring {
+    if let Some(ring) = net_ring {
         tasks.spawn(events::read_ring(
             ring,
             name.clone(),
@@ -314,7 +315,7 @@ async fn main() -> Result<()> {
             tracing::info!("shutting down; the pinned programs stay attached and keep enforcing (`palisade-noded cleanup` removes them)");
             Ok(())
         }
-        Some(r) = tasks.join_next() => Err(anyhow::anyhow!("a daemon task stopped: {r:?}")),
+        Some(r) = tasks.join_next() => Err(anyhow::anyhow!("a daemon task (audit event reader, re-resolution) stopped: {r:?}")),
         r = sess => Err(anyhow::anyhow!("session task stopped: {r:?}")),
     };
     // Without the daemon nothing classifies new processes: those in scheduler classes get

@@ -109,7 +109,7 @@ check cleanup ok palisade-noded cleanup
 eventually cat /srv/secret
 check after-cleanup-read ok cat /srv/secret
 check after-cleanup-exec ok /opt/deny/true
-check pins-removed ok sh -c '! ls /sys/fs/bpf/palisade/lsm-v1/*/* 2>/dev/null'
+check pins-removed ok sh -c '! ls /sys/fs/bpf/palisade/v1/lsm-v1/*/* 2>/dev/null'
 
 echo "---- noded log (tail) ----"
 tail -n 30 /tmp/noded.log
