@@ -25,6 +25,8 @@ pub enum EnforceError {
     Xdp(#[from] XdpError),
     #[error("{0}")]
     Hooks(String),
+    #[error("file/exec rules: {0}")]
+    Files(String),
 }
 
 /// A kernel backend the enforcer drives. The real one is XDP + TC; tests may record instead.
@@ -42,6 +44,59 @@ pub trait NetBackend: Send {
     /// The generation the kernel holds (an adopted state's), so new ones never repeat it.
     fn kernel_generation(&self) -> u32 {
         0
+    }
+    /// The kernel's loss and traffic counters, indexed by `abi::STAT_*`, when the backend
+    /// has them.
+    fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+        None
+    }
+    /// Rules of `plan` this backend cannot enforce (beyond egress, reported by the enforcer).
+    fn unenforced(&self, _plan: &NetPlan) -> Vec<v1::Unenforced> {
+        Vec::new()
+    }
+}
+
+/// No network backend (a node run without `--iface`): every ingress rule is reported unenforced.
+pub struct NoNetwork;
+
+impl NetBackend for NoNetwork {
+    fn apply(&mut self, _plan: &NetPlan, _generation: u32) -> Result<(), XdpError> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "no network backend".into()
+    }
+
+    fn egress_unavailable(&self) -> Option<String> {
+        Some("this node daemon runs without --iface".into())
+    }
+
+    fn unenforced(&self, plan: &NetPlan) -> Vec<v1::Unenforced> {
+        plan.rules
+            .iter()
+            .filter(|r| r.direction == Direction::Ingress)
+            .map(|r| v1::Unenforced {
+                policy: r.policy.clone(),
+                rule: r.rule_name.clone(),
+                reason: "this node daemon runs without --iface: no network enforcement".into(),
+            })
+            .collect()
+    }
+}
+
+/// The file/exec backend (BPF LSM, see `lsm`): enforces the policies' file and exec rules
+/// and says which it cannot.
+pub trait FileBackend: Send {
+    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<Vec<v1::Unenforced>, String>;
+}
+
+impl FileBackend for Arc<std::sync::Mutex<crate::lsm::Lsm>> {
+    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<Vec<v1::Unenforced>, String> {
+        self.lock()
+            .expect("lsm lock")
+            .apply(policies)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -69,6 +124,10 @@ impl NetBackend for NetFirewall {
         })
     }
 
+    fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+        self.stats().ok()
+    }
+
     fn egress_unavailable(&self) -> Option<String> {
         self.tc_error.clone()
     }
@@ -89,6 +148,7 @@ pub trait PolicyHook: Send {
 pub struct Enforcer {
     backend: Box<dyn NetBackend>,
     hooks: Vec<Box<dyn PolicyHook>>,
+    files: Option<Box<dyn FileBackend>>,
     generation: u32,
     plans: VecDeque<(u32, Arc<NetPlan>)>,
     realized: Vec<v1::RealizedPolicy>,
@@ -100,18 +160,30 @@ pub struct Enforcer {
 }
 
 impl Enforcer {
+    /// The backend's kernel counters (see [`NetBackend::kernel_stats`]).
+    pub fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+        self.backend.kernel_stats()
+    }
+
     pub fn new(backend: Box<dyn NetBackend>) -> Self {
         let generation = backend.kernel_generation();
         Enforcer {
             capabilities: Vec::new(),
             backend,
             hooks: Vec::new(),
+            files: None,
             generation,
             plans: VecDeque::new(),
             realized: Vec::new(),
             unenforced: Vec::new(),
             last_error: String::new(),
         }
+    }
+
+    /// Adds the file/exec backend.
+    pub fn with_files(mut self, files: Box<dyn FileBackend>) -> Self {
+        self.files = Some(files);
+        self
     }
 
     pub fn add_hook(&mut self, hook: Box<dyn PolicyHook>) {
@@ -184,6 +256,13 @@ impl Enforcer {
             &policies.iter().map(|(p, _)| p).collect::<Vec<_>>(),
             &self.capabilities,
         ));
+        if let Some(files) = &mut self.files {
+            unenforced.extend(files.apply(&policies).map_err(EnforceError::Files)?);
+        }
+        unenforced.extend(self.backend.unenforced(&plan));
+        // Several sources may report the same rule (a probe and the backend itself).
+        let mut seen = std::collections::BTreeSet::new();
+        unenforced.retain(|u| seen.insert((u.policy.clone(), u.rule.clone())));
         self.unenforced = unenforced;
         self.plans.push_back((generation, Arc::new(plan)));
         while self.plans.len() > KEPT_GENERATIONS {

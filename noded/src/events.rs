@@ -74,6 +74,7 @@ pub fn to_audit(node: &str, e: &NetEvent, enforcer: &Enforcer, offset_ns: i64) -
         src_port: e.sport.into(),
         dst_port: e.dport.into(),
         suppressed: e.suppressed.into(),
+        ..Default::default()
     }
 }
 

@@ -7,7 +7,10 @@
 //! - [`probes`]: kernel feature probes run at start; rules needing a missing feature.
 //! - [`enforce`]: desired policy set -> plan -> backend; what is realized and what is not.
 //! - [`events`]: ring buffer -> audit events naming policy, rule and revision.
+//! - [`lsm`], [`lsm_plan`], [`lsm_abi`], [`lsm_events`]: BPF-LSM file and exec enforcement
+//!   (programs, inode-resolved plan, kernel ABI mirror, audit events).
 //! - [`session`]: the mutual-TLS session with the control plane, with reconnects.
+//! - [`spool`]: audit sequence numbers, the bounded spool (memory or file), loss events.
 
 pub mod abi;
 pub mod enforce;
@@ -15,6 +18,10 @@ pub mod events;
 pub mod exec_abi;
 pub mod exectrack;
 pub mod localapi;
+pub mod lsm;
+pub mod lsm_abi;
+pub mod lsm_events;
+pub mod lsm_plan;
 pub mod pinning;
 pub mod probes;
 pub mod proctable;
@@ -22,4 +29,5 @@ pub mod profiles;
 pub mod sched;
 pub mod seccomp;
 pub mod session;
+pub mod spool;
 pub mod xdp;

@@ -471,10 +471,7 @@ exec().allow_only(["/usr/bin/bash", "/usr/bin/nc", "/usr/local/bin/palisade-node
             file(&p, "/etc/shadow", FileOp::Read, "/usr/sbin/sshd", 1000),
             (Action::Allow, Some("shadow".into()), true)
         );
-        assert_eq!(
-            file(&p, "/etc/shadow", FileOp::Read, "/usr/bin/cat", 0).2,
-            true
-        );
+        assert!(file(&p, "/etc/shadow", FileOp::Read, "/usr/bin/cat", 0).2);
         // write falls through to /etc (no write entry on /etc/shadow)
         assert_eq!(
             file(&p, "/etc/shadow", FileOp::Write, "/usr/bin/vi", 0),
@@ -568,6 +565,73 @@ exec().allow_only(["/usr/bin/bash", "/usr/bin/nc", "/usr/local/bin/palisade-node
         assert_eq!(p.files.len(), 1);
         let p = plan("policy(\"a\").mode(\"audit\");\nfiles().deny_read(\"/x\");\n");
         assert_eq!(file(&p, "/x", FileOp::Read, "/b", 1).0, Action::Audit);
+    }
+
+    #[test]
+    fn exact_entries() {
+        let p = plan(
+            "policy(\"e\");\nfiles().deny(\"/srv/\", [\"write\", \"read\"]).except_uid(7).named(\"srv\");\nexec().deny([\"/usr/bin/nc\"]).except_parent(\"/usr/sbin/sshd\").named(\"nc\");\nexec().allow_only([\"/usr/bin/bash\", \"/usr/local/bin/palisade-noded\"]).audit_mode().named(\"only\");\n",
+        );
+        assert_eq!(
+            p.rules,
+            vec![
+                FileRuleMeta {
+                    policy: "e".into(),
+                    revision: 4,
+                    rule_id: 1,
+                    rule_name: "srv".into(),
+                    action: Action::Deny
+                },
+                FileRuleMeta {
+                    policy: "e".into(),
+                    revision: 4,
+                    rule_id: 2,
+                    rule_name: "nc".into(),
+                    action: Action::Deny
+                },
+                FileRuleMeta {
+                    policy: "e".into(),
+                    revision: 4,
+                    rule_id: 3,
+                    rule_name: "only".into(),
+                    action: Action::Audit
+                },
+            ]
+        );
+        let entry = |op| FileEntry {
+            path: "/srv/".into(),
+            subtree: true,
+            op,
+            action: Action::Deny,
+            rule_ref: 1,
+            except_binaries: vec![],
+            except_uids: vec![7],
+        };
+        // Sorted by (path, op): read before write.
+        assert_eq!(p.files, vec![entry(FileOp::Read), entry(FileOp::Write)]);
+        assert_eq!(
+            p.exec,
+            vec![ExecEntry {
+                binary: "/usr/bin/nc".into(),
+                action: Action::Deny,
+                rule_ref: 2,
+                except_uids: vec![],
+                except_parents: vec!["/usr/sbin/sshd".into()],
+            }]
+        );
+        assert_eq!(
+            p.allow_lists,
+            vec![AllowList {
+                binaries: vec![
+                    "/usr/bin/bash".into(),
+                    "/usr/local/bin/palisade-noded".into()
+                ],
+                action: Action::Audit,
+                rule_ref: 3,
+                except_uids: vec![],
+                except_parents: vec![],
+            }]
+        );
     }
 
     #[test]
