@@ -134,9 +134,8 @@ impl ProcTable {
     /// The entry of `pid`, reading `/proc` for a process the table has not seen (one that
     /// started between the seed and the tracker, or a fork that never exec'd).
     pub fn get_or_read(&mut self, pid: u32) -> Option<&ProcInfo> {
-        if !self.procs.contains_key(&pid) {
-            let p = ProcInfo::from_proc(pid)?;
-            self.procs.insert(pid, p);
+        if let std::collections::hash_map::Entry::Vacant(e) = self.procs.entry(pid) {
+            e.insert(ProcInfo::from_proc(pid)?);
         }
         self.procs.get(&pid)
     }

@@ -289,6 +289,7 @@ pub struct SchedManager {
     cgroup_detail: HashMap<String, String>,
     errors: Vec<String>,
     latencies_ns: VecDeque<u64>,
+    execs_seen: u64,
 }
 
 fn now_mono_ns() -> u64 {
@@ -311,6 +312,7 @@ impl SchedManager {
             cgroup_detail: HashMap::new(),
             errors: Vec::new(),
             latencies_ns: VecDeque::new(),
+            execs_seen: 0,
         }
     }
 
@@ -447,8 +449,10 @@ impl SchedManager {
             }
             self.latencies_ns.push_back(lat);
         }
-        if self.held.len() % 64 == 0 {
+        self.execs_seen += 1;
+        if self.execs_seen.is_multiple_of(256) {
             self.held.retain(|pid, _| proctable::alive(*pid));
+            self.table.prune();
         }
     }
 

@@ -34,22 +34,16 @@ impl Node {
         let name = format!("node-{tag}");
         let cp = ControlPlane::start(&[&name]);
         let lab = Lab::new(&format!("pals-{tag}"), n);
-        let api = cp.dir.path().join("api.sock");
-        let seccomp_dir = cp.dir.path().join("seccomp");
-        let mut cmd = Command::new(bin("palisade-noded"));
-        cmd.args(["--controlplane", &cp.url, "--pki"])
-            .arg(cp.pki())
-            .args(["--name", &name, "--iface", &lab.host_if])
-            .arg("--api-socket")
-            .arg(&api)
-            .arg("--seccomp-dir")
-            .arg(&seccomp_dir);
-        let mut daemon = Proc::spawn(&format!("noded-{tag}"), &mut cmd, cp.dir.path());
-        let connected = wait_until(Duration::from_secs(20), || {
-            node_json(&cp, &name).is_some_and(|n| n["connected"] == true) && api.exists()
-        });
-        daemon.assert_running();
-        assert!(connected, "daemon did not come up:\n{}", daemon.log_text());
+        // The harness gives every daemon its own pin root, API socket and seccomp dir.
+        let daemon = cp.start_node(&name, &lab.host_if, &[]);
+        let own = cp.dir.path().join(format!("node-{name}"));
+        let api = own.join("api.sock");
+        let seccomp_dir = own.join("seccomp");
+        assert!(
+            wait_until(Duration::from_secs(10), || api.exists()),
+            "no local API socket at {}",
+            api.display()
+        );
         Node {
             cp,
             _lab: lab,
