@@ -105,7 +105,10 @@ impl NetFirewall {
         let mut fw = Self::load(&dir, iface, events_per_sec)?;
         fw.xdp = attach_xdp(&mut fw.ebpf, iface, &dir)?;
         match attach_tc(&mut fw.ebpf, iface, &dir) {
-            Ok(a) => fw.tc = Some(a),
+            Ok(a) => {
+                fw.tc = Some(a);
+                fw.tc_error = None;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "egress filtering unavailable");
                 fw.tc_error = Some(e.to_string());

@@ -96,6 +96,8 @@ fn kill_restart_and_cleanup_never_open_a_gap_and_leave_nothing() {
 }
 
 fn udp_and_expect(lab: &Lab, sink: &UdpSink, n: u64) {
+    // Resolve the neighbor first: while ARP is pending the peer queues only a few packets.
+    lab.ping_from_peer(&lab.host_v4, 1);
     let before = sink.settle();
     netlab::udp_from_ns(&lab.name, "-", &lab.host_v4, sink.port, 50, 0);
     assert_eq!(sink.settle() - before, n);

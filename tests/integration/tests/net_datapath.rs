@@ -217,13 +217,20 @@ fn counters_match_the_traffic_sent() {
         ],
     )]);
     fw.apply(&pl, 1).unwrap();
+    // Resolve the neighbor first (ARP is not IP: no counter sees it).
+    lab.ping_from_peer(&lab.host_v4, 1);
+    let pl_before = fw.counters(pl.rules.len()).unwrap();
     udp_from_ns(&lab.name, "-", &lab.host_v4, sink.port, 57, 0);
     udp_from_ns(&lab.name, "-", &lab.host_v4, 9, 13, 0);
     assert_eq!(sink.settle(), 57);
     let c = fw.counters(pl.rules.len()).unwrap();
     let by_name = |n: &str| {
         let r = pl.rules.iter().position(|r| r.rule_name == n).unwrap() + 1;
-        c[r]
+        palisade_noded::xdp::Counter {
+            rule_ref: r as u32,
+            packets: c[r].packets - pl_before[r].packets,
+            bytes: c[r].bytes - pl_before[r].bytes,
+        }
     };
     // Ethernet 14 + IPv4 20 + UDP 8 + 32 bytes of payload.
     assert_eq!(by_name("counted").packets, 57);
