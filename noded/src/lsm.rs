@@ -151,6 +151,34 @@ impl LsmEnforcer {
         Ok(me)
     }
 
+    /// Detaches (`false`) or re-attaches (`true`) every program, keeping maps and plan; the
+    /// benchmark uses it to compare configurations side by side. Pinned links stay pinned.
+    pub fn set_attached(&mut self, on: bool) -> Result<(), LsmError> {
+        if !on {
+            self._links.retain(|l| matches!(l, Held::Pinned(_)));
+            return Ok(());
+        }
+        if !self._links.is_empty() {
+            return Ok(());
+        }
+        for (name, hook) in PROGRAMS {
+            let prog: &mut LsmProgram = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(LsmError::Missing(name))?
+                .try_into()
+                .map_err(|source| LsmError::Program { name, hook, source })?;
+            let id = prog
+                .attach()
+                .map_err(|source| LsmError::Program { name, hook, source })?;
+            let link =
+                prog.take_link(id)
+                    .map_err(|source| LsmError::Program { name, hook, source })?;
+            self._links.push(Held::Fd(FdLink::from(link)));
+        }
+        Ok(())
+    }
+
     /// Pins into a fresh directory, then removes older daemons' pins.
     fn pin(&self, base: &Path, links: Vec<(&str, FdLink)>) -> Result<Vec<Held>, LsmError> {
         let id = format!(
