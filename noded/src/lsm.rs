@@ -19,6 +19,11 @@
 //! overwriting a file in place (`cp` onto an existing file, `>`) keeps its inode and is
 //! never a gap. Files created later *inside* a protected directory need no re-resolution:
 //! the programs walk up to the directory.
+//!
+//! **Cache.** Walking up the directories costs one hash lookup per level, so the programs
+//! remember per inode (inode local storage) which operations no rule decides; the entry is
+//! valid for one plan generation and one rename epoch (every rename or hard link bumps it,
+//! since names moved), and only for files with a single link.
 
 use crate::enforce::PolicyHook;
 use crate::lsm_abi::{
@@ -31,7 +36,7 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::{Btf, Ebpf};
 use palisade_policy::ir::Policy;
 use palisade_proto::v1;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -543,9 +548,4 @@ pub fn wall_offset_ns() -> i64 {
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
     wall - mono
-}
-
-/// A map of all file-rule inodes, for tests.
-pub fn file_inodes(plan: &LsmPlan) -> BTreeMap<InodeKey, Vec<u32>> {
-    plan.files.clone()
 }
