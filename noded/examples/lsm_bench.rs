@@ -7,9 +7,9 @@
 //! file rules (on other files, plus one exec deny rule). All in one boot, and every round
 //! measures each configuration back to back (programs are attached and detached between
 //! them), so a noisy neighbour hits all of them alike; the table shows medians over
-//! `ROUNDS` rounds. Emulation inflates absolute numbers: read the ratios to the baseline.
+//! the rounds. Emulation inflates absolute numbers: read the ratios to the baseline.
 //!
-//! Usage: lsm_bench [OPEN_ITERS] [EXEC_ITERS]
+//! Usage: lsm_bench [OPEN_ITERS] [EXEC_ITERS] [ROUNDS]
 
 use aya::programs::Lsm as LsmProgram;
 use aya::{Btf, Ebpf};
@@ -19,7 +19,6 @@ use palisade_policy::ir::{Action, ExecMode, ExecRule, FileOp, FileRule, Mode, Po
 use std::ffi::CString;
 use std::time::Instant;
 
-const ROUNDS: usize = 5;
 const TARGET: &str = "/bench/d1/d2/d3/file";
 
 fn open_close(n: usize) -> f64 {
@@ -118,6 +117,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let open_n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20000);
     let exec_n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     std::fs::create_dir_all("/bench/d1/d2/d3").unwrap();
     std::fs::write(TARGET, b"bench").unwrap();
     // Every file the rules name exists before any program is loaded.
@@ -145,7 +145,7 @@ fn main() {
     lsm.set_attached(false).unwrap();
     settle();
 
-    // Per rule count: ROUNDS rounds of (none, baseline, palisade) back to back; medians.
+    // Per rule count: `rounds` rounds of (none, baseline, palisade) back to back; medians.
     let mut table: Vec<(String, (f64, f64), (f64, f64))> = Vec::new();
     let mut none_o = Vec::new();
     let mut none_e = Vec::new();
@@ -156,7 +156,7 @@ fn main() {
         let unenforced = lsm.apply(&[(policy(n), 1)]).expect("apply");
         assert!(unenforced.is_empty(), "unenforced: {unenforced:?}");
         let (mut ro, mut re, mut po, mut pe) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds {
             let (no, ne) = measure(open_n, exec_n);
             let links = attach_baseline(&mut base);
             let (bo, be) = measure(open_n, exec_n);
@@ -187,7 +187,7 @@ fn main() {
         (baseline.1 * median(none_e.clone()), median(none_e)),
     );
     println!(
-        "PALBENCH open+close x{open_n}, fork+exec x{exec_n}; medians of {ROUNDS} rounds, each round runs every configuration back to back; ratios are per round to the baseline"
+        "PALBENCH open+close x{open_n}, fork+exec x{exec_n}; medians of {rounds} rounds, each round runs every configuration back to back; ratios are per round to the baseline"
     );
     println!(
         "PALBENCH {:<24} {:>12} {:>10} {:>14} {:>10}",
