@@ -1,63 +1,179 @@
-//! The audit hub: keeps the most recent events in memory and fans new ones out to
-//! `audit tail --follow` subscribers. A subscriber too slow to keep up is skipped past and
-//! told how many events it missed (a `gap` event); ingest never waits for it.
+//! The audit hub: ingests node batches into the persisted [`AuditLog`] (deduplicating by
+//! each node stream's sequence numbers, so a resent batch is stored once), and fans new
+//! events out to `audit tail --follow` subscribers. A subscriber too slow to keep up is
+//! skipped past and told how many events it missed (a `gap` event); ingest never waits for
+//! it. A hole in a stream's sequence numbers becomes a `loss` event, so it is visible.
 
+use crate::auditlog::{AuditLog, AuditLogError, Retention};
 use palisade_proto::v1::AuditEvent;
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
+/// What a subscriber wants to see; empty fields match everything. `gap` events always
+/// pass; `loss` events pass every filter but node and time.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub node: String,
+    pub policy: String,
+    pub rule: String,
+    pub action: String,
+    pub since_unix_ns: i64,
+}
+
+impl Filter {
+    pub fn matches(&self, e: &AuditEvent) -> bool {
+        if e.kind == "gap" {
+            return true;
+        }
+        let is = |want: &str, have: &str| want.is_empty() || want == have;
+        if !is(&self.node, &e.node) || e.time_unix_ns < self.since_unix_ns {
+            return false;
+        }
+        e.kind == "loss"
+            || (is(&self.policy, &e.policy)
+                && is(&self.rule, &e.rule)
+                && is(&self.action, &e.action))
+    }
+}
+
+/// Counters for the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct AuditCounters {
+    pub received: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub stored: AtomicU64,
+    pub pruned: AtomicU64,
+    pub reported_lost: AtomicU64,
+    pub subscriber_missed: AtomicU64,
+}
+
+struct State {
+    next_id: u64,
+    streams: HashMap<String, u64>,
+    last_prune: Instant,
+}
+
 pub struct AuditHub {
-    recent: Mutex<(u64, VecDeque<AuditEvent>)>,
-    capacity: usize,
+    log: Box<dyn AuditLog>,
+    retention: Retention,
+    state: Mutex<State>,
     tx: broadcast::Sender<AuditEvent>,
+    pub counters: AuditCounters,
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 impl AuditHub {
-    pub fn new(capacity: usize) -> Self {
-        let (tx, _) = broadcast::channel(4096);
-        AuditHub {
-            recent: Mutex::new((0, VecDeque::with_capacity(capacity.min(65536)))),
-            capacity,
+    pub fn new(log: Box<dyn AuditLog>, retention: Retention) -> Result<Self, AuditLogError> {
+        let (last, streams) = log.load_state()?;
+        let (tx, _) = broadcast::channel(8192);
+        Ok(AuditHub {
+            log,
+            retention,
+            state: Mutex::new(State {
+                next_id: last + 1,
+                streams: streams.into_iter().collect(),
+                last_prune: Instant::now() - Duration::from_secs(3600),
+            }),
             tx,
-        }
+            counters: AuditCounters::default(),
+        })
     }
 
-    /// Stores and fans out events from `node` (the authenticated name overrides whatever
-    /// node name the events carry).
-    pub fn ingest(&self, node: &str, events: Vec<AuditEvent>) {
-        let mut guard = self.recent.lock().expect("audit lock");
+    /// Stores and fans out events from `node`'s `stream` (the authenticated name overrides
+    /// whatever node name the events carry). Returns the sequence number to acknowledge:
+    /// every event of the stream up to it is stored.
+    pub fn ingest(
+        &self,
+        node: &str,
+        stream: &str,
+        events: Vec<AuditEvent>,
+    ) -> Result<u64, AuditLogError> {
+        let c = &self.counters;
+        c.received.fetch_add(events.len() as u64, Ordering::Relaxed);
+        let key = format!("{node}\0{stream}");
+        let mut st = self.state.lock().expect("audit lock");
+        let mut last = st.streams.get(&key).copied().unwrap_or(0);
+        let mut next_id = st.next_id;
+        let mut out = Vec::with_capacity(events.len());
         for mut e in events {
-            guard.0 += 1;
-            e.id = guard.0;
-            e.node = node.to_string();
-            if guard.1.len() == self.capacity {
-                guard.1.pop_front();
+            if e.seq != 0 {
+                if e.seq <= last {
+                    c.duplicates.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                if e.seq > last + 1 {
+                    let lost = e.seq - last - 1;
+                    out.push(AuditEvent {
+                        id: next_id,
+                        time_unix_ns: e.time_unix_ns,
+                        node: node.to_string(),
+                        kind: "loss".into(),
+                        action: "sequence-gap".into(),
+                        lost,
+                        ..Default::default()
+                    });
+                    next_id += 1;
+                    tracing::warn!(node, stream, lost, "audit stream has a hole");
+                }
+                last = e.seq;
             }
-            guard.1.push_back(e.clone());
-            // No subscribers is fine.
-            let _ = self.tx.send(e);
+            e.id = next_id;
+            next_id += 1;
+            e.node = node.to_string();
+            out.push(e);
         }
+        if !out.is_empty() {
+            self.log.append(&out, &[(key.clone(), last)])?;
+            st.next_id = next_id;
+            st.streams.insert(key, last);
+            c.stored.fetch_add(out.len() as u64, Ordering::Relaxed);
+            for e in out {
+                if e.kind == "loss" {
+                    c.reported_lost.fetch_add(e.lost, Ordering::Relaxed);
+                }
+                // No subscribers is fine.
+                let _ = self.tx.send(e);
+            }
+        }
+        if st.last_prune.elapsed() > Duration::from_secs(1) {
+            st.last_prune = Instant::now();
+            let n = self.log.prune(self.retention, now_ns())?;
+            c.pruned.fetch_add(n, Ordering::Relaxed);
+        }
+        Ok(last)
     }
 
-    /// The last `n` events, oldest first, and a receiver for everything after them.
-    pub fn subscribe(&self, n: usize) -> (Vec<AuditEvent>, broadcast::Receiver<AuditEvent>) {
-        let guard = self.recent.lock().expect("audit lock");
+    /// The last `n` stored events matching `filter`, oldest first, and a receiver for
+    /// everything after them (subscribed first, so nothing falls between).
+    pub fn subscribe(
+        &self,
+        n: usize,
+        filter: &Filter,
+    ) -> Result<(Vec<AuditEvent>, broadcast::Receiver<AuditEvent>), AuditLogError> {
         let rx = self.tx.subscribe();
-        let skip = guard.1.len().saturating_sub(n);
-        (guard.1.iter().skip(skip).cloned().collect(), rx)
+        let recent = self.log.newest(n, &|e| filter.matches(e))?;
+        Ok((recent, rx))
     }
 
     /// A synthetic event telling a subscriber it missed `n` events.
-    pub fn gap(n: u64) -> AuditEvent {
+    pub fn gap(&self, n: u64) -> AuditEvent {
+        self.counters
+            .subscriber_missed
+            .fetch_add(n, Ordering::Relaxed);
         AuditEvent {
             kind: "gap".into(),
             action: "missed".into(),
-            suppressed: n,
-            time_unix_ns: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as i64)
-                .unwrap_or(0),
+            lost: n,
+            time_unix_ns: now_ns(),
             ..Default::default()
         }
     }
@@ -66,17 +182,102 @@ impl AuditHub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auditlog::SledAuditLog;
+
+    fn seq(s: u64) -> AuditEvent {
+        AuditEvent {
+            seq: s,
+            rule: "r".into(),
+            time_unix_ns: now_ns(),
+            ..Default::default()
+        }
+    }
 
     #[test]
-    fn keeps_the_most_recent_and_numbers_them() {
-        let hub = AuditHub::new(3);
-        hub.ingest("n1", (0..5).map(|_| AuditEvent::default()).collect());
-        let (recent, _) = hub.subscribe(10);
-        assert_eq!(recent.iter().map(|e| e.id).collect::<Vec<_>>(), [3, 4, 5]);
-        assert!(recent.iter().all(|e| e.node == "n1"));
-        let (last, mut rx) = hub.subscribe(1);
-        assert_eq!(last[0].id, 5);
-        hub.ingest("n2", vec![AuditEvent::default()]);
-        assert_eq!(rx.try_recv().unwrap().id, 6);
+    fn numbers_deduplicates_and_reports_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = AuditHub::new(
+            Box::new(SledAuditLog::open(dir.path()).unwrap()),
+            Retention::default(),
+        )
+        .unwrap();
+        let (_, mut rx) = hub.subscribe(0, &Filter::default()).unwrap();
+        assert_eq!(
+            hub.ingest("n1", "s", (1..=3).map(seq).collect()).unwrap(),
+            3
+        );
+        // A resend overlapping what is stored, then a hole of two.
+        assert_eq!(
+            hub.ingest("n1", "s", vec![seq(2), seq(3), seq(4), seq(7)])
+                .unwrap(),
+            7
+        );
+        let (all, _) = hub.subscribe(100, &Filter::default()).unwrap();
+        let shape: Vec<(u64, &str, u64)> = all
+            .iter()
+            .map(|e| (e.id, e.kind.as_str(), e.lost))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (1, "", 0),
+                (2, "", 0),
+                (3, "", 0),
+                (4, "", 0),
+                (5, "loss", 2),
+                (6, "", 0)
+            ]
+        );
+        assert!(all.iter().all(|e| e.node == "n1"));
+        assert_eq!(rx.try_recv().unwrap().id, 1);
+        // Another node's stream counts on its own; the filter picks by node.
+        hub.ingest("n2", "s", vec![seq(1)]).unwrap();
+        let f = Filter {
+            node: "n2".into(),
+            ..Default::default()
+        };
+        let (only, _) = hub.subscribe(100, &f).unwrap();
+        assert_eq!(only.iter().map(|e| e.id).collect::<Vec<_>>(), [7]);
+        drop(hub);
+        // State survives a restart: duplicates are still recognised.
+        let hub = AuditHub::new(
+            Box::new(SledAuditLog::open(dir.path()).unwrap()),
+            Retention::default(),
+        )
+        .unwrap();
+        assert_eq!(hub.ingest("n1", "s", vec![seq(7), seq(8)]).unwrap(), 8);
+        let (all, _) = hub.subscribe(1, &Filter::default()).unwrap();
+        assert_eq!((all[0].id, all[0].seq), (8, 8));
+    }
+
+    #[test]
+    fn filters() {
+        let e = AuditEvent {
+            node: "a".into(),
+            policy: "p".into(),
+            rule: "r".into(),
+            action: "deny".into(),
+            time_unix_ns: 100,
+            ..Default::default()
+        };
+        let f = |node: &str, policy: &str, action: &str, since| Filter {
+            node: node.into(),
+            policy: policy.into(),
+            action: action.into(),
+            since_unix_ns: since,
+            ..Default::default()
+        };
+        assert!(f("", "", "", 0).matches(&e));
+        assert!(f("a", "p", "deny", 100).matches(&e));
+        assert!(!f("b", "", "", 0).matches(&e));
+        assert!(!f("", "q", "", 0).matches(&e));
+        assert!(!f("", "", "would-deny", 0).matches(&e));
+        assert!(!f("", "", "", 101).matches(&e));
+        let loss = AuditEvent {
+            kind: "loss".into(),
+            ..e.clone()
+        };
+        assert!(f("a", "q", "x", 0).matches(&loss));
+        assert!(!f("b", "", "", 0).matches(&loss));
     }
 }

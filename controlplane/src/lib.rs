@@ -4,16 +4,20 @@
 //! - [`service`]: the gRPC services (policies, node sessions, audit tail).
 //! - [`auth`]: identities and roles from client certificates.
 //! - [`fleet`]: connected nodes and what each enforces.
-//! - [`audit`]: recent audit events and their fan-out.
+//! - [`audit`]: audit ingest (sequence numbers, dedup, loss events) and fan-out with filters.
+//! - [`auditlog`]: the persisted, bounded audit log (sled behind [`auditlog::AuditLog`]).
+//! - [`tls`]: mutual-TLS accept loop; certificates and revocations reload without a restart.
 //!
 //! [`serve`] runs everything on a listener until `shutdown` resolves, so tests can bind
 //! `127.0.0.1:0` and call it directly.
 
 pub mod audit;
+pub mod auditlog;
 pub mod auth;
 pub mod fleet;
 pub mod service;
 pub mod store;
+pub mod tls;
 
 use palisade_pki::PkiDir;
 use palisade_proto::v1::{
@@ -37,9 +41,11 @@ pub async fn serve(
     cp: Arc<ControlPlane>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let tls = std::sync::Arc::new(palisade_pki::server_tls::ReloadingServerTls::new(
+        pki.clone(),
+    )?);
+    let incoming = tls::incoming(listener, tls);
     tonic::transport::Server::builder()
-        .tls_config(pki.server_tls()?)?
         .add_service(PoliciesServer::new(PoliciesApi(cp.clone())))
         .add_service(NodesServer::new(NodesApi(cp.clone())))
         .add_service(AuditServer::new(AuditApi(cp)))

@@ -2,6 +2,8 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use palisade_controlplane::audit::AuditHub;
+use palisade_controlplane::auditlog::{Retention, SledAuditLog};
 use palisade_controlplane::{serve, service::ControlPlane, store::SledStore};
 use palisade_pki::PkiDir;
 use std::path::PathBuf;
@@ -26,6 +28,12 @@ struct Args {
     /// PKI directory (ca.pem, controlplane.pem, controlplane.key).
     #[arg(long, env = "PALISADE_PKI", default_value = "/var/lib/palisade/pki")]
     pki: PathBuf,
+    /// Audit log size bound (MiB); the oldest events are dropped beyond it.
+    #[arg(long, env = "PALISADE_AUDIT_MAX_MB", default_value_t = 256)]
+    audit_max_mb: u64,
+    /// Audit log age bound (hours).
+    #[arg(long, env = "PALISADE_AUDIT_MAX_AGE_HOURS", default_value_t = 168)]
+    audit_max_age_hours: u64,
 }
 
 #[tokio::main]
@@ -45,7 +53,12 @@ async fn main() -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, data = %args.data.display(), "control plane listening");
-    let cp = ControlPlane::new(Box::new(store));
+    let retention = Retention {
+        max_bytes: args.audit_max_mb << 20,
+        max_age_secs: args.audit_max_age_hours * 3600,
+    };
+    let audit = AuditHub::new(Box::new(SledAuditLog::open(&args.data)?), retention)?;
+    let cp = ControlPlane::new(Box::new(store), audit);
     serve(listener, &pki, cp, async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");

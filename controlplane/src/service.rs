@@ -1,10 +1,10 @@
 //! The gRPC services: a thin layer over the store, the fleet and the audit hub, with the
 //! role check first in every call.
 
-use crate::audit::AuditHub;
+use crate::audit::{AuditHub, Filter};
 use crate::auth;
 use crate::fleet::Fleet;
-use crate::store::{NewRevision, PolicyStore, Revision, StoreError};
+use crate::store::{Applied, NewRevision, PolicyStore, Revision, StoreError};
 use palisade_pki::Role;
 use palisade_policy::Policy;
 use palisade_proto::diagnostic_to_wire;
@@ -26,11 +26,11 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    pub fn new(store: Box<dyn PolicyStore>) -> Arc<Self> {
+    pub fn new(store: Box<dyn PolicyStore>, audit: AuditHub) -> Arc<Self> {
         Arc::new(ControlPlane {
             store,
             fleet: Fleet::default(),
-            audit: AuditHub::new(100_000),
+            audit,
             policy_epoch: watch::channel(0).0,
         })
     }
@@ -58,12 +58,52 @@ fn to_wire(r: Revision) -> v1::PolicyRevision {
         ir_json: r.ir_json,
         created_unix_ms: r.created_unix_ms,
         author: r.author,
+        deleted: r.deleted,
+        restored_from: r.restored_from,
     }
 }
 
 fn internal(e: StoreError) -> Status {
-    tracing::error!(error = %e, "store failure");
-    Status::internal(e.to_string())
+    match e {
+        StoreError::NoSuchPolicy(_) | StoreError::NoSuchRevision { .. } => {
+            Status::not_found(e.to_string())
+        }
+        StoreError::AlreadyDeleted { .. } => Status::failed_precondition(e.to_string()),
+        e => {
+            tracing::error!(error = %e, "store failure");
+            Status::internal(e.to_string())
+        }
+    }
+}
+
+impl PoliciesApi {
+    /// What every change (apply, rollback, delete) does once stored.
+    fn changed(&self, name: &str, applied: &Applied, who: &str, what: &str) -> v1::ApplyResponse {
+        if applied.changed {
+            self.0.policy_epoch.send_modify(|e| *e += 1);
+            tracing::info!(policy = %name, revision = applied.revision, author = %who, what, "policy changed");
+        }
+        let rev = self
+            .0
+            .store
+            .get(name, Some(applied.revision))
+            .ok()
+            .flatten();
+        let targeted = rev
+            .as_ref()
+            .filter(|r| !r.deleted)
+            .and_then(|r| Policy::from_json(&r.ir_json).ok())
+            .map(|p| self.0.fleet.count_selected(|l| p.selects(l)))
+            .unwrap_or(0);
+        v1::ApplyResponse {
+            policy: name.to_string(),
+            revision: applied.revision,
+            content_hash: rev.map(|r| r.content_hash).unwrap_or_default(),
+            changed: applied.changed,
+            warnings: vec![],
+            nodes_targeted: targeted,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -124,6 +164,7 @@ impl v1::policies_server::Policies for PoliciesApi {
                 source: &req.source,
                 ir_json: &ir_json,
                 author: &who.to_string(),
+                ..Default::default()
             })
             .map_err(internal)?;
         if applied.changed {
@@ -167,6 +208,72 @@ impl v1::policies_server::Policies for PoliciesApi {
             .map(to_wire)
             .collect();
         Ok(Response::new(v1::ListResponse { policies }))
+    }
+
+    async fn get(&self, req: Request<v1::GetRequest>) -> Result<Response<v1::GetResponse>, Status> {
+        auth::require(&req, "read policies", &[Role::Operator, Role::Viewer])?;
+        let req = req.into_inner();
+        let rev = (req.revision != 0).then_some(req.revision);
+        let r = self
+            .0
+            .store
+            .get(&req.name, rev)
+            .map_err(internal)?
+            .ok_or_else(|| match rev {
+                Some(n) => Status::not_found(format!("policy {:?} has no revision {n}", req.name)),
+                None => Status::not_found(format!("no policy named {:?}", req.name)),
+            })?;
+        Ok(Response::new(v1::GetResponse {
+            file: r.file.clone(),
+            source: r.source.clone(),
+            policy: Some(to_wire(r)),
+        }))
+    }
+
+    async fn history(
+        &self,
+        req: Request<v1::HistoryRequest>,
+    ) -> Result<Response<v1::HistoryResponse>, Status> {
+        auth::require(&req, "read policies", &[Role::Operator, Role::Viewer])?;
+        let name = req.into_inner().name;
+        let revisions: Vec<_> = self
+            .0
+            .store
+            .history(&name)
+            .map_err(internal)?
+            .into_iter()
+            .map(to_wire)
+            .collect();
+        if revisions.is_empty() {
+            return Err(Status::not_found(format!("no policy named {name:?}")));
+        }
+        Ok(Response::new(v1::HistoryResponse { revisions }))
+    }
+
+    async fn rollback(
+        &self,
+        req: Request<v1::RollbackRequest>,
+    ) -> Result<Response<v1::ApplyResponse>, Status> {
+        let who = auth::require(&req, "roll back policies", &[Role::Operator])?.to_string();
+        let req = req.into_inner();
+        let applied = self
+            .0
+            .store
+            .rollback(&req.name, req.to, &who)
+            .map_err(internal)?;
+        Ok(Response::new(
+            self.changed(&req.name, &applied, &who, "rollback"),
+        ))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<v1::DeleteRequest>,
+    ) -> Result<Response<v1::ApplyResponse>, Status> {
+        let who = auth::require(&req, "delete policies", &[Role::Operator])?.to_string();
+        let name = req.into_inner().name;
+        let applied = self.0.store.delete(&name, &who).map_err(internal)?;
+        Ok(Response::new(self.changed(&name, &applied, &who, "delete")))
     }
 }
 
@@ -230,8 +337,15 @@ async fn run_session(
 ) {
     let mut epoch = cp.policy_epoch.subscribe();
     epoch.mark_changed();
+    // The newest acknowledgement not yet sent; acks are cumulative, so only the last counts.
+    let mut ack: Option<u64> = None;
     loop {
         tokio::select! {
+            permit = tx.reserve(), if ack.is_some() => {
+                let Ok(permit) = permit else { break };
+                let seq = ack.take().unwrap_or(0);
+                permit.send(Ok(v1::ControlMessage { msg: Some(control_message::Msg::AuditAck(v1::AuditAck { seq })) }));
+            }
             changed = epoch.changed() => {
                 if changed.is_err() { break; }
                 let desired = match cp.desired_for(&cp.fleet.labels(&node)) {
@@ -253,7 +367,17 @@ async fn run_session(
                         cp.fleet.set_status(&node, s);
                     }
                     Some(Ok(v1::NodeMessage { msg: Some(node_message::Msg::Audit(b)) })) => {
-                        cp.audit.ingest(&node, b.events);
+                        let (hub, n) = (cp.clone(), node.clone());
+                        let stored = tokio::task::spawn_blocking(move || hub.audit.ingest(&n, &b.stream, b.events)).await;
+                        match stored.unwrap_or_else(|e| Err(crate::auditlog::AuditLogError::Task(e.to_string()))) {
+                            Ok(seq) if seq > 0 => ack = Some(seq),
+                            Ok(_) => {}
+                            Err(e) => {
+                                // Not acknowledged: the node keeps the batch and resends it.
+                                tracing::error!(node = %node, error = %e, "cannot store audit events");
+                                break;
+                            }
+                        }
                     }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => { tracing::info!(node = %node, error = %e, "node session ended"); break; }
@@ -281,7 +405,19 @@ impl v1::audit_server::Audit for AuditApi {
         } else {
             req.last as usize
         };
-        let (recent, mut rx) = self.0.audit.subscribe(last);
+        let filter = Filter {
+            node: req.node,
+            policy: req.policy,
+            rule: req.rule,
+            action: req.action,
+            since_unix_ns: req.since_unix_ns,
+        };
+        let cp = self.0.clone();
+        let (hub, f) = (cp.clone(), filter.clone());
+        let (recent, mut rx) = tokio::task::spawn_blocking(move || hub.audit.subscribe(last, &f))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(e.to_string()))?;
         let (tx, out) = mpsc::channel::<Result<v1::AuditEvent, Status>>(1024);
         let follow = req.follow;
         tokio::spawn(async move {
@@ -300,12 +436,12 @@ impl v1::audit_server::Audit for AuditApi {
                     Ok(e) if e.id <= last_id => {}
                     Ok(e) => {
                         last_id = e.id;
-                        if tx.send(Ok(e)).await.is_err() {
+                        if filter.matches(&e) && tx.send(Ok(e)).await.is_err() {
                             return;
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        if tx.send(Ok(AuditHub::gap(n))).await.is_err() {
+                        if tx.send(Ok(cp.audit.gap(n))).await.is_err() {
                             return;
                         }
                     }

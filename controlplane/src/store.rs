@@ -4,15 +4,19 @@
 //! implements it on sled (0.34), whose on-disk format is old and may change, so nothing
 //! outside this module knows it is sled.
 //!
+//! A delete is a revision too (a tombstone), and a rollback stores a new revision whose
+//! content is an older one's, so history only ever grows and both can be undone.
+//!
 //! Sled layout (keys are bytes):
 //!
 //! ```text
-//! tree "revisions": u64 revision (big-endian)  -> Revision as JSON   (immutable)
-//! tree "current":   policy name (UTF-8)        -> u64 revision (big-endian)
-//! tree "meta":      "last_revision"            -> u64 (big-endian)
+//! tree "revisions": u64 revision (big-endian)          -> Revision as JSON   (immutable)
+//! tree "current":   policy name (UTF-8)                -> u64 revision (big-endian)
+//! tree "by_name":   name, 0x00, u64 revision (BE)      -> empty (history index)
+//! tree "meta":      "last_revision"                    -> u64 (big-endian)
 //! ```
 //!
-//! An apply writes all three in one transaction and flushes before it returns, so a crash
+//! An apply writes all four in one transaction and flushes before it returns, so a crash
 //! at any point leaves either the old revision current or the new one, never half of it.
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +34,12 @@ pub enum StoreError {
         key: String,
         source: serde_json::Error,
     },
+    #[error("no policy named {0:?}")]
+    NoSuchPolicy(String),
+    #[error("policy {name:?} has no revision {revision}")]
+    NoSuchRevision { name: String, revision: u64 },
+    #[error("policy {name:?} is already deleted (revision {revision})")]
+    AlreadyDeleted { name: String, revision: u64 },
 }
 
 /// One stored revision of one policy.
@@ -43,6 +53,12 @@ pub struct Revision {
     pub ir_json: String,
     pub author: String,
     pub created_unix_ms: i64,
+    /// A tombstone: this revision deleted the policy.
+    #[serde(default)]
+    pub deleted: bool,
+    /// Non-zero when this revision restored that older revision's content.
+    #[serde(default)]
+    pub restored_from: u64,
 }
 
 /// What an apply did.
@@ -54,7 +70,7 @@ pub struct Applied {
 }
 
 /// A new revision to store; the store assigns the number.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewRevision<'a> {
     pub name: &'a str,
     pub content_hash: &'a str,
@@ -62,19 +78,68 @@ pub struct NewRevision<'a> {
     pub source: &'a str,
     pub ir_json: &'a str,
     pub author: &'a str,
+    pub deleted: bool,
+    pub restored_from: u64,
 }
 
+/// The content hash every tombstone carries, so deleting twice is a no-op.
+pub const TOMBSTONE_HASH: &str = "tombstone";
+
 pub trait PolicyStore: Send + Sync + 'static {
-    /// Stores `new` as the current revision of its policy, atomically and durably.
+    /// Stores `new` as the current revision of its policy, atomically and durably; a no-op
+    /// when the current revision has the same content hash.
     fn apply(&self, new: NewRevision<'_>) -> Result<Applied, StoreError>;
-    /// The current revision of every policy, by name.
+    /// The current revision of every policy that is not deleted, by name.
     fn current(&self) -> Result<Vec<Revision>, StoreError>;
+    /// Revision `revision` of `name`, or its current revision (tombstone included) for None.
+    fn get(&self, name: &str, revision: Option<u64>) -> Result<Option<Revision>, StoreError>;
+    /// Every revision of `name`, oldest first.
+    fn history(&self, name: &str) -> Result<Vec<Revision>, StoreError>;
+
+    /// Stores a new revision of `name` with the content of revision `to`.
+    fn rollback(&self, name: &str, to: u64, author: &str) -> Result<Applied, StoreError> {
+        let old = self
+            .get(name, Some(to))?
+            .ok_or_else(|| StoreError::NoSuchRevision {
+                name: name.to_string(),
+                revision: to,
+            })?;
+        self.apply(NewRevision {
+            name,
+            content_hash: &old.content_hash,
+            file: &old.file,
+            source: &old.source,
+            ir_json: &old.ir_json,
+            author,
+            deleted: old.deleted,
+            restored_from: to,
+        })
+    }
+
+    /// Stores a tombstone for `name`.
+    fn delete(&self, name: &str, author: &str) -> Result<Applied, StoreError> {
+        match self.get(name, None)? {
+            None => Err(StoreError::NoSuchPolicy(name.to_string())),
+            Some(cur) if cur.deleted => Err(StoreError::AlreadyDeleted {
+                name: name.to_string(),
+                revision: cur.revision,
+            }),
+            Some(_) => self.apply(NewRevision {
+                name,
+                content_hash: TOMBSTONE_HASH,
+                author,
+                deleted: true,
+                ..Default::default()
+            }),
+        }
+    }
 }
 
 pub struct SledStore {
     db: sled::Db,
     revisions: sled::Tree,
     current: sled::Tree,
+    by_name: sled::Tree,
     meta: sled::Tree,
 }
 
@@ -90,6 +155,12 @@ fn from_be(b: &[u8]) -> u64 {
     u64::from_be_bytes(a)
 }
 
+fn name_prefix(name: &str) -> Vec<u8> {
+    let mut k = name.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
 impl SledStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = sled::open(dir.join("policies.sled")).map_err(|source| StoreError::Open {
@@ -99,9 +170,15 @@ impl SledStore {
         Ok(SledStore {
             revisions: db.open_tree("revisions")?,
             current: db.open_tree("current")?,
+            by_name: db.open_tree("by_name")?,
             meta: db.open_tree("meta")?,
             db,
         })
+    }
+
+    /// The database, for other trees that live beside the policies (the audit log).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
     }
 
     fn decode(key: &str, bytes: &[u8]) -> Result<Revision, StoreError> {
@@ -109,6 +186,13 @@ impl SledStore {
             key: key.to_string(),
             source,
         })
+    }
+
+    fn revision(&self, rev: u64) -> Result<Option<Revision>, StoreError> {
+        match self.revisions.get(be(rev))? {
+            Some(bytes) => Ok(Some(Self::decode(&format!("revision {rev}"), &bytes)?)),
+            None => Ok(None),
+        }
     }
 }
 
@@ -118,12 +202,13 @@ impl PolicyStore for SledStore {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let outcome =
-            (&self.revisions, &self.current, &self.meta).transaction(|(revs, cur, meta)| {
+        let outcome = (&self.revisions, &self.current, &self.by_name, &self.meta).transaction(
+            |(revs, cur, by_name, meta)| {
                 if let Some(rev) = cur.get(new.name.as_bytes())?
                     && let Some(bytes) = revs.get(rev.as_ref())?
                     && let Ok(old) = serde_json::from_slice::<Revision>(&bytes)
                     && old.content_hash == new.content_hash
+                    && old.deleted == new.deleted
                 {
                     return Ok(Applied {
                         revision: old.revision,
@@ -141,16 +226,22 @@ impl PolicyStore for SledStore {
                     ir_json: new.ir_json.to_string(),
                     author: new.author.to_string(),
                     created_unix_ms: now_ms,
+                    deleted: new.deleted,
+                    restored_from: new.restored_from,
                 };
                 let json = serde_json::to_vec(&record).expect("revision serialises");
                 revs.insert(&be(revision), json)?;
                 cur.insert(new.name.as_bytes(), &be(revision))?;
+                let mut idx = name_prefix(new.name);
+                idx.extend_from_slice(&be(revision));
+                by_name.insert(idx, &[])?;
                 meta.insert(LAST_REVISION, &be(revision))?;
                 Ok(Applied {
                     revision,
                     changed: true,
                 })
-            });
+            },
+        );
         let applied = outcome.map_err(|e| match e {
             sled::transaction::TransactionError::Abort(()) => {
                 unreachable!("apply never aborts")
@@ -169,7 +260,33 @@ impl PolicyStore for SledStore {
             let (name, rev) = item?;
             let name = String::from_utf8_lossy(&name).to_string();
             if let Some(bytes) = self.revisions.get(rev)? {
-                out.push(Self::decode(&name, &bytes)?);
+                let r = Self::decode(&name, &bytes)?;
+                if !r.deleted {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn get(&self, name: &str, revision: Option<u64>) -> Result<Option<Revision>, StoreError> {
+        let rev = match revision {
+            Some(r) => r,
+            None => match self.current.get(name.as_bytes())? {
+                Some(b) => from_be(&b),
+                None => return Ok(None),
+            },
+        };
+        Ok(self.revision(rev)?.filter(|r| r.name == name))
+    }
+
+    fn history(&self, name: &str) -> Result<Vec<Revision>, StoreError> {
+        let prefix = name_prefix(name);
+        let mut out = Vec::new();
+        for item in self.by_name.scan_prefix(&prefix) {
+            let (k, _) = item?;
+            if let Some(r) = self.revision(from_be(&k[prefix.len()..]))? {
+                out.push(r);
             }
         }
         Ok(out)
@@ -188,6 +305,7 @@ mod tests {
             source: "src",
             ir_json: "{}",
             author: "operator:test",
+            ..Default::default()
         }
     }
 
@@ -237,5 +355,70 @@ mod tests {
             4,
             "numbering survives a reopen"
         );
+    }
+
+    #[test]
+    fn history_rollback_and_delete_are_revisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.apply(new("a", "h1")).unwrap();
+        store.apply(new("b", "x")).unwrap();
+        store.apply(new("a", "h2")).unwrap();
+        let back = store.rollback("a", 1, "operator:o").unwrap();
+        assert_eq!(
+            back,
+            Applied {
+                revision: 4,
+                changed: true
+            }
+        );
+        let r4 = store.get("a", None).unwrap().unwrap();
+        assert_eq!((r4.content_hash.as_str(), r4.restored_from), ("h1", 1));
+        assert!(
+            !store.rollback("a", 1, "o").unwrap().changed,
+            "same content again"
+        );
+        assert!(
+            matches!(
+                store.rollback("a", 2, "o"),
+                Err(StoreError::NoSuchRevision { .. })
+            ),
+            "revision 2 belongs to b"
+        );
+
+        assert_eq!(store.delete("a", "o").unwrap().revision, 5);
+        assert!(matches!(
+            store.delete("a", "o"),
+            Err(StoreError::AlreadyDeleted { revision: 5, .. })
+        ));
+        assert!(matches!(
+            store.delete("zz", "o"),
+            Err(StoreError::NoSuchPolicy(_))
+        ));
+        assert_eq!(
+            store
+                .current()
+                .unwrap()
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>(),
+            ["b"],
+            "a deleted policy is not served"
+        );
+        assert!(store.get("a", None).unwrap().unwrap().deleted);
+        assert_eq!(store.rollback("a", 3, "o").unwrap().revision, 6, "undelete");
+        assert_eq!(store.current().unwrap().len(), 2);
+        let hist: Vec<(u64, bool)> = store
+            .history("a")
+            .unwrap()
+            .iter()
+            .map(|r| (r.revision, r.deleted))
+            .collect();
+        assert_eq!(
+            hist,
+            [(1, false), (3, false), (4, false), (5, true), (6, false)]
+        );
+        assert_eq!(store.history("b").unwrap().len(), 1);
+        assert!(store.history("nope").unwrap().is_empty());
     }
 }

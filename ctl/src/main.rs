@@ -1,20 +1,25 @@
 //! `palisadectl`: Palisade's command line. One module per concern; this file is the
 //! command tree and the glue.
 
+mod audit_tail;
+mod delete;
 mod diff;
 mod explain;
 mod export;
+mod get;
+mod history;
 mod output;
+mod pki_rotate;
 mod policy_test;
+mod revision_out;
+mod rollback;
 mod validate;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use output::Format;
 use palisade_pki::{PkiDir, Role};
-use palisade_proto::v1::{
-    self, audit_client::AuditClient, nodes_client::NodesClient, policies_client::PoliciesClient,
-};
+use palisade_proto::v1::{self, nodes_client::NodesClient, policies_client::PoliciesClient};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tonic::transport::{Channel, Endpoint};
@@ -101,6 +106,22 @@ enum Cmd {
     Apply { file: PathBuf },
     /// The current revision of every policy.
     List,
+    /// One revision of a policy (the current one by default), with its source.
+    Get {
+        name: String,
+        #[arg(long)]
+        revision: Option<u64>,
+    },
+    /// Every revision of a policy, oldest first.
+    History { name: String },
+    /// Store a new revision of a policy with an older revision's content.
+    Rollback {
+        name: String,
+        #[arg(long)]
+        to: u64,
+    },
+    /// Delete a policy (a tombstone revision; roll back to undo).
+    Delete { name: String },
     /// Every node, what it should enforce and what it reports enforcing.
     Nodes,
     /// Audit events.
@@ -142,19 +163,34 @@ enum PkiCmd {
         role: String,
         #[arg(long)]
         name: String,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+    /// Issue every certificate again with new keys (with --ca, under a new CA too).
+    Rotate {
+        dir: PathBuf,
+        /// Make a new CA; ca.pem keeps the previous CA trusted until the next rotation.
+        #[arg(long)]
+        ca: bool,
+        /// Days the new certificates are valid.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+    /// Revoke a certificate: the control plane refuses it from its next connection on.
+    Revoke {
+        dir: PathBuf,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        name: String,
     },
 }
 
 #[derive(Subcommand, Debug)]
 enum AuditCmd {
     /// Print recent events; with --follow, keep streaming new ones.
-    Tail {
-        #[arg(short, long)]
-        follow: bool,
-        /// How many recent events to print first.
-        #[arg(long, default_value_t = 100)]
-        last: u32,
-    },
+    Tail(audit_tail::TailArgs),
 }
 
 #[tokio::main]
@@ -180,9 +216,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Pki(PkiCmd::Issue { dir, role, name }) => {
+        Cmd::Pki(PkiCmd::Rotate { dir, ca, days }) => pki_rotate::rotate(dir, *ca, *days),
+        Cmd::Pki(PkiCmd::Revoke { dir, role, name }) => pki_rotate::revoke(dir, role, name),
+        Cmd::Pki(PkiCmd::Issue {
+            dir,
+            role,
+            name,
+            days,
+        }) => {
             let role: Role = role.parse()?;
-            for p in PkiDir::new(dir).issue(role, name)? {
+            let validity = palisade_pki::Validity::days(*days);
+            for p in PkiDir::new(dir).issue_valid(role, name, validity)? {
                 println!("wrote {}", p.display());
             }
             Ok(ExitCode::SUCCESS)
@@ -268,24 +312,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Audit(AuditCmd::Tail { follow, last }) => {
-            let mut c = AuditClient::new(connect(&cli).await?);
-            let mut stream = c
-                .tail(v1::TailRequest {
-                    follow: *follow,
-                    last: *last,
-                })
-                .await
-                .map_err(status)?
-                .into_inner();
-            while let Some(e) = stream.message().await.map_err(status)? {
-                match cli.output {
-                    Format::Json => println!("{}", output::audit_json(&e)),
-                    Format::Text => println!("{}", output::audit_text(&e)),
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Get { name, revision } => get::run(&cli, name, *revision).await,
+        Cmd::History { name } => history::run(&cli, name).await,
+        Cmd::Rollback { name, to } => rollback::run(&cli, name, *to).await,
+        Cmd::Delete { name } => delete::run(&cli, name).await,
+        Cmd::Audit(AuditCmd::Tail(args)) => audit_tail::run(&cli, args).await,
     }
 }
 

@@ -56,6 +56,8 @@ pub fn audit_json(e: &v1::AuditEvent) -> Value {
         "binary": e.binary,
         "path": e.path,
         "operation": e.operation,
+        "seq": e.seq,
+        "lost": e.lost,
     })
 }
 
@@ -64,7 +66,18 @@ pub fn audit_text(e: &v1::AuditEvent) -> String {
         return format!(
             "{} !! this subscriber missed {} events (too slow)",
             rfc3339(e.time_unix_ns),
-            e.suppressed
+            e.lost
+        );
+    }
+    if e.kind == "loss" {
+        return format!(
+            "{} {} !! lost {} events between {} and {} ({})",
+            rfc3339(e.time_unix_ns),
+            e.node,
+            e.lost,
+            rfc3339(e.lost_since_unix_ns),
+            rfc3339(e.time_unix_ns),
+            e.action
         );
     }
     let ep = |addr: &str, port: u32| {

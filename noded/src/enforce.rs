@@ -43,6 +43,11 @@ pub trait NetBackend: Send {
     fn kernel_generation(&self) -> u32 {
         0
     }
+    /// The kernel's loss and traffic counters, indexed by `abi::STAT_*`, when the backend
+    /// has them.
+    fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+        None
+    }
 }
 
 impl NetBackend for NetFirewall {
@@ -67,6 +72,10 @@ impl NetBackend for NetFirewall {
             tracing::warn!(error = %e, "cannot read rule counters");
             Vec::new()
         })
+    }
+
+    fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+        self.stats().ok()
     }
 
     fn egress_unavailable(&self) -> Option<String> {
@@ -100,6 +109,11 @@ pub struct Enforcer {
 }
 
 impl Enforcer {
+    /// The backend's kernel counters (see [`NetBackend::kernel_stats`]).
+    pub fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+        self.backend.kernel_stats()
+    }
+
     pub fn new(backend: Box<dyn NetBackend>) -> Self {
         let generation = backend.kernel_generation();
         Enforcer {

@@ -11,6 +11,7 @@
 //!   (programs, inode-resolved plan, kernel ABI mirror, audit events).
 //! - [`nonet`]: running without `--iface` (network rules reported unenforced).
 //! - [`session`]: the mutual-TLS session with the control plane, with reconnects.
+//! - [`spool`]: audit sequence numbers, the bounded spool (memory or file), loss events.
 
 pub mod abi;
 pub mod enforce;
@@ -30,4 +31,5 @@ pub mod profiles;
 pub mod sched;
 pub mod seccomp;
 pub mod session;
+pub mod spool;
 pub mod xdp;

@@ -88,6 +88,13 @@ struct Args {
     /// Most audit events the kernel emits per CPU per second; the rest are counted.
     #[arg(long, default_value_t = 1000)]
     events_per_sec: u32,
+    /// Spool file for audit events the control plane has not acknowledged yet (kept across
+    /// restarts); without it they are kept in memory only.
+    #[arg(long, env = "PALISADE_SPOOL")]
+    spool: Option<PathBuf>,
+    /// Most unacknowledged audit events kept; beyond it they are counted and reported lost.
+    #[arg(long, env = "PALISADE_SPOOL_MAX_EVENTS", default_value_t = 1_000_000)]
+    spool_max_events: usize,
     /// Local API socket (`palisade-noded exec` fetches profiles here).
     #[arg(long, env = "PALISADE_API_SOCKET", default_value = localapi::DEFAULT_SOCKET)]
     api_socket: PathBuf,
@@ -151,6 +158,9 @@ async fn main() -> Result<()> {
         );
     }
 
+    // Exec tracking (kernel BTF parsing) and the /proc seed run while the network programs
+    // load and verify.
+    let sched_start = std::thread::spawn(node_local::start_sched);
     let mut capabilities = probes::probe_all();
     for c in &capabilities {
         tracing::info!(capability = %c.name, available = c.available, detail = %c.detail, "probe");
@@ -237,7 +247,9 @@ async fn main() -> Result<()> {
         Lsm::Active(l) => Some(l.take_events()?),
         Lsm::Unavailable(_) => None,
     };
-    let (sched, tracker, sched_caps) = node_local::start_sched();
+    let (sched, tracker, sched_caps) = sched_start
+        .join()
+        .map_err(|_| anyhow::anyhow!("starting exec tracking panicked"))?;
     capabilities.extend(sched_caps);
     let mut enforcer = Enforcer::new(backend);
     enforcer.add_hook(Box::new(LsmHook::new(lsm.clone())));
@@ -293,6 +305,8 @@ async fn main() -> Result<()> {
         name: name.clone(),
         labels,
         capabilities,
+        spool: args.spool.clone(),
+        spool_max_events: args.spool_max_events,
     };
     let sess = tokio::spawn(session::run(cfg, enforcer.clone(), ev_rx));
 
@@ -302,7 +316,7 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Some(r) = tasks.join_next() => Err(anyhow::anyhow!("a daemon task (audit event reader, re-resolution) stopped: {r:?}")),
-        _ = sess => Err(anyhow::anyhow!("session task stopped")),
+        r = sess => Err(anyhow::anyhow!("session task stopped: {r:?}")),
     };
     // Without the daemon nothing classifies new processes: those in scheduler classes get
     // their own attributes back.

@@ -2,13 +2,19 @@
 //! every desired state it is sent, report status, forward audit events; reconnect with
 //! backoff when the connection drops. Enforcement never depends on the session: the last
 //! enforced state stays in the kernel while the control plane is away.
+//!
+//! Audit events go through the [`Spool`]: each session (re)sends every unacknowledged
+//! event in batches, and forgets them as the control plane acknowledges them.
 
 use crate::enforce::Enforcer;
+use crate::spool::{self, Spool, SpoolError};
 use palisade_pki::{CertPaths, PkiDir, PkiError};
 use palisade_proto::v1::{self, control_message, node_message, nodes_client::NodesClient};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
@@ -38,6 +44,8 @@ pub enum SessionError {
     Rejected(String),
     #[error("session closed")]
     Closed,
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +57,10 @@ pub struct SessionConfig {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub capabilities: Vec<v1::Capability>,
+    /// Spool file for unacknowledged audit events; None keeps them in memory only.
+    pub spool: Option<PathBuf>,
+    /// Most unacknowledged events kept; the rest are counted and reported as lost.
+    pub spool_max_events: usize,
 }
 
 /// Connects a channel with the node's mutual-TLS identity.
@@ -77,16 +89,41 @@ pub async fn connect(cfg: &SessionConfig) -> Result<Channel, SessionError> {
         })
 }
 
-/// Runs sessions forever, reconnecting with exponential backoff (0.5 s to 10 s).
+/// Opens the spool, starts moving `events` into it and watching the kernel's loss
+/// counters, then runs sessions forever, reconnecting with exponential backoff (0.5 s to
+/// 10 s).
 pub async fn run(
     cfg: SessionConfig,
     enforcer: Arc<Mutex<Enforcer>>,
-    mut events: mpsc::Receiver<v1::AuditEvent>,
+    events: mpsc::Receiver<v1::AuditEvent>,
+) -> Result<(), SessionError> {
+    let spool = Arc::new(Mutex::new(Spool::open(
+        cfg.spool.as_deref(),
+        cfg.spool_max_events,
+    )?));
+    run_with_spool(cfg, enforcer, events, spool).await;
+    Ok(())
+}
+
+/// [`run`] with a spool the caller keeps a handle on (for metrics).
+pub async fn run_with_spool(
+    cfg: SessionConfig,
+    enforcer: Arc<Mutex<Enforcer>>,
+    events: mpsc::Receiver<v1::AuditEvent>,
+    spool: Arc<Mutex<Spool>>,
 ) {
+    let notify = Arc::new(Notify::new());
+    tokio::spawn(spool::collect(events, spool.clone(), notify.clone()));
+    tokio::spawn(spool::watch_kernel_counters(
+        enforcer.clone(),
+        spool.clone(),
+        notify.clone(),
+        Duration::from_secs(1),
+    ));
     let mut backoff = Duration::from_millis(500);
     loop {
         let mut registered = false;
-        match session_once(&cfg, &enforcer, &mut events, &mut registered).await {
+        match session_once(&cfg, &enforcer, &spool, &notify, &mut registered).await {
             Ok(()) => tracing::warn!("control plane closed the session; reconnecting"),
             Err(SessionError::Rejected(why)) => {
                 tracing::error!(reason = %why, "control plane rejected this node; retrying later");
@@ -104,7 +141,8 @@ pub async fn run(
 async fn session_once(
     cfg: &SessionConfig,
     enforcer: &Arc<Mutex<Enforcer>>,
-    events: &mut mpsc::Receiver<v1::AuditEvent>,
+    spool: &Arc<Mutex<Spool>>,
+    notify: &Notify,
     registered: &mut bool,
 ) -> Result<(), SessionError> {
     let channel = connect(cfg).await?;
@@ -128,10 +166,17 @@ async fn session_once(
     *registered = true;
     tracing::info!(url = %cfg.url, node = %cfg.name, "session with the control plane established");
 
+    // Everything unacknowledged is sent again on a new session; the control plane drops
+    // what it already has by sequence number.
+    let (mut sent, stream) = {
+        let s = spool.lock().expect("spool lock");
+        (s.acked(), s.stream().to_string())
+    };
     // Counters change with traffic: report the status now and then, not only on changes.
     let mut tick = tokio::time::interval(STATUS_EVERY);
     tick.tick().await;
     loop {
+        let unsent = spool.lock().expect("spool lock").has_after(sent);
         tokio::select! {
             _ = tick.tick() => {
                 let status = enforcer.lock().expect("enforcer lock").status();
@@ -147,21 +192,21 @@ async fn session_once(
                     Some(v1::ControlMessage { msg: Some(control_message::Msg::Rejected(r)) }) => {
                         return Err(SessionError::Rejected(r.reason));
                     }
+                    Some(v1::ControlMessage { msg: Some(control_message::Msg::AuditAck(a)) }) => {
+                        spool.lock().expect("spool lock").ack(a.seq);
+                    }
                     Some(_) => {}
                 }
             }
-            Some(first) = events.recv() => {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match events.try_recv() {
-                        Ok(e) => batch.push(e),
-                        Err(_) => break,
-                    }
+            permit = tx.reserve(), if unsent => {
+                let permit = permit.map_err(|_| SessionError::Closed)?;
+                let batch = spool.lock().expect("spool lock").after(sent, MAX_BATCH);
+                if let Some(last) = batch.last() {
+                    sent = last.seq;
                 }
-                if tx.send(send(node_message::Msg::Audit(v1::AuditBatch { events: batch }))).await.is_err() {
-                    return Err(SessionError::Closed);
-                }
+                permit.send(send(node_message::Msg::Audit(v1::AuditBatch { events: batch, stream: stream.clone() })));
             }
+            _ = notify.notified(), if !unsent => {}
         }
     }
 }

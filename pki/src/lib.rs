@@ -13,7 +13,16 @@
 //! operator.pem operator.key          may apply policies
 //! viewer.pem viewer.key              may read and tail audit
 //! nodes/NAME.pem nodes/NAME.key      one per node; may only register as NAME
+//! revoked.txt                        serial numbers (hex) the control plane refuses
 //! ```
+//!
+//! `ca.pem` is a bundle: after `rotate --ca` it holds the new CA first and the previous one
+//! after it, so certificates of either are accepted until every holder has new ones.
+//! [`server_tls`] rebuilds the server's TLS configuration whenever any of these files
+//! change, so a renewed certificate, CA bundle or revocation takes effect without a restart.
+
+pub mod revocation;
+pub mod server_tls;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -48,6 +57,45 @@ pub enum PkiError {
     InvalidName(String),
     #[error("peer certificate cannot be parsed: {0}")]
     BadPeerCert(String),
+    #[error("{path}: {what}")]
+    Invalid { path: PathBuf, what: String },
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("client certificate verifier: {0}")]
+    Verifier(String),
+}
+
+/// How long issued certificates are valid, counted from now (negative: in the past).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub from_days: i64,
+    pub to_days: i64,
+}
+
+impl Validity {
+    /// One year from a minute ago (leaf certificates).
+    pub const LEAF: Validity = Validity {
+        from_days: 0,
+        to_days: 365,
+    };
+    /// Ten years (the CA).
+    pub const CA: Validity = Validity {
+        from_days: 0,
+        to_days: 3650,
+    };
+
+    pub fn days(days: i64) -> Validity {
+        Validity {
+            from_days: 0,
+            to_days: days,
+        }
+    }
+
+    fn set(&self, params: &mut CertificateParams) {
+        let now = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+        params.not_before = now + time::Duration::days(self.from_days);
+        params.not_after = now + time::Duration::days(self.to_days);
+    }
 }
 
 /// What a certificate allows its holder to do.
@@ -172,43 +220,96 @@ impl PkiDir {
                 path: self.ca_cert(),
             });
         }
-        let ca_key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "Palisade dev CA");
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "Palisade");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = params.self_signed(&ca_key)?;
+        let (params, ca_key, ca_cert) = new_ca()?;
         let mut written = Vec::new();
         write(&self.ca_cert(), ca_cert.pem().as_bytes(), false)?;
         write(&self.ca_key(), ca_key.serialize_pem().as_bytes(), true)?;
         written.push(self.ca_cert());
 
         let issuer = Issuer::new(params, ca_key);
-        written.extend(self.issue_with(&issuer, Role::ControlPlane, "controlplane")?);
-        written.extend(self.issue_with(&issuer, Role::Operator, "operator")?);
-        written.extend(self.issue_with(&issuer, Role::Viewer, "viewer")?);
+        let v = Validity::LEAF;
+        written.extend(self.issue_with(&issuer, Role::ControlPlane, "controlplane", v)?);
+        written.extend(self.issue_with(&issuer, Role::Operator, "operator", v)?);
+        written.extend(self.issue_with(&issuer, Role::Viewer, "viewer", v)?);
         for n in nodes {
-            written.extend(self.issue_with(&issuer, Role::Node, n)?);
+            written.extend(self.issue_with(&issuer, Role::Node, n, v)?);
         }
         Ok(written)
     }
 
-    /// Issues one more certificate from the CA in this directory.
-    pub fn issue(&self, role: Role, name: &str) -> Result<Vec<PathBuf>, PkiError> {
+    /// Every leaf certificate in this directory: (role, name).
+    pub fn leaves(&self) -> Vec<(Role, String)> {
+        let mut out = Vec::new();
+        for (role, name) in [
+            (Role::ControlPlane, "controlplane"),
+            (Role::Operator, "operator"),
+            (Role::Viewer, "viewer"),
+        ] {
+            if self.cert_paths(role, name).cert.exists() {
+                out.push((role, name.to_string()));
+            }
+        }
+        if let Ok(dir) = std::fs::read_dir(self.root.join("nodes")) {
+            let mut nodes: Vec<String> = dir
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let p = e.path();
+                    (p.extension()? == "pem").then(|| p.file_stem()?.to_str().map(String::from))?
+                })
+                .collect();
+            nodes.sort();
+            out.extend(nodes.into_iter().map(|n| (Role::Node, n)));
+        }
+        out
+    }
+
+    /// Issues every leaf certificate again with a new key. With `new_ca`, first makes a new
+    /// CA: `ca.pem` becomes the new CA followed by the previous one (both trusted), `ca.key`
+    /// the new key, and every leaf is signed by the new CA.
+    pub fn rotate(&self, with_new_ca: bool, validity: Validity) -> Result<Vec<PathBuf>, PkiError> {
+        let mut written = Vec::new();
+        let issuer = if with_new_ca {
+            let old = read_string(&self.ca_cert())?;
+            let previous = old
+                .split_inclusive("-----END CERTIFICATE-----")
+                .next()
+                .unwrap_or_default()
+                .trim();
+            let (params, key, cert) = new_ca()?;
+            let bundle = format!("{}\n{previous}\n", cert.pem().trim());
+            write(&self.ca_key(), key.serialize_pem().as_bytes(), true)?;
+            write(&self.ca_cert(), bundle.as_bytes(), false)?;
+            written.push(self.ca_cert());
+            Issuer::new(params, key)
+        } else {
+            self.issuer()?
+        };
+        for (role, name) in self.leaves() {
+            written.extend(self.issue_with(&issuer, role, &name, validity)?);
+        }
+        Ok(written)
+    }
+
+    fn issuer(&self) -> Result<Issuer<'static, KeyPair>, PkiError> {
         let ca_pem = read_string(&self.ca_cert())?;
         let key_pem = read_string(&self.ca_key())?;
         let key = KeyPair::from_pem(&key_pem)?;
-        let issuer = Issuer::from_ca_cert_pem(&ca_pem, key)?;
-        self.issue_with(&issuer, role, name)
+        Ok(Issuer::from_ca_cert_pem(&ca_pem, key)?)
+    }
+
+    /// Issues one more certificate from the CA in this directory.
+    pub fn issue(&self, role: Role, name: &str) -> Result<Vec<PathBuf>, PkiError> {
+        self.issue_valid(role, name, Validity::LEAF)
+    }
+
+    /// Issues one more certificate valid for `validity`.
+    pub fn issue_valid(
+        &self,
+        role: Role,
+        name: &str,
+        validity: Validity,
+    ) -> Result<Vec<PathBuf>, PkiError> {
+        self.issue_with(&self.issuer()?, role, name, validity)
     }
 
     fn issue_with(
@@ -216,6 +317,7 @@ impl PkiDir {
         issuer: &Issuer<'_, KeyPair>,
         role: Role,
         name: &str,
+        validity: Validity,
     ) -> Result<Vec<PathBuf>, PkiError> {
         if name.is_empty()
             || !name
@@ -237,6 +339,7 @@ impl PkiDir {
             .distinguished_name
             .push(DnType::OrganizationName, "Palisade");
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        validity.set(&mut params);
         params.extended_key_usages = match role {
             Role::ControlPlane => vec![
                 ExtendedKeyUsagePurpose::ServerAuth,
@@ -277,6 +380,28 @@ impl PkiDir {
     }
 }
 
+/// A new CA: its parameters (for an [`Issuer`]), key and self-signed certificate.
+fn new_ca() -> Result<(CertificateParams, KeyPair, rcgen::Certificate), PkiError> {
+    let ca_key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("Palisade dev CA {stamp}"));
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Palisade");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Validity::CA.set(&mut params);
+    let ca_cert = params.self_signed(&ca_key)?;
+    Ok((params, ca_key, ca_cert))
+}
+
 fn load_identity(p: &CertPaths) -> Result<tonic::transport::Identity, PkiError> {
     Ok(tonic::transport::Identity::from_pem(
         read_string(&p.cert)?,
@@ -284,14 +409,14 @@ fn load_identity(p: &CertPaths) -> Result<tonic::transport::Identity, PkiError> 
     ))
 }
 
-fn read_string(path: &Path) -> Result<String, PkiError> {
+pub(crate) fn read_string(path: &Path) -> Result<String, PkiError> {
     std::fs::read_to_string(path).map_err(|source| PkiError::Read {
         path: path.to_path_buf(),
         source,
     })
 }
 
-fn write(path: &Path, data: &[u8], secret: bool) -> Result<(), PkiError> {
+pub(crate) fn write(path: &Path, data: &[u8], secret: bool) -> Result<(), PkiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let err = |source| PkiError::Write {

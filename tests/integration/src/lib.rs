@@ -318,15 +318,7 @@ impl ControlPlane {
         run(&mut init);
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
-        let proc = Proc::spawn(
-            "controlplane",
-            Command::new(bin("palisade-controlplane"))
-                .args(["--listen", &addr, "--pki"])
-                .arg(&pki)
-                .arg("--data")
-                .arg(dir.path().join("data")),
-            dir.path(),
-        );
+        let proc = Self::spawn(dir.path(), &addr);
         let mut cp = ControlPlane {
             dir,
             url: format!("https://{addr}"),
@@ -339,6 +331,42 @@ impl ControlPlane {
         cp.proc.assert_running();
         assert!(up, "control plane did not come up:\n{}", cp.proc.log_text());
         cp
+    }
+
+    fn spawn(dir: &Path, addr: &str) -> Proc {
+        Proc::spawn(
+            "controlplane",
+            Command::new(bin("palisade-controlplane"))
+                .args(["--listen", addr, "--pki"])
+                .arg(dir.join("pki"))
+                .arg("--data")
+                .arg(dir.join("data")),
+            dir,
+        )
+    }
+
+    /// Kills the control plane with SIGKILL (no chance to flush or clean up).
+    pub fn kill9(&mut self) {
+        let _ = self.proc.child.kill();
+        let _ = self.proc.child.wait();
+    }
+
+    /// Starts the control plane again on the same address, PKI and data; waits until it
+    /// answers.
+    pub fn restart(&mut self) {
+        let addr = self.url.trim_start_matches("https://").to_string();
+        // The old log is kept beside the new one.
+        let _ = std::fs::rename(&self.proc.log, self.dir.path().join("controlplane.log.old"));
+        self.proc = Self::spawn(self.dir.path(), &addr);
+        let up = wait_until(Duration::from_secs(15), || {
+            self.ctl(&["list"]).status.success()
+        });
+        self.proc.assert_running();
+        assert!(
+            up,
+            "control plane did not come back:\n{}",
+            self.proc.log_text()
+        );
     }
 
     pub fn pki(&self) -> PathBuf {
@@ -372,6 +400,17 @@ impl ControlPlane {
     /// seccomp directory of its own (removed when the control plane guard drops), and waits
     /// until it is connected.
     pub fn start_node(&self, name: &str, iface: &str, labels: &[&str]) -> Proc {
+        self.start_node_with(name, iface, labels, &[])
+    }
+
+    /// [`start_node`](Self::start_node) with more daemon arguments.
+    pub fn start_node_with(
+        &self,
+        name: &str,
+        iface: &str,
+        labels: &[&str],
+        extra: &[&str],
+    ) -> Proc {
         // bpffs refuses names that start with a dot, as temporary directories' do.
         let tmp = self.dir.path().file_name().unwrap().to_string_lossy();
         let root = PathBuf::from(format!(
@@ -379,7 +418,7 @@ impl ControlPlane {
             tmp.trim_start_matches('.')
         ));
         self.pin_roots.borrow_mut().push(root.clone());
-        self.start_node_at(name, iface, labels, &root)
+        self.spawn_node(name, iface, labels, &root, extra)
     }
 
     /// [`start_node`](Self::start_node) with the pin root given by the caller (who cleans
@@ -390,6 +429,17 @@ impl ControlPlane {
         iface: &str,
         labels: &[&str],
         bpffs_root: &Path,
+    ) -> Proc {
+        self.spawn_node(name, iface, labels, bpffs_root, &[])
+    }
+
+    fn spawn_node(
+        &self,
+        name: &str,
+        iface: &str,
+        labels: &[&str],
+        bpffs_root: &Path,
+        extra: &[&str],
     ) -> Proc {
         let own = self.dir.path().join(format!("node-{name}"));
         std::fs::create_dir_all(&own).unwrap();
@@ -402,7 +452,8 @@ impl ControlPlane {
             .arg("--api-socket")
             .arg(own.join("api.sock"))
             .arg("--seccomp-dir")
-            .arg(own.join("seccomp"));
+            .arg(own.join("seccomp"))
+            .args(extra);
         for l in labels {
             cmd.args(["--label", l]);
         }
