@@ -4,11 +4,12 @@
 //! Two loops, `open`+`close` of a file four directories deep and `fork`+`exec` of
 //! `/bin/true`, under: no program; the baseline, a minimal LSM program doing one inode hash
 //! lookup per hook (`bpf/lsm_bench_min.bpf.c`); Palisade's programs with 10 and with 10,000
-//! file rules (on other files, plus one exec deny rule). All in one boot; each figure is
-//! the best of `ROUNDS` runs. Emulation inflates absolute numbers, so the ratios to the
-//! baseline are what to read.
+//! file rules (on other files, plus one exec deny rule). All in one boot, and every round
+//! measures each configuration back to back (programs are attached and detached between
+//! them), so a noisy neighbour hits all of them alike; the table shows medians over
+//! the rounds. Emulation inflates absolute numbers: read the ratios to the baseline.
 //!
-//! Usage: lsm_bench [OPEN_ITERS] [EXEC_ITERS]
+//! Usage: lsm_bench [OPEN_ITERS] [EXEC_ITERS] [ROUNDS]
 
 use aya::programs::Lsm as LsmProgram;
 use aya::{Btf, Ebpf};
@@ -18,7 +19,6 @@ use palisade_policy::ir::{Action, ExecMode, ExecRule, FileOp, FileRule, Mode, Po
 use std::ffi::CString;
 use std::time::Instant;
 
-const ROUNDS: usize = 3;
 const TARGET: &str = "/bench/d1/d2/d3/file";
 
 fn open_close(n: usize) -> f64 {
@@ -56,13 +56,28 @@ fn fork_exec(n: usize) -> f64 {
 }
 
 fn measure(open_n: usize, exec_n: usize) -> (f64, f64) {
-    let mut o = f64::MAX;
-    let mut e = f64::MAX;
-    for _ in 0..ROUNDS {
-        o = o.min(open_close(open_n));
-        e = e.min(fork_exec(exec_n));
+    (open_close(open_n), fork_exec(exec_n))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Links of the baseline programs; dropping them detaches.
+fn attach_baseline(ebpf: &mut Ebpf) -> Vec<aya::programs::links::FdLink> {
+    let mut links = Vec::new();
+    for name in ["pal_bench_file_open", "pal_bench_bprm_check"] {
+        let p: &mut LsmProgram = ebpf.program_mut(name).unwrap().try_into().unwrap();
+        let id = p.attach().expect("attach baseline program");
+        links.push(p.take_link(id).unwrap().into());
     }
-    (o, e)
+    links
+}
+
+/// Detaching goes through an RCU grace period; let it pass.
+fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(1500));
 }
 
 fn policy(rules: usize) -> Policy {
@@ -102,6 +117,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let open_n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20000);
     let exec_n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     std::fs::create_dir_all("/bench/d1/d2/d3").unwrap();
     std::fs::write(TARGET, b"bench").unwrap();
     // Every file the rules name exists before any program is loaded.
@@ -114,60 +130,78 @@ fn main() {
     let started = Instant::now();
     let phase = |name: &str| eprintln!("PALBENCH phase {name} at {:.0?}", started.elapsed());
 
-    phase("none");
-    let none = measure(open_n, exec_n);
-    phase("baseline");
-
-    let baseline = {
-        let btf = Btf::from_sys_fs().expect("kernel BTF");
-        let mut ebpf = Ebpf::load(BENCH_BASELINE_OBJECT).expect("load baseline object");
-        for (name, hook) in [
-            ("pal_bench_file_open", "file_open"),
-            ("pal_bench_bprm_check", "bprm_check_security"),
-        ] {
-            let p: &mut LsmProgram = ebpf.program_mut(name).unwrap().try_into().unwrap();
-            p.load(hook, &btf).expect("load baseline program");
-            p.attach().expect("attach baseline program");
-        }
-        let m = measure(open_n, exec_n);
-        drop(ebpf);
-        m
-    };
-    // Detaching goes through an RCU grace period; let it pass.
-    std::thread::sleep(std::time::Duration::from_secs(2));
-
-    let mut results = vec![("no LSM program", none), ("minimal (baseline)", baseline)];
-    {
-        let mut lsm = LsmEnforcer::load(1000, None).expect("load Palisade's LSM programs");
-        for n in [10usize, 10_000] {
-            phase(&format!("palisade {n}"));
-            let unenforced = lsm.apply(&[(policy(n), 1)]).expect("apply");
-            assert!(unenforced.is_empty(), "unenforced: {unenforced:?}");
-            results.push((
-                if n == 10 {
-                    "palisade, 10 rules"
-                } else {
-                    "palisade, 10000 rules"
-                },
-                measure(open_n, exec_n),
-            ));
-        }
+    phase("load baseline");
+    let btf = Btf::from_sys_fs().expect("kernel BTF");
+    let mut base = Ebpf::load(BENCH_BASELINE_OBJECT).expect("load baseline object");
+    for (name, hook) in [
+        ("pal_bench_file_open", "file_open"),
+        ("pal_bench_bprm_check", "bprm_check_security"),
+    ] {
+        let p: &mut LsmProgram = base.program_mut(name).unwrap().try_into().unwrap();
+        p.load(hook, &btf).expect("load baseline program");
     }
+    phase("load palisade");
+    let mut lsm = LsmEnforcer::load(1000, None).expect("load Palisade's LSM programs");
+    lsm.set_attached(false).unwrap();
+    settle();
 
-    let (bo, be) = baseline;
-    println!("PALBENCH open+close x{open_n}, fork+exec x{exec_n}, best of {ROUNDS}");
+    // Per rule count: `rounds` rounds of (none, baseline, palisade) back to back; medians.
+    let mut table: Vec<(String, (f64, f64), (f64, f64))> = Vec::new();
+    let mut none_o = Vec::new();
+    let mut none_e = Vec::new();
+    let mut base_o = Vec::new();
+    let mut base_e = Vec::new();
+    for n in [10usize, 10_000] {
+        phase(&format!("palisade {n} rules"));
+        let unenforced = lsm.apply(&[(policy(n), 1)]).expect("apply");
+        assert!(unenforced.is_empty(), "unenforced: {unenforced:?}");
+        let (mut ro, mut re, mut po, mut pe) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let (no, ne) = measure(open_n, exec_n);
+            let links = attach_baseline(&mut base);
+            let (bo, be) = measure(open_n, exec_n);
+            drop(links);
+            settle();
+            lsm.set_attached(true).unwrap();
+            let (o, e) = measure(open_n, exec_n);
+            lsm.set_attached(false).unwrap();
+            settle();
+            none_o.push(no / bo);
+            none_e.push(ne / be);
+            base_o.push(bo);
+            base_e.push(be);
+            ro.push(o / bo);
+            re.push(e / be);
+            po.push(o);
+            pe.push(e);
+        }
+        table.push((
+            format!("palisade, {n} rules"),
+            (median(po), median(ro)),
+            (median(pe), median(re)),
+        ));
+    }
+    let baseline = (median(base_o.clone()), median(base_e.clone()));
+    let none = (
+        (baseline.0 * median(none_o.clone()), median(none_o)),
+        (baseline.1 * median(none_e.clone()), median(none_e)),
+    );
+    println!(
+        "PALBENCH open+close x{open_n}, fork+exec x{exec_n}; medians of {rounds} rounds, each round runs every configuration back to back; ratios are per round to the baseline"
+    );
     println!(
         "PALBENCH {:<24} {:>12} {:>10} {:>14} {:>10}",
         "", "open+close", "vs base", "fork+exec", "vs base"
     );
-    for (name, (o, e)) in &results {
+    let row = |name: &str, o: (f64, f64), e: (f64, f64)| {
         println!(
             "PALBENCH {:<24} {:>9.0} ns {:>9.2}x {:>11.0} ns {:>9.2}x",
-            name,
-            o,
-            o / bo,
-            e,
-            e / be
-        );
+            name, o.0, o.1, e.0, e.1
+        )
+    };
+    row("no LSM program", none.0, none.1);
+    row("minimal (baseline)", (baseline.0, 1.0), (baseline.1, 1.0));
+    for (name, o, e) in &table {
+        row(name, *o, *e);
     }
 }

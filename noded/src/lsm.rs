@@ -19,6 +19,11 @@
 //! overwriting a file in place (`cp` onto an existing file, `>`) keeps its inode and is
 //! never a gap. Files created later *inside* a protected directory need no re-resolution:
 //! the programs walk up to the directory.
+//!
+//! **Cache.** Walking up the directories costs one hash lookup per level, so the programs
+//! remember per inode (inode local storage) which operations no rule decides; the entry is
+//! valid for one plan generation and one rename epoch (every rename or hard link bumps it,
+//! since names moved), and only for files with a single link.
 
 use crate::enforce::PolicyHook;
 use crate::lsm_abi::{
@@ -31,7 +36,7 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::{Btf, Ebpf};
 use palisade_policy::ir::Policy;
 use palisade_proto::v1;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -149,6 +154,34 @@ impl LsmEnforcer {
             links.into_iter().map(|(_, l)| Held::Fd(l)).collect()
         };
         Ok(me)
+    }
+
+    /// Detaches (`false`) or re-attaches (`true`) every program, keeping maps and plan; the
+    /// benchmark uses it to compare configurations side by side. Pinned links stay pinned.
+    pub fn set_attached(&mut self, on: bool) -> Result<(), LsmError> {
+        if !on {
+            self._links.retain(|l| matches!(l, Held::Pinned(_)));
+            return Ok(());
+        }
+        if !self._links.is_empty() {
+            return Ok(());
+        }
+        for (name, hook) in PROGRAMS {
+            let prog: &mut LsmProgram = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(LsmError::Missing(name))?
+                .try_into()
+                .map_err(|source| LsmError::Program { name, hook, source })?;
+            let id = prog
+                .attach()
+                .map_err(|source| LsmError::Program { name, hook, source })?;
+            let link =
+                prog.take_link(id)
+                    .map_err(|source| LsmError::Program { name, hook, source })?;
+            self._links.push(Held::Fd(FdLink::from(link)));
+        }
+        Ok(())
     }
 
     /// Pins into a fresh directory, then removes older daemons' pins.
@@ -515,9 +548,4 @@ pub fn wall_offset_ns() -> i64 {
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
     wall - mono
-}
-
-/// A map of all file-rule inodes, for tests.
-pub fn file_inodes(plan: &LsmPlan) -> BTreeMap<InodeKey, Vec<u32>> {
-    plan.files.clone()
 }

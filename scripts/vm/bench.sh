@@ -4,7 +4,7 @@
 # (the baseline) and with Palisade's programs holding 10 and 10,000 rules, in one boot.
 # Prints the PALBENCH table. Needs root; installs what it needs.
 #
-# Usage: scripts/vm/bench.sh [OPEN_ITERS] [EXEC_ITERS]
+# Usage: scripts/vm/bench.sh [OPEN_ITERS] [EXEC_ITERS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -17,7 +17,7 @@ PALISADE_VM_EXTRA_BINS=$PWD/target/debug/examples/lsm_bench scripts/vm/build-ini
 mkdir -p "$WORK/ov/palisade"
 cat >"$WORK/ov/palisade/run.sh" <<RUN
 #!/bin/sh
-lsm_bench ${1:-20000} ${2:-200}
+lsm_bench ${1:-10000} ${2:-50} ${3:-5}
 RUN
 chmod +x "$WORK/ov/palisade/run.sh"
 (cd "$WORK/ov" && find . | cpio -o -H newc --quiet) >"$WORK/ov.cpio"
