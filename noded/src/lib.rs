@@ -8,6 +8,7 @@
 //! - [`enforce`]: desired policy set -> plan -> backend; what is realized and what is not.
 //! - [`events`]: ring buffer -> audit events naming policy, rule and revision.
 //! - [`session`]: the mutual-TLS session with the control plane, with reconnects.
+//! - [`node_metrics`]: Prometheus text for `--metrics ADDR`.
 //! - [`spool`]: audit sequence numbers, the bounded spool (memory or file), loss events.
 
 pub mod abi;
@@ -16,6 +17,7 @@ pub mod events;
 pub mod exec_abi;
 pub mod exectrack;
 pub mod localapi;
+pub mod node_metrics;
 pub mod pinning;
 pub mod probes;
 pub mod proctable;

@@ -82,7 +82,10 @@ pub fn argv_with_file(
         Some(sub) => (sub, 2),
         None => (cmd, 1),
     };
-    if !target.get_arguments().any(|a| a.get_long() == Some("config")) {
+    if !target
+        .get_arguments()
+        .any(|a| a.get_long() == Some("config"))
+    {
         return Ok(argv);
     }
     let added = settings(target, &argv, &path)?;
@@ -203,7 +206,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.get_one::<String>("listen").unwrap(), "a:1");
-        assert_eq!(m.get_one::<String>("data").unwrap(), "/cli", "command line wins");
+        assert_eq!(
+            m.get_one::<String>("data").unwrap(),
+            "/cli",
+            "command line wins"
+        );
         let labels: Vec<&String> = m.get_many("label").unwrap().collect();
         assert_eq!(labels, ["x=1", "y=2"]);
         assert!(m.get_flag("json"));
@@ -222,7 +229,10 @@ mod tests {
     #[test]
     fn bad_files_say_where_and_what() {
         let e = run("lisen = \"a\"\n", &[]).unwrap_err().to_string();
-        assert!(e.contains("unknown setting \"lisen\"") && e.contains("listen"), "{e}");
+        assert!(
+            e.contains("unknown setting \"lisen\"") && e.contains("listen"),
+            "{e}"
+        );
         let e = run("listen = \n", &[]).unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
         let e = run("json = \"yes\"\n", &[]).unwrap_err().to_string();
