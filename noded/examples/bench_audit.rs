@@ -174,11 +174,7 @@ async fn main() {
     let e2e = t.elapsed();
     let got = received.load(Ordering::Relaxed);
     let lost = missed.load(Ordering::Relaxed);
-    let stored = cp
-        .audit
-        .counters
-        .stored
-        .load(Ordering::Relaxed);
+    let stored = cp.audit.counters.stored.load(Ordering::Relaxed);
     let _ = tail.kill();
     println!("events: {n} (injected in {:.2} s)", injected.as_secs_f64());
     println!(
