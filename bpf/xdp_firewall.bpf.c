@@ -5,7 +5,8 @@
  * by name) and one decision procedure:
  *
  *   1. the peer address (source on ingress, destination on egress) is looked up, longest
- *      prefix first, in the exact-match prefix hash of the active half (see palisade_abi.h);
+ *      prefix first, in the exact-match prefix hash of the active half, probing only the
+ *      lengths its /16 bucket (IPv4) or the length list (IPv6) names (see palisade_abi.h);
  *   2. the prefix's clause set is scanned: the first clause whose protocol and destination
  *      port match decides; a rate-limit clause only remembers the limit;
  *   3. nothing matched: the direction's default action, except that on ingress a reply to
@@ -53,6 +54,14 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } PAL_PFX6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct pal_bucket);
+	__uint(max_entries, 4 * PAL_BUCKETS4_PER_TABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} PAL_BUCKETS4 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -294,16 +303,26 @@ static __always_inline long find_set(__u32 half, const struct pal_dir_table *t, 
 
 	if (family == 4) {
 		struct pal_pfx4_key k = { .dir = dir, .half = half };
-		__u32 a;
+		struct pal_bucket *b;
+		__u32 a, idx, mask;
+		int bit;
 
 		__builtin_memcpy(&a, peer, 4);
 		a = bpf_ntohl(a);
-		for (i = 0; i < PAL_MAX_LENS4; i++) {
+		idx = (half * 2 + (dir & 1)) * PAL_BUCKETS4_PER_TABLE + (a >> 16);
+		b = bpf_map_lookup_elem(&PAL_BUCKETS4, &idx);
+		if (!b)
+			return -1;
+		mask = b->mask;
+		for (bit = 15; bit >= 0; bit--) {
 			__u32 len, m;
 
-			if (i >= t->n4)
+			if (!mask)
 				break;
-			len = t->lens4[i];
+			if (!(mask & (1u << bit)))
+				continue;
+			mask &= ~(1u << bit);
+			len = 17 + bit;
 			m = bpf_htonl(mask32(a, len));
 			k.prefix_len = len;
 			__builtin_memcpy(k.addr, &m, 4);
@@ -311,6 +330,9 @@ static __always_inline long find_set(__u32 half, const struct pal_dir_table *t, 
 			if (v)
 				return *v;
 		}
+		if (b->short_set)
+			return (long)b->short_set - 1;
+		return -1;
 	} else {
 		struct pal_pfx6_key k = { .dir = dir, .half = half };
 		__u32 w[4];

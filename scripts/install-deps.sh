@@ -11,7 +11,8 @@ PKGS=(
   iproute2               # ip netns / veth for the lab and the tests
   iputils-ping           # traffic in the tests and the demo
   nftables               # baseline for firewall benchmarks
-  python3                # workloads of the seccomp and scheduler-class tests
+  netsniff-ng            # trafgen: fixed-rate traffic for bench/net/veth_cpu.sh
+  python3                # workloads of the seccomp/scheduler tests, traffic of the network tests
   runc                   # OCI consumer of exported seccomp profiles (tests)
   ca-certificates
 )

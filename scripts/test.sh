@@ -2,13 +2,15 @@
 # The whole test suite: installs what it needs, builds, runs every tier.
 #
 # Tiers: unit (pure code), process (real binaries on loopback), host (root: network
-# namespaces, veth, XDP, real traffic). A test whose tier cannot run here says so and is
+# namespaces, veth, XDP, real traffic), vm (root: the daemon in a QEMU guest whose kernel
+# runs BPF-LSM programs; tests/integration/tests/lsm_vm.rs, about 1-2 minutes). A test whose tier cannot run here says so and is
 # reported as SKIPPED below; with CI=true (or PALISADE_REQUIRE_TIERS set) a skipped
 # required tier fails the run instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
+scripts/vm/install-deps.sh   # the VM tier: qemu, busybox, the guest kernel (cached in .cache/vm)
 export PATH="$HOME/.cargo/bin:$PATH"
 
 echo ">> building"
@@ -18,7 +20,7 @@ skips=$(mktemp -d)
 trap 'rm -rf "$skips"' EXIT
 export PALISADE_SKIP_DIR=$skips
 if [ "${CI:-}" = "true" ] && [ -z "${PALISADE_REQUIRE_TIERS:-}" ]; then
-  export PALISADE_REQUIRE_TIERS=process,host
+  export PALISADE_REQUIRE_TIERS=process,host,vm
 fi
 
 echo ">> running tests (required tiers: ${PALISADE_REQUIRE_TIERS:-none})"

@@ -29,9 +29,12 @@
  * programs read. A new revision is written into the other half, then PAL_ACTIVE flips.
  *
  * PAL_PFX4 / PAL_PFX6: hash maps keyed by (prefix_len, direction, half, masked address),
- * value = index of a clause set within the half. PAL_HALVES[half].dir[d] lists the prefix
- * lengths in use, longest first; a packet costs one hash lookup per length in use until
- * the first hit (the longest matching prefix), independent of the number of prefixes.
+ * value = index of a clause set within the half.
+ * IPv4: PAL_BUCKETS4[(half * 2 + dir) * 65536 + (addr >> 16)] says which lengths 17..32
+ * exist inside that /16 (mask bit len - 17; probed longest first) and which clause set the
+ * longest prefix of length <= 16 covering it has (short, +1; 0 = none).
+ * IPv6: PAL_HALVES[half].dir[d].lens6 lists the lengths in use, longest first; one probe
+ * per length until the first hit. Either way the cost never follows the number of prefixes.
  * PAL_SETS[half * PAL_MAX_SETS + set] is that prefix's clause list: its own rules and those
  * of every shorter prefix containing it, rate limits first, then most specific first; the
  * first clause whose protocol and port match decides.
@@ -65,6 +68,13 @@ struct pal_pfx6_key {
 	__u8 _pad;
 	__u8 addr[16];
 };
+
+struct pal_bucket {
+	__u32 mask;
+	__u32 short_set; /* clause set + 1; 0 = none */
+};
+
+#define PAL_BUCKETS4_PER_TABLE 65536
 
 struct pal_clause {
 	__u8 proto;
@@ -186,6 +196,7 @@ struct pal_config {
 #define PAL_SIZE_HALF 360
 #define PAL_SIZE_RATE_KEY 20
 #define PAL_SIZE_FLOW_KEY 40
+#define PAL_SIZE_BUCKET 8
 #define PAL_SIZE_NET_EVENT 72
 
 #endif

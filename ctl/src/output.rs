@@ -51,6 +51,11 @@ pub fn audit_json(e: &v1::AuditEvent) -> Value {
         "src_port": e.src_port,
         "dst_port": e.dst_port,
         "suppressed": e.suppressed,
+        "pid": e.pid,
+        "uid": e.uid,
+        "binary": e.binary,
+        "path": e.path,
+        "operation": e.operation,
         "seq": e.seq,
         "lost": e.lost,
     })
@@ -84,6 +89,27 @@ pub fn audit_text(e: &v1::AuditEvent) -> String {
             format!("{addr}:{port}")
         }
     };
+    if e.kind == "file" || e.kind == "exec" {
+        let mut line = format!(
+            "{} {} {:<10} {}@{} rule={} {} {} {} by pid {} uid {} ({})",
+            rfc3339(e.time_unix_ns),
+            e.node,
+            e.action.to_uppercase(),
+            e.policy,
+            e.revision,
+            e.rule,
+            e.kind,
+            e.operation,
+            e.path,
+            e.pid,
+            e.uid,
+            e.binary,
+        );
+        if e.suppressed > 0 {
+            line.push_str(&format!(" (+{} similar suppressed)", e.suppressed));
+        }
+        return line;
+    }
     let mut line = format!(
         "{} {} {:<10} {}@{} rule={} {} {} {} -> {}",
         rfc3339(e.time_unix_ns),

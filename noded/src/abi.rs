@@ -26,6 +26,7 @@ pub const MAX_LENS6: usize = 129;
 pub const MAX_CLAUSES: usize = 16;
 pub const MAX_SETS: u32 = 16384;
 pub const MAX_RULES: u32 = 16384;
+pub const BUCKETS4_PER_TABLE: u32 = 65536;
 
 /// `struct pal_pfx4_key` as bytes: prefix_len, dir, half, pad, addr[4].
 pub fn pfx4_key(prefix_len: u8, dir: u8, half: u8, addr: [u8; 4]) -> [u8; 8] {
@@ -183,6 +184,11 @@ mod tests {
         assert_eq!(header_number("PAL_MAX_SETS") as u32, MAX_SETS);
         assert_eq!(header_number("PAL_MAX_RULES") as u32, MAX_RULES);
         assert_eq!(header_number("PAL_SIZE_CLAUSE"), 16);
+        assert_eq!(header_number("PAL_SIZE_BUCKET"), 8);
+        assert_eq!(
+            header_number("PAL_BUCKETS4_PER_TABLE") as u32,
+            BUCKETS4_PER_TABLE
+        );
         assert_eq!(
             header_number("PAL_CLAUSE_PORTS") as u8,
             palisade_policy::plan::CLAUSE_PORTS

@@ -7,6 +7,9 @@
 //! - [`probes`]: kernel feature probes run at start; rules needing a missing feature.
 //! - [`enforce`]: desired policy set -> plan -> backend; what is realized and what is not.
 //! - [`events`]: ring buffer -> audit events naming policy, rule and revision.
+//! - [`lsm`], [`lsm_plan`], [`lsm_abi`], [`lsm_events`]: BPF-LSM file and exec enforcement
+//!   (programs, inode-resolved plan, kernel ABI mirror, audit events).
+//! - [`nonet`]: running without `--iface` (network rules reported unenforced).
 //! - [`session`]: the mutual-TLS session with the control plane, with reconnects.
 //! - [`node_metrics`]: Prometheus text for `--metrics ADDR`.
 //! - [`spool`]: audit sequence numbers, the bounded spool (memory or file), loss events.
@@ -17,7 +20,12 @@ pub mod events;
 pub mod exec_abi;
 pub mod exectrack;
 pub mod localapi;
+pub mod lsm;
+pub mod lsm_abi;
+pub mod lsm_events;
+pub mod lsm_plan;
 pub mod node_metrics;
+pub mod nonet;
 pub mod pinning;
 pub mod probes;
 pub mod proctable;

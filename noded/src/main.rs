@@ -2,8 +2,11 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use palisade_noded::enforce::Enforcer;
+use palisade_noded::enforce::{Enforcer, NetBackend};
 use palisade_noded::localapi;
+use palisade_noded::lsm::{Lsm, LsmHook};
+use palisade_noded::lsm_events;
+use palisade_noded::nonet::{NoNetwork, NoNetworkHook};
 use palisade_noded::profiles::{self, Profiles, ProfilesHook};
 use palisade_noded::sched::SchedHook;
 use palisade_noded::session::{self, SessionConfig};
@@ -62,9 +65,16 @@ struct Args {
     /// This node's name; must match the name in its certificate.
     #[arg(long, env = "PALISADE_NODE_NAME", required = true)]
     name: Option<String>,
-    /// Interface to guard with the XDP (ingress) and TC (egress) firewall.
-    #[arg(long, env = "PALISADE_IFACE", required = true)]
+    /// Interface to guard with the XDP (ingress) and TC (egress) firewall. Without it the
+    /// daemon enforces no network rule and reports them all unenforced.
+    #[arg(long, env = "PALISADE_IFACE")]
     iface: Option<String>,
+    /// Do not load the BPF-LSM file/exec programs (file and exec rules are reported unenforced).
+    #[arg(long)]
+    no_lsm: bool,
+    /// How often protected paths are resolved to inodes again, in milliseconds (0: never).
+    #[arg(long, default_value_t = 1000)]
+    lsm_rescan_ms: u64,
     /// Where programs, links and maps are pinned (a directory on a BPF filesystem). Killing
     /// the daemon leaves the last state enforced from there; a restart adopts it.
     #[arg(long, env = "PALISADE_BPFFS_ROOT", default_value = pinning::DEFAULT_ROOT)]
@@ -144,8 +154,8 @@ async fn main() -> Result<()> {
             return Ok(());
         }
     };
-    let (Some(name), Some(iface)) = (args.name.clone(), args.iface.clone()) else {
-        bail!("--name and --iface are required to run the daemon");
+    let Some(name) = args.name.clone() else {
+        bail!("--name is required to run the daemon");
     };
     let labels = parse_labels(&args.labels)?;
     let pki = PkiDir::new(&args.pki);
@@ -160,61 +170,104 @@ async fn main() -> Result<()> {
         );
     }
 
+    // Exec tracking (kernel BTF parsing) and the /proc seed run while the network programs
+    // load and verify.
+    let sched_start = std::thread::spawn(node_local::start_sched);
     let mut capabilities = probes::probe_all();
     for c in &capabilities {
         tracing::info!(capability = %c.name, available = c.available, detail = %c.detail, "probe");
     }
-    let mut fw =
-        NetFirewall::attach(&iface, &args.bpffs_root, args.events_per_sec).with_context(|| {
-            format!(
-                "cannot enforce network rules on {iface} (pins under {})",
-                args.bpffs_root.display()
-            )
-        })?;
-    tracing::info!(
-        iface = %iface,
-        xdp = %fw.xdp.mode,
-        adopted = fw.xdp.adopted,
-        egress = ?fw.tc.as_ref().map(|t| t.mode.clone()),
-        pins = %fw.pin_dir().display(),
-        "network firewall attached"
-    );
-    let ring = fw.take_events()?;
-    capabilities.insert(
-        0,
-        v1::Capability {
-            name: "xdp".into(),
-            available: true,
-            detail: format!(
-                "{} on {iface} in {} mode",
-                if fw.xdp.adopted {
-                    "adopted"
-                } else {
-                    "attached"
-                },
-                fw.xdp.mode
-            ),
-        },
-    );
-    capabilities.insert(
-        1,
-        v1::Capability {
-            name: "tc-egress".into(),
-            available: fw.tc.is_some(),
-            detail: match (&fw.tc, &fw.tc_error) {
-                (Some(t), _) => format!(
-                    "{} on {iface} ({})",
-                    if t.adopted { "adopted" } else { "attached" },
-                    t.mode
+    let backend: Box<dyn NetBackend>;
+    let mut net_ring = None;
+    let no_network = args.iface.is_none();
+    if let Some(iface) = args.iface.clone() {
+        let mut fw = NetFirewall::attach(&iface, &args.bpffs_root, args.events_per_sec)
+            .with_context(|| {
+                format!(
+                    "cannot enforce network rules on {iface} (pins under {})",
+                    args.bpffs_root.display()
+                )
+            })?;
+        tracing::info!(
+            iface = %iface,
+            xdp = %fw.xdp.mode,
+            adopted = fw.xdp.adopted,
+            egress = ?fw.tc.as_ref().map(|t| t.mode.clone()),
+            pins = %fw.pin_dir().display(),
+            "network firewall attached"
+        );
+        net_ring = Some(fw.take_events()?);
+        capabilities.insert(
+            0,
+            v1::Capability {
+                name: "xdp".into(),
+                available: true,
+                detail: format!(
+                    "{} on {iface} in {} mode",
+                    if fw.xdp.adopted {
+                        "adopted"
+                    } else {
+                        "attached"
+                    },
+                    fw.xdp.mode
                 ),
-                (None, Some(e)) => e.clone(),
-                (None, None) => "unavailable".into(),
             },
-        },
-    );
-    let (sched, tracker, sched_caps) = node_local::start_sched();
+        );
+        capabilities.insert(
+            1,
+            v1::Capability {
+                name: "tc-egress".into(),
+                available: fw.tc.is_some(),
+                detail: match (&fw.tc, &fw.tc_error) {
+                    (Some(t), _) => format!(
+                        "{} on {iface} ({})",
+                        if t.adopted { "adopted" } else { "attached" },
+                        t.mode
+                    ),
+                    (None, Some(e)) => e.clone(),
+                    (None, None) => "unavailable".into(),
+                },
+            },
+        );
+        backend = Box::new(fw);
+    } else {
+        tracing::warn!("no --iface: network rules will be reported unenforced");
+        capabilities.insert(
+            0,
+            v1::Capability {
+                name: "xdp".into(),
+                available: false,
+                detail: "no --iface given".into(),
+            },
+        );
+        backend = Box::new(NoNetwork);
+    }
+    let lsm = if args.no_lsm {
+        Lsm::Unavailable("disabled with --no-lsm".into())
+    } else {
+        Lsm::load(args.events_per_sec, Some(&args.bpffs_root))
+    };
+    match &lsm {
+        Lsm::Active(_) => tracing::info!("BPF-LSM file/exec programs attached"),
+        Lsm::Unavailable(why) => {
+            tracing::warn!(reason = %why, "BPF-LSM programs not loaded: file and exec rules will be reported unenforced")
+        }
+    }
+    capabilities.push(lsm.capability());
+    let lsm = Arc::new(Mutex::new(lsm));
+    let lsm_ring = match &mut *lsm.lock().expect("lsm lock") {
+        Lsm::Active(l) => Some(l.take_events()?),
+        Lsm::Unavailable(_) => None,
+    };
+    let (sched, tracker, sched_caps) = sched_start
+        .join()
+        .map_err(|_| anyhow::anyhow!("starting exec tracking panicked"))?;
     capabilities.extend(sched_caps);
-    let mut enforcer = Enforcer::new(Box::new(fw));
+    let mut enforcer = Enforcer::new(backend);
+    enforcer.add_hook(Box::new(LsmHook::new(lsm.clone())));
+    if no_network {
+        enforcer.add_hook(Box::new(NoNetworkHook::default()));
+    }
     enforcer.set_capabilities(capabilities.clone());
     let profiles = Arc::new(Mutex::new(Profiles::new(Some(args.seccomp_dir.clone()))));
     enforcer.add_hook(Box::new(ProfilesHook(profiles.clone())));
@@ -226,12 +279,36 @@ async fn main() -> Result<()> {
     )?;
 
     let (ev_tx, ev_rx) = tokio::sync::mpsc::channel(8192);
-    let reader = tokio::spawn(events::read_ring(
-        ring,
-        name.clone(),
-        enforcer.clone(),
-        ev_tx,
-    ));
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(ring) = net_ring {
+        tasks.spawn(events::read_ring(
+            ring,
+            name.clone(),
+            enforcer.clone(),
+            ev_tx.clone(),
+        ));
+    }
+    if let Some(ring) = lsm_ring {
+        tasks.spawn(lsm_events::read_ring(
+            ring,
+            name.clone(),
+            lsm.clone(),
+            ev_tx.clone(),
+        ));
+        if args.lsm_rescan_ms > 0 {
+            let lsm = lsm.clone();
+            let every = std::time::Duration::from_millis(args.lsm_rescan_ms);
+            tasks.spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = lsm.lock().expect("lsm lock").rescan() {
+                        tracing::error!(error = %e, "re-resolving protected paths failed");
+                    }
+                }
+            });
+        }
+    }
+    drop(ev_tx);
     let cfg = SessionConfig {
         url: args.controlplane.clone(),
         server_name: args.tls_server_name.clone(),
@@ -251,7 +328,7 @@ async fn main() -> Result<()> {
             tracing::info!("shutting down; the pinned programs stay attached and keep enforcing (`palisade-noded cleanup` removes them)");
             Ok(())
         }
-        r = reader => Err(anyhow::anyhow!("audit event reader stopped: {r:?}")),
+        Some(r) = tasks.join_next() => Err(anyhow::anyhow!("a daemon task (audit event reader, re-resolution) stopped: {r:?}")),
         r = sess => Err(anyhow::anyhow!("session task stopped: {r:?}")),
     };
     // Without the daemon nothing classifies new processes: those in scheduler classes get

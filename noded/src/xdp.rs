@@ -21,7 +21,7 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{self, TcAttachOptions};
 use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
-use palisade_policy::plan::{DirTable, NetPlan};
+use palisade_policy::plan::{Bucket, DirTable, NetPlan};
 use std::path::{Path, PathBuf};
 
 pub static OBJECT: &[u8] =
@@ -94,14 +94,31 @@ pub struct NetFirewall {
     dirty_rules: [u32; 2],
     /// Clause sets written into each half.
     sets_written: [u32; 2],
+    /// The IPv4 buckets each (half, direction) holds, when known: only changes are written.
+    buckets_written: [[Option<Vec<Bucket>>; 2]; 2],
 }
 
 impl NetFirewall {
     /// Attaches to (or adopts) `iface`, pinning under `root`.
     pub fn attach(iface: &str, root: &Path, events_per_sec: u32) -> Result<Self, XdpError> {
         let dir = pinning::iface_dir(root, iface)?;
+        let mut fw = Self::load(&dir, iface, events_per_sec)?;
+        fw.xdp = attach_xdp(&mut fw.ebpf, iface, &dir)?;
+        match attach_tc(&mut fw.ebpf, iface, &dir) {
+            Ok(a) => fw.tc = Some(a),
+            Err(e) => {
+                tracing::warn!(error = %e, "egress filtering unavailable");
+                fw.tc_error = Some(e.to_string());
+            }
+        }
+        Ok(fw)
+    }
+
+    /// Loads the object with its maps pinned in `dir` (which must exist on bpffs) without
+    /// attaching anything: for benchmarks ([`Self::program_fd`] + `BPF_PROG_TEST_RUN`).
+    pub fn load(dir: &Path, label: &str, events_per_sec: u32) -> Result<Self, XdpError> {
         let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&dir)
+            .default_map_pin_directory(dir)
             .load(OBJECT)?;
         {
             let mut cfg: Array<&mut MapData, Config> = Array::try_from(
@@ -117,25 +134,47 @@ impl NetFirewall {
                 0,
             )?;
         }
-        let xdp = attach_xdp(&mut ebpf, iface, &dir)?;
-        let (tc, tc_error) = match attach_tc(&mut ebpf, iface, &dir) {
-            Ok(a) => (Some(a), None),
-            Err(e) => {
-                tracing::warn!(error = %e, "egress filtering unavailable");
-                (None, Some(e.to_string()))
-            }
-        };
         Ok(NetFirewall {
             ebpf,
-            iface: iface.to_string(),
-            dir,
-            xdp,
-            tc,
-            tc_error,
+            iface: label.to_string(),
+            dir: dir.to_path_buf(),
+            xdp: Attachment {
+                mode: "not attached".into(),
+                adopted: false,
+            },
+            tc: None,
+            tc_error: Some("not attached".into()),
             // Unknown after adoption: clear everything on first use.
             dirty_rules: [abi::MAX_RULES; 2],
             sets_written: [0; 2],
+            buckets_written: Default::default(),
         })
+    }
+
+    /// The fd of the XDP program (`egress == false`) or the TC one, loading it if needed.
+    pub fn program_fd(&mut self, egress: bool) -> Result<std::os::fd::RawFd, XdpError> {
+        use std::os::fd::{AsFd, AsRawFd};
+        if egress {
+            let p: &mut SchedClassifier = self
+                .ebpf
+                .program_mut("palisade_tc_egress")
+                .ok_or(XdpError::Missing("palisade_tc_egress"))?
+                .try_into()?;
+            if p.fd().is_err() {
+                p.load()?;
+            }
+            Ok(p.fd()?.as_fd().as_raw_fd())
+        } else {
+            let p: &mut Xdp = self
+                .ebpf
+                .program_mut("palisade_xdp")
+                .ok_or(XdpError::Missing("palisade_xdp"))?
+                .try_into()?;
+            if p.fd().is_err() {
+                p.load()?;
+            }
+            Ok(p.fd()?.as_fd().as_raw_fd())
+        }
     }
 
     pub fn iface(&self) -> &str {
@@ -244,7 +283,29 @@ impl NetFirewall {
                 }
             }
         }
-        // 4. The half's header: generation, lengths, defaults.
+        // 4. IPv4 buckets: only the entries that differ from what this half holds.
+        {
+            let mut arr: Array<&mut MapData, [u8; 8]> = Array::try_from(
+                self.ebpf
+                    .map_mut("PAL_BUCKETS4")
+                    .ok_or(XdpError::Missing("PAL_BUCKETS4"))?,
+            )?;
+            for (d, table) in [&plan.ingress, &plan.egress].into_iter().enumerate() {
+                let base = (target * 2 + d as u32) * abi::BUCKETS4_PER_TABLE;
+                let mut next = vec![Bucket::default(); abi::BUCKETS4_PER_TABLE as usize];
+                for (b, v) in &table.buckets4 {
+                    next[*b as usize] = *v;
+                }
+                let prev = self.buckets_written[target as usize][d].take();
+                for (i, v) in next.iter().enumerate() {
+                    if prev.as_ref().is_none_or(|p| p[i] != *v) {
+                        arr.set(base + i as u32, v.to_bytes(), 0)?;
+                    }
+                }
+                self.buckets_written[target as usize][d] = Some(next);
+            }
+        }
+        // 5. The half's header: generation, lengths, defaults.
         {
             let half = Half {
                 generation,
@@ -258,7 +319,7 @@ impl NetFirewall {
             )?;
             h.set(target, half, 0)?;
         }
-        // 5. The switch.
+        // 6. The switch.
         {
             let mut a: Array<&mut MapData, u32> = Array::try_from(
                 self.ebpf

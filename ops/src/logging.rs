@@ -11,6 +11,7 @@ pub fn init(json: bool) {
     if json {
         b.json().flatten_event(true).init();
     } else {
-        b.init();
+        b.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
     }
 }

@@ -175,7 +175,7 @@ fn parse_num(s: &str) -> Result<u64, String> {
 
 /// Optional `key value` pairs after the positional words.
 fn options<'a>(words: &[&'a str], keys: &[&str]) -> Result<Vec<(&'a str, &'a str)>, String> {
-    if words.len() % 2 != 0 {
+    if !words.len().is_multiple_of(2) {
         return Err(format!(
             "expected `key value` pairs ({}) after the event, found {:?}",
             keys.join(", "),

@@ -3,7 +3,7 @@
 //! finish quickly, and a policy that checks must survive the IR's JSON round trip, compile to
 //! every plan and diff as unchanged against itself.
 //!
-//! Bounded for CI: 256 cases per property by default (a few seconds); raise with
+//! Bounded for CI: 128 cases per property by default (a few seconds); raise with
 //! `PROPTEST_CASES=100000 cargo test -p palisade-policy --release --test fuzz` for a long run.
 
 use palisade_policy::cases::{self, Plans};
@@ -16,7 +16,7 @@ fn config() -> ProptestConfig {
         cases: std::env::var("PROPTEST_CASES")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(256),
+            .unwrap_or(128),
         failure_persistence: None,
         ..ProptestConfig::default()
     }

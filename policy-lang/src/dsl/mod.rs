@@ -41,8 +41,7 @@ use std::time::{Duration, Instant};
 ///
 /// The defaults suit hand-written policies. A generated policy with tens of thousands of
 /// rules needs more operations and time: raise them with [`Limits::large`] (what
-/// `palisadectl validate --large` and the control plane's `--large-policies` use) or set the
-/// fields yourself.
+/// `palisadectl validate --large` uses) or set the fields yourself.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_operations: u64,

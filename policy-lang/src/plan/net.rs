@@ -10,10 +10,18 @@
 //!   exact-match hash map (`PAL_PFX4` / `PAL_PFX6`, key `u8 len | u8 dir | u8 half | pad |
 //!   addr`). There is one entry per distinct CIDR named by any rule or rate limit of that
 //!   direction (`any` is `/0`);
-//! - **lengths**: the prefix lengths in use, longest first (`PAL_HALVES[half].dir[d]`).
+//! - **IPv4 buckets** (`PAL_BUCKETS4`, an array of 65,536 entries per direction and half,
+//!   one per /16 of the address space): `mask` has bit `len - 17` set when a prefix of
+//!   length 17..=32 exists inside that /16, and `short` is the clause set (+1; 0 = none) of
+//!   the longest prefix of length 0..=16 covering the whole /16. The datapath reads the
+//!   peer's bucket, probes the hash only for the lengths in its `mask`, longest first, and
+//!   falls back to `short`. A packet costs one array read plus one hash probe per length
+//!   *present in its own /16*: never per rule, and a source in a /16 without long prefixes
+//!   costs no probe at all;
+//! - **IPv6 lengths**: the prefix lengths in use, longest first (`PAL_HALVES[half].dir[d]`).
 //!   The datapath masks the peer address to each length in turn and probes the hash; the
-//!   first hit is the longest matching prefix. The cost is one hash probe per *distinct
-//!   length in use* (at most 33 / 129), never per rule: a million /32 hosts cost one probe;
+//!   first hit is the longest matching prefix (one probe per distinct length in use, at
+//!   most 129). The IPv4 list is kept for reporting only;
 //! - **clause sets** (`PAL_SETS`, deduplicated): for each prefix, the clauses of its own
 //!   rules *and of every shorter prefix containing it*, so the longest match alone carries
 //!   everything that can apply. Order: rate limits first (most specific first), then
@@ -127,6 +135,24 @@ impl Clause {
     }
 }
 
+/// One /16 of the IPv4 space (`struct pal_bucket`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Bucket {
+    /// Bit `len - 17` for every prefix length 17..=32 present inside this /16.
+    pub mask: u32,
+    /// Clause set + 1 of the longest prefix of length <= 16 covering the /16; 0 = none.
+    pub short: u32,
+}
+
+impl Bucket {
+    pub fn to_bytes(&self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&self.mask.to_ne_bytes());
+        b[4..].copy_from_slice(&self.short.to_ne_bytes());
+        b
+    }
+}
+
 /// One direction's tables.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DirTable {
@@ -135,6 +161,8 @@ pub struct DirTable {
     pub v6: BTreeMap<(u8, [u8; 16]), u32>,
     /// Prefix lengths in use, longest first.
     pub lens4: Vec<u8>,
+    /// IPv4 buckets that are not all zero: /16 index -> ([`Bucket`]).
+    pub buckets4: BTreeMap<u16, Bucket>,
     pub lens6: Vec<u8>,
     pub default_action: u32,
     pub default_rule_ref: u32,
@@ -442,6 +470,7 @@ pub fn compile_network(policies: &[Enforced<'_>]) -> NetPlan {
                 }
             }
         }
+        table.buckets4 = buckets(&table.v4);
         match dir {
             Direction::Ingress => plan.ingress = table,
             Direction::Egress => plan.egress = table,
@@ -449,6 +478,39 @@ pub fn compile_network(policies: &[Enforced<'_>]) -> NetPlan {
     }
     plan.truncated = truncated.into_iter().collect();
     plan
+}
+
+/// The IPv4 buckets of a direction's prefixes (see the module docs).
+fn buckets(v4: &BTreeMap<(u8, [u8; 4]), u32>) -> BTreeMap<u16, Bucket> {
+    let mut out: BTreeMap<u16, Bucket> = BTreeMap::new();
+    let mut short = vec![0u32; 1 << 16];
+    let mut short_len = vec![0u8; 1 << 16];
+    let mut any_short = false;
+    for ((len, addr), set) in v4 {
+        let bucket = u16::from_be_bytes([addr[0], addr[1]]);
+        if *len >= 17 {
+            out.entry(bucket).or_default().mask |= 1 << (len - 17);
+        } else {
+            // Covers 2^(16 - len) buckets; the longest short prefix wins.
+            any_short = true;
+            let span = 1usize << (16 - len);
+            let first = bucket as usize & !(span - 1);
+            for b in first..first + span {
+                if short[b] == 0 || short_len[b] < *len {
+                    short[b] = set + 1;
+                    short_len[b] = *len;
+                }
+            }
+        }
+    }
+    if any_short {
+        for (b, s) in short.into_iter().enumerate() {
+            if s != 0 {
+                out.entry(b as u16).or_default().short = s;
+            }
+        }
+    }
+    out
 }
 
 /// A packet as the datapath sees it, for [`NetPlan::decide`].
@@ -494,10 +556,25 @@ impl NetPlan {
     /// datapath does (lengths longest first, exact-match lookups).
     fn find_set(&self, t: &DirTable, peer: IpAddr) -> Option<&[Clause]> {
         let idx = match peer {
-            IpAddr::V4(a) => t
-                .lens4
-                .iter()
-                .find_map(|&l| t.v4.get(&(l, mask_bytes(a.octets(), l)))),
+            IpAddr::V4(a) => {
+                let o = a.octets();
+                let b = t
+                    .buckets4
+                    .get(&u16::from_be_bytes([o[0], o[1]]))
+                    .copied()
+                    .unwrap_or_default();
+                let long = (0..16u8)
+                    .rev()
+                    .filter(|bit| b.mask & (1 << bit) != 0)
+                    .find_map(|bit| t.v4.get(&(17 + bit, mask_bytes(o, 17 + bit))));
+                match long {
+                    Some(i) => Some(i),
+                    None if b.short != 0 => {
+                        return self.sets.get(b.short as usize - 1).map(|s| s.as_slice());
+                    }
+                    None => None,
+                }
+            }
             IpAddr::V6(a) => t
                 .lens6
                 .iter()
@@ -789,7 +866,7 @@ mod tests {
             let mut lines = Vec::new();
             let mut rules = Vec::new();
             for i in 0..12 {
-                let len = [0, 8, 16, 24, 32][rnd(5) as usize];
+                let len = [0, 8, 12, 16, 17, 20, 24, 28, 31, 32][rnd(10) as usize];
                 let net: ipnet::Ipv4Net = format!("10.{}.{}.{}/{len}", rnd(2), rnd(2), rnd(2))
                     .parse::<ipnet::Ipv4Net>()
                     .unwrap()

@@ -1,0 +1,255 @@
+//! Network datapath benchmarks (run by hand through `bench/net/*.sh`, as root).
+//!
+//! - `net_bench prog-cost [SIZES] [REPEAT]`: per-packet cost of the Palisade XDP program
+//!   via `BPF_PROG_TEST_RUN`, for rule sets of SIZES (default 1,1000,100000,1000000)
+//!   deny CIDRs of mixed prefix lengths, beside a minimal LPM-trie-only XDP program
+//!   (`bpf/bench_lpm.bpf.c`) holding the same entries. Packets: a source hitting a /32,
+//!   one hitting a /24, one matching nothing.
+//! - `net_bench gen N`: prints the N CIDRs (the same deterministic set), for nftables.
+//! - `net_bench attach IFACE N PIN_ROOT`: attaches the Palisade firewall to IFACE with the N
+//!   CIDRs denied, prints `ready`, and exits when stdin closes (leaving the pins for
+//!   `palisade-noded cleanup --bpffs-root PIN_ROOT`).
+
+use aya::Ebpf;
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use ipnet::{IpNet, Ipv4Net};
+use palisade_noded::xdp::NetFirewall;
+use palisade_policy::ir::Policy;
+use palisade_policy::plan::{Enforced, NetPlan, compile_network};
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::path::Path;
+
+static LPM_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench_lpm.bpf.o"));
+
+/// N distinct IPv4 prefixes of mixed lengths (50% /32, 25% /24, 10% /28, 8% /20, 5% /16,
+/// 2% /12), outside 10.0.0.0/8 and 240.0.0.0/4 (where the benchmark traffic comes from).
+fn cidrs(n: usize) -> Vec<Ipv4Net> {
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut out = BTreeSet::new();
+    while out.len() < n {
+        let r = rnd();
+        let len = match r % 100 {
+            0..50 => 32,
+            50..75 => 24,
+            75..85 => 28,
+            85..93 => 20,
+            93..98 => 16,
+            _ => 12,
+        };
+        let a = (r >> 32) as u32;
+        let first = a >> 24;
+        if first == 10 || first == 0 || first >= 224 || first == 127 {
+            continue;
+        }
+        out.insert(Ipv4Net::new(Ipv4Addr::from(a), len).unwrap().trunc());
+    }
+    out.into_iter().collect()
+}
+
+fn policy(nets: &[Ipv4Net]) -> Policy {
+    let mut p: Policy = serde_json::from_value(serde_json::json!({
+        "ir_version": palisade_policy::ir::IR_VERSION, "name": "bench", "mode": "enforce",
+        "network": { "rules": [{
+            "id": 1, "name": "blocklist", "direction": "ingress", "action": "deny",
+            "cidrs": [], "span": { "file": "bench", "line": 1, "col": 1 }
+        }]}
+    }))
+    .expect("bench policy");
+    p.network.rules[0].cidrs = nets.iter().map(|n| IpNet::V4(*n)).collect();
+    p
+}
+
+fn plan(nets: &[Ipv4Net]) -> NetPlan {
+    let p = policy(nets);
+    compile_network(&[Enforced {
+        policy: &p,
+        revision: 1,
+    }])
+}
+
+/// Ethernet + IPv4 + UDP to port 9, 60 bytes.
+fn packet(src: Ipv4Addr) -> Vec<u8> {
+    let mut p = vec![0u8; 60];
+    p[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    p[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+    p[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip = &mut p[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&46u16.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&src.octets());
+    ip[16..20].copy_from_slice(&[192, 0, 2, 1]);
+    let udp = &mut p[34..42];
+    udp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    udp[2..4].copy_from_slice(&9u16.to_be_bytes());
+    udp[4..6].copy_from_slice(&26u16.to_be_bytes());
+    p
+}
+
+/// `BPF_PROG_TEST_RUN`: (average ns per run, return code).
+fn test_run(prog_fd: RawFd, data: &[u8], repeat: u32) -> (u32, u32) {
+    let mut out = vec![0u8; 256];
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&(prog_fd as u32).to_ne_bytes());
+    attr[8..12].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+    attr[12..16].copy_from_slice(&(out.len() as u32).to_ne_bytes());
+    attr[16..24].copy_from_slice(&(data.as_ptr() as u64).to_ne_bytes());
+    attr[24..32].copy_from_slice(&(out.as_mut_ptr() as u64).to_ne_bytes());
+    attr[32..36].copy_from_slice(&repeat.to_ne_bytes());
+    // SAFETY: BPF_PROG_TEST_RUN (10) with a bpf_attr whose pointers outlive the call.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, 10, attr.as_mut_ptr(), attr.len() as u32) };
+    assert_eq!(
+        r,
+        0,
+        "BPF_PROG_TEST_RUN: {}",
+        std::io::Error::last_os_error()
+    );
+    let retval = u32::from_ne_bytes(attr[4..8].try_into().unwrap());
+    let duration = u32::from_ne_bytes(attr[36..40].try_into().unwrap());
+    (duration, retval)
+}
+
+fn median(mut v: Vec<u32>) -> u32 {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn prog_cost(sizes: &[usize], repeat: u32) {
+    let root = Path::new("/sys/fs/bpf/paln-bench-prog");
+    println!(
+        "{:>9} {:>7} {:>7} | {:>10} {:>10} {:>10} | {:>10} {:>10} {:>10}",
+        "rules", "lens", "sets", "pal /32", "pal /24", "pal miss", "lpm /32", "lpm /24", "lpm miss"
+    );
+    for &n in sizes {
+        let nets = cidrs(n);
+        let host = nets
+            .iter()
+            .find(|c| c.prefix_len() == 32)
+            .map(|c| c.network());
+        let net24 = nets
+            .iter()
+            .find(|c| c.prefix_len() == 24)
+            .map(|c| c.network());
+        let miss = Ipv4Addr::new(10, 1, 2, 3);
+        let pkts: Vec<(Option<Ipv4Addr>, u32)> = vec![(host, 1), (net24, 1), (Some(miss), 2)];
+
+        // Palisade.
+        let _ = palisade_noded::pinning::cleanup(root);
+        std::fs::create_dir_all(root).unwrap();
+        let mut fw = NetFirewall::load(root, "bench", 1000).expect("load");
+        let pl = plan(&nets);
+        fw.apply(&pl, 1).expect("apply");
+        let fd = fw.program_fd(false).unwrap();
+        let mut pal = Vec::new();
+        for (src, want) in &pkts {
+            pal.push(src.map(|s| {
+                let d = packet(s);
+                median(
+                    (0..5)
+                        .map(|_| {
+                            let (ns, ret) = test_run(fd, &d, repeat);
+                            assert_eq!(ret, *want, "palisade verdict for {s}");
+                            ns
+                        })
+                        .collect(),
+                )
+            }));
+        }
+        let lens = pl.ingress.lens4.len();
+        let sets = pl.sets.len();
+        drop(fw);
+        let _ = palisade_noded::pinning::cleanup(root);
+
+        // LPM trie only.
+        let mut ebpf = Ebpf::load(LPM_OBJECT).expect("load lpm");
+        {
+            let mut trie: LpmTrie<_, [u8; 4], u32> =
+                LpmTrie::try_from(ebpf.map_mut("BENCH_LPM").unwrap()).unwrap();
+            for c in &nets {
+                trie.insert(&Key::new(c.prefix_len() as u32, c.network().octets()), 1, 0)
+                    .unwrap();
+            }
+        }
+        let prog: &mut aya::programs::Xdp =
+            ebpf.program_mut("bench_lpm").unwrap().try_into().unwrap();
+        prog.load().unwrap();
+        let lfd = prog.fd().unwrap().as_fd().as_raw_fd();
+        let mut lpm = Vec::new();
+        for (src, want) in &pkts {
+            lpm.push(src.map(|s| {
+                let d = packet(s);
+                median(
+                    (0..5)
+                        .map(|_| {
+                            let (ns, ret) = test_run(lfd, &d, repeat);
+                            assert_eq!(ret, *want, "lpm verdict for {s}");
+                            ns
+                        })
+                        .collect(),
+                )
+            }));
+        }
+        let f = |v: &Option<u32>| v.map(|x| format!("{x} ns")).unwrap_or("-".into());
+        println!(
+            "{:>9} {:>7} {:>7} | {:>10} {:>10} {:>10} | {:>10} {:>10} {:>10}",
+            n,
+            lens,
+            sets,
+            f(&pal[0]),
+            f(&pal[1]),
+            f(&pal[2]),
+            f(&lpm[0]),
+            f(&lpm[1]),
+            f(&lpm[2])
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(|s| s.as_str()) {
+        Some("prog-cost") => {
+            let sizes: Vec<usize> = args
+                .get(2)
+                .map(|s| s.split(',').map(|x| x.parse().unwrap()).collect())
+                .unwrap_or(vec![1, 1000, 100_000, 1_000_000]);
+            let repeat = args.get(3).map(|s| s.parse().unwrap()).unwrap_or(200_000);
+            prog_cost(&sizes, repeat);
+        }
+        Some("gen") => {
+            for c in cidrs(args[2].parse().unwrap()) {
+                println!("{c}");
+            }
+        }
+        Some("attach") => {
+            let iface = &args[2];
+            let nets = cidrs(args[3].parse().unwrap());
+            let root = Path::new(&args[4]);
+            let mut fw = NetFirewall::attach(iface, root, 1000).expect("attach");
+            fw.apply(&plan(&nets), 1).expect("apply");
+            println!(
+                "ready: xdp {} on {iface}, {} prefixes",
+                fw.xdp.mode,
+                nets.len()
+            );
+            let mut s = String::new();
+            let _ = std::io::stdin().read_line(&mut s);
+        }
+        _ => {
+            eprintln!(
+                "usage: net_bench prog-cost [SIZES] [REPEAT] | gen N | attach IFACE N PIN_ROOT"
+            );
+            std::process::exit(2);
+        }
+    }
+}

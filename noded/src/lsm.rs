@@ -1,0 +1,523 @@
+//! The BPF-LSM backend: loads `bpf/lsm_files.bpf.c`, attaches its programs and keeps its
+//! maps equal to an [`LsmPlan`] compiled from the policies' file and exec rules.
+//!
+//! **Pinning.** The links are pinned under `<bpffs root>/lsm-v<ABI>/<id>/` so enforcement
+//! outlives the daemon (a restart loads and pins a new set, then unpins the old one);
+//! `palisade-noded cleanup` removes the pin root, which detaches the programs.
+//!
+//! **Plan switches** alternate between two banks of rule slots: the new bank's rules,
+//! exceptions and inode entries are written first (an inode both revisions protect is
+//! overwritten in place, never absent), then stale inodes are deleted and the old bank is
+//! cleared.
+//!
+//! **Re-resolution.** Rules name inodes, so a rename, a replace (`mv`/`cp --remove-destination`
+//! over a protected file, an editor's save-by-rename) or a protected directory removed and
+//! recreated leaves a stale inode behind. [`Lsm::rescan`] stats every path of the current plan
+//! again (the daemon calls it every `--lsm-rescan-ms`, default 1000 ms) and, when any path
+//! now names another inode (or appeared, or vanished), recompiles and switches the plan. The
+//! window in which a replaced file is unprotected is therefore at most one rescan period;
+//! overwriting a file in place (`cp` onto an existing file, `>`) keeps its inode and is
+//! never a gap. Files created later *inside* a protected directory need no re-resolution:
+//! the programs walk up to the directory.
+
+use crate::enforce::PolicyHook;
+use crate::lsm_abi::{
+    self as abi, InodeKey, InodeRules, LsmConfig, LsmEvent, LsmRule, MemberKey, UidKey,
+};
+use crate::lsm_plan::{self, LsmPlan, Resolver, SlotMeta, StatResolver};
+use aya::maps::{Array, HashMap, MapData, RingBuf};
+use aya::programs::Lsm as LsmProgram;
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::{Btf, Ebpf};
+use palisade_policy::ir::Policy;
+use palisade_proto::v1;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lsm_files.bpf.o"));
+
+/// The benchmark's baseline object (`bpf/lsm_bench_min.bpf.c`): one inode hash lookup on
+/// `file_open` and on `bprm_check_security`. Never loaded by the daemon.
+pub static BENCH_BASELINE_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lsm_bench_min.bpf.o"));
+
+/// (C function name, LSM hook name) of every program in the object.
+pub const PROGRAMS: &[(&str, &str)] = &[
+    ("pal_file_open", "file_open"),
+    ("pal_path_truncate", "path_truncate"),
+    ("pal_inode_create", "inode_create"),
+    ("pal_inode_mkdir", "inode_mkdir"),
+    ("pal_inode_symlink", "inode_symlink"),
+    ("pal_inode_unlink", "inode_unlink"),
+    ("pal_inode_rmdir", "inode_rmdir"),
+    ("pal_inode_rename", "inode_rename"),
+    ("pal_inode_link", "inode_link"),
+    ("pal_bprm_check", "bprm_check_security"),
+];
+
+const KEPT_GENERATIONS: usize = 8;
+
+/// A link the daemon holds (closing it detaches the program unless it is pinned).
+#[allow(dead_code, reason = "held only for its Drop")]
+enum Held {
+    Fd(FdLink),
+    Pinned(PinnedLink),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LsmError {
+    #[error("kernel BTF (/sys/kernel/btf/vmlinux) is unavailable: {0}")]
+    Btf(#[from] aya::BtfError),
+    #[error("failed to load the LSM object: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("LSM program or map {0} missing from the object")]
+    Missing(&'static str),
+    #[error("LSM program {name} (hook {hook}): {source}")]
+    Program {
+        name: &'static str,
+        hook: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    #[error("LSM map update failed: {0}")]
+    Map(#[from] aya::maps::MapError),
+    #[error("cannot pin LSM links under {path}: {why}")]
+    Pin { path: String, why: String },
+}
+
+/// The LSM pins' directory under the daemon's pin root (`--bpffs-root`); `palisade-noded
+/// cleanup` removes the whole root, and with it these links.
+pub fn pin_dir(root: &Path) -> PathBuf {
+    root.join(format!("lsm-v{}", abi::LSM_ABI_VERSION))
+}
+
+/// The loaded programs and what their maps hold.
+pub struct LsmEnforcer {
+    ebpf: Ebpf,
+    _links: Vec<Held>,
+    plan: LsmPlan,
+    bank: u32,
+    generation: u32,
+    policies: Vec<(Policy, u64)>,
+    history: VecDeque<(u32, LsmPlan)>,
+    events_per_sec: u32,
+}
+
+impl LsmEnforcer {
+    /// Loads and attaches every program; pins the links under `pin_root` when given.
+    pub fn load(events_per_sec: u32, pin_root: Option<&Path>) -> Result<Self, LsmError> {
+        let btf = Btf::from_sys_fs()?;
+        let pin_base = pin_root.map(pin_dir).filter(|d| {
+            let ok = std::fs::create_dir_all(d).is_ok();
+            if !ok {
+                tracing::warn!(dir = %d.display(), "bpffs not writable: LSM programs stay only while the daemon runs");
+            }
+            ok
+        });
+        let mut ebpf = Ebpf::load(OBJECT)?;
+        let mut links = Vec::new();
+        for (name, hook) in PROGRAMS {
+            let prog: &mut LsmProgram = ebpf
+                .program_mut(name)
+                .ok_or(LsmError::Missing(name))?
+                .try_into()
+                .map_err(|source| LsmError::Program { name, hook, source })?;
+            prog.load(hook, &btf)
+                .map_err(|source| LsmError::Program { name, hook, source })?;
+            let id = prog
+                .attach()
+                .map_err(|source| LsmError::Program { name, hook, source })?;
+            let link =
+                prog.take_link(id)
+                    .map_err(|source| LsmError::Program { name, hook, source })?;
+            links.push((*name, FdLink::from(link)));
+        }
+        let mut me = LsmEnforcer {
+            ebpf,
+            _links: Vec::new(),
+            plan: LsmPlan::default(),
+            bank: 1,
+            generation: 0,
+            policies: Vec::new(),
+            history: VecDeque::new(),
+            events_per_sec,
+        };
+        me.write_config(&[], 0)?;
+        me._links = if let Some(base) = &pin_base {
+            me.pin(base, links)?
+        } else {
+            links.into_iter().map(|(_, l)| Held::Fd(l)).collect()
+        };
+        Ok(me)
+    }
+
+    /// Pins into a fresh directory, then removes older daemons' pins.
+    fn pin(&self, base: &Path, links: Vec<(&str, FdLink)>) -> Result<Vec<Held>, LsmError> {
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        );
+        let dir = base.join(&id);
+        let err = |e: String| LsmError::Pin {
+            path: dir.display().to_string(),
+            why: e,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
+        let mut held = Vec::new();
+        for (name, link) in links {
+            let pinned = link
+                .pin(dir.join(name))
+                .map_err(|e| err(format!("{name}: {e}")))?;
+            held.push(Held::Pinned(pinned));
+        }
+        if let Ok(rd) = std::fs::read_dir(base) {
+            for old in rd.flatten() {
+                if old.file_name() != id.as_str() {
+                    let _ = std::fs::remove_dir_all(old.path());
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    fn write_config(&mut self, allow_only: &[u32], generation: u32) -> Result<(), LsmError> {
+        let mut cfg = LsmConfig {
+            events_per_sec: self.events_per_sec,
+            generation,
+            ..Default::default()
+        };
+        for (i, s) in allow_only.iter().take(abi::MAX_ALLOW_ONLY).enumerate() {
+            cfg.allow_only[i] = *s;
+        }
+        let mut m: Array<&mut MapData, LsmConfig> = Array::try_from(
+            self.ebpf
+                .map_mut("PAL_LSM_CONFIG")
+                .ok_or(LsmError::Missing("PAL_LSM_CONFIG"))?,
+        )?;
+        m.set(0, cfg, 0)?;
+        Ok(())
+    }
+
+    /// Makes the maps hold the file and exec rules of `policies`; returns what is not enforced.
+    pub fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<Vec<v1::Unenforced>, LsmError> {
+        self.policies = policies.to_vec();
+        self.switch(&StatResolver)
+    }
+
+    /// Re-resolves every path; switches the plan when an inode changed. Returns whether it did.
+    pub fn rescan(&mut self) -> Result<bool, LsmError> {
+        if self.plan.lookups.is_empty() || !lsm_plan::resolution_changed(&self.plan, &StatResolver)
+        {
+            return Ok(false);
+        }
+        tracing::info!(
+            "a protected path now names another inode; re-resolving file and exec rules"
+        );
+        self.switch(&StatResolver)?;
+        Ok(true)
+    }
+
+    fn switch(&mut self, resolver: &dyn Resolver) -> Result<Vec<v1::Unenforced>, LsmError> {
+        let bank = 1 - self.bank;
+        let generation = self.generation.wrapping_add(1).max(1);
+        let next = lsm_plan::compile(&self.policies, bank, generation, resolver);
+        let old = std::mem::take(&mut self.plan);
+        let pad = |v: &Vec<u32>| {
+            let mut r = InodeRules::default();
+            for (i, s) in v.iter().take(abi::RULES_PER_INODE).enumerate() {
+                r.slots[i] = *s;
+            }
+            r
+        };
+        {
+            let mut rules: Array<&mut MapData, LsmRule> = Array::try_from(
+                self.ebpf
+                    .map_mut("PAL_LSM_RULES")
+                    .ok_or(LsmError::Missing("PAL_LSM_RULES"))?,
+            )?;
+            for (slot, r) in &next.rules {
+                rules.set(*slot, *r, 0)?;
+            }
+        }
+        {
+            let mut m: HashMap<&mut MapData, MemberKey, u32> = HashMap::try_from(
+                self.ebpf
+                    .map_mut("PAL_LSM_MEMBERS")
+                    .ok_or(LsmError::Missing("PAL_LSM_MEMBERS"))?,
+            )?;
+            for k in &next.members {
+                m.insert(k, 1, 0)?;
+            }
+        }
+        {
+            let mut m: HashMap<&mut MapData, UidKey, u32> = HashMap::try_from(
+                self.ebpf
+                    .map_mut("PAL_LSM_UIDS")
+                    .ok_or(LsmError::Missing("PAL_LSM_UIDS"))?,
+            )?;
+            for k in &next.uids {
+                m.insert(k, 1, 0)?;
+            }
+        }
+        for (name, new_map, old_map) in [
+            ("PAL_LSM_FILES", &next.files, &old.files),
+            ("PAL_LSM_EXEC", &next.exec, &old.exec),
+        ] {
+            let mut m: HashMap<&mut MapData, InodeKey, InodeRules> = HashMap::try_from(
+                self.ebpf
+                    .map_mut(name)
+                    .ok_or(LsmError::Missing("inode map"))?,
+            )?;
+            for (k, slots) in new_map {
+                m.insert(k, pad(slots), 0)?;
+            }
+            for k in old_map.keys().filter(|k| !new_map.contains_key(k)) {
+                m.remove(k)?;
+            }
+        }
+        self.write_config(&next.allow_only, generation)?;
+        // Clear the old bank.
+        {
+            let mut rules: Array<&mut MapData, LsmRule> = Array::try_from(
+                self.ebpf
+                    .map_mut("PAL_LSM_RULES")
+                    .ok_or(LsmError::Missing("PAL_LSM_RULES"))?,
+            )?;
+            for slot in old.rules.keys() {
+                rules.set(*slot, LsmRule::default(), 0)?;
+            }
+        }
+        {
+            let mut m: HashMap<&mut MapData, MemberKey, u32> = HashMap::try_from(
+                self.ebpf
+                    .map_mut("PAL_LSM_MEMBERS")
+                    .ok_or(LsmError::Missing("PAL_LSM_MEMBERS"))?,
+            )?;
+            for k in &old.members {
+                m.remove(k)?;
+            }
+        }
+        {
+            let mut m: HashMap<&mut MapData, UidKey, u32> = HashMap::try_from(
+                self.ebpf
+                    .map_mut("PAL_LSM_UIDS")
+                    .ok_or(LsmError::Missing("PAL_LSM_UIDS"))?,
+            )?;
+            for k in &old.uids {
+                m.remove(k)?;
+            }
+        }
+        self.bank = bank;
+        self.generation = generation;
+        let unenforced = next.unenforced.clone();
+        tracing::info!(
+            generation,
+            rules = next.rules.len(),
+            file_inodes = next.files.len(),
+            exec_inodes = next.exec.len(),
+            unenforced = unenforced.len(),
+            "LSM maps updated"
+        );
+        self.history.push_back((generation, next.clone()));
+        while self.history.len() > KEPT_GENERATIONS {
+            self.history.pop_front();
+        }
+        self.plan = next;
+        Ok(unenforced)
+    }
+
+    /// Takes the ring buffer out, for the event reader task. Can be called once.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LsmError> {
+        let map = self
+            .ebpf
+            .take_map("PAL_LSM_EVENTS")
+            .ok_or(LsmError::Missing("PAL_LSM_EVENTS"))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// What slot `slot` of `generation` meant, and the resolved path of inode `key` then.
+    pub fn describe(
+        &self,
+        generation: u32,
+        slot: u32,
+        key: &InodeKey,
+    ) -> (Option<SlotMeta>, Option<String>) {
+        match self.history.iter().find(|(g, _)| *g == generation) {
+            Some((_, p)) => (p.meta.get(&slot).cloned(), p.names.get(key).cloned()),
+            None => (None, None),
+        }
+    }
+
+    /// Current plan (for tests and diagnostics).
+    pub fn plan(&self) -> &LsmPlan {
+        &self.plan
+    }
+}
+
+/// The node's file/exec backend: loaded, or unavailable with the reason.
+pub enum Lsm {
+    Active(Box<LsmEnforcer>),
+    Unavailable(String),
+}
+
+impl Lsm {
+    /// Loads the programs, or records why they cannot be.
+    pub fn load(events_per_sec: u32, pin_root: Option<&Path>) -> Lsm {
+        match LsmEnforcer::load(events_per_sec, pin_root) {
+            Ok(e) => Lsm::Active(Box::new(e)),
+            Err(e) => Lsm::Unavailable(e.to_string()),
+        }
+    }
+
+    pub fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<Vec<v1::Unenforced>, LsmError> {
+        match self {
+            Lsm::Active(e) => e.apply(policies),
+            Lsm::Unavailable(why) => Ok(lsm_plan::all_unenforced(
+                policies,
+                &format!("BPF LSM is unavailable on this node: {why}"),
+            )),
+        }
+    }
+
+    pub fn rescan(&mut self) -> Result<bool, LsmError> {
+        match self {
+            Lsm::Active(e) => e.rescan(),
+            Lsm::Unavailable(_) => Ok(false),
+        }
+    }
+
+    /// A capability entry for registration.
+    pub fn capability(&self) -> v1::Capability {
+        match self {
+            Lsm::Active(_) => v1::Capability {
+                name: "lsm".into(),
+                available: true,
+                detail: format!("{} BPF-LSM programs attached", PROGRAMS.len()),
+            },
+            Lsm::Unavailable(why) => v1::Capability {
+                name: "lsm".into(),
+                available: false,
+                detail: why.clone(),
+            },
+        }
+    }
+}
+
+/// The enforcer's hook for file and exec rules: applies them to the LSM maps and adds what
+/// is not enforced to the status (skipping rules the feature probes already reported).
+pub struct LsmHook {
+    pub lsm: Arc<Mutex<Lsm>>,
+    unenforced: Vec<v1::Unenforced>,
+}
+
+impl LsmHook {
+    pub fn new(lsm: Arc<Mutex<Lsm>>) -> Self {
+        LsmHook {
+            lsm,
+            unenforced: Vec::new(),
+        }
+    }
+}
+
+impl PolicyHook for LsmHook {
+    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<(), String> {
+        self.unenforced = self
+            .lsm
+            .lock()
+            .expect("lsm lock")
+            .apply(policies)
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn status(&self, status: &mut v1::NodeStatus) {
+        for u in &self.unenforced {
+            if !status
+                .unenforced
+                .iter()
+                .any(|s| s.policy == u.policy && s.rule == u.rule)
+            {
+                status.unenforced.push(u.clone());
+            }
+        }
+    }
+}
+
+/// Renders one kernel event as an audit event.
+pub fn to_audit(node: &str, e: &LsmEvent, lsm: &Lsm, offset_ns: i64) -> v1::AuditEvent {
+    let root = InodeKey {
+        ino: e.root_ino,
+        dev: e.root_dev,
+        pad: 0,
+    };
+    let (meta, root_path) = match lsm {
+        Lsm::Active(l) => l.describe(e.generation, e.slot, &root),
+        Lsm::Unavailable(_) => (None, None),
+    };
+    let name = abi::c_str(&e.name);
+    let kind = if e.hook == abi::HOOK_EXEC && meta.as_ref().is_none_or(|m| m.kind == "exec") {
+        "exec"
+    } else {
+        "file"
+    };
+    let path = if e.hook == abi::HOOK_EXEC && e.depth == 0 {
+        name.clone()
+    } else {
+        match (&root_path, e.depth) {
+            (Some(r), 0) => r.clone(),
+            (Some(r), 1) => format!("{}/{}", r.trim_end_matches('/'), name),
+            (Some(r), _) => format!("{}/.../{}", r.trim_end_matches('/'), name),
+            (None, _) => name.clone(),
+        }
+    };
+    let binary = std::fs::read_link(format!("/proc/{}/exe", e.pid))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| abi::c_str(&e.comm));
+    v1::AuditEvent {
+        time_unix_ns: e.ts_ns as i64 + offset_ns,
+        node: node.to_string(),
+        policy: meta
+            .as_ref()
+            .map(|m| m.policy.clone())
+            .unwrap_or_else(|| "?".into()),
+        rule: meta
+            .as_ref()
+            .map(|m| m.rule.clone())
+            .unwrap_or_else(|| format!("slot{}@gen{}", e.slot, e.generation)),
+        revision: meta.as_ref().map(|m| m.revision).unwrap_or(0),
+        action: crate::enforce::action_name(e.action).into(),
+        kind: kind.into(),
+        suppressed: e.suppressed.into(),
+        pid: e.pid,
+        uid: e.uid,
+        binary,
+        path,
+        operation: abi::op_name(e.op).into(),
+        ..Default::default()
+    }
+}
+
+/// Mapping from the kernel's monotonic clock to wall time, like the network events.
+pub fn wall_offset_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let mono = ts.tv_sec * 1_000_000_000 + ts.tv_nsec;
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    wall - mono
+}
+
+/// A map of all file-rule inodes, for tests.
+pub fn file_inodes(plan: &LsmPlan) -> BTreeMap<InodeKey, Vec<u32>> {
+    plan.files.clone()
+}

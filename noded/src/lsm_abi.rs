@@ -1,0 +1,210 @@
+//! Rust mirrors of `bpf/lib/palisade_lsm.h`, the LSM programs' kernel ABI. A test pins
+//! sizes and offsets to the header's `PAL_SIZE_LSM_*` numbers.
+
+pub const LSM_ABI_VERSION: u32 = 1;
+
+pub const OP_READ: u32 = 1;
+pub const OP_WRITE: u32 = 2;
+pub const OP_EXEC: u32 = 4;
+
+pub const RULE_SUBTREE: u32 = 1;
+pub const RULE_UID_EXC: u32 = 2;
+pub const RULE_BIN_EXC: u32 = 4;
+
+pub const MEMBER_EXCEPT_BIN: u32 = 1;
+pub const MEMBER_ALLOWED: u32 = 2;
+
+pub const RULES_PER_INODE: usize = 4;
+pub const MAX_ALLOW_ONLY: usize = 4;
+pub const MAX_RULES: u32 = 32768;
+pub const MAX_INODES: usize = 65536;
+pub const MAX_DEPTH: u32 = 32;
+
+pub const HOOK_FILE_OPEN: u32 = 1;
+pub const HOOK_EXEC: u32 = 2;
+pub const HOOK_TRUNCATE: u32 = 3;
+pub const HOOK_UNLINK: u32 = 4;
+pub const HOOK_RENAME: u32 = 5;
+pub const HOOK_CREATE: u32 = 6;
+
+/// A file by kernel device number (`MAJOR << 20 | MINOR`) and inode number.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct InodeKey {
+    pub ino: u64,
+    pub dev: u32,
+    pub pad: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InodeRules {
+    pub slots: [u32; RULES_PER_INODE],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LsmRule {
+    pub ops: u32,
+    pub action: u32,
+    pub generation: u32,
+    pub flags: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct MemberKey {
+    pub slot: u32,
+    pub kind: u32,
+    pub dev: u32,
+    pub pad: u32,
+    pub ino: u64,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct UidKey {
+    pub slot: u32,
+    pub uid: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LsmConfig {
+    pub allow_only: [u32; MAX_ALLOW_ONLY],
+    pub events_per_sec: u32,
+    /// Plan generation; a change invalidates the programs' per-inode cache.
+    pub generation: u32,
+}
+
+/// Value of the programs' per-inode cache (inode storage; only the kernel writes it).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InodeCache {
+    pub generation: u32,
+    pub epoch: u32,
+    pub clean_ops: u32,
+    pub pad: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct LsmEvent {
+    pub ts_ns: u64,
+    pub ino: u64,
+    pub exe_ino: u64,
+    pub root_ino: u64,
+    pub dev: u32,
+    pub exe_dev: u32,
+    pub root_dev: u32,
+    pub slot: u32,
+    pub generation: u32,
+    pub action: u32,
+    pub op: u32,
+    pub hook: u32,
+    pub pid: u32,
+    pub uid: u32,
+    pub depth: u32,
+    pub suppressed: u32,
+    pub comm: [u8; 16],
+    pub name: [u8; 128],
+}
+
+// SAFETY: plain `repr(C)` integers and arrays; explicit padding fields, no holes.
+unsafe impl aya::Pod for InodeKey {}
+unsafe impl aya::Pod for InodeRules {}
+unsafe impl aya::Pod for LsmRule {}
+unsafe impl aya::Pod for MemberKey {}
+unsafe impl aya::Pod for UidKey {}
+unsafe impl aya::Pod for LsmConfig {}
+
+impl LsmEvent {
+    /// Reads an event from ring-buffer bytes; `None` when the record is too short.
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() < std::mem::size_of::<LsmEvent>() {
+            return None;
+        }
+        // SAFETY: length checked; LsmEvent is repr(C) of integers, valid for any bytes.
+        Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<LsmEvent>()) })
+    }
+}
+
+/// A NUL-terminated C string field as text.
+pub fn c_str(b: &[u8]) -> String {
+    let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// The kernel's internal `dev_t` for a userspace `st_dev`.
+pub fn kernel_dev(st_dev: u64) -> u32 {
+    let major = libc::major(st_dev);
+    let minor = libc::minor(st_dev);
+    (major << 20) | (minor & 0xfffff)
+}
+
+pub fn op_name(op: u32) -> &'static str {
+    match op {
+        OP_READ => "read",
+        OP_WRITE => "write",
+        OP_EXEC => "exec",
+        _ => "read+write",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    fn header_number(name: &str) -> usize {
+        let h = include_str!("../../bpf/lib/palisade_lsm.h");
+        let line = h
+            .lines()
+            .find(|l| l.starts_with(&format!("#define {name} ")))
+            .unwrap_or_else(|| panic!("{name} not in header"));
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn layouts_match_the_c_header() {
+        assert_eq!(
+            size_of::<InodeKey>(),
+            header_number("PAL_SIZE_LSM_INODE_KEY")
+        );
+        assert_eq!(
+            size_of::<InodeRules>(),
+            header_number("PAL_SIZE_LSM_INODE_RULES")
+        );
+        assert_eq!(size_of::<LsmRule>(), header_number("PAL_SIZE_LSM_RULE"));
+        assert_eq!(
+            size_of::<MemberKey>(),
+            header_number("PAL_SIZE_LSM_MEMBER_KEY")
+        );
+        assert_eq!(size_of::<UidKey>(), header_number("PAL_SIZE_LSM_UID_KEY"));
+        assert_eq!(size_of::<LsmConfig>(), header_number("PAL_SIZE_LSM_CONFIG"));
+        assert_eq!(size_of::<LsmEvent>(), header_number("PAL_SIZE_LSM_EVENT"));
+        assert_eq!(
+            size_of::<InodeCache>(),
+            header_number("PAL_SIZE_LSM_INODE_CACHE")
+        );
+        assert_eq!(offset_of!(MemberKey, ino), 16);
+        assert_eq!(offset_of!(LsmEvent, dev), 32);
+        assert_eq!(offset_of!(LsmEvent, comm), 80);
+        assert_eq!(offset_of!(LsmEvent, name), 96);
+        assert_eq!(header_number("PAL_LSM_ABI_VERSION") as u32, LSM_ABI_VERSION);
+        assert_eq!(header_number("PAL_OP_EXEC") as u32, OP_EXEC);
+        assert_eq!(header_number("PAL_RULE_BIN_EXC") as u32, RULE_BIN_EXC);
+        assert_eq!(header_number("PAL_MEMBER_ALLOWED") as u32, MEMBER_ALLOWED);
+        assert_eq!(header_number("PAL_LSM_MAX_RULES") as u32, MAX_RULES);
+        assert_eq!(header_number("PAL_LSM_MAX_DEPTH") as u32, MAX_DEPTH);
+        assert_eq!(header_number("PAL_LSM_RULES_PER_INODE"), RULES_PER_INODE);
+        assert_eq!(header_number("PAL_LSM_MAX_ALLOW_ONLY"), MAX_ALLOW_ONLY);
+    }
+
+    #[test]
+    fn kernel_dev_encoding() {
+        // 8:1 (sda1) is 0x801 for userspace and 8 << 20 | 1 inside the kernel.
+        assert_eq!(kernel_dev(libc::makedev(8, 1)), (8 << 20) | 1);
+        assert_eq!(kernel_dev(libc::makedev(259, 300)), (259 << 20) | 300);
+    }
+}
