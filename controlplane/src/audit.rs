@@ -48,6 +48,7 @@ pub struct AuditCounters {
     pub pruned: AtomicU64,
     pub reported_lost: AtomicU64,
     pub subscriber_missed: AtomicU64,
+    pub delivered: AtomicU64,
 }
 
 struct State {

@@ -2,7 +2,11 @@
 //! connection, and the checks each RPC makes on its role.
 
 use palisade_pki::{Identity, Role};
+use std::sync::atomic::{AtomicU64, Ordering};
 use tonic::{Request, Status};
+
+/// Requests refused for their caller's role (for metrics).
+pub static REFUSED: AtomicU64 = AtomicU64::new(0);
 
 /// The caller's identity, from its certificate. The TLS layer has already checked that the
 /// CA signed it; this reads name and role.
@@ -23,6 +27,7 @@ pub fn require<T>(req: &Request<T>, what: &str, allowed: &[Role]) -> Result<Iden
     if allowed.contains(&id.role) {
         Ok(id)
     } else {
+        REFUSED.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(caller = %id, what, "refused: role not allowed");
         Err(Status::permission_denied(format!(
             "{id} may not {what} (needs role {})",

@@ -6,6 +6,7 @@
 //! - [`fleet`]: connected nodes and what each enforces.
 //! - [`audit`]: audit ingest (sequence numbers, dedup, loss events) and fan-out with filters.
 //! - [`auditlog`]: the persisted, bounded audit log (sled behind [`auditlog::AuditLog`]).
+//! - [`metrics`]: Prometheus text for `--metrics ADDR`.
 //! - [`tls`]: mutual-TLS accept loop; certificates and revocations reload without a restart.
 //!
 //! [`serve`] runs everything on a listener until `shutdown` resolves, so tests can bind
@@ -15,6 +16,7 @@ pub mod audit;
 pub mod auditlog;
 pub mod auth;
 pub mod fleet;
+pub mod metrics;
 pub mod service;
 pub mod store;
 pub mod tls;

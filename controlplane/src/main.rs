@@ -1,7 +1,7 @@
 //! `palisade-controlplane`: stores policy revisions and pushes them to node daemons.
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use palisade_controlplane::audit::AuditHub;
 use palisade_controlplane::auditlog::{Retention, SledAuditLog};
 use palisade_controlplane::{serve, service::ControlPlane, store::SledStore};
@@ -34,17 +34,27 @@ struct Args {
     /// Audit log age bound (hours).
     #[arg(long, env = "PALISADE_AUDIT_MAX_AGE_HOURS", default_value_t = 168)]
     audit_max_age_hours: u64,
+    /// Serve Prometheus metrics (plain HTTP) on this address, e.g. 127.0.0.1:9464.
+    #[arg(long, env = "PALISADE_METRICS")]
+    metrics: Option<String>,
+    /// Log one JSON object per line instead of text.
+    #[arg(long, env = "PALISADE_LOG_JSON")]
+    log_json: bool,
+    /// TOML file of settings (keys are these flags' long names); flags and environment
+    /// variables override it.
+    #[arg(long, env = "PALISADE_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args = Args::parse();
+    let argv = palisade_ops::config::argv_with_file(
+        &Args::command(),
+        std::env::args_os().collect(),
+        "PALISADE_CONFIG",
+    )?;
+    let args = Args::parse_from(argv);
+    palisade_ops::logging::init(args.log_json);
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot create data directory {}", args.data.display()))?;
     let store = SledStore::open(&args.data)?;
@@ -59,6 +69,15 @@ async fn main() -> Result<()> {
     };
     let audit = AuditHub::new(Box::new(SledAuditLog::open(&args.data)?), retention)?;
     let cp = ControlPlane::new(Box::new(store), audit);
+    if let Some(addr) = &args.metrics {
+        let m = cp.clone();
+        let at = palisade_ops::metrics::serve(
+            addr,
+            std::sync::Arc::new(move || palisade_controlplane::metrics::render(&m)),
+        )
+        .await?;
+        tracing::info!(addr = %at, "metrics on http://{at}/metrics");
+    }
     serve(listener, &pki, cp, async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");

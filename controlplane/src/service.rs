@@ -21,6 +21,7 @@ pub struct ControlPlane {
     pub store: Box<dyn PolicyStore>,
     pub fleet: Fleet,
     pub audit: AuditHub,
+    pub metrics: crate::metrics::CpMetrics,
     /// Bumped after every stored change; node sessions watch it and push.
     policy_epoch: watch::Sender<u64>,
 }
@@ -31,6 +32,7 @@ impl ControlPlane {
             store,
             fleet: Fleet::default(),
             audit,
+            metrics: Default::default(),
             policy_epoch: watch::channel(0).0,
         })
     }
@@ -132,6 +134,7 @@ impl v1::policies_server::Policies for PoliciesApi {
         req: Request<v1::ApplyRequest>,
     ) -> Result<Response<v1::ApplyResponse>, Status> {
         let who = auth::require(&req, "apply policies", &[Role::Operator])?;
+        let started = std::time::Instant::now();
         let req = req.into_inner();
         let file = if req.file.is_empty() {
             "<policy>"
@@ -171,6 +174,7 @@ impl v1::policies_server::Policies for PoliciesApi {
             self.0.policy_epoch.send_modify(|e| *e += 1);
             tracing::info!(policy = %policy.name, revision = applied.revision, author = %who, "policy applied");
         }
+        self.0.metrics.observe_apply(started.elapsed());
         Ok(Response::new(v1::ApplyResponse {
             policy: policy.name.clone(),
             revision: applied.revision,
@@ -427,6 +431,10 @@ impl v1::audit_server::Audit for AuditApi {
                 if tx.send(Ok(e)).await.is_err() {
                     return;
                 }
+                cp.audit
+                    .counters
+                    .delivered
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             if !follow {
                 return;
@@ -436,8 +444,14 @@ impl v1::audit_server::Audit for AuditApi {
                     Ok(e) if e.id <= last_id => {}
                     Ok(e) => {
                         last_id = e.id;
-                        if filter.matches(&e) && tx.send(Ok(e)).await.is_err() {
-                            return;
+                        if filter.matches(&e) {
+                            if tx.send(Ok(e)).await.is_err() {
+                                return;
+                            }
+                            cp.audit
+                                .counters
+                                .delivered
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

@@ -359,6 +359,24 @@ async fn apply(cli: &Cli, file: &PathBuf) -> Result<ExitCode> {
 }
 
 fn status(s: tonic::Status) -> anyhow::Error {
+    // A refused TLS handshake only shows up as a transport error on the first request;
+    // name the causes and the likely reasons.
+    let mut causes = Vec::new();
+    let mut src = std::error::Error::source(&s);
+    while let Some(e) = src {
+        causes.push(e.to_string());
+        src = e.source();
+    }
+    if s.code() == tonic::Code::Unknown && s.message().contains("transport error") {
+        return anyhow::anyhow!(
+            "the control plane closed the connection ({}); is this certificate expired, revoked or from another CA? (the control plane logs why)",
+            if causes.is_empty() {
+                s.message().to_string()
+            } else {
+                causes.join(": ")
+            }
+        );
+    }
     anyhow::anyhow!("control plane refused: {} ({:?})", s.message(), s.code())
 }
 

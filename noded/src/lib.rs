@@ -11,6 +11,7 @@
 //!   (programs, inode-resolved plan, kernel ABI mirror, audit events).
 //! - [`nonet`]: running without `--iface` (network rules reported unenforced).
 //! - [`session`]: the mutual-TLS session with the control plane, with reconnects.
+//! - [`node_metrics`]: Prometheus text for `--metrics ADDR`.
 //! - [`spool`]: audit sequence numbers, the bounded spool (memory or file), loss events.
 
 pub mod abi;
@@ -23,6 +24,7 @@ pub mod lsm;
 pub mod lsm_abi;
 pub mod lsm_events;
 pub mod lsm_plan;
+pub mod node_metrics;
 pub mod nonet;
 pub mod pinning;
 pub mod probes;

@@ -95,6 +95,16 @@ struct Args {
     /// Most unacknowledged audit events kept; beyond it they are counted and reported lost.
     #[arg(long, env = "PALISADE_SPOOL_MAX_EVENTS", default_value_t = 1_000_000)]
     spool_max_events: usize,
+    /// Serve Prometheus metrics (plain HTTP) on this address, e.g. 127.0.0.1:9465.
+    #[arg(long, env = "PALISADE_METRICS")]
+    metrics: Option<String>,
+    /// Log one JSON object per line instead of text.
+    #[arg(long, env = "PALISADE_LOG_JSON")]
+    log_json: bool,
+    /// TOML file of settings (keys are these flags' long names); flags and environment
+    /// variables override it.
+    #[arg(long, env = "PALISADE_CONFIG")]
+    config: Option<PathBuf>,
     /// Local API socket (`palisade-noded exec` fetches profiles here).
     #[arg(long, env = "PALISADE_API_SOCKET", default_value = localapi::DEFAULT_SOCKET)]
     api_socket: PathBuf,
@@ -116,14 +126,16 @@ fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let cli = Cli::parse();
+    let argv = palisade_ops::config::argv_with_file(
+        &<Cli as clap::CommandFactory>::command(),
+        std::env::args_os().collect(),
+        "PALISADE_CONFIG",
+    )?;
+    let cli = Cli::parse_from(argv);
+    palisade_ops::logging::init(match &cli.cmd {
+        Some(Sub::Run(a)) => a.log_json,
+        _ => cli.run.log_json,
+    });
     let args = match cli.cmd {
         None => cli.run,
         Some(Sub::Run(a)) => a,
@@ -307,6 +319,7 @@ async fn main() -> Result<()> {
         capabilities,
         spool: args.spool.clone(),
         spool_max_events: args.spool_max_events,
+        metrics: args.metrics.clone(),
     };
     let sess = tokio::spawn(session::run(cfg, enforcer.clone(), ev_rx));
 

@@ -12,6 +12,7 @@ use palisade_pki::{CertPaths, PkiDir, PkiError};
 use palisade_proto::v1::{self, control_message, node_message, nodes_client::NodesClient};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -46,6 +47,8 @@ pub enum SessionError {
     Closed,
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    #[error("{0}")]
+    Metrics(String),
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +64,8 @@ pub struct SessionConfig {
     pub spool: Option<PathBuf>,
     /// Most unacknowledged events kept; the rest are counted and reported as lost.
     pub spool_max_events: usize,
+    /// Serve Prometheus metrics on this address.
+    pub metrics: Option<String>,
 }
 
 /// Connects a channel with the node's mutual-TLS identity.
@@ -101,7 +106,15 @@ pub async fn run(
         cfg.spool.as_deref(),
         cfg.spool_max_events,
     )?));
-    run_with_spool(cfg, enforcer, events, spool).await;
+    let connected = Arc::new(AtomicBool::new(false));
+    if let Some(addr) = &cfg.metrics {
+        let at =
+            crate::node_metrics::serve(addr, enforcer.clone(), spool.clone(), connected.clone())
+                .await
+                .map_err(|e| SessionError::Metrics(e.to_string()))?;
+        tracing::info!(addr = %at, "metrics on http://{at}/metrics");
+    }
+    run_with_spool(cfg, enforcer, events, spool, connected).await;
     Ok(())
 }
 
@@ -111,6 +124,7 @@ pub async fn run_with_spool(
     enforcer: Arc<Mutex<Enforcer>>,
     events: mpsc::Receiver<v1::AuditEvent>,
     spool: Arc<Mutex<Spool>>,
+    connected: Arc<AtomicBool>,
 ) {
     let notify = Arc::new(Notify::new());
     tokio::spawn(spool::collect(events, spool.clone(), notify.clone()));
@@ -123,7 +137,17 @@ pub async fn run_with_spool(
     let mut backoff = Duration::from_millis(500);
     loop {
         let mut registered = false;
-        match session_once(&cfg, &enforcer, &spool, &notify, &mut registered).await {
+        let outcome = session_once(
+            &cfg,
+            &enforcer,
+            &spool,
+            &notify,
+            &mut registered,
+            &connected,
+        )
+        .await;
+        connected.store(false, std::sync::atomic::Ordering::Relaxed);
+        match outcome {
             Ok(()) => tracing::warn!("control plane closed the session; reconnecting"),
             Err(SessionError::Rejected(why)) => {
                 tracing::error!(reason = %why, "control plane rejected this node; retrying later");
@@ -144,6 +168,7 @@ async fn session_once(
     spool: &Arc<Mutex<Spool>>,
     notify: &Notify,
     registered: &mut bool,
+    connected: &AtomicBool,
 ) -> Result<(), SessionError> {
     let channel = connect(cfg).await?;
     let mut client = NodesClient::new(channel);
@@ -164,6 +189,7 @@ async fn session_once(
 
     let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
     *registered = true;
+    connected.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(url = %cfg.url, node = %cfg.name, "session with the control plane established");
 
     // Everything unacknowledged is sent again on a new session; the control plane drops

@@ -23,6 +23,15 @@ fn accounted(events: &[Value]) -> (u64, u64) {
     (received, lost)
 }
 
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).expect("node metrics endpoint");
+    c.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out
+}
+
 fn tail(cp: &ControlPlane, node: &str) -> Vec<Value> {
     cp.ctl_ok(&[
         "audit", "tail", "--last", "1000000", "--node", node, "-o", "json",
@@ -41,12 +50,20 @@ fn every_dropped_packet_is_accounted_for_across_a_control_plane_outage() {
     let mut cp = ControlPlane::start(&["node-aud"]);
     let spool = cp.dir.path().join("node-aud.spool");
     let spool_arg = spool.display().to_string();
+    let metrics = format!("127.0.0.1:{}", palisade_integration::free_port());
     let _node = cp.start_node_with(
         "node-aud",
         &lab.host_if,
         &["role=lab"],
         // A small budget, so the kernel suppresses most events and must report them.
-        &["--events-per-sec", "50", "--spool", &spool_arg],
+        &[
+            "--events-per-sec",
+            "50",
+            "--spool",
+            &spool_arg,
+            "--metrics",
+            &metrics,
+        ],
     );
     let deny = cp.write_policy(
         "deny.rhai",
@@ -120,6 +137,22 @@ fn every_dropped_packet_is_accounted_for_across_a_control_plane_outage() {
         seqs.last().copied(),
         Some(seqs.len() as u64),
         "no hole in the sequence"
+    );
+    // The kernel agrees on what was generated, and the spool is drained.
+    let text = scrape(&metrics);
+    assert!(
+        text.contains(&format!(
+            "palisade_node_packets_total{{verdict=\"dropped\"}} {sent}\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("palisade_node_audit_spool_pending 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("palisade_node_session_connected 1\n"),
+        "{text}"
     );
     // Filters: by rule, and the loss events still show.
     let by_rule = cp.ctl_ok(&[

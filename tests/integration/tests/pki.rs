@@ -23,6 +23,11 @@ fn rotate_and_revoke_take_effect_without_a_restart() {
         .arg(&pki));
     let out = cp.ctl(&["--identity", "viewer", "list"]);
     assert!(!out.status.success(), "a revoked viewer is refused");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CertificateRevoked"),
+        "the client is told why: {err}"
+    );
     cp.ctl_ok(&["list"]);
     cp.proc.assert_running();
     let log = cp.proc.log_text();

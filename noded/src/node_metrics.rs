@@ -1,0 +1,87 @@
+//! The node daemon's Prometheus metrics: session state, audit spool (events in, acked,
+//! pending, overflowed, kernel losses) and the XDP program's packet counters.
+
+use crate::abi;
+use crate::enforce::Enforcer;
+use crate::spool::Spool;
+use palisade_ops::metrics::{Exposition, MetricsError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub fn render(enforcer: &Mutex<Enforcer>, spool: &Mutex<Spool>, connected: &AtomicBool) -> String {
+    let mut e = Exposition::default();
+    e.gauge(
+        "palisade_node_session_connected",
+        "1 while the session with the control plane is up.",
+        if connected.load(Ordering::Relaxed) {
+            1.0
+        } else {
+            0.0
+        },
+    );
+    let (pending, c) = {
+        let s = spool.lock().expect("spool lock");
+        (s.len(), s.counters.clone())
+    };
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    e.counter(
+        "palisade_node_audit_events_in_total",
+        "Audit events read from the kernel.",
+        get(&c.events_in),
+    )
+    .counter(
+        "palisade_node_audit_events_acked_total",
+        "Audit events the control plane acknowledged as stored.",
+        get(&c.events_acked),
+    )
+    .gauge(
+        "palisade_node_audit_spool_pending",
+        "Audit events waiting for acknowledgement.",
+        pending as f64,
+    )
+    .counter(
+        "palisade_node_audit_spool_overflow_total",
+        "Audit events dropped because the spool was full (reported as loss events).",
+        get(&c.overflowed),
+    )
+    .counter(
+        "palisade_node_audit_kernel_lost_total",
+        "Audit events the kernel did not emit (budget, ring buffer full; reported as loss events).",
+        get(&c.kernel_lost),
+    );
+    if let Some(stats) = enforcer.lock().expect("enforcer lock").kernel_stats() {
+        let names = [
+            (abi::STAT_SEEN, "seen"),
+            (abi::STAT_DROPPED, "dropped"),
+            (abi::STAT_AUDITED, "audited"),
+            (abi::STAT_ALLOWED, "allowed"),
+            (abi::STAT_RATE_LIMITED, "rate_limited"),
+            (abi::STAT_REPLY_ALLOWED, "reply_allowed"),
+        ];
+        let samples: Vec<(Vec<(&str, &str)>, f64)> = names
+            .iter()
+            .map(|(i, n)| (vec![("verdict", *n)], stats[*i as usize] as f64))
+            .collect();
+        e.labelled(
+            "palisade_node_packets_total",
+            "counter",
+            "Packets seen by the XDP/TC programs, by outcome.",
+            &samples,
+        );
+    }
+    e.finish()
+}
+
+/// Serves the metrics on `addr`.
+pub async fn serve(
+    addr: &str,
+    enforcer: Arc<Mutex<Enforcer>>,
+    spool: Arc<Mutex<Spool>>,
+    connected: Arc<AtomicBool>,
+) -> Result<std::net::SocketAddr, MetricsError> {
+    palisade_ops::metrics::serve(
+        addr,
+        Arc::new(move || render(&enforcer, &spool, &connected)),
+    )
+    .await
+}

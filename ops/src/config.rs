@@ -1,0 +1,241 @@
+//! The daemons' TOML config file. Its keys are the daemon's long flag names (`-` or `_`),
+//! its values strings, numbers, booleans (for switches) or arrays (for repeatable flags):
+//!
+//! ```toml
+//! controlplane = "https://cp.example:7443"
+//! pki = "/etc/palisade/pki"
+//! label = ["role=web", "zone=a"]
+//! metrics = "127.0.0.1:9464"
+//! ```
+//!
+//! Precedence: command line, then environment variable, then file, then default. This is
+//! done by adding the file's settings to the command line (before the user's own
+//! arguments) for every flag that neither the command line nor its environment variable
+//! sets, so clap still checks every value and reports errors the usual way.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: unknown setting {key:?}; known settings: {known}")]
+    Unknown {
+        path: PathBuf,
+        key: String,
+        known: String,
+    },
+    #[error("config file {path}: setting {key:?}: {what}")]
+    BadValue {
+        path: PathBuf,
+        key: String,
+        what: String,
+    },
+}
+
+/// The config file named by `--config PATH`/`--config=PATH` or `$env_var`, if any.
+fn config_path(argv: &[OsString], env_var: &str) -> Option<PathBuf> {
+    let mut it = argv.iter().skip(1);
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy();
+        if s == "--config" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(p) = s.strip_prefix("--config=") {
+            return Some(PathBuf::from(p));
+        }
+    }
+    std::env::var_os(env_var).map(PathBuf::from)
+}
+
+fn scalar(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// `argv` with the settings of the config file added. Applies to the top-level command, or
+/// to the subcommand named first if that subcommand takes `--config` too; other
+/// subcommands get `argv` unchanged.
+pub fn argv_with_file(
+    cmd: &clap::Command,
+    argv: Vec<OsString>,
+    env_var: &str,
+) -> Result<Vec<OsString>, ConfigError> {
+    let Some(path) = config_path(&argv, env_var) else {
+        return Ok(argv);
+    };
+    let (target, insert_at) = match argv
+        .get(1)
+        .and_then(|a| cmd.find_subcommand(a.to_string_lossy().as_ref()))
+    {
+        Some(sub) => (sub, 2),
+        None => (cmd, 1),
+    };
+    if !target
+        .get_arguments()
+        .any(|a| a.get_long() == Some("config"))
+    {
+        return Ok(argv);
+    }
+    let added = settings(target, &argv, &path)?;
+    let mut out = argv;
+    let tail = out.split_off(insert_at.min(out.len()));
+    out.extend(added);
+    out.extend(tail);
+    Ok(out)
+}
+
+fn settings(
+    target: &clap::Command,
+    argv: &[OsString],
+    path: &Path,
+) -> Result<Vec<OsString>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let given = |long: &str| {
+        argv.iter().any(|a| {
+            let s = a.to_string_lossy();
+            s == format!("--{long}") || s.starts_with(&format!("--{long}="))
+        })
+    };
+    let mut out = Vec::new();
+    for (key, value) in &table {
+        let long = key.replace('_', "-");
+        if long == "config" {
+            continue;
+        }
+        let Some(arg) = target
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long.as_str()))
+        else {
+            let known: Vec<&str> = target
+                .get_arguments()
+                .filter_map(|a| a.get_long())
+                .filter(|l| *l != "help" && *l != "version" && *l != "config")
+                .collect();
+            return Err(ConfigError::Unknown {
+                path: path.to_path_buf(),
+                key: key.clone(),
+                known: known.join(", "),
+            });
+        };
+        if given(&long) {
+            continue;
+        }
+        if let Some(var) = arg.get_env()
+            && std::env::var_os(var).is_some()
+        {
+            continue;
+        }
+        let bad = |what: &str| ConfigError::BadValue {
+            path: path.to_path_buf(),
+            key: key.clone(),
+            what: what.to_string(),
+        };
+        let is_switch = !arg.get_action().takes_values();
+        let values: Vec<String> = match value {
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|v| scalar(v).ok_or_else(|| bad("arrays may only hold plain values")))
+                .collect::<Result<_, _>>()?,
+            v => vec![scalar(v).ok_or_else(|| bad("expected a string, number or boolean"))?],
+        };
+        for v in values {
+            if is_switch {
+                match v.as_str() {
+                    "true" => out.push(OsString::from(format!("--{long}"))),
+                    "false" => {}
+                    _ => return Err(bad("a switch takes true or false")),
+                }
+            } else {
+                out.push(OsString::from(format!("--{long}={v}")));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Arg, ArgAction, Command};
+
+    fn cmd() -> Command {
+        Command::new("d")
+            .arg(Arg::new("config").long("config"))
+            .arg(Arg::new("listen").long("listen").env("OPS_TEST_LISTEN"))
+            .arg(Arg::new("data").long("data"))
+            .arg(Arg::new("label").long("label").action(ArgAction::Append))
+            .arg(Arg::new("json").long("json").action(ArgAction::SetTrue))
+            .arg(Arg::new("max-mb").long("max-mb"))
+            .subcommand(Command::new("other").arg(Arg::new("x").long("x")))
+    }
+
+    fn run(file: &str, args: &[&str]) -> Result<clap::ArgMatches, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, file).unwrap();
+        let mut argv: Vec<OsString> = vec!["d".into(), "--config".into(), p.clone().into()];
+        argv.extend(args.iter().map(OsString::from));
+        let argv = argv_with_file(&cmd(), argv, "OPS_TEST_CONFIG_UNSET")?;
+        Ok(cmd().try_get_matches_from(argv).unwrap())
+    }
+
+    #[test]
+    fn file_fills_in_what_flags_and_environment_do_not_set() {
+        let m = run(
+            "listen = \"a:1\"\ndata = \"/d\"\nlabel = [\"x=1\", \"y=2\"]\njson = true\nmax_mb = 5\n",
+            &["--data", "/cli"],
+        )
+        .unwrap();
+        assert_eq!(m.get_one::<String>("listen").unwrap(), "a:1");
+        assert_eq!(
+            m.get_one::<String>("data").unwrap(),
+            "/cli",
+            "command line wins"
+        );
+        let labels: Vec<&String> = m.get_many("label").unwrap().collect();
+        assert_eq!(labels, ["x=1", "y=2"]);
+        assert!(m.get_flag("json"));
+        assert_eq!(m.get_one::<String>("max-mb").unwrap(), "5");
+    }
+
+    #[test]
+    fn environment_beats_the_file() {
+        // SAFETY: this test alone uses this variable.
+        unsafe { std::env::set_var("OPS_TEST_LISTEN", "env:2") };
+        let m = run("listen = \"file:1\"\n", &[]).unwrap();
+        assert_eq!(m.get_one::<String>("listen").unwrap(), "env:2");
+        unsafe { std::env::remove_var("OPS_TEST_LISTEN") };
+    }
+
+    #[test]
+    fn bad_files_say_where_and_what() {
+        let e = run("lisen = \"a\"\n", &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown setting \"lisen\"") && e.contains("listen"),
+            "{e}"
+        );
+        let e = run("listen = \n", &[]).unwrap_err().to_string();
+        assert!(e.contains("line 1"), "{e}");
+        let e = run("json = \"yes\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("true or false"), "{e}");
+    }
+}

@@ -1,0 +1,11 @@
+//! Operations plumbing both daemons share.
+//!
+//! - [`metrics`]: a Prometheus text exposition endpoint (`--metrics ADDR`) and a small
+//!   builder for the text format.
+//! - [`config`]: a TOML config file whose keys are the daemon's long flags; the command line
+//!   beats the environment, which beats the file, which beats the defaults.
+//! - [`logging`]: `tracing` setup (text or JSON lines on stderr, `RUST_LOG` filter).
+
+pub mod config;
+pub mod logging;
+pub mod metrics;
