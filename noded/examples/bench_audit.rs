@@ -176,6 +176,7 @@ async fn main() {
     let lost = missed.load(Ordering::Relaxed);
     let stored = cp.audit.counters.stored.load(Ordering::Relaxed);
     let _ = tail.kill();
+    let _ = tail.wait();
     println!("events: {n} (injected in {:.2} s)", injected.as_secs_f64());
     println!(
         "end to end (node -> control plane -> audit tail -o json): {:.2} s, {:.0} events/s; stored {stored}, subscriber received {got}, missed (gap events) {lost}, unaccounted {}",
