@@ -128,16 +128,24 @@ unsafe impl aya::Pod for Half {}
 // SAFETY: as above.
 unsafe impl aya::Pod for RuleStat {}
 
-impl NetEvent {
-    /// Reads an event from ring-buffer bytes; `None` when the record is too short.
-    pub fn from_bytes(b: &[u8]) -> Option<Self> {
-        if b.len() < std::mem::size_of::<NetEvent>() {
+/// A ring-buffer record the kernel writes: `repr(C)`, made only of integers and integer
+/// arrays, so any bytes of the right length are a valid value.
+///
+/// # Safety
+/// Implement only for such types.
+pub unsafe trait Record: Copy + Sized {
+    /// Reads a record from ring-buffer bytes; `None` when they are too short.
+    fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() < std::mem::size_of::<Self>() {
             return None;
         }
-        // SAFETY: length checked above; NetEvent is repr(C) of integers, valid for any bytes.
-        Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<NetEvent>()) })
+        // SAFETY: the length is checked and the trait's contract makes any bytes valid.
+        Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<Self>()) })
     }
 }
+
+// SAFETY: repr(C) of integers and byte arrays.
+unsafe impl Record for NetEvent {}
 
 #[cfg(test)]
 mod tests {

@@ -25,17 +25,10 @@ fn c_str(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
-impl ExecEvent {
-    /// Reads an event from ring-buffer bytes; `None` when the record is too short.
-    pub fn from_bytes(b: &[u8]) -> Option<Self> {
-        if b.len() < std::mem::size_of::<ExecEvent>() {
-            return None;
-        }
-        // SAFETY: length checked; ExecEvent is repr(C) of integers and byte arrays, valid
-        // for any bytes.
-        Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<ExecEvent>()) })
-    }
+// SAFETY: repr(C) of integers and byte arrays.
+unsafe impl crate::abi::Record for ExecEvent {}
 
+impl ExecEvent {
     pub fn comm(&self) -> String {
         c_str(&self.comm)
     }
@@ -53,6 +46,7 @@ impl ExecEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::abi::Record;
     use std::mem::{offset_of, size_of};
 
     fn header_number(name: &str) -> usize {

@@ -118,16 +118,8 @@ unsafe impl aya::Pod for MemberKey {}
 unsafe impl aya::Pod for UidKey {}
 unsafe impl aya::Pod for LsmConfig {}
 
-impl LsmEvent {
-    /// Reads an event from ring-buffer bytes; `None` when the record is too short.
-    pub fn from_bytes(b: &[u8]) -> Option<Self> {
-        if b.len() < std::mem::size_of::<LsmEvent>() {
-            return None;
-        }
-        // SAFETY: length checked; LsmEvent is repr(C) of integers, valid for any bytes.
-        Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<LsmEvent>()) })
-    }
-}
+// SAFETY: repr(C) of integers and byte arrays.
+unsafe impl crate::abi::Record for LsmEvent {}
 
 /// A NUL-terminated C string field as text.
 pub fn c_str(b: &[u8]) -> String {

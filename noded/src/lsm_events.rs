@@ -2,6 +2,7 @@
 //! node, policy, rule, revision, process, binary, path and operation; sent up the same
 //! channel as the firewall's events.
 
+use crate::abi::Record;
 use crate::lsm::{self, Lsm};
 use crate::lsm_abi::LsmEvent;
 use aya::maps::{MapData, RingBuf};
