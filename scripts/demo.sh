@@ -20,9 +20,12 @@ URL=https://$ADDR
 CTL=("$BIN/palisadectl" --controlplane "$URL" --pki "$WORK/pki")
 pids=()
 
+PINS=/sys/fs/bpf/palisade-demo
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  # The daemon leaves its programs pinned (enforcement outlives it); the demo removes them.
+  "$BIN/palisade-noded" cleanup --bpffs-root "$PINS" >/dev/null 2>&1 || true
   scripts/lab.sh down "$LAB"
   rm -rf "$WORK"
 }
@@ -42,9 +45,10 @@ step "lab: netns $LAB, veth ${LAB}0 (host, 10.203.0.1) <-> ${LAB}1 (peer, 10.203
 scripts/lab.sh down "$LAB"; scripts/lab.sh up "$LAB"
 
 step "node daemon node-1 guarding ${LAB}0"
-"$BIN/palisade-noded" --controlplane "$URL" --pki "$WORK/pki" --name node-1 --iface "${LAB}0" --label role=lab 2>"$WORK/noded.log" &
+"$BIN/palisade-noded" --controlplane "$URL" --pki "$WORK/pki" --name node-1 --iface "${LAB}0" --label role=lab \
+  --bpffs-root "$PINS" --api-socket "$WORK/noded.sock" --seccomp-dir "$WORK/seccomp" 2>"$WORK/noded.log" &
 pids+=($!)
-for _ in $(seq 50); do
+for _ in $(seq 150); do
   "${CTL[@]}" nodes 2>/dev/null | grep -q 'node-1.*connected' && break
   sleep 0.2
 done
@@ -68,5 +72,9 @@ sleep 1
 "${CTL[@]}" audit tail --last 10
 step "palisadectl audit tail -o json (last 2)"
 "${CTL[@]}" audit tail --last 2 -o json
+
+step "palisadectl nodes: what node-1 enforces, with per-rule counters"
+sleep 2
+"${CTL[@]}" nodes
 
 step "done: the demo cleans up after itself"
