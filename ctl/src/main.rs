@@ -382,12 +382,14 @@ fn status(s: tonic::Status) -> anyhow::Error {
 
 async fn connect(cli: &Cli) -> Result<Channel> {
     let pki = PkiDir::new(&cli.pki);
-    let role: Role = cli.identity.parse().unwrap_or(Role::Operator);
+    // A role name picks that role's certificate; anything else names a node's.
+    let role: Role = cli.identity.parse().unwrap_or(Role::Node);
     let paths = pki.cert_paths(role, &cli.identity);
     if !paths.cert.exists() {
         bail!(
-            "no certificate {} (create a PKI with `palisadectl pki init {}`)",
+            "no certificate {} for identity {:?} (use operator, viewer or a node name; create a PKI with `palisadectl pki init {}`)",
             paths.cert.display(),
+            cli.identity,
             cli.pki.display()
         );
     }

@@ -97,3 +97,19 @@ fn a_viewer_may_read_but_not_apply() {
     assert!(err.contains("PermissionDenied"), "{err}");
     cp.ctl_ok(&["--identity", "viewer", "list"]);
 }
+
+#[test]
+fn identity_picks_a_role_or_a_node_certificate_and_never_falls_back() {
+    let cp = ControlPlane::start(&["node-x"]);
+    let good = cp.write_policy("good.rhai", "policy(\"good\");\n");
+    // A node's certificate is used as itself: a node may not apply.
+    let out = cp.ctl(&["--identity", "node-x", "apply", &good]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PermissionDenied"));
+    // An unknown identity is an error, not the operator's certificate.
+    let out = cp.ctl(&["--identity", "nobody", "apply", &good]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("identity \"nobody\""), "{err}");
+    assert_eq!(cp.ctl_ok(&["list"]).trim(), "", "nothing was applied");
+}
