@@ -24,7 +24,9 @@ fn refused(src: &str, want: &str) -> String {
 
 #[test]
 fn endless_loops() {
-    refused("policy(\"x\");\nloop { }", "time limit");
+    // Whichever limit trips first (wall time or operations) depends on the machine's speed;
+    // both say why.
+    refused("policy(\"x\");\nloop { }", "loop for long");
     refused("policy(\"x\");\nwhile true { let a = 1; }", "loop for long");
     refused(
         "policy(\"x\");\nfor i in 0..1000000000 { network().ingress().deny(\"10.0.0.0/8\"); }",
