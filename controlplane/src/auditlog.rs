@@ -73,7 +73,7 @@ pub struct SledAuditLog {
 impl SledAuditLog {
     pub fn open(dir: &Path) -> Result<Self, AuditLogError> {
         let path = dir.join("audit.sled");
-        let db = sled::open(&path).map_err(|source| AuditLogError::Open {
+        let db = crate::store::open_sled(&path).map_err(|source| AuditLogError::Open {
             path: path.display().to_string(),
             source,
         })?;

@@ -161,9 +161,27 @@ fn name_prefix(name: &str) -> Vec<u8> {
     k
 }
 
+/// Opens a sled database, waiting up to 5 s for a previous holder of its lock to let go
+/// (a control plane restarted right after the old one exited, or reopened in-process while
+/// sled's flusher thread still winds down). After that, the lock error is returned.
+pub(crate) fn open_sled(path: &Path) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(path) {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl SledStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::open(dir.join("policies.sled")).map_err(|source| StoreError::Open {
+        let db = open_sled(&dir.join("policies.sled")).map_err(|source| StoreError::Open {
             path: dir.display().to_string(),
             source,
         })?;

@@ -24,8 +24,10 @@ fn rotate_and_revoke_take_effect_without_a_restart() {
     let out = cp.ctl(&["--identity", "viewer", "list"]);
     assert!(!out.status.success(), "a revoked viewer is refused");
     let err = String::from_utf8_lossy(&out.stderr);
+    // With TLS 1.3 the server's alert can lose the race with the closing socket, so the
+    // client sees either the alert or palisadectl's hint; the server log (below) says why.
     assert!(
-        err.contains("CertificateRevoked"),
+        err.contains("CertificateRevoked") || err.contains("expired, revoked or from another CA"),
         "the client is told why: {err}"
     );
     cp.ctl_ok(&["list"]);
