@@ -414,19 +414,21 @@ fn clear_half<const N: usize>(
     Ok(())
 }
 
-fn adopt(path: &Path) -> Option<PinnedLink> {
-    PinnedLink::from_pin(path).ok()
+/// A link a previous daemon pinned at `path`, if there is one: the pin keeps the program
+/// attached, so the fd is closed again and nothing is attached twice.
+fn adopt(path: &Path) -> Option<Attachment> {
+    let link = PinnedLink::from_pin(path).ok()?;
+    drop(FdLink::from(link));
+    Some(Attachment {
+        mode: "pinned".into(),
+        adopted: true,
+    })
 }
 
 fn attach_xdp(ebpf: &mut Ebpf, iface: &str, dir: &Path) -> Result<Attachment, XdpError> {
     let pin = dir.join(LINK_XDP);
-    if let Some(link) = adopt(&pin) {
-        // Keep the fd closed; the pin keeps the program attached.
-        drop(FdLink::from(link));
-        return Ok(Attachment {
-            mode: "pinned".into(),
-            adopted: true,
-        });
+    if let Some(adopted) = adopt(&pin) {
+        return Ok(adopted);
     }
     let prog: &mut Xdp = ebpf
         .program_mut("palisade_xdp")
@@ -460,12 +462,8 @@ fn attach_xdp(ebpf: &mut Ebpf, iface: &str, dir: &Path) -> Result<Attachment, Xd
 
 fn attach_tc(ebpf: &mut Ebpf, iface: &str, dir: &Path) -> Result<Attachment, XdpError> {
     let pin = dir.join(LINK_TC_EGRESS);
-    if let Some(link) = adopt(&pin) {
-        drop(FdLink::from(link));
-        return Ok(Attachment {
-            mode: "pinned".into(),
-            adopted: true,
-        });
+    if let Some(adopted) = adopt(&pin) {
+        return Ok(adopted);
     }
     let prog: &mut SchedClassifier = ebpf
         .program_mut("palisade_tc_egress")
