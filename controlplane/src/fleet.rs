@@ -93,6 +93,7 @@ impl Fleet {
                 counters: e.status.counters.clone(),
                 sched_classes: e.status.sched_classes.clone(),
                 seccomp_profiles: e.status.seccomp_profiles.clone(),
+                backends: e.status.backends.clone(),
             })
             .collect()
     }
