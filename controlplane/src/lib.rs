@@ -3,7 +3,11 @@
 //! - [`store`]: every policy revision, durably (sled behind the [`store::PolicyStore`] trait).
 //! - [`service`]: the gRPC services (policies, node sessions, audit tail).
 //! - [`auth`]: identities and roles from client certificates.
-//! - [`fleet`]: connected nodes and what each enforces.
+//! - [`fleet`]: connected nodes, their labels (with operators' overrides) and what each enforces.
+//! - [`desired`]: which revision each node must enforce, one snapshot per change.
+//! - [`rollout`]: one rollout as a pure state machine (waves, gates, rollback).
+//! - [`rollouts`]: every policy's latest rollout, persisted, and the task that steps them.
+//! - [`rollout_api`]: the `Rollouts` gRPC service.
 //! - [`audit`]: audit ingest (sequence numbers, dedup, loss events) and fan-out with filters.
 //! - [`auditlog`]: the persisted, bounded audit log (sled behind [`auditlog::AuditLog`]).
 //! - [`metrics`]: Prometheus text for `--metrics ADDR`.
@@ -15,8 +19,12 @@
 pub mod audit;
 pub mod auditlog;
 pub mod auth;
+pub mod desired;
 pub mod fleet;
 pub mod metrics;
+pub mod rollout;
+pub mod rollout_api;
+pub mod rollouts;
 pub mod service;
 pub mod store;
 pub mod tls;
@@ -24,6 +32,7 @@ pub mod tls;
 use palisade_pki::PkiDir;
 use palisade_proto::v1::{
     audit_server::AuditServer, nodes_server::NodesServer, policies_server::PoliciesServer,
+    rollouts_server::RolloutsServer,
 };
 use service::{AuditApi, ControlPlane, NodesApi, PoliciesApi};
 use std::sync::Arc;
@@ -47,11 +56,15 @@ pub async fn serve(
         pki.clone(),
     )?);
     let incoming = tls::incoming(listener, tls);
-    tonic::transport::Server::builder()
+    let driver = tokio::spawn(rollouts::drive(cp.clone()));
+    let served = tonic::transport::Server::builder()
         .add_service(PoliciesServer::new(PoliciesApi(cp.clone())))
         .add_service(NodesServer::new(NodesApi(cp.clone())))
+        .add_service(RolloutsServer::new(rollout_api::RolloutsApi(cp.clone())))
         .add_service(AuditServer::new(AuditApi(cp)))
         .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .await;
+    driver.abort();
+    served?;
     Ok(())
 }

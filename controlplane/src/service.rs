@@ -3,14 +3,17 @@
 
 use crate::audit::{AuditHub, Filter};
 use crate::auth;
+use crate::desired::{Snapshot, to_wire};
 use crate::fleet::Fleet;
-use crate::store::{Applied, NewRevision, PolicyStore, Revision, StoreError};
+use crate::rollout::{Rollout, Spec};
+use crate::rollouts::Rollouts;
+use crate::store::{Applied, NewRevision, PolicyStore, StoreError};
 use palisade_pki::Role;
 use palisade_policy::Policy;
 use palisade_proto::diagnostic_to_wire;
 use palisade_proto::v1::{self, control_message, node_message};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
@@ -22,46 +25,91 @@ pub struct ControlPlane {
     pub fleet: Fleet,
     pub audit: AuditHub,
     pub metrics: crate::metrics::CpMetrics,
-    /// Bumped after every stored change; node sessions watch it and push.
+    pub rollouts: Rollouts,
+    /// Bumped after every change of which node gets which revision; node sessions watch it.
     policy_epoch: watch::Sender<u64>,
+    /// The desired-state snapshot of the latest epoch.
+    snapshot: Mutex<Option<Arc<Snapshot>>>,
 }
 
 impl ControlPlane {
+    /// A control plane over `store`, with the rollouts and label overrides it holds.
     pub fn new(store: Box<dyn PolicyStore>, audit: AuditHub) -> Arc<Self> {
+        let rollouts = Rollouts::load(&*store).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the stored rollouts; starting without");
+            Rollouts::default()
+        });
+        let fleet = Fleet::default();
+        match store.labels() {
+            Ok(all) => {
+                for (node, bytes) in all {
+                    match serde_json::from_slice(&bytes) {
+                        Ok(overrides) => fleet.restore_overrides(&node, overrides),
+                        Err(e) => {
+                            tracing::error!(%node, error = %e, "unreadable label overrides skipped")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the stored label overrides"),
+        }
         Arc::new(ControlPlane {
             store,
-            fleet: Fleet::default(),
+            fleet,
             audit,
             metrics: Default::default(),
+            rollouts,
             policy_epoch: watch::channel(0).0,
+            snapshot: Mutex::new(None),
         })
     }
 
-    /// The policies whose selector matches `labels`, as wire revisions.
-    fn desired_for(
-        &self,
-        labels: &std::collections::BTreeMap<String, String>,
-    ) -> Result<Vec<v1::PolicyRevision>, StoreError> {
-        Ok(self
-            .store
-            .current()?
-            .into_iter()
-            .filter(|r| Policy::from_json(&r.ir_json).is_ok_and(|p| p.selects(labels)))
-            .map(to_wire)
-            .collect())
+    /// Node sessions recompute their desired state.
+    pub fn bump_epoch(&self) {
+        self.policy_epoch.send_modify(|e| *e += 1);
     }
-}
 
-fn to_wire(r: Revision) -> v1::PolicyRevision {
-    v1::PolicyRevision {
-        name: r.name,
-        revision: r.revision,
-        content_hash: r.content_hash,
-        ir_json: r.ir_json,
-        created_unix_ms: r.created_unix_ms,
-        author: r.author,
-        deleted: r.deleted,
-        restored_from: r.restored_from,
+    /// The desired-state snapshot of the current epoch (built once per epoch).
+    pub fn snapshot(&self) -> Result<Arc<Snapshot>, StoreError> {
+        let epoch = *self.policy_epoch.borrow();
+        let mut cached = self.snapshot.lock().expect("snapshot lock");
+        if let Some(s) = cached.as_ref()
+            && s.epoch == epoch
+        {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(Snapshot::build(epoch, &*self.store, &self.rollouts.pins())?);
+        *cached = Some(s.clone());
+        Ok(s)
+    }
+
+    /// Stores a change through `store_it` and starts its rollout, refusing while a canary
+    /// rollout of the policy is active.
+    fn change(
+        &self,
+        name: &str,
+        spec: Spec,
+        store_it: impl FnOnce() -> Result<Applied, StoreError>,
+    ) -> Result<(Applied, Option<Rollout>), Status> {
+        let _change = self.rollouts.changes.lock().expect("changes lock");
+        self.rollouts
+            .check_change(name)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let from = self
+            .store
+            .get(name, None)
+            .map_err(internal)?
+            .map(|r| r.revision)
+            .unwrap_or(0);
+        let applied = store_it().map_err(internal)?;
+        if !applied.changed {
+            return Ok((applied, None));
+        }
+        let rollout = self
+            .start_rollout(name, from, applied.revision, spec)
+            .map_err(internal)?;
+        self.bump_epoch();
+        Ok((applied, Some(rollout)))
     }
 }
 
@@ -70,7 +118,9 @@ fn internal(e: StoreError) -> Status {
         StoreError::NoSuchPolicy(_) | StoreError::NoSuchRevision { .. } => {
             Status::not_found(e.to_string())
         }
-        StoreError::AlreadyDeleted { .. } => Status::failed_precondition(e.to_string()),
+        StoreError::AlreadyDeleted { .. } | StoreError::NotCurrent { .. } => {
+            Status::failed_precondition(e.to_string())
+        }
         e => {
             tracing::error!(error = %e, "store failure");
             Status::internal(e.to_string())
@@ -79,10 +129,16 @@ fn internal(e: StoreError) -> Status {
 }
 
 impl PoliciesApi {
-    /// What every change (apply, rollback, delete) does once stored.
-    fn changed(&self, name: &str, applied: &Applied, who: &str, what: &str) -> v1::ApplyResponse {
+    /// The answer to a change (apply, rollback, delete) once stored and rolling out.
+    fn answer(
+        &self,
+        name: &str,
+        applied: &Applied,
+        rollout: Option<&Rollout>,
+        who: &str,
+        what: &str,
+    ) -> v1::ApplyResponse {
         if applied.changed {
-            self.0.policy_epoch.send_modify(|e| *e += 1);
             tracing::info!(policy = %name, revision = applied.revision, author = %who, what, "policy changed");
         }
         let rev = self
@@ -104,6 +160,8 @@ impl PoliciesApi {
             changed: applied.changed,
             warnings: vec![],
             nodes_targeted: targeted,
+            rollout_id: rollout.map(|r| r.id).unwrap_or(0),
+            rollout_summary: rollout.map(|r| r.summary()).unwrap_or_default(),
         }
     }
 }
@@ -153,36 +211,28 @@ impl v1::policies_server::Policies for PoliciesApi {
                 text.join("\n")
             )));
         };
+        let spec = Spec::from_wire(req.rollout.as_ref())
+            .map_err(|e| Status::invalid_argument(format!("{e}; nothing was stored")))?;
         let ir_json = policy
             .to_json()
             .map_err(|e| Status::internal(e.to_string()))?;
         let hash = palisade_policy::content_hash(&req.source);
-        let applied = self
-            .0
-            .store
-            .apply(NewRevision {
+        let author = who.to_string();
+        let (applied, rollout) = self.0.change(&policy.name, spec, || {
+            self.0.store.apply(NewRevision {
                 name: &policy.name,
                 content_hash: &hash,
                 file,
                 source: &req.source,
                 ir_json: &ir_json,
-                author: &who.to_string(),
+                author: &author,
                 ..Default::default()
             })
-            .map_err(internal)?;
-        if applied.changed {
-            self.0.policy_epoch.send_modify(|e| *e += 1);
-            tracing::info!(policy = %policy.name, revision = applied.revision, author = %who, "policy applied");
-        }
+        })?;
         self.0.metrics.observe_apply(started.elapsed());
-        Ok(Response::new(v1::ApplyResponse {
-            policy: policy.name.clone(),
-            revision: applied.revision,
-            content_hash: hash,
-            changed: applied.changed,
-            warnings: diags,
-            nodes_targeted: self.0.fleet.count_selected(|l| policy.selects(l)),
-        }))
+        let mut resp = self.answer(&policy.name, &applied, rollout.as_ref(), &author, "apply");
+        resp.warnings = diags;
+        Ok(Response::new(resp))
     }
 
     async fn validate(
@@ -260,14 +310,16 @@ impl v1::policies_server::Policies for PoliciesApi {
     ) -> Result<Response<v1::ApplyResponse>, Status> {
         let who = auth::require(&req, "roll back policies", &[Role::Operator])?.to_string();
         let req = req.into_inner();
-        let applied = self
-            .0
-            .store
-            .rollback(&req.name, req.to, &who)
-            .map_err(internal)?;
-        Ok(Response::new(
-            self.changed(&req.name, &applied, &who, "rollback"),
-        ))
+        let (applied, rollout) = self.0.change(&req.name, Spec::all(), || {
+            self.0.store.rollback(&req.name, req.to, &who)
+        })?;
+        Ok(Response::new(self.answer(
+            &req.name,
+            &applied,
+            rollout.as_ref(),
+            &who,
+            "rollback",
+        )))
     }
 
     async fn delete(
@@ -276,8 +328,16 @@ impl v1::policies_server::Policies for PoliciesApi {
     ) -> Result<Response<v1::ApplyResponse>, Status> {
         let who = auth::require(&req, "delete policies", &[Role::Operator])?.to_string();
         let name = req.into_inner().name;
-        let applied = self.0.store.delete(&name, &who).map_err(internal)?;
-        Ok(Response::new(self.changed(&name, &applied, &who, "delete")))
+        let (applied, rollout) = self
+            .0
+            .change(&name, Spec::all(), || self.0.store.delete(&name, &who))?;
+        Ok(Response::new(self.answer(
+            &name,
+            &applied,
+            rollout.as_ref(),
+            &who,
+            "delete",
+        )))
     }
 }
 
@@ -329,6 +389,47 @@ impl v1::nodes_server::Nodes for NodesApi {
             nodes: self.0.fleet.list(),
         }))
     }
+
+    async fn label(
+        &self,
+        req: Request<v1::LabelRequest>,
+    ) -> Result<Response<v1::NodeInfo>, Status> {
+        let who = auth::require(&req, "label nodes", &[Role::Operator])?;
+        let req = req.into_inner();
+        if let Some(k) = req
+            .set
+            .keys()
+            .chain(req.remove.iter())
+            .find(|k| k.trim().is_empty() || k.contains('='))
+        {
+            return Err(Status::invalid_argument(format!(
+                "invalid label key {k:?}: keys are non-empty and contain no '='"
+            )));
+        }
+        let set: std::collections::BTreeMap<String, String> = req.set.into_iter().collect();
+        let overrides = self
+            .0
+            .fleet
+            .relabel(&req.node, &set, &req.remove)
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no node named {:?} is known (a node is known once it has connected); `palisadectl nodes` lists them",
+                    req.node
+                ))
+            })?;
+        let bytes = serde_json::to_vec(&overrides).expect("labels serialise");
+        self.0
+            .store
+            .put_labels(&req.node, &bytes)
+            .map_err(internal)?;
+        tracing::info!(node = %req.node, by = %who, labels = ?self.0.fleet.labels(&req.node), "node relabelled");
+        self.0.bump_epoch();
+        self.0
+            .fleet
+            .get(&req.node)
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found(req.node))
+    }
 }
 
 /// One node's session: push the desired state whenever it changes; take status and audit
@@ -343,6 +444,7 @@ async fn run_session(
     epoch.mark_changed();
     // The newest acknowledgement not yet sent; acks are cumulative, so only the last counts.
     let mut ack: Option<u64> = None;
+    let mut sent: Option<Vec<v1::RealizedPolicy>> = None;
     loop {
         tokio::select! {
             permit = tx.reserve(), if ack.is_some() => {
@@ -352,13 +454,18 @@ async fn run_session(
             }
             changed = epoch.changed() => {
                 if changed.is_err() { break; }
-                let desired = match cp.desired_for(&cp.fleet.labels(&node)) {
-                    Ok(d) => d,
+                let snapshot = match cp.snapshot() {
+                    Ok(s) => s,
                     Err(e) => { tracing::error!(error = %e, "cannot read the store"); continue; }
                 };
-                cp.fleet.set_desired(&node, desired.iter().map(|p| v1::RealizedPolicy {
+                let desired = snapshot.desired_for(&node, &cp.fleet.labels(&node));
+                let key: Vec<v1::RealizedPolicy> = desired.iter().map(|p| v1::RealizedPolicy {
                     name: p.name.clone(), revision: p.revision, content_hash: p.content_hash.clone(),
-                }).collect());
+                }).collect();
+                // Reconciliation is by revision numbers: the same set is not sent twice.
+                if sent.as_ref() == Some(&key) { continue; }
+                cp.fleet.set_desired(&node, key.clone());
+                sent = Some(key);
                 let msg = v1::ControlMessage { msg: Some(control_message::Msg::Desired(v1::DesiredState { policies: desired })) };
                 if tx.send(Ok(msg)).await.is_err() { break; }
             }
@@ -369,8 +476,11 @@ async fn run_session(
                             tracing::warn!(node = %node, error = %s.last_error, "node reports an enforcement error");
                         }
                         cp.fleet.set_status(&node, s);
+                        cp.rollouts.wake.notify_one();
                     }
                     Some(Ok(v1::NodeMessage { msg: Some(node_message::Msg::Audit(b)) })) => {
+                        let denies = b.events.iter().filter(|e| e.action == "deny" || e.action == "would-deny").count() as u64;
+                        if denies > 0 { cp.fleet.add_denies(&node, denies); }
                         let (hub, n) = (cp.clone(), node.clone());
                         let stored = tokio::task::spawn_blocking(move || hub.audit.ingest(&n, &b.stream, b.events)).await;
                         match stored.unwrap_or_else(|e| Err(crate::auditlog::AuditLogError::Task(e.to_string()))) {

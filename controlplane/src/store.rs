@@ -14,7 +14,13 @@
 //! tree "current":   policy name (UTF-8)                -> u64 revision (big-endian)
 //! tree "by_name":   name, 0x00, u64 revision (BE)      -> empty (history index)
 //! tree "meta":      "last_revision"                    -> u64 (big-endian)
+//! tree "withdrawn": u64 revision (BE)                   -> why its rollout was rolled back
+//! tree "rollouts":  policy name                         -> its latest rollout (JSON, owned by `rollout`)
+//! tree "labels":    node name                           -> label overrides (JSON map)
 //! ```
+//!
+//! A rolled-back rollout moves the current pointer back (`revert`) and records why in
+//! "withdrawn"; the withdrawn revision itself stays, unchanged, in the history.
 //!
 //! An apply writes all four in one transaction and flushes before it returns, so a crash
 //! at any point leaves either the old revision current or the new one, never half of it.
@@ -40,6 +46,12 @@ pub enum StoreError {
     NoSuchRevision { name: String, revision: u64 },
     #[error("policy {name:?} is already deleted (revision {revision})")]
     AlreadyDeleted { name: String, revision: u64 },
+    #[error("policy {name:?}: current revision is {actual}, not {expected}; nothing reverted")]
+    NotCurrent {
+        name: String,
+        expected: u64,
+        actual: u64,
+    },
 }
 
 /// One stored revision of one policy.
@@ -59,6 +71,10 @@ pub struct Revision {
     /// Non-zero when this revision restored that older revision's content.
     #[serde(default)]
     pub restored_from: u64,
+    /// Why a rollout of this revision was rolled back, if one was (kept beside the
+    /// immutable record, filled in on read).
+    #[serde(skip)]
+    pub withdrawn: String,
 }
 
 /// What an apply did.
@@ -95,6 +111,20 @@ pub trait PolicyStore: Send + Sync + 'static {
     fn get(&self, name: &str, revision: Option<u64>) -> Result<Option<Revision>, StoreError>;
     /// Every revision of `name`, oldest first.
     fn history(&self, name: &str) -> Result<Vec<Revision>, StoreError>;
+
+    /// Makes revision `to` of `name` current again (0: the policy had none, so it has no
+    /// current revision afterwards) if `expected` is current, and records `why` beside
+    /// `expected`. Used only to roll back a rollout that never reached the whole fleet.
+    fn revert(&self, name: &str, expected: u64, to: u64, why: &str) -> Result<(), StoreError>;
+
+    /// Saves the latest rollout of a policy (opaque bytes, see `rollout`).
+    fn put_rollout(&self, policy: &str, record: &[u8]) -> Result<(), StoreError>;
+    /// Every saved rollout.
+    fn rollouts(&self) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Saves a node's label overrides (opaque bytes, see `fleet`).
+    fn put_labels(&self, node: &str, record: &[u8]) -> Result<(), StoreError>;
+    /// Every node's label overrides.
+    fn labels(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
     /// Stores a new revision of `name` with the content of revision `to`.
     fn rollback(&self, name: &str, to: u64, author: &str) -> Result<Applied, StoreError> {
@@ -141,6 +171,9 @@ pub struct SledStore {
     current: sled::Tree,
     by_name: sled::Tree,
     meta: sled::Tree,
+    withdrawn: sled::Tree,
+    rollouts: sled::Tree,
+    labels: sled::Tree,
 }
 
 const LAST_REVISION: &[u8] = b"last_revision";
@@ -190,6 +223,9 @@ impl SledStore {
             current: db.open_tree("current")?,
             by_name: db.open_tree("by_name")?,
             meta: db.open_tree("meta")?,
+            withdrawn: db.open_tree("withdrawn")?,
+            rollouts: db.open_tree("rollouts")?,
+            labels: db.open_tree("labels")?,
             db,
         })
     }
@@ -208,7 +244,13 @@ impl SledStore {
 
     fn revision(&self, rev: u64) -> Result<Option<Revision>, StoreError> {
         match self.revisions.get(be(rev))? {
-            Some(bytes) => Ok(Some(Self::decode(&format!("revision {rev}"), &bytes)?)),
+            Some(bytes) => {
+                let mut r = Self::decode(&format!("revision {rev}"), &bytes)?;
+                if let Some(why) = self.withdrawn.get(be(rev))? {
+                    r.withdrawn = String::from_utf8_lossy(&why).into_owned();
+                }
+                Ok(Some(r))
+            }
             None => Ok(None),
         }
     }
@@ -246,6 +288,7 @@ impl PolicyStore for SledStore {
                     created_unix_ms: now_ms,
                     deleted: new.deleted,
                     restored_from: new.restored_from,
+                    withdrawn: String::new(),
                 };
                 let json = serde_json::to_vec(&record).expect("revision serialises");
                 revs.insert(&be(revision), json)?;
@@ -272,16 +315,70 @@ impl PolicyStore for SledStore {
         Ok(applied)
     }
 
+    fn revert(&self, name: &str, expected: u64, to: u64, why: &str) -> Result<(), StoreError> {
+        let outcome = (&self.current, &self.withdrawn).transaction(|(cur, withdrawn)| {
+            let actual = cur.get(name.as_bytes())?.map(|b| from_be(&b)).unwrap_or(0);
+            if actual != expected {
+                return sled::transaction::abort(actual);
+            }
+            if to == 0 {
+                cur.remove(name.as_bytes())?;
+            } else {
+                cur.insert(name.as_bytes(), &be(to))?;
+            }
+            withdrawn.insert(&be(expected), why.as_bytes())?;
+            Ok(())
+        });
+        outcome.map_err(|e| match e {
+            sled::transaction::TransactionError::Abort(actual) => StoreError::NotCurrent {
+                name: name.to_string(),
+                expected,
+                actual,
+            },
+            sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+        })?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn put_rollout(&self, policy: &str, record: &[u8]) -> Result<(), StoreError> {
+        self.rollouts.insert(policy.as_bytes(), record)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn rollouts(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.rollouts
+            .iter()
+            .values()
+            .map(|v| Ok(v?.to_vec()))
+            .collect()
+    }
+
+    fn put_labels(&self, node: &str, record: &[u8]) -> Result<(), StoreError> {
+        self.labels.insert(node.as_bytes(), record)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn labels(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.labels
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+            })
+            .collect()
+    }
+
     fn current(&self) -> Result<Vec<Revision>, StoreError> {
         let mut out = Vec::new();
         for item in self.current.iter() {
-            let (name, rev) = item?;
-            let name = String::from_utf8_lossy(&name).to_string();
-            if let Some(bytes) = self.revisions.get(rev)? {
-                let r = Self::decode(&name, &bytes)?;
-                if !r.deleted {
-                    out.push(r);
-                }
+            let (_, rev) = item?;
+            if let Some(r) = self.revision(from_be(&rev))?
+                && !r.deleted
+            {
+                out.push(r);
             }
         }
         Ok(out)
@@ -438,5 +535,39 @@ mod tests {
         );
         assert_eq!(store.history("b").unwrap().len(), 1);
         assert!(store.history("nope").unwrap().is_empty());
+    }
+
+    #[test]
+    fn revert_moves_the_current_pointer_back_and_records_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let r1 = s.apply(new("web", "h1")).unwrap().revision;
+        let r2 = s.apply(new("web", "h2")).unwrap().revision;
+        // Only from the expected current revision.
+        assert!(matches!(
+            s.revert("web", r1, 0, "x"),
+            Err(StoreError::NotCurrent { actual, .. }) if actual == r2
+        ));
+        s.revert("web", r2, r1, "gate failed").unwrap();
+        assert_eq!(s.get("web", None).unwrap().unwrap().revision, r1);
+        let h = s.history("web").unwrap();
+        assert_eq!(h.len(), 2, "history keeps the withdrawn revision");
+        assert_eq!(h[1].withdrawn, "gate failed");
+        assert_eq!(h[0].withdrawn, "");
+        // A policy that had no earlier revision has none current afterwards.
+        let n1 = s.apply(new("fresh", "f1")).unwrap().revision;
+        s.revert("fresh", n1, 0, "gate failed").unwrap();
+        assert!(s.get("fresh", None).unwrap().is_none());
+        assert!(s.current().unwrap().iter().all(|r| r.name != "fresh"));
+        // Applying the same content again is a new revision, not a no-op.
+        let again = s.apply(new("web", "h2")).unwrap();
+        assert!(again.changed && again.revision > r2);
+        drop(s);
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.history("web").unwrap()[1].withdrawn, "gate failed");
+        s.put_rollout("web", b"{}").unwrap();
+        s.put_labels("n1", b"{\"a\":\"b\"}").unwrap();
+        assert_eq!(s.rollouts().unwrap(), vec![b"{}".to_vec()]);
+        assert_eq!(s.labels().unwrap()[0].0, "n1");
     }
 }
