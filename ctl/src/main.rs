@@ -1,6 +1,7 @@
 //! `palisadectl`: Palisade's command line. One module per concern; this file is the
 //! command tree and the glue.
 
+mod apply;
 mod audit_tail;
 mod delete;
 mod diff;
@@ -8,18 +9,21 @@ mod explain;
 mod export;
 mod get;
 mod history;
+mod nodes;
 mod output;
 mod pki_rotate;
 mod policy_test;
 mod revision_out;
 mod rollback;
+mod rollout;
+mod rollout_out;
 mod validate;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use output::Format;
 use palisade_pki::{PkiDir, Role};
-use palisade_proto::v1::{self, nodes_client::NodesClient, policies_client::PoliciesClient};
+use palisade_proto::v1::{self, policies_client::PoliciesClient};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tonic::transport::{Channel, Endpoint};
@@ -102,8 +106,15 @@ enum Cmd {
         #[arg(long)]
         large: bool,
     },
-    /// Validate, store and roll out a policy.
-    Apply { file: PathBuf },
+    /// Validate, store and roll out a policy (all nodes at once, or in canary waves).
+    Apply {
+        file: PathBuf,
+        #[command(flatten)]
+        rollout: apply::RolloutArgs,
+    },
+    /// Follow and steer rollouts: status (-w to watch), list, pause, resume, abort.
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCmd),
     /// The current revision of every policy.
     List,
     /// One revision of a policy (the current one by default), with its source.
@@ -122,8 +133,11 @@ enum Cmd {
     },
     /// Delete a policy (a tombstone revision; roll back to undo).
     Delete { name: String },
-    /// Every node, what it should enforce and what it reports enforcing.
-    Nodes,
+    /// Every node, what it should enforce and what it reports enforcing; `nodes label`.
+    Nodes {
+        #[command(subcommand)]
+        cmd: Option<nodes::NodesCmd>,
+    },
     /// Audit events.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -247,7 +261,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .into_inner();
             diff::run(file, &list.policies, *large, cli.output)
         }
-        Cmd::Apply { file } => apply(&cli, file).await,
+        Cmd::Apply { file, rollout } => apply::run(&cli, file, rollout).await,
+        Cmd::Rollout(cmd) => rollout::run(&cli, cmd).await,
         Cmd::List => {
             let mut c = PoliciesClient::new(connect(&cli).await?);
             let list = c
@@ -297,65 +312,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Nodes => {
-            let mut c = NodesClient::new(connect(&cli).await?);
-            let list = c
-                .list_nodes(v1::ListNodesRequest {})
-                .await
-                .map_err(status)?
-                .into_inner();
-            for n in &list.nodes {
-                match cli.output {
-                    Format::Json => println!("{}", output::node_json(n)),
-                    Format::Text => println!("{}", output::node_text(n)),
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Nodes { cmd } => nodes::run(&cli, cmd.as_ref()).await,
         Cmd::Get { name, revision } => get::run(&cli, name, *revision).await,
         Cmd::History { name } => history::run(&cli, name).await,
         Cmd::Rollback { name, to } => rollback::run(&cli, name, *to).await,
         Cmd::Delete { name } => delete::run(&cli, name).await,
         Cmd::Audit(AuditCmd::Tail(args)) => audit_tail::run(&cli, args).await,
     }
-}
-
-async fn apply(cli: &Cli, file: &PathBuf) -> Result<ExitCode> {
-    let source =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let mut c = PoliciesClient::new(connect(cli).await?);
-    let resp = c
-        .apply(v1::ApplyRequest {
-            file: file.display().to_string(),
-            source,
-        })
-        .await;
-    let resp = match resp {
-        Ok(r) => r.into_inner(),
-        Err(s) if s.code() == tonic::Code::InvalidArgument => {
-            eprintln!("{}", s.message());
-            return Ok(ExitCode::from(1));
-        }
-        Err(s) => return Err(status(s)),
-    };
-    for w in &resp.warnings {
-        eprint!("{}", w.rendered);
-    }
-    match cli.output {
-        Format::Json => println!(
-            "{}",
-            serde_json::json!({"policy": resp.policy, "revision": resp.revision, "content_hash": resp.content_hash, "changed": resp.changed, "nodes_targeted": resp.nodes_targeted})
-        ),
-        Format::Text if resp.changed => println!(
-            "policy {} applied: revision {} (pushed to {} connected node(s))",
-            resp.policy, resp.revision, resp.nodes_targeted
-        ),
-        Format::Text => println!(
-            "policy {} unchanged: revision {} already has this content",
-            resp.policy, resp.revision
-        ),
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn status(s: tonic::Status) -> anyhow::Error {

@@ -148,6 +148,10 @@ pub fn node_json(n: &v1::NodeInfo) -> Value {
         "counters": n.counters.iter().map(|c| json!({"policy": c.policy, "rule": c.rule, "revision": c.revision, "direction": c.direction, "action": c.action, "packets": c.packets, "bytes": c.bytes})).collect::<Vec<_>>(),
         "sched_classes": n.sched_classes.iter().map(|c| json!({"name": c.name, "policy": c.policy, "processes": c.processes, "detail": c.detail})).collect::<Vec<_>>(),
         "seccomp_profiles": n.seccomp_profiles,
+        "backends": n.backends.iter().map(|b| json!({"name": b.name, "attached": b.attached, "detail": b.detail, "entries_used": b.entries_used, "capacity": b.capacity})).collect::<Vec<_>>(),
+        "label_overrides": n.label_overrides,
+        "denies": n.denies,
+        "last_seen_unix_ms": n.last_seen_unix_ms,
     })
 }
 
@@ -188,6 +192,42 @@ pub fn node_text(n: &v1::NodeInfo) -> String {
             .map(|p| format!("{}@{}", p.name, p.revision))
             .collect();
         out.push_str(&format!(" desired=[{}]", desired.join(",")));
+    }
+    for b in &n.backends {
+        out.push_str(&format!(
+            "\n    backend {}: {}{}{}",
+            b.name,
+            if b.attached {
+                "attached"
+            } else {
+                "not attached"
+            },
+            if b.capacity > 0 {
+                format!(", {}/{} entries", b.entries_used, b.capacity)
+            } else {
+                String::new()
+            },
+            if b.detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", b.detail)
+            }
+        ));
+    }
+    if !n.label_overrides.is_empty() {
+        let mut o: Vec<String> = n
+            .label_overrides
+            .iter()
+            .map(|(k, v)| {
+                if v.is_empty() {
+                    format!("{k}-")
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+            .collect();
+        o.sort();
+        out.push_str(&format!("\n    label overrides: {}", o.join(",")));
     }
     for u in &n.unenforced {
         out.push_str(&format!(

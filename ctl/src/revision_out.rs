@@ -13,6 +13,7 @@ pub fn revision_json(p: &v1::PolicyRevision) -> Value {
         "created": rfc3339(p.created_unix_ms * 1_000_000),
         "deleted": p.deleted,
         "restored_from": p.restored_from,
+        "withdrawn": p.withdrawn,
     })
 }
 
@@ -32,6 +33,9 @@ pub fn revision_text(p: &v1::PolicyRevision) -> String {
     if p.restored_from != 0 {
         line.push_str(&format!(" (rollback to rev {})", p.restored_from));
     }
+    if !p.withdrawn.is_empty() {
+        line.push_str(&format!(" (withdrawn: {})", p.withdrawn));
+    }
     line
 }
 
@@ -40,11 +44,11 @@ pub fn print_change(what: &str, r: &v1::ApplyResponse, format: Format) {
     match format {
         Format::Json => println!(
             "{}",
-            json!({"policy": r.policy, "revision": r.revision, "content_hash": r.content_hash, "changed": r.changed, "nodes_targeted": r.nodes_targeted})
+            json!({"policy": r.policy, "revision": r.revision, "content_hash": r.content_hash, "changed": r.changed, "nodes_targeted": r.nodes_targeted, "rollout_id": r.rollout_id, "rollout": r.rollout_summary})
         ),
         Format::Text if r.changed => println!(
-            "policy {} {what}: revision {} (pushed to {} connected node(s))",
-            r.policy, r.revision, r.nodes_targeted
+            "policy {} {what}: revision {}, rollout {} to {} connected node(s) ({}); follow it with `palisadectl rollout status {} -w`",
+            r.policy, r.revision, r.rollout_id, r.nodes_targeted, r.rollout_summary, r.policy
         ),
         Format::Text => println!(
             "policy {} unchanged: revision {} already has this content",
