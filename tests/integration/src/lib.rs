@@ -287,6 +287,8 @@ impl Drop for Lab {
 pub struct ControlPlane {
     pub dir: tempfile::TempDir,
     pub url: String,
+    /// The address it listens on.
+    pub listen: String,
     pub proc: Proc,
     /// Pin roots handed to node daemons; `palisade-noded cleanup` runs on each at drop.
     pin_roots: std::cell::RefCell<Vec<PathBuf>>,
@@ -308,6 +310,12 @@ impl ControlPlane {
     /// Creates a PKI with certificates for `nodes`, starts the control plane and waits
     /// until it answers.
     pub fn start(nodes: &[&str]) -> ControlPlane {
+        Self::start_on(nodes, "127.0.0.1")
+    }
+
+    /// [`start`](Self::start) listening on `host` (e.g. "0.0.0.0" so that nodes in other
+    /// network namespaces reach it); `url` still names 127.0.0.1.
+    pub fn start_on(nodes: &[&str], host: &str) -> ControlPlane {
         let dir = tempfile::tempdir().unwrap();
         let pki = dir.path().join("pki");
         let mut init = Command::new(bin("palisadectl"));
@@ -317,11 +325,12 @@ impl ControlPlane {
         }
         run(&mut init);
         let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("{host}:{port}");
         let proc = Self::spawn(dir.path(), &addr);
         let mut cp = ControlPlane {
             dir,
-            url: format!("https://{addr}"),
+            url: format!("https://127.0.0.1:{port}"),
+            listen: addr,
             proc,
             pin_roots: Default::default(),
         };
@@ -354,7 +363,7 @@ impl ControlPlane {
     /// Starts the control plane again on the same address, PKI and data; waits until it
     /// answers.
     pub fn restart(&mut self) {
-        let addr = self.url.trim_start_matches("https://").to_string();
+        let addr = self.listen.clone();
         // The old log is kept beside the new one.
         let _ = std::fs::rename(&self.proc.log, self.dir.path().join("controlplane.log.old"));
         self.proc = Self::spawn(self.dir.path(), &addr);
