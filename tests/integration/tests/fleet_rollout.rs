@@ -317,7 +317,9 @@ fn canary_rollout_offline_node_and_broken_revision_with_real_daemons() {
     );
     assert_eq!(r["waves"][0]["state"], "failed");
     assert!(
-        r["waves"][1..].iter().all(|w| w["state"] == "pending"),
+        r["waves"].as_array().unwrap()[1..]
+            .iter()
+            .all(|w| w["state"] == "pending"),
         "{r:#}"
     );
     assert!(watched.contains("rolled-back"), "{watched}");
