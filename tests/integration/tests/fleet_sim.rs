@@ -1,0 +1,214 @@
+//! Process tier: 1,000 simulated nodes (`palisade-noded simulate`: the real session,
+//! enforcer and reconciliation code, one process, a kernel backend that records) and a
+//! canary rollout whose gate fails on purpose in wave two. Exactly the nodes of the started
+//! waves are rolled back; no other node ever sees the new revision.
+
+use palisade_integration::{ControlPlane, Proc, bin, wait_until};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const NODES: usize = 1000;
+
+/// Every line of the simulation's record file.
+fn records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Per node, the revisions of `policy` it applied successfully, in order.
+fn applied(path: &Path, policy: &str) -> BTreeMap<String, Vec<u64>> {
+    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in records(path) {
+        if r["ok"] != true {
+            continue;
+        }
+        if let Some(rev) = r["policies"][policy].as_u64() {
+            let v = out
+                .entry(r["node"].as_str().unwrap().to_string())
+                .or_default();
+            if v.last() != Some(&rev) {
+                v.push(rev);
+            }
+        }
+    }
+    out
+}
+
+fn connected(cp: &ControlPlane) -> usize {
+    String::from_utf8_lossy(&cp.ctl(&["nodes", "-o", "json"]).stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|n| n["connected"] == true)
+        .count()
+}
+
+fn name(i: usize) -> String {
+    format!("sim-{i:04}")
+}
+
+#[test]
+fn thousand_simulated_nodes_canary_gate_fails_in_wave_two_and_exactly_the_updated_nodes_roll_back()
+{
+    let cp = ControlPlane::start(&[]);
+    let record = cp.dir.path().join("sim.jsonl");
+    let mut sim = Proc::spawn(
+        "simulate",
+        Command::new(bin("palisade-noded"))
+            .args(["simulate", "--nodes", &NODES.to_string()])
+            .args(["--controlplane", &cp.url, "--pki"])
+            .arg(cp.pki())
+            .args(["--label", "role=sim"])
+            // One node of wave two (nodes 10..=109) fails to apply a plan with rule "risky".
+            .args(["--fail-nodes", "50", "--fail-rule", "risky"])
+            .arg("--record")
+            .arg(&record),
+        cp.dir.path(),
+    );
+    let all_up = wait_until(Duration::from_secs(240), || {
+        sim.child.try_wait().ok().flatten().is_some() || connected(&cp) == NODES
+    });
+    sim.assert_running();
+    assert!(
+        all_up,
+        "only {} of {NODES} simulated nodes connected:\n{}",
+        connected(&cp),
+        sim.log_text()
+    );
+
+    // v1 everywhere (strategy all), then v2 in canary waves: 1% then 10% per wave.
+    let v1 = cp.apply(&cp.write_policy(
+        "v1.rhai",
+        "policy(\"sim-web\").nodes(#{ role: \"sim\" });\n\
+         network().ingress().deny(\"192.0.2.0/24\").named(\"base\");\n",
+    ));
+    let all_v1 = wait_until(Duration::from_secs(120), || {
+        let a = applied(&record, "sim-web");
+        a.len() == NODES && a.values().all(|v| v.last() == Some(&v1))
+    });
+    assert!(all_v1, "not every node realized v1");
+    let st: Value = serde_json::from_str(
+        cp.ctl_ok(&["rollout", "status", "sim-web", "-o", "json"])
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(st["state"], "completed", "{st:#}");
+
+    let v2_path = cp.write_policy(
+        "v2.rhai",
+        "policy(\"sim-web\").nodes(#{ role: \"sim\" });\n\
+         network().ingress().deny(\"192.0.2.0/24\").named(\"base\");\n\
+         network().ingress().deny(\"198.51.100.0/24\").named(\"risky\");\n",
+    );
+    let out = cp.ctl(&[
+        "apply",
+        &v2_path,
+        "--rollout",
+        "canary",
+        "--canary",
+        "1%",
+        "--wave-size",
+        "10%",
+        "--pause",
+        "1s",
+        "-w",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "apply -w must fail when the rollout is rolled back: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st: Value = serde_json::from_str(
+        cp.ctl_ok(&["rollout", "status", "sim-web", "-o", "json"])
+            .trim(),
+    )
+    .unwrap();
+    let v2 = st["to_revision"].as_u64().unwrap();
+    assert_eq!(st["state"], "rolled-back", "{st:#}");
+    assert_eq!(st["from_revision"].as_u64(), Some(v1));
+    let waves = st["waves"].as_array().unwrap();
+    let sizes: Vec<u64> = waves.iter().map(|w| w["nodes"].as_u64().unwrap()).collect();
+    let mut want = vec![10];
+    want.extend([100; 9]);
+    want.push(90);
+    assert_eq!(sizes, want);
+    assert_eq!(waves[0]["state"], "passed");
+    assert_eq!(waves[1]["state"], "failed");
+    assert!(waves[2..].iter().all(|w| w["state"] == "pending"));
+    let reason = st["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("wave 2: node sim-0050 apply failed") && reason.contains("risky"),
+        "{reason}"
+    );
+
+    // Every node ends on v1; the nodes that applied v2 are exactly those of the first two
+    // waves (less the one that failed, and any the rollback overtook), and each of them
+    // applied v1 again afterwards. No node outside those waves ever applied v2.
+    let started: BTreeSet<String> = (0..110).map(name).collect();
+    let back = wait_until(Duration::from_secs(60), || {
+        applied(&record, "sim-web")
+            .values()
+            .all(|v| v.last() == Some(&v1))
+    });
+    let a = applied(&record, "sim-web");
+    assert!(back, "not every node is back on v1");
+    let got_v2: BTreeSet<String> = a
+        .iter()
+        .filter(|(_, v)| v.contains(&v2))
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert!(
+        got_v2.is_subset(&started),
+        "nodes outside waves 1-2 applied v2: {:?}",
+        got_v2.difference(&started).collect::<Vec<_>>()
+    );
+    assert!(
+        (0..10).map(name).all(|n| got_v2.contains(&n)),
+        "the whole canary wave applied v2"
+    );
+    assert!(
+        !got_v2.contains("sim-0050"),
+        "the failing node never applied v2"
+    );
+    for n in &got_v2 {
+        let v = &a[n];
+        assert_eq!(
+            v.iter().rev().take(2).collect::<Vec<_>>(),
+            vec![&v1, &v2],
+            "{n}: v2 then rolled back to v1: {v:?}"
+        );
+    }
+    let untouched = a
+        .iter()
+        .filter(|(n, _)| !started.contains(*n))
+        .all(|(_, v)| v == &vec![v1]);
+    assert!(
+        untouched,
+        "nodes of later waves must only ever have applied v1"
+    );
+    // The control plane agrees: every node realizes v1, wave nodes are rolled back.
+    let nodes = st["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), NODES);
+    let rolled = nodes
+        .iter()
+        .filter(|n| n["state"] == "rolled-back" || n["state"] == "failed")
+        .count();
+    assert_eq!(rolled, 110, "{:#?}", &nodes[..3]);
+    assert!(
+        nodes[110..].iter().all(|n| n["state"] == "pending"),
+        "later waves never started"
+    );
+    eprintln!(
+        "fleet simulation: {} nodes, {} applied v2 and were rolled back",
+        NODES,
+        got_v2.len()
+    );
+}
