@@ -1,0 +1,183 @@
+//! Fleet benchmark (run by hand: `scripts/bench-fleet.sh`): propagation from `apply`
+//! returning to every simulated node having realized the revision (p50/p99/max per node),
+//! and the control plane's memory and CPU while the nodes stay connected. The same
+//! measurements with one node are the baseline, taken in the same run.
+//!
+//! Usage: bench_fleet [NODES] [ROUNDS] [IDLE_SECS]
+
+use palisade_integration::{ControlPlane, Proc, bin, wait_until};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn now_ns() -> i128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i128
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+struct Result {
+    nodes: usize,
+    connect_secs: f64,
+    rss_idle_kib: u64,
+    rss_connected_kib: u64,
+    cpu_connected_pct: f64,
+    sim_rss_kib: u64,
+    lat_ms: Vec<f64>,
+    full_ms: Vec<f64>,
+}
+
+fn run(nodes: usize, rounds: usize, idle_secs: u64) -> Result {
+    let cp = ControlPlane::start(&[]);
+    let pid = cp.proc.child.id();
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_idle_kib = rss_kib(pid);
+    let record = cp.dir.path().join("sim.jsonl");
+    let started = Instant::now();
+    let mut sim = Proc::spawn(
+        "simulate",
+        Command::new(bin("palisade-noded"))
+            .args(["simulate", "--nodes", &nodes.to_string()])
+            .args(["--controlplane", &cp.url, "--pki"])
+            .arg(cp.pki())
+            .args(["--label", "role=bench"])
+            .arg("--record")
+            .arg(&record),
+        cp.dir.path(),
+    );
+    let up = wait_until(Duration::from_secs(600), || {
+        let connected: std::collections::BTreeSet<String> = lines(&record)
+            .into_iter()
+            .filter(|l| l["event"] == "connected")
+            .filter_map(|l| l["node"].as_str().map(str::to_string))
+            .collect();
+        connected.len() == nodes
+    });
+    sim.assert_running();
+    assert!(up, "not all nodes connected:\n{}", sim.log_text());
+    let connect_secs = started.elapsed().as_secs_f64();
+    // Let registrations settle, then measure while the fleet just stays connected.
+    std::thread::sleep(Duration::from_secs(3));
+    let c0 = cpu_secs(pid);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(idle_secs));
+    let cpu_connected_pct = (cpu_secs(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0;
+    let rss_connected_kib = rss_kib(pid);
+    let sim_rss_kib = rss_kib(sim.child.id());
+
+    let mut lat_ms = Vec::new();
+    let mut full_ms = Vec::new();
+    for round in 1..=rounds {
+        let path = cp.write_policy(
+            &format!("r{round}.rhai"),
+            &format!(
+                "policy(\"bench\").nodes(#{{ role: \"bench\" }});\n\
+                 network().ingress().deny(\"198.51.100.{round}/32\").named(\"r{round}\");\n"
+            ),
+        );
+        let rev = cp.apply(&path);
+        let returned = now_ns();
+        let mut per_node: BTreeMap<String, i128> = BTreeMap::new();
+        let done = wait_until(Duration::from_secs(120), || {
+            for l in lines(&record) {
+                if l["ok"] == true && l["policies"]["bench"].as_u64() == Some(rev) {
+                    let n = l["node"].as_str().unwrap_or("").to_string();
+                    let t = l["t_unix_ns"].as_i64().unwrap_or(0) as i128;
+                    per_node.entry(n).or_insert(t);
+                }
+            }
+            per_node.len() == nodes
+        });
+        assert!(done, "round {round}: only {} of {nodes} realized", per_node.len());
+        let mut worst = f64::MIN;
+        for t in per_node.values() {
+            let ms = (*t - returned) as f64 / 1e6;
+            worst = worst.max(ms);
+            lat_ms.push(ms);
+        }
+        full_ms.push(worst);
+    }
+    lat_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    full_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    drop(sim);
+    Result {
+        nodes,
+        connect_secs,
+        rss_idle_kib,
+        rss_connected_kib,
+        cpu_connected_pct,
+        sim_rss_kib,
+        lat_ms,
+        full_ms,
+    }
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("numbers: NODES ROUNDS IDLE_SECS"))
+        .collect();
+    let nodes = args.first().copied().unwrap_or(1000);
+    let rounds = args.get(1).copied().unwrap_or(5);
+    let idle = args.get(2).copied().unwrap_or(20) as u64;
+    let base = run(1, rounds, idle);
+    let fleet = run(nodes, rounds, idle);
+    println!("| nodes | connect all (s) | CP RSS idle → connected (MiB) | CP CPU connected (%) | sim RSS (MiB) | apply→realized p50 (ms) | p99 (ms) | max (ms) | apply→100% median (ms) |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for r in [&base, &fleet] {
+        println!(
+            "| {} | {:.1} | {:.1} → {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            r.nodes,
+            r.connect_secs,
+            r.rss_idle_kib as f64 / 1024.0,
+            r.rss_connected_kib as f64 / 1024.0,
+            r.cpu_connected_pct,
+            r.sim_rss_kib as f64 / 1024.0,
+            pct(&r.lat_ms, 0.5),
+            pct(&r.lat_ms, 0.99),
+            pct(&r.lat_ms, 1.0),
+            pct(&r.full_ms, 0.5),
+        );
+    }
+    println!(
+        "ratios {} nodes / 1 node: p50 {:.2}x, p99 {:.2}x; control plane memory per connected node: {:.1} KiB",
+        fleet.nodes,
+        pct(&fleet.lat_ms, 0.5) / pct(&base.lat_ms, 0.5),
+        pct(&fleet.lat_ms, 0.99) / pct(&base.lat_ms, 0.99),
+        (fleet.rss_connected_kib as f64 - fleet.rss_idle_kib as f64) / fleet.nodes as f64
+    );
+}
