@@ -157,6 +157,12 @@ impl Fleet {
                             .find(|p| p.name == policy)
                             .map(|p| p.revision),
                         last_error: e.status.last_error.clone(),
+                        error_for: e
+                            .status
+                            .attempted
+                            .iter()
+                            .find(|p| p.name == policy)
+                            .map(|p| p.revision),
                         denies: e.denies,
                     },
                 )

@@ -243,6 +243,9 @@ pub struct NodeView {
     /// The revision of the rollout's policy the node reports enforcing.
     pub realized: Option<u64>,
     pub last_error: String,
+    /// The revision of this policy in the desired set `last_error` is about (None: the
+    /// policy was not in it).
+    pub error_for: Option<u64>,
     pub denies: u64,
 }
 
@@ -366,10 +369,15 @@ impl Rollout {
                 silent_ms as f64 / 1000.0
             ));
         }
-        let done = self.realized_new(node, v);
-        if !done && !v.last_error.is_empty() && v.last_status_ms >= wave.started_ms {
+        let expected = if self.leaving.contains(node) {
+            None
+        } else {
+            Some(self.to)
+        };
+        if !v.last_error.is_empty() && v.error_for == expected {
             return Some(format!("apply failed: {}", v.last_error));
         }
+        let done = self.realized_new(node, v);
         if !done && now - wave.started_ms > self.spec.wave_timeout_ms as i64 {
             return Some(format!(
                 "did not realize revision {} within {} s",
@@ -817,7 +825,12 @@ mod tests {
         assert_eq!(r.current, 1);
         // n03 of wave two fails to apply.
         f.converge(&r, 1300, &["n03"]);
-        f.0.borrow_mut().get_mut("n03").unwrap().last_error = "map full".into();
+        {
+            let mut fleet = f.0.borrow_mut();
+            let n03 = fleet.get_mut("n03").unwrap();
+            n03.last_error = "map full".into();
+            n03.error_for = Some(2);
+        }
         let effects = r.step(1300, &f.view());
         assert!(matches!(&effects[..], [Effect::Revert { reason }] if reason.contains("n03")));
         assert_eq!(r.state, State::RolledBack);
@@ -845,9 +858,14 @@ mod tests {
     }
 
     #[test]
-    fn an_error_from_before_the_wave_does_not_fail_it() {
+    fn an_error_about_another_revision_does_not_fail_the_wave() {
         let f = Fleet::new(2, 1);
-        f.0.borrow_mut().get_mut("n00").unwrap().last_error = "old".into();
+        {
+            let mut fleet = f.0.borrow_mut();
+            let n00 = fleet.get_mut("n00").unwrap();
+            n00.last_error = "old".into();
+            n00.error_for = Some(1);
+        }
         let mut r = Rollout::new(
             1,
             "web",
@@ -859,10 +877,35 @@ mod tests {
             1000,
         );
         r.step(1000, &f.view());
-        // Its last status is from before the wave started.
-        f.0.borrow_mut().get_mut("n00").unwrap().last_status_ms = 900;
+        f.0.borrow_mut().get_mut("n00").unwrap().last_status_ms = 1000;
         assert!(r.step(1001, &f.view()).is_empty());
         assert_eq!(r.state, State::Running);
+        // Once it reports an error about the new revision, it fails.
+        f.0.borrow_mut().get_mut("n00").unwrap().error_for = Some(2);
+        assert!(!r.step(1002, &f.view()).is_empty());
+        assert_eq!(r.state, State::RolledBack);
+        // Applied, but with errors (e.g. a hook failed): also a failure.
+        let f = Fleet::new(2, 1);
+        let mut r = Rollout::new(
+            1,
+            "web",
+            1,
+            2,
+            canary(1, 1),
+            names(2),
+            Default::default(),
+            0,
+        );
+        r.step(0, &f.view());
+        f.converge(&r, 5, &[]);
+        {
+            let mut fleet = f.0.borrow_mut();
+            let n00 = fleet.get_mut("n00").unwrap();
+            n00.last_error = "seccomp dir not writable".into();
+            n00.error_for = Some(2);
+        }
+        r.step(5, &f.view());
+        assert_eq!(r.state, State::RolledBack);
     }
 
     #[test]
@@ -950,7 +993,12 @@ mod tests {
             "all: everyone gets the new revision at once"
         );
         f.converge(&r, 10, &["n02"]);
-        f.0.borrow_mut().get_mut("n02").unwrap().last_error = "boom".into();
+        {
+            let mut fleet = f.0.borrow_mut();
+            let n02 = fleet.get_mut("n02").unwrap();
+            n02.last_error = "boom".into();
+            n02.error_for = Some(2);
+        }
         assert!(r.step(10, &f.view()).is_empty());
         assert_eq!(r.state, State::Completed);
         assert_eq!(r.failed.len(), 1);

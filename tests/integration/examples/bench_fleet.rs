@@ -13,7 +13,10 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn now_ns() -> i128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i128
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i128
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -122,7 +125,11 @@ fn run(nodes: usize, rounds: usize, idle_secs: u64) -> Result {
             }
             per_node.len() == nodes
         });
-        assert!(done, "round {round}: only {} of {nodes} realized", per_node.len());
+        assert!(
+            done,
+            "round {round}: only {} of {nodes} realized",
+            per_node.len()
+        );
         let mut worst = f64::MIN;
         for t in per_node.values() {
             let ms = (*t - returned) as f64 / 1e6;
@@ -156,7 +163,9 @@ fn main() {
     let idle = args.get(2).copied().unwrap_or(20) as u64;
     let base = run(1, rounds, idle);
     let fleet = run(nodes, rounds, idle);
-    println!("| nodes | connect all (s) | CP RSS idle → connected (MiB) | CP CPU connected (%) | sim RSS (MiB) | apply→realized p50 (ms) | p99 (ms) | max (ms) | apply→100% median (ms) |");
+    println!(
+        "| nodes | connect all (s) | CP RSS idle → connected (MiB) | CP CPU connected (%) | sim RSS (MiB) | apply→realized p50 (ms) | p99 (ms) | max (ms) | apply→100% median (ms) |"
+    );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in [&base, &fleet] {
         println!(
