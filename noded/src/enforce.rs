@@ -103,6 +103,8 @@ pub struct Enforcer {
     realized: Vec<v1::RealizedPolicy>,
     unenforced: Vec<v1::Unenforced>,
     last_error: String,
+    /// The desired set of the last apply (what `last_error` is about).
+    attempted: Vec<v1::RealizedPolicy>,
     /// What the feature probes found (see `probes`); rules needing a missing one are
     /// reported as not enforced.
     capabilities: Vec<v1::Capability>,
@@ -125,6 +127,7 @@ impl Enforcer {
             realized: Vec::new(),
             unenforced: Vec::new(),
             last_error: String::new(),
+            attempted: Vec::new(),
         }
     }
 
@@ -135,6 +138,15 @@ impl Enforcer {
     /// Enforces exactly `desired`. On error the previous state stays in force and the
     /// error is reported in the status.
     pub fn apply(&mut self, desired: &v1::DesiredState) -> v1::NodeStatus {
+        self.attempted = desired
+            .policies
+            .iter()
+            .map(|p| v1::RealizedPolicy {
+                name: p.name.clone(),
+                revision: p.revision,
+                content_hash: p.content_hash.clone(),
+            })
+            .collect();
         match self.try_apply(desired) {
             Ok(()) => self.last_error.clear(),
             Err(e) => {
@@ -234,6 +246,7 @@ impl Enforcer {
             policies: self.realized.clone(),
             unenforced: self.unenforced.clone(),
             last_error: self.last_error.clone(),
+            attempted: self.attempted.clone(),
             counters: self.counters(),
             ..Default::default()
         };
