@@ -212,3 +212,141 @@ fn thousand_simulated_nodes_canary_gate_fails_in_wave_two_and_exactly_the_update
         got_v2.len()
     );
 }
+
+/// Starts `palisade-noded simulate` with `n` nodes labelled role=sim and waits until every
+/// one is connected.
+fn simulate(cp: &ControlPlane, n: usize, record: &Path) -> Proc {
+    let mut sim = Proc::spawn(
+        "simulate",
+        Command::new(bin("palisade-noded"))
+            .args(["simulate", "--nodes", &n.to_string()])
+            .args(["--controlplane", &cp.url, "--pki"])
+            .arg(cp.pki())
+            .args(["--label", "role=sim"])
+            .arg("--record")
+            .arg(record),
+        cp.dir.path(),
+    );
+    let up = wait_until(Duration::from_secs(60), || {
+        sim.child.try_wait().ok().flatten().is_some() || connected(cp) == n
+    });
+    sim.assert_running();
+    assert!(up, "simulated nodes did not connect:\n{}", sim.log_text());
+    sim
+}
+
+fn last_rev(record: &Path, node: &str, policy: &str) -> Option<u64> {
+    records(record)
+        .iter()
+        .rev()
+        .find(|r| r["node"] == node && r["ok"] == true)
+        .and_then(|r| r["policies"][policy].as_u64())
+}
+
+#[test]
+fn node_labels_move_nodes_in_and_out_of_policies_and_rollouts_survive_a_restart() {
+    let mut cp = ControlPlane::start(&[]);
+    let record = cp.dir.path().join("sim.jsonl");
+    let _sim = simulate(&cp, 12, &record);
+
+    // A policy for tier=canary nodes: none has the label yet.
+    let rev = cp.apply(&cp.write_policy(
+        "canary.rhai",
+        "policy(\"canary-only\").nodes(#{ tier: \"canary\" });\n\
+         network().ingress().deny(\"192.0.2.0/24\").named(\"c\");\n",
+    ));
+    let label = cp.ctl_ok(&["nodes", "label", "sim-0003", "tier=canary", "-o", "json"]);
+    let node: Value = serde_json::from_str(label.trim()).unwrap();
+    assert_eq!(node["labels"]["tier"], "canary");
+    assert_eq!(node["label_overrides"]["tier"], "canary");
+    assert!(
+        wait_until(Duration::from_secs(20), || last_rev(
+            &record,
+            "sim-0003",
+            "canary-only"
+        ) == Some(rev)),
+        "labelled node did not get the policy"
+    );
+    assert_eq!(last_rev(&record, "sim-0004", "canary-only"), None);
+    // Only operators label; unknown nodes and bad keys are refused with a reason.
+    let viewer = cp.ctl(&[
+        "--identity",
+        "viewer",
+        "nodes",
+        "label",
+        "sim-0004",
+        "tier=canary",
+    ]);
+    assert!(!viewer.status.success());
+    assert!(String::from_utf8_lossy(&viewer.stderr).contains("label nodes"));
+    let unknown = cp.ctl(&["nodes", "label", "no-such-node", "a=b"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no node named \"no-such-node\""));
+    assert!(
+        !cp.ctl(&["nodes", "label", "sim-0003", "justakey"])
+            .status
+            .success()
+    );
+
+    // A manual canary rollout of another policy, left waiting after its first wave.
+    let v1 = cp.apply(&cp.write_policy(
+        "web1.rhai",
+        "policy(\"web\").nodes(#{ role: \"sim\" });\nnetwork().ingress().deny(\"198.51.100.1/32\").named(\"a\");\n",
+    ));
+    let v2_path = cp.write_policy(
+        "web2.rhai",
+        "policy(\"web\").nodes(#{ role: \"sim\" });\nnetwork().ingress().deny(\"198.51.100.2/32\").named(\"b\");\n",
+    );
+    cp.ctl_ok(&[
+        "apply",
+        &v2_path,
+        "--rollout",
+        "canary",
+        "--canary",
+        "2",
+        "--wave-size",
+        "50%",
+        "--pause",
+        "500ms",
+        "--manual",
+    ]);
+    let state = |cp: &ControlPlane| -> Value {
+        serde_json::from_str(
+            cp.ctl_ok(&["rollout", "status", "web", "-o", "json"])
+                .trim(),
+        )
+        .unwrap()
+    };
+    assert!(wait_until(Duration::from_secs(30), || state(&cp)["state"] == "waiting"));
+    let v2 = state(&cp)["to_revision"].as_u64().unwrap();
+
+    // The control plane restarts: the waiting rollout, its pins and the label survive.
+    cp.kill9();
+    cp.restart();
+    assert!(wait_until(Duration::from_secs(30), || connected(&cp) == 12));
+    let st = state(&cp);
+    assert_eq!(st["state"], "waiting", "{st:#}");
+    for n in ["sim-0000", "sim-0001"] {
+        assert_eq!(last_rev(&record, n, "web"), Some(v2), "{n}");
+    }
+    for i in 2..12 {
+        assert_eq!(last_rev(&record, &name(i), "web"), Some(v1), "{}", name(i));
+    }
+    let node = cp.node("sim-0003").unwrap();
+    assert_eq!(node["labels"]["tier"], "canary");
+    cp.ctl_ok(&["rollout", "resume", "web"]);
+    assert!(wait_until(Duration::from_secs(30), || state(&cp)["state"]
+        == "completed"));
+    assert!(wait_until(Duration::from_secs(20), || (0..12)
+        .all(|i| last_rev(&record, &name(i), "web") == Some(v2))));
+
+    // Removing the label takes the policy away from the node.
+    cp.ctl_ok(&["nodes", "label", "sim-0003", "tier-"]);
+    assert!(
+        wait_until(Duration::from_secs(20), || records(&record)
+            .iter()
+            .rev()
+            .find(|r| r["node"] == "sim-0003" && r["ok"] == true)
+            .is_some_and(|r| r["policies"].get("canary-only").is_none())),
+        "unlabelled node still enforces canary-only"
+    );
+}
