@@ -304,7 +304,7 @@ fn node_labels_move_nodes_in_and_out_of_policies_and_rollouts_survive_a_restart(
         "--canary",
         "2",
         "--wave-size",
-        "50%",
+        "100%",
         "--pause",
         "500ms",
         "--manual",
