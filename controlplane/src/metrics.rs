@@ -66,6 +66,38 @@ pub fn render(cp: &ControlPlane) -> String {
         "Nodes ever seen.",
         nodes.len() as f64,
     );
+    e.gauge(
+        "palisade_nodes_drifting",
+        "Connected nodes whose realized revisions differ from their desired ones.",
+        nodes
+            .iter()
+            .filter(|n| {
+                let key = |v: &[palisade_proto::v1::RealizedPolicy]| {
+                    let mut k: Vec<(String, u64)> =
+                        v.iter().map(|p| (p.name.clone(), p.revision)).collect();
+                    k.sort();
+                    k
+                };
+                n.connected && key(&n.desired) != key(&n.realized)
+            })
+            .count() as f64,
+    );
+    let all_rollouts = cp.rollouts.all();
+    let rollouts: Vec<(Vec<(&str, &str)>, f64)> = all_rollouts
+        .iter()
+        .map(|r| {
+            (
+                vec![("policy", r.policy.as_str()), ("state", r.state.as_str())],
+                r.id as f64,
+            )
+        })
+        .collect();
+    e.labelled(
+        "palisade_rollout",
+        "gauge",
+        "Each policy's latest rollout (value: its id), labelled with its state.",
+        &rollouts,
+    );
     let c = &cp.audit.counters;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     e.counter(
