@@ -106,6 +106,7 @@ async fn main() {
             .apply(v1::ApplyRequest {
                 file: format!("p{i}.rhai"),
                 source: s.clone(),
+                rollout: None,
             })
             .await
             .unwrap()

@@ -63,6 +63,7 @@ fn apply_req() -> v1::ApplyRequest {
     v1::ApplyRequest {
         file: "p.rhai".into(),
         source: "policy(\"p\");".into(),
+        rollout: None,
     }
 }
 
@@ -163,6 +164,7 @@ async fn a_policy_with_errors_is_rejected_with_its_location_and_not_stored() {
         .apply(v1::ApplyRequest {
             file: "x.rhai".into(),
             source: "policy(\"x\");\nnetwork().ingress().deny(\"10.0.0.1/8\");".into(),
+            rollout: None,
         })
         .await
         .unwrap_err();
