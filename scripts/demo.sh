@@ -57,10 +57,9 @@ done
 step "before the policy: the peer's pings pass"
 pings 10.203.0.1
 
-step "palisadectl apply examples/policies/block-cidr.rhai"
+step "palisadectl apply examples/policies/block-cidr.rhai -w (follows the rollout until node-1 enforces it)"
 cat examples/policies/block-cidr.rhai
-"${CTL[@]}" apply examples/policies/block-cidr.rhai
-sleep 1
+"${CTL[@]}" apply examples/policies/block-cidr.rhai -w
 "${CTL[@]}" nodes
 
 step "after the policy: the peer's pings (IPv4 and IPv6) are dropped in XDP"
