@@ -46,7 +46,7 @@ scripts/lab.sh down "$LAB"; scripts/lab.sh up "$LAB"
 
 step "node daemon node-1 guarding ${LAB}0"
 "$BIN/palisade-noded" --controlplane "$URL" --pki "$WORK/pki" --name node-1 --iface "${LAB}0" --label role=lab \
-  --bpffs-root "$PINS" --api-socket "$WORK/noded.sock" --seccomp-dir "$WORK/seccomp" 2>"$WORK/noded.log" &
+  --bpffs-root "$PINS" --api-socket "$WORK/noded.sock" --seccomp-dir "$WORK/seccomp" --state-dir "$WORK/state" 2>"$WORK/noded.log" &
 pids+=($!)
 for _ in $(seq 150); do
   "${CTL[@]}" nodes 2>/dev/null | grep -q 'node-1.*connected' && break

@@ -55,6 +55,11 @@ async fn main() -> Result<()> {
     )?;
     let args = Args::parse_from(argv);
     palisade_ops::logging::init(args.log_json);
+    let files = palisade_ops::limits::raise_nofile();
+    tracing::debug!(
+        open_files = files,
+        "open-file limit (one connection per node)"
+    );
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot create data directory {}", args.data.display()))?;
     let store = SledStore::open(&args.data)?;

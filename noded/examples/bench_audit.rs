@@ -156,8 +156,9 @@ async fn main() {
         spool: None,
         spool_max_events: 1_000_000,
         metrics: None,
+        status_every: session::SessionConfig::STATUS_EVERY,
     };
-    tokio::spawn(session::run(cfg, enforcer, rx));
+    tokio::spawn(session::run(cfg, enforcer, rx, None));
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let t = Instant::now();

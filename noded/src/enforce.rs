@@ -43,6 +43,16 @@ pub trait NetBackend: Send {
     fn kernel_generation(&self) -> u32 {
         0
     }
+    /// The backend as the status reports it, with `rules` network rules in force.
+    fn status(&self, rules: usize) -> v1::BackendStatus {
+        v1::BackendStatus {
+            name: "network".into(),
+            attached: true,
+            detail: self.describe(),
+            entries_used: rules as u64,
+            capacity: (plan::net::MAX_RULES - 1) as u64,
+        }
+    }
     /// The kernel's loss and traffic counters, indexed by `abi::STAT_*`, when the backend
     /// has them.
     fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
@@ -105,6 +115,8 @@ pub struct Enforcer {
     last_error: String,
     /// The desired set of the last apply (what `last_error` is about).
     attempted: Vec<v1::RealizedPolicy>,
+    /// Whether any desired state was applied since the daemon started.
+    applied_once: bool,
     /// What the feature probes found (see `probes`); rules needing a missing one are
     /// reported as not enforced.
     capabilities: Vec<v1::Capability>,
@@ -128,6 +140,7 @@ impl Enforcer {
             unenforced: Vec::new(),
             last_error: String::new(),
             attempted: Vec::new(),
+            applied_once: false,
         }
     }
 
@@ -135,9 +148,37 @@ impl Enforcer {
         self.hooks.push(hook);
     }
 
-    /// Enforces exactly `desired`. On error the previous state stays in force and the
-    /// error is reported in the status.
+    /// Whether `desired` is exactly what is in force: the same (policy, revision, content)
+    /// set, applied without error. Reconciliation is by revision numbers: such a desired
+    /// state does not touch the kernel again.
+    pub fn in_force(&self, desired: &v1::DesiredState) -> bool {
+        let key = |v: &mut dyn Iterator<Item = (&str, u64, &str)>| {
+            let mut k: Vec<(String, u64, String)> = v
+                .map(|(n, r, h)| (n.to_string(), r, h.to_string()))
+                .collect();
+            k.sort();
+            k
+        };
+        self.applied_once
+            && self.last_error.is_empty()
+            && key(&mut desired
+                .policies
+                .iter()
+                .map(|p| (p.name.as_str(), p.revision, p.content_hash.as_str())))
+                == key(&mut self
+                    .realized
+                    .iter()
+                    .map(|p| (p.name.as_str(), p.revision, p.content_hash.as_str())))
+    }
+
+    /// Enforces exactly `desired` (nothing to do when it is already [in force](Self::in_force)).
+    /// On error the previous state stays in force and the error is reported in the status.
     pub fn apply(&mut self, desired: &v1::DesiredState) -> v1::NodeStatus {
+        if self.in_force(desired) {
+            tracing::debug!("desired state already in force; nothing to apply");
+            return self.status();
+        }
+        self.applied_once = true;
         self.attempted = desired
             .policies
             .iter()
@@ -250,6 +291,8 @@ impl Enforcer {
             counters: self.counters(),
             ..Default::default()
         };
+        let rules = self.plans.back().map(|(_, p)| p.rules.len()).unwrap_or(0);
+        status.backends.push(self.backend.status(rules));
         for h in &self.hooks {
             h.status(&mut status);
         }

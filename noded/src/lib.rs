@@ -10,6 +10,8 @@
 //! - [`lsm`], [`lsm_plan`], [`lsm_abi`], [`lsm_events`]: BPF-LSM file and exec enforcement
 //!   (programs, inode-resolved plan, kernel ABI mirror, audit events).
 //! - [`nonet`]: running without `--iface` (network rules reported unenforced).
+//! - [`node_cache`]: the last enforced desired state in sled, re-applied at start.
+//! - [`sim`]: fleet simulation: many node sessions in one process, a recording backend.
 //! - [`session`]: the mutual-TLS session with the control plane, with reconnects.
 //! - [`node_metrics`]: Prometheus text for `--metrics ADDR`.
 //! - [`spool`]: audit sequence numbers, the bounded spool (memory or file), loss events.
@@ -24,6 +26,7 @@ pub mod lsm;
 pub mod lsm_abi;
 pub mod lsm_events;
 pub mod lsm_plan;
+pub mod node_cache;
 pub mod node_metrics;
 pub mod nonet;
 pub mod pinning;
@@ -33,5 +36,6 @@ pub mod profiles;
 pub mod sched;
 pub mod seccomp;
 pub mod session;
+pub mod sim;
 pub mod spool;
 pub mod xdp;

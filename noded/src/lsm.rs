@@ -109,6 +109,11 @@ pub struct LsmEnforcer {
 }
 
 impl LsmEnforcer {
+    /// Map entries of the plan in force: (inode, operation) file entries and exec binaries.
+    pub fn entries(&self) -> usize {
+        self.plan.files.values().map(Vec::len).sum::<usize>() + self.plan.exec.len()
+    }
+
     /// Loads and attaches every program; pins the links under `pin_root` when given.
     pub fn load(events_per_sec: u32, pin_root: Option<&Path>) -> Result<Self, LsmError> {
         let btf = Btf::from_sys_fs()?;
@@ -468,6 +473,25 @@ impl PolicyHook for LsmHook {
     }
 
     fn status(&self, status: &mut v1::NodeStatus) {
+        status
+            .backends
+            .push(match &*self.lsm.lock().expect("lsm lock") {
+                Lsm::Active(l) => v1::BackendStatus {
+                    name: "lsm".into(),
+                    attached: true,
+                    detail: "BPF-LSM file and exec programs".into(),
+                    entries_used: l.entries() as u64,
+                    capacity: (palisade_policy::plan::capacity::FILE_ENTRIES
+                        + palisade_policy::plan::capacity::EXEC_ENTRIES)
+                        as u64,
+                },
+                Lsm::Unavailable(why) => v1::BackendStatus {
+                    name: "lsm".into(),
+                    attached: false,
+                    detail: why.clone(),
+                    ..Default::default()
+                },
+            });
         for u in &self.unenforced {
             if !status
                 .unenforced

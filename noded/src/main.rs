@@ -6,6 +6,7 @@ use palisade_noded::enforce::{Enforcer, NetBackend};
 use palisade_noded::localapi;
 use palisade_noded::lsm::{Lsm, LsmHook};
 use palisade_noded::lsm_events;
+use palisade_noded::node_cache::NodeCache;
 use palisade_noded::nonet::{NoNetwork, NoNetworkHook};
 use palisade_noded::profiles::{self, Profiles, ProfilesHook};
 use palisade_noded::sched::SchedHook;
@@ -42,6 +43,9 @@ enum Sub {
     Run(Args),
     /// Run a command under a seccomp profile in force on this node.
     Exec(exec_cmd::ExecArgs),
+    /// Fleet simulation for tests and benchmarks: many node sessions in this process with
+    /// the real session and reconciliation code and a kernel backend that only records.
+    Simulate(SimArgs),
     /// Remove every program, link and map the daemon attached or pinned.
     Cleanup {
         /// The pin root the daemon used.
@@ -111,6 +115,96 @@ struct Args {
     /// Where every seccomp profile in force is written as OCI JSON (NAME.json).
     #[arg(long, env = "PALISADE_SECCOMP_DIR", default_value = profiles::DEFAULT_DIR)]
     seccomp_dir: PathBuf,
+    /// Local state: the last enforced desired state (sled), re-applied at start so that a
+    /// restart without the control plane enforces the same revisions.
+    #[arg(
+        long,
+        env = "PALISADE_STATE_DIR",
+        default_value = "/var/lib/palisade/node"
+    )]
+    state_dir: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+struct SimArgs {
+    /// How many nodes.
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Node names are PREFIX0000, PREFIX0001, ...
+    #[arg(long, default_value = "sim-")]
+    name_prefix: String,
+    /// Control plane URL.
+    #[arg(
+        long,
+        env = "PALISADE_CONTROLPLANE",
+        default_value = "https://127.0.0.1:7443"
+    )]
+    controlplane: String,
+    /// PKI directory; missing node certificates are issued from its CA.
+    #[arg(long, env = "PALISADE_PKI", default_value = "/var/lib/palisade/pki")]
+    pki: PathBuf,
+    /// Name the control plane's certificate must carry.
+    #[arg(long, default_value = palisade_pki::SERVER_NAME)]
+    tls_server_name: String,
+    /// A label every node registers with (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// A label for a range of node indexes (repeatable), e.g. 100-199:tier=big.
+    #[arg(long = "label-nodes", value_name = "FIRST-LAST:KEY=VALUE")]
+    label_nodes: Vec<String>,
+    /// Nodes whose backend fails plans containing --fail-rule: indexes, ranges (150-159)
+    /// or names, comma-separated.
+    #[arg(long, value_name = "LIST")]
+    fail_nodes: Option<String>,
+    /// The rule name that makes --fail-nodes fail.
+    #[arg(long, value_name = "RULE", requires = "fail_nodes")]
+    fail_rule: Option<String>,
+    /// Append one JSON line per apply and per connection change to this file.
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Nodes connecting at once.
+    #[arg(long, default_value_t = 100)]
+    connect_batch: usize,
+    /// Stop after this many seconds (default: run until stopped).
+    #[arg(long)]
+    duration: Option<u64>,
+}
+
+async fn simulate(a: SimArgs) -> Result<()> {
+    use palisade_noded::sim;
+    let name = |i: usize| format!("{}{i:04}", a.name_prefix);
+    let cfg = sim::SimConfig {
+        nodes: a.nodes,
+        name_prefix: a.name_prefix.clone(),
+        url: a.controlplane.clone(),
+        server_name: a.tls_server_name.clone(),
+        pki: a.pki.clone(),
+        labels: parse_labels(&a.labels)?,
+        label_nodes: a
+            .label_nodes
+            .iter()
+            .map(|s| sim::parse_label_nodes(s))
+            .collect::<Result<_, _>>()?,
+        fail_nodes: match &a.fail_nodes {
+            Some(l) => sim::parse_node_list(l, name)?,
+            None => Default::default(),
+        },
+        fail_rule: a.fail_rule.clone(),
+        record: a.record.clone(),
+        connect_batch: a.connect_batch,
+    };
+    let run = sim::run(cfg);
+    tokio::select! {
+        r = run => r?,
+        _ = shutdown_signal() => {}
+        _ = async {
+            match a.duration {
+                Some(s) => tokio::time::sleep(std::time::Duration::from_secs(s)).await,
+                None => std::future::pending().await,
+            }
+        } => {}
+    }
+    Ok(())
 }
 
 fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
@@ -140,6 +234,7 @@ async fn main() -> Result<()> {
         None => cli.run,
         Some(Sub::Run(a)) => a,
         Some(Sub::Exec(a)) => return exec_cmd::exec(a),
+        Some(Sub::Simulate(a)) => return simulate(a).await,
         Some(Sub::Cleanup { bpffs_root }) => {
             let removed = pinning::cleanup(&bpffs_root)
                 .with_context(|| format!("cleaning up {}", bpffs_root.display()))?;
@@ -272,6 +367,29 @@ async fn main() -> Result<()> {
     let profiles = Arc::new(Mutex::new(Profiles::new(Some(args.seccomp_dir.clone()))));
     enforcer.add_hook(Box::new(ProfilesHook(profiles.clone())));
     enforcer.add_hook(Box::new(SchedHook(sched.clone())));
+    // The last desired state this node enforced: applied again before the control plane is
+    // reached, so every backend enforces it and the status names its revisions.
+    let cache = match NodeCache::open(&args.state_dir) {
+        Ok(c) => Some(Arc::new(c)),
+        Err(e) => {
+            tracing::error!(error = %e, "no local state cache: a restart without the control plane will enforce only what is pinned in the kernel");
+            None
+        }
+    };
+    match cache.as_ref().map(|c| c.load()) {
+        Some(Ok(Some(desired))) => {
+            let status = enforcer.apply(&desired);
+            tracing::info!(
+                policies = ?status.policies.iter().map(|p| format!("{}@{}", p.name, p.revision)).collect::<Vec<_>>(),
+                error = %status.last_error,
+                "re-applied the cached desired state"
+            );
+        }
+        Some(Ok(None)) | None => {}
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "cached desired state unreadable; waiting for the control plane (pinned maps keep enforcing)")
+        }
+    }
     let enforcer = Arc::new(Mutex::new(enforcer));
     localapi::serve(
         &args.api_socket,
@@ -320,8 +438,9 @@ async fn main() -> Result<()> {
         spool: args.spool.clone(),
         spool_max_events: args.spool_max_events,
         metrics: args.metrics.clone(),
+        status_every: SessionConfig::STATUS_EVERY,
     };
-    let sess = tokio::spawn(session::run(cfg, enforcer.clone(), ev_rx));
+    let sess = tokio::spawn(session::run(cfg, enforcer.clone(), ev_rx, cache));
 
     let result = tokio::select! {
         _ = shutdown_signal() => {

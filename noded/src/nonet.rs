@@ -19,6 +19,15 @@ impl NetBackend for NoNetwork {
     fn describe(&self) -> String {
         "no network backend (no --iface)".into()
     }
+
+    fn status(&self, _rules: usize) -> v1::BackendStatus {
+        v1::BackendStatus {
+            name: "network".into(),
+            attached: false,
+            detail: self.describe(),
+            ..Default::default()
+        }
+    }
 }
 
 /// Reports every network rule of the enforced policies as unenforced.

@@ -187,6 +187,13 @@ impl PolicyHook for ProfilesHook {
     fn status(&self, status: &mut v1::NodeStatus) {
         let p = self.0.lock().expect("profiles lock");
         status.seccomp_profiles = p.names();
+        status.backends.push(v1::BackendStatus {
+            name: "seccomp".into(),
+            attached: true,
+            detail: "profiles served on the local socket and written as OCI JSON".into(),
+            entries_used: p.names().len() as u64,
+            capacity: 0,
+        });
     }
 }
 

@@ -667,8 +667,18 @@ impl PolicyHook for SchedHook {
 
     fn status(&self, status: &mut v1::NodeStatus) {
         let m = self.0.lock().expect("sched lock");
-        status.sched_classes = m
-            .status()
+        let classes = m.status();
+        status.backends.push(v1::BackendStatus {
+            name: "sched".into(),
+            attached: true,
+            detail: format!(
+                "{} processes classed",
+                classes.iter().map(|c| c.processes.len()).sum::<usize>()
+            ),
+            entries_used: classes.len() as u64,
+            capacity: palisade_policy::plan::capacity::SCHED_CLASSES as u64,
+        });
+        status.sched_classes = classes
             .into_iter()
             .map(|c| v1::SchedClassStatus {
                 name: c.name,

@@ -7,6 +7,7 @@
 //! event in batches, and forgets them as the control plane acknowledges them.
 
 use crate::enforce::Enforcer;
+use crate::node_cache::NodeCache;
 use crate::spool::{self, Spool, SpoolError};
 use palisade_pki::{CertPaths, PkiDir, PkiError};
 use palisade_proto::v1::{self, control_message, node_message, nodes_client::NodesClient};
@@ -66,6 +67,13 @@ pub struct SessionConfig {
     pub spool_max_events: usize,
     /// Serve Prometheus metrics on this address.
     pub metrics: Option<String>,
+    /// How often the status (with rule counters) is re-sent even when nothing changed.
+    pub status_every: Duration,
+}
+
+impl SessionConfig {
+    /// The default period of unsolicited status reports.
+    pub const STATUS_EVERY: Duration = STATUS_EVERY;
 }
 
 /// Connects a channel with the node's mutual-TLS identity.
@@ -101,6 +109,7 @@ pub async fn run(
     cfg: SessionConfig,
     enforcer: Arc<Mutex<Enforcer>>,
     events: mpsc::Receiver<v1::AuditEvent>,
+    cache: Option<Arc<NodeCache>>,
 ) -> Result<(), SessionError> {
     let spool = Arc::new(Mutex::new(Spool::open(
         cfg.spool.as_deref(),
@@ -114,17 +123,19 @@ pub async fn run(
                 .map_err(|e| SessionError::Metrics(e.to_string()))?;
         tracing::info!(addr = %at, "metrics on http://{at}/metrics");
     }
-    run_with_spool(cfg, enforcer, events, spool, connected).await;
+    run_with_spool(cfg, enforcer, events, spool, connected, cache).await;
     Ok(())
 }
 
-/// [`run`] with a spool the caller keeps a handle on (for metrics).
+/// [`run`] with a spool the caller keeps a handle on (for metrics). Every desired state
+/// enforced without error is stored in `cache`, when given.
 pub async fn run_with_spool(
     cfg: SessionConfig,
     enforcer: Arc<Mutex<Enforcer>>,
     events: mpsc::Receiver<v1::AuditEvent>,
     spool: Arc<Mutex<Spool>>,
     connected: Arc<AtomicBool>,
+    cache: Option<Arc<NodeCache>>,
 ) {
     let notify = Arc::new(Notify::new());
     tokio::spawn(spool::collect(events, spool.clone(), notify.clone()));
@@ -144,6 +155,7 @@ pub async fn run_with_spool(
             &notify,
             &mut registered,
             &connected,
+            cache.as_deref(),
         )
         .await;
         connected.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -169,6 +181,7 @@ async fn session_once(
     notify: &Notify,
     registered: &mut bool,
     connected: &AtomicBool,
+    cache: Option<&NodeCache>,
 ) -> Result<(), SessionError> {
     let channel = connect(cfg).await?;
     let mut client = NodesClient::new(channel);
@@ -199,7 +212,7 @@ async fn session_once(
         (s.acked(), s.stream().to_string())
     };
     // Counters change with traffic: report the status now and then, not only on changes.
-    let mut tick = tokio::time::interval(STATUS_EVERY);
+    let mut tick = tokio::time::interval(cfg.status_every);
     tick.tick().await;
     loop {
         let unsent = spool.lock().expect("spool lock").has_after(sent);
@@ -213,6 +226,12 @@ async fn session_once(
                     None => return Ok(()),
                     Some(v1::ControlMessage { msg: Some(control_message::Msg::Desired(desired)) }) => {
                         let status = enforcer.lock().expect("enforcer lock").apply(&desired);
+                        if let Some(cache) = cache
+                            && status.last_error.is_empty()
+                            && let Err(e) = cache.store(&desired)
+                        {
+                            tracing::error!(error = %e, "cannot cache the enforced desired state; a restart without the control plane would not know it");
+                        }
                         tx.send(send(node_message::Msg::Status(status))).await.map_err(|_| SessionError::Closed)?;
                     }
                     Some(v1::ControlMessage { msg: Some(control_message::Msg::Rejected(r)) }) => {

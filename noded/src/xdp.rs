@@ -62,6 +62,9 @@ pub enum XdpError {
     Capacity(String),
     #[error("cannot read the number of CPUs: {0}")]
     Cpus(String),
+    /// Only the fleet simulation's recording backend fails this way (failure injection).
+    #[error("simulated apply failure: {0}")]
+    Simulated(String),
 }
 
 /// How a program is attached.

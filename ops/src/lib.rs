@@ -4,8 +4,10 @@
 //!   builder for the text format.
 //! - [`config`]: a TOML config file whose keys are the daemon's long flags; the command line
 //!   beats the environment, which beats the file, which beats the defaults.
+//! - [`limits`]: raising the open-file limit.
 //! - [`logging`]: `tracing` setup (text or JSON lines on stderr, `RUST_LOG` filter).
 
 pub mod config;
+pub mod limits;
 pub mod logging;
 pub mod metrics;

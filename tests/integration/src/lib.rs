@@ -462,6 +462,8 @@ impl ControlPlane {
             .arg(own.join("api.sock"))
             .arg("--seccomp-dir")
             .arg(own.join("seccomp"))
+            .arg("--state-dir")
+            .arg(own.join("state"))
             .args(extra);
         for l in labels {
             cmd.args(["--label", l]);
