@@ -442,6 +442,18 @@ impl ControlPlane {
         self.spawn_node(name, iface, labels, bpffs_root, &[])
     }
 
+    /// [`start_node_at`](Self::start_node_at) without waiting for the node to connect (the
+    /// control plane may be down).
+    pub fn spawn_node_offline(
+        &self,
+        name: &str,
+        iface: &str,
+        labels: &[&str],
+        bpffs_root: &Path,
+    ) -> Proc {
+        self.spawn_node_inner(name, iface, labels, bpffs_root, &[], false)
+    }
+
     fn spawn_node(
         &self,
         name: &str,
@@ -449,6 +461,18 @@ impl ControlPlane {
         labels: &[&str],
         bpffs_root: &Path,
         extra: &[&str],
+    ) -> Proc {
+        self.spawn_node_inner(name, iface, labels, bpffs_root, extra, true)
+    }
+
+    fn spawn_node_inner(
+        &self,
+        name: &str,
+        iface: &str,
+        labels: &[&str],
+        bpffs_root: &Path,
+        extra: &[&str],
+        wait: bool,
     ) -> Proc {
         let own = self.dir.path().join(format!("node-{name}"));
         std::fs::create_dir_all(&own).unwrap();
@@ -469,6 +493,9 @@ impl ControlPlane {
             cmd.args(["--label", l]);
         }
         let mut p = Proc::spawn(&format!("noded-{name}"), &mut cmd, self.dir.path());
+        if !wait {
+            return p;
+        }
         let connected = wait_until(Duration::from_secs(45), || {
             p.child.try_wait().ok().flatten().is_some()
                 || self.node(name).is_some_and(|n| n["connected"] == true)
