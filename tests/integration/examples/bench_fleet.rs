@@ -104,16 +104,42 @@ fn run(nodes: usize, rounds: usize, idle_secs: u64) -> Result {
 
     let mut lat_ms = Vec::new();
     let mut full_ms = Vec::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pki = palisade_pki::PkiDir::new(cp.pki());
+    let tls = pki
+        .client_tls(
+            &pki.cert_paths(palisade_pki::Role::Operator, "operator"),
+            palisade_pki::SERVER_NAME,
+        )
+        .unwrap();
+    let mut client = rt.block_on(async {
+        let ch = tonic::transport::Endpoint::from_shared(cp.url.clone())
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        palisade_proto::v1::policies_client::PoliciesClient::new(ch)
+    });
     for round in 1..=rounds {
-        let path = cp.write_policy(
-            &format!("r{round}.rhai"),
-            &format!(
-                "policy(\"bench\").nodes(#{{ role: \"bench\" }});\n\
-                 network().ingress().deny(\"198.51.100.{round}/32\").named(\"r{round}\");\n"
-            ),
+        let source = format!(
+            "policy(\"bench\").nodes(#{{ role: \"bench\" }});\n\
+             network().ingress().deny(\"198.51.100.{round}/32\").named(\"r{round}\");\n"
         );
-        let rev = cp.apply(&path);
-        let returned = now_ns();
+        // The time the apply RPC returns, as the operator sees it.
+        let (rev, returned) = rt.block_on(async {
+            let r = client
+                .apply(palisade_proto::v1::ApplyRequest {
+                    file: format!("r{round}.rhai"),
+                    source,
+                    rollout: None,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            (r.revision, now_ns())
+        });
         let mut per_node: BTreeMap<String, i128> = BTreeMap::new();
         let done = wait_until(Duration::from_secs(120), || {
             for l in lines(&record) {
