@@ -4,10 +4,13 @@
 //! Two loops, `open`+`close` of a file four directories deep and `fork`+`exec` of
 //! `/bin/true`, under: no program; the baseline, a minimal LSM program doing one inode hash
 //! lookup per hook (`bpf/lsm_bench_min.bpf.c`); Palisade's programs with 10 and with 10,000
-//! file rules (on other files, plus one exec deny rule). All in one boot, and every round
+//! file rules (on other files, plus one exec deny rule). All in one boot. Every round
 //! measures each configuration back to back (programs are attached and detached between
-//! them), so a noisy neighbour hits all of them alike; the table shows medians over
-//! the rounds. Emulation inflates absolute numbers: read the ratios to the baseline.
+//! them, each measurement after a warm-up), in an order that rotates from round to round so
+//! that no configuration always comes first or last; a noisy neighbour hits all of them
+//! alike. The table shows, per configuration, the median over the rounds of its ratio to
+//! the baseline measured in the same round, and the spread (lowest and highest ratio).
+//! Emulation inflates absolute numbers: read the ratios to the baseline.
 //!
 //! Usage: lsm_bench [OPEN_ITERS] [EXEC_ITERS] [ROUNDS]
 
@@ -55,13 +58,50 @@ fn fork_exec(n: usize) -> f64 {
     t.elapsed().as_nanos() as f64 / n as f64
 }
 
+/// A warm-up (the emulator translates freshly attached programs on first use; the inode
+/// cache fills), then the timed loops.
 fn measure(open_n: usize, exec_n: usize) -> (f64, f64) {
+    open_close(open_n / 20 + 1);
+    fork_exec(exec_n / 20 + 1);
     (open_close(open_n), fork_exec(exec_n))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Config {
+    None,
+    Baseline,
+    Palisade,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
+}
+
+/// Nanoseconds per run of each of the two programs that matter here (file_open,
+/// bprm_check) between two snapshots of the kernel's run statistics.
+fn per_run(
+    before: [(std::time::Duration, u64); 2],
+    after: [(std::time::Duration, u64); 2],
+) -> [f64; 2] {
+    let f = |i: usize| {
+        let runs = after[i].1.saturating_sub(before[i].1).max(1);
+        (after[i].0.saturating_sub(before[i].0)).as_nanos() as f64 / runs as f64
+    };
+    [f(0), f(1)]
+}
+
+fn stats_of(ebpf: &Ebpf, names: [&str; 2]) -> [(std::time::Duration, u64); 2] {
+    names.map(|n| {
+        let info = ebpf.program(n).unwrap().info().unwrap();
+        (info.run_time(), info.run_count())
+    })
+}
+
+fn spread(v: &[f64]) -> (f64, f64) {
+    let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    (lo, hi)
 }
 
 /// Links of the baseline programs; dropping them detaches.
@@ -130,6 +170,8 @@ fn main() {
     let started = Instant::now();
     let phase = |name: &str| eprintln!("PALBENCH phase {name} at {:.0?}", started.elapsed());
 
+    // The kernel times every program run while this descriptor is open.
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS");
     phase("load baseline");
     let btf = Btf::from_sys_fs().expect("kernel BTF");
     let mut base = Ebpf::load(BENCH_BASELINE_OBJECT).expect("load baseline object");
@@ -145,63 +187,132 @@ fn main() {
     lsm.set_attached(false).unwrap();
     settle();
 
-    // Per rule count: `rounds` rounds of (none, baseline, palisade) back to back; medians.
-    let mut table: Vec<(String, (f64, f64), (f64, f64))> = Vec::new();
-    let mut none_o = Vec::new();
-    let mut none_e = Vec::new();
-    let mut base_o = Vec::new();
-    let mut base_e = Vec::new();
+    // Per rule count: `rounds` rounds of (none, baseline, palisade) in rotating order.
+    struct Row {
+        name: String,
+        open_ns: Vec<f64>,
+        open_ratio: Vec<f64>,
+        exec_ns: Vec<f64>,
+        exec_ratio: Vec<f64>,
+        /// ns per run of the file_open and bprm_check programs.
+        prog_ns: [Vec<f64>; 2],
+    }
+    let row = |name: &str| Row {
+        name: name.to_string(),
+        open_ns: Vec::new(),
+        open_ratio: Vec::new(),
+        exec_ns: Vec::new(),
+        exec_ratio: Vec::new(),
+        prog_ns: [Vec::new(), Vec::new()],
+    };
+    const BASE_PROGS: [&str; 2] = ["pal_bench_file_open", "pal_bench_bprm_check"];
+    const PAL_PROGS: [&str; 2] = ["pal_file_open", "pal_bprm_check"];
+    let lsm_stats = |lsm: &LsmEnforcer| PAL_PROGS.map(|n| lsm.run_stats(n).expect("program stats"));
+    let mut none = row("no LSM program");
+    let mut baseline = row("minimal (baseline)");
+    let mut table = Vec::new();
+    let orders = [
+        [Config::None, Config::Baseline, Config::Palisade],
+        [Config::Baseline, Config::Palisade, Config::None],
+        [Config::Palisade, Config::None, Config::Baseline],
+        [Config::Palisade, Config::Baseline, Config::None],
+        [Config::Baseline, Config::None, Config::Palisade],
+        [Config::None, Config::Palisade, Config::Baseline],
+    ];
     for n in [10usize, 10_000] {
         phase(&format!("palisade {n} rules"));
         let unenforced = lsm.apply(&[(policy(n), 1)]).expect("apply");
         assert!(unenforced.is_empty(), "unenforced: {unenforced:?}");
-        let (mut ro, mut re, mut po, mut pe) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            let (no, ne) = measure(open_n, exec_n);
-            let links = attach_baseline(&mut base);
-            let (bo, be) = measure(open_n, exec_n);
-            drop(links);
-            settle();
-            lsm.set_attached(true).unwrap();
-            let (o, e) = measure(open_n, exec_n);
-            lsm.set_attached(false).unwrap();
-            settle();
-            none_o.push(no / bo);
-            none_e.push(ne / be);
-            base_o.push(bo);
-            base_e.push(be);
-            ro.push(o / bo);
-            re.push(e / be);
-            po.push(o);
-            pe.push(e);
+        let mut pal = row(&format!("palisade, {n} rules"));
+        for round in 0..rounds {
+            let mut got = [(0.0, 0.0); 3];
+            let mut prog = [[0.0; 2]; 3];
+            for c in &orders[round % orders.len()] {
+                let m = match c {
+                    Config::None => measure(open_n, exec_n),
+                    Config::Baseline => {
+                        let links = attach_baseline(&mut base);
+                        let before = stats_of(&base, BASE_PROGS);
+                        let m = measure(open_n, exec_n);
+                        prog[1] = per_run(before, stats_of(&base, BASE_PROGS));
+                        drop(links);
+                        m
+                    }
+                    Config::Palisade => {
+                        lsm.set_attached(true).unwrap();
+                        let before = lsm_stats(&lsm);
+                        let m = measure(open_n, exec_n);
+                        prog[2] = per_run(before, lsm_stats(&lsm));
+                        lsm.set_attached(false).unwrap();
+                        m
+                    }
+                };
+                if *c != Config::None {
+                    settle();
+                }
+                got[*c as usize] = m;
+            }
+            let (no, ne) = got[Config::None as usize];
+            let (bo, be) = got[Config::Baseline as usize];
+            let (po, pe) = got[Config::Palisade as usize];
+            for (r, (o, e)) in [
+                (&mut none, (no, ne)),
+                (&mut baseline, (bo, be)),
+                (&mut pal, (po, pe)),
+            ] {
+                r.open_ns.push(o);
+                r.exec_ns.push(e);
+                r.open_ratio.push(o / bo);
+                r.exec_ratio.push(e / be);
+            }
         }
-        table.push((
-            format!("palisade, {n} rules"),
-            (median(po), median(ro)),
-            (median(pe), median(re)),
-        ));
+        table.push(pal);
     }
-    let baseline = (median(base_o.clone()), median(base_e.clone()));
-    let none = (
-        (baseline.0 * median(none_o.clone()), median(none_o)),
-        (baseline.1 * median(none_e.clone()), median(none_e)),
+    println!(
+        "PALBENCH open+close x{open_n}, fork+exec x{exec_n}; {rounds} rounds, every configuration back to back in a rotating order; ratio = to the baseline in the same round: median [lowest-highest]"
     );
     println!(
-        "PALBENCH open+close x{open_n}, fork+exec x{exec_n}; medians of {rounds} rounds, each round runs every configuration back to back; ratios are per round to the baseline"
-    );
-    println!(
-        "PALBENCH {:<24} {:>12} {:>10} {:>14} {:>10}",
+        "PALBENCH {:<24} {:>10} {:>22} {:>12} {:>22}",
         "", "open+close", "vs base", "fork+exec", "vs base"
     );
-    let row = |name: &str, o: (f64, f64), e: (f64, f64)| {
+    for r in std::iter::once(&none)
+        .chain(std::iter::once(&baseline))
+        .chain(table.iter())
+    {
+        let (olo, ohi) = spread(&r.open_ratio);
+        let (elo, ehi) = spread(&r.exec_ratio);
         println!(
-            "PALBENCH {:<24} {:>9.0} ns {:>9.2}x {:>11.0} ns {:>9.2}x",
-            name, o.0, o.1, e.0, e.1
-        )
-    };
-    row("no LSM program", none.0, none.1);
-    row("minimal (baseline)", (baseline.0, 1.0), (baseline.1, 1.0));
-    for (name, o, e) in &table {
-        row(name, *o, *e);
+            "PALBENCH {:<24} {:>7.0} ns {:>6.2}x [{:.2}-{:.2}] {:>9.0} ns {:>6.2}x [{:.2}-{:.2}]",
+            r.name,
+            median(r.open_ns.clone()),
+            median(r.open_ratio.clone()),
+            olo,
+            ohi,
+            median(r.exec_ns.clone()),
+            median(r.exec_ratio.clone()),
+            elo,
+            ehi
+        );
+    }
+    // The programs' own cost, timed by the kernel (BPF_ENABLE_STATS): ns per run.
+    println!(
+        "PALBENCH program cost per run (kernel run-time statistics, median of rounds): {:<10} {:>10} {:>8} {:>10} {:>8}",
+        "", "file_open", "vs base", "bprm_check", "vs base"
+    );
+    let b = [
+        median(baseline.prog_ns[0].clone()),
+        median(baseline.prog_ns[1].clone()),
+    ];
+    for r in std::iter::once(&baseline).chain(table.iter()) {
+        let o = median(r.prog_ns[0].clone());
+        let e = median(r.prog_ns[1].clone());
+        println!(
+            "PALBENCH {:<24} {:>7.0} ns {:>7.2}x {:>7.0} ns {:>7.2}x",
+            r.name,
+            o,
+            o / b[0],
+            e,
+            e / b[1]
+        );
     }
 }

@@ -161,6 +161,13 @@ impl LsmEnforcer {
         Ok(me)
     }
 
+    /// The kernel's run statistics of one of the programs, (total run time, runs), counted
+    /// while statistics are enabled (`aya::sys::enable_stats`); for the benchmark.
+    pub fn run_stats(&self, name: &str) -> Option<(std::time::Duration, u64)> {
+        let info = self.ebpf.program(name)?.info().ok()?;
+        Some((info.run_time(), info.run_count()))
+    }
+
     /// Detaches (`false`) or re-attaches (`true`) every program, keeping maps and plan; the
     /// benchmark uses it to compare configurations side by side. Pinned links stay pinned.
     pub fn set_attached(&mut self, on: bool) -> Result<(), LsmError> {
