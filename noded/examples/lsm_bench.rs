@@ -255,11 +255,16 @@ fn main() {
             let (no, ne) = got[Config::None as usize];
             let (bo, be) = got[Config::Baseline as usize];
             let (po, pe) = got[Config::Palisade as usize];
-            for (r, (o, e)) in [
+            for (k, (r, (o, e))) in [
                 (&mut none, (no, ne)),
                 (&mut baseline, (bo, be)),
                 (&mut pal, (po, pe)),
-            ] {
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                r.prog_ns[0].push(prog[k][0]);
+                r.prog_ns[1].push(prog[k][1]);
                 r.open_ns.push(o);
                 r.exec_ns.push(e);
                 r.open_ratio.push(o / bo);
