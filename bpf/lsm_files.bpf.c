@@ -580,9 +580,10 @@ int BPF_PROG(pal_bprm_check, struct linux_binprm *bprm, int ret)
 	if (rules)
 		consider_all(rules, PAL_OP_EXEC, 0, k.ino, k.dev, &h);
 
-	/* Allow-only lists: a binary not listed gets the rule's action. */
+	/* Allow-only lists (filled from the first slot): a binary not listed gets the rule's
+	 * action. */
 	cfg = bpf_map_lookup_elem(&PAL_LSM_CONFIG, &zero);
-	if (cfg) {
+	if (cfg && cfg->allow_only[0]) {
 		for (int i = 0; i < PAL_LSM_MAX_ALLOW_ONLY; i++) {
 			__u32 slot = cfg->allow_only[i];
 			struct pal_member_key m = { .slot = slot, .kind = PAL_MEMBER_ALLOWED,
@@ -595,8 +596,8 @@ int BPF_PROG(pal_bprm_check, struct linux_binprm *bprm, int ret)
 		}
 	}
 
-	/* File rules with the exec operation (the binary or a directory above it). */
-	{
+	/* File rules with the exec operation (the binary or a directory above it), if any. */
+	if (!cfg || cfg->exec_file_rules) {
 		__u32 generation, epoch;
 
 		cache_key(&generation, &epoch);

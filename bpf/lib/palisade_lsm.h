@@ -84,6 +84,7 @@ struct pal_lsm_config {
 	__u32 allow_only[PAL_LSM_MAX_ALLOW_ONLY]; /* slots of exec allow-only rules, 0 = none */
 	__u32 events_per_sec;                     /* 0 means 1000 */
 	__u32 generation;                         /* plan generation: a change drops the cache */
+	__u32 exec_file_rules;                    /* nonzero: some file rule covers exec */
 };
 
 /*
@@ -126,7 +127,7 @@ struct pal_lsm_event {
 #define PAL_SIZE_LSM_RULE 16
 #define PAL_SIZE_LSM_MEMBER_KEY 24
 #define PAL_SIZE_LSM_UID_KEY 8
-#define PAL_SIZE_LSM_CONFIG 24
+#define PAL_SIZE_LSM_CONFIG 28
 #define PAL_SIZE_LSM_EVENT 224
 #define PAL_SIZE_LSM_INODE_CACHE 16
 

@@ -152,7 +152,7 @@ impl LsmEnforcer {
             history: VecDeque::new(),
             events_per_sec,
         };
-        me.write_config(&[], 0)?;
+        me.write_config(&LsmPlan::default(), 0)?;
         me._links = if let Some(base) = &pin_base {
             me.pin(base, links)?
         } else {
@@ -229,10 +229,17 @@ impl LsmEnforcer {
         Ok(held)
     }
 
-    fn write_config(&mut self, allow_only: &[u32], generation: u32) -> Result<(), LsmError> {
+    fn write_config(&mut self, plan: &LsmPlan, generation: u32) -> Result<(), LsmError> {
+        let allow_only = &plan.allow_only;
+        let exec_file_rules = plan.files.values().flatten().any(|slot| {
+            plan.rules
+                .get(slot)
+                .is_some_and(|r| r.ops & abi::OP_EXEC != 0)
+        });
         let mut cfg = LsmConfig {
             events_per_sec: self.events_per_sec,
             generation,
+            exec_file_rules: exec_file_rules as u32,
             ..Default::default()
         };
         for (i, s) in allow_only.iter().take(abi::MAX_ALLOW_ONLY).enumerate() {
@@ -324,7 +331,7 @@ impl LsmEnforcer {
                 m.remove(k)?;
             }
         }
-        self.write_config(&next.allow_only, generation)?;
+        self.write_config(&next, generation)?;
         // Clear the old bank.
         {
             let mut rules: Array<&mut MapData, LsmRule> = Array::try_from(

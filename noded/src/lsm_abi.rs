@@ -75,6 +75,9 @@ pub struct LsmConfig {
     pub events_per_sec: u32,
     /// Plan generation; a change invalidates the programs' per-inode cache.
     pub generation: u32,
+    /// Nonzero when some file rule covers exec: only then does `bprm_check_security` walk
+    /// the binary's directories.
+    pub exec_file_rules: u32,
 }
 
 /// Value of the programs' per-inode cache (inode storage; only the kernel writes it).

@@ -31,7 +31,7 @@ as_user() { su -s /bin/sh user -c "$*"; }
 eventually() { i=0; while ! "$@" >/dev/null 2>&1 && [ $i -lt 40 ]; do sleep 0.5; i=$((i+1)); done; }
 
 # --- files and binaries the policies name ---------------------------------------------
-mkdir -p /srv/tree/a/b /srv/data /opt/deny /opt/sym /opt/hard /opt/other /opt/allowed /opt/reader
+mkdir -p /srv/tree/a/b /srv/data /opt/deny /opt/sym /opt/hard /opt/other /opt/allowed /opt/reader /opt/noexec/bin
 echo s3cret >/srv/secret
 echo keep >/srv/wfile
 echo nested >/srv/tree/a/b/nested.txt
@@ -39,6 +39,7 @@ chmod -R a+rX /srv
 chmod a+rw /srv/secret
 ln -s /srv/tree/a/b/nested.txt /tmp/link-nested
 for d in deny other allowed; do cp /bin/busybox /opt/$d/true; done
+cp /bin/busybox /opt/noexec/bin/true
 cp /bin/busybox /opt/reader/cat
 ln -s /opt/deny/true /opt/sym/true
 ln /opt/deny/true /opt/hard/true
@@ -68,6 +69,8 @@ check exec-denied eperm /opt/deny/true
 check exec-denied-symlink eperm /opt/sym/true
 check exec-denied-hardlink eperm /opt/hard/true
 check exec-other-copy ok /opt/other/true
+check exec-file-rule-subtree eperm /opt/noexec/bin/true
+check exec-file-rule-read-ok ok sh -c 'cat /opt/noexec/bin/true >/dev/null'
 # Re-resolution: replace the read-protected file by rename (a new inode at the path).
 echo replaced >/srv/secret.new
 check replace-by-rename ok mv /srv/secret.new /srv/secret

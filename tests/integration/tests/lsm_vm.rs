@@ -57,6 +57,7 @@ files().deny_read("/srv/tree").named("tree");
 files().deny_read("/srv/data").named("data");
 files().deny_read("/srv/missing").named("missing");
 exec().deny(["/opt/deny/true"]).named("no-true");
+files().deny_exec("/opt/noexec/").named("noexec");
 "#
     )
 }
@@ -436,6 +437,8 @@ fn lsm_file_and_exec_enforcement_in_a_vm() {
         "exec-denied",
         "exec-denied-symlink",
         "exec-denied-hardlink",
+        "exec-file-rule-subtree",
+        "exec-file-rule-read-ok",
         "replaced-file-protected",
         "recreated-dir-protected",
         "audit-read-passes",
