@@ -193,6 +193,15 @@ pub fn node_text(n: &v1::NodeInfo) -> String {
             .collect();
         out.push_str(&format!(" desired=[{}]", desired.join(",")));
     }
+    let available: Vec<&str> = n
+        .capabilities
+        .iter()
+        .filter(|c| c.available)
+        .map(|c| c.name.as_str())
+        .collect();
+    if !available.is_empty() {
+        out.push_str(&format!("\n    capabilities: {}", available.join(", ")));
+    }
     for b in &n.backends {
         out.push_str(&format!(
             "\n    backend {}: {}{}{}",
