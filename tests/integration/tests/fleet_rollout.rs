@@ -186,7 +186,7 @@ fn canary_rollout_offline_node_and_broken_revision_with_real_daemons() {
         f.cp.wait_realized(n, "fleet-bulk", Some(bulk_rev));
         assert_eq!(f.answered(n), 0, "{n}: v1 drops pings");
     }
-    assert_eq!(f.rollout("fleet-web")["state"], "completed");
+    f.wait_rollout("fleet-web", "completed", 10);
 
     // node-fc goes offline; v2 (pings allowed) is rolled out while it is away.
     let _ = c.child.kill();

@@ -92,12 +92,17 @@ fn thousand_simulated_nodes_canary_gate_fails_in_wave_two_and_exactly_the_update
         a.len() == NODES && a.values().all(|v| v.last() == Some(&v1))
     });
     assert!(all_v1, "not every node realized v1");
-    let st: Value = serde_json::from_str(
-        cp.ctl_ok(&["rollout", "status", "sim-web", "-o", "json"])
-            .trim(),
-    )
-    .unwrap();
-    assert_eq!(st["state"], "completed", "{st:#}");
+    // The control plane sees it too, from the nodes' statuses.
+    let mut st = Value::Null;
+    let completed = wait_until(Duration::from_secs(30), || {
+        st = serde_json::from_str(
+            cp.ctl_ok(&["rollout", "status", "sim-web", "-o", "json"])
+                .trim(),
+        )
+        .unwrap();
+        st["state"] == "completed"
+    });
+    assert!(completed, "{st:#}");
 
     let v2_path = cp.write_policy(
         "v2.rhai",
