@@ -144,13 +144,13 @@ const WEB_V1: &str = "policy(\"fleet-web\").nodes(#{ role: \"fleet\" });\n\
 const WEB_V2: &str = "policy(\"fleet-web\").nodes(#{ role: \"fleet\" });\n\
      network().ingress().deny(\"192.0.2.0/24\").named(\"test-net\");\n";
 
-/// 8,300 one-address rules: alone it fits the datapath (16,383 rules); two of them on one
-/// node do not, which only the node finds out.
+/// 5,500 one-address rules: each such policy fits the datapath (16,383 rules) and passes
+/// validation; three of them on one node do not, which only the node finds out.
 fn bulk(name: &str, base: u32) -> String {
     format!(
         "policy(\"{name}\").nodes(#{{ role: \"fleet\" }});\n\
          network().ingress().deny(\"192.0.2.0/24\").named(\"test-net\");\n\
-         for i in 0..8300 {{\n    network().ingress().deny(`198.{base}.${{i / 256}}.${{i % 256}}/32`).named(`b${{i}}`);\n}}\n"
+         for i in 0..5500 {{\n    network().ingress().deny(`198.{base}.${{i / 256}}.${{i % 256}}/32`);\n}}\n"
     )
 }
 
@@ -173,17 +173,22 @@ fn canary_rollout_offline_node_and_broken_revision_with_real_daemons() {
         labs,
         pins: Pins(Vec::new()),
     };
+    // Every node runs two large policies (applied while the machine is quiet: evaluating
+    // them takes a good part of the control plane's time limit in a debug build).
+    let bulk_rev =
+        f.cp.apply(&f.cp.write_policy("bulk.rhai", &bulk("fleet-bulk", 18)));
+    let bulk2_rev =
+        f.cp.apply(&f.cp.write_policy("bulk2.rhai", &bulk("fleet-bulk2", 17)));
     let _a = f.start("node-fa");
     let _b = f.start("node-fb");
     let mut c = f.start("node-fc");
 
-    // Every node runs a large policy; v1 of fleet-web denies pings.
-    let bulk_path = f.cp.write_policy("bulk.rhai", &bulk("fleet-bulk", 18));
-    let bulk_rev = f.cp.apply(&bulk_path);
+    // v1 of fleet-web denies pings.
     let v1 = f.cp.apply(&f.cp.write_policy("v1.rhai", WEB_V1));
     for n in names {
         f.cp.wait_realized(n, "fleet-web", Some(v1));
         f.cp.wait_realized(n, "fleet-bulk", Some(bulk_rev));
+        f.cp.wait_realized(n, "fleet-bulk2", Some(bulk2_rev));
         assert_eq!(f.answered(n), 0, "{n}: v1 drops pings");
     }
     f.wait_rollout("fleet-web", "completed", 10);
@@ -279,8 +284,9 @@ fn canary_rollout_offline_node_and_broken_revision_with_real_daemons() {
         c.log_text()
     );
 
-    // A broken revision: with fleet-bulk it overflows the datapath on every node. The
-    // canary reports the error, the gate fails, the rollout is rolled back.
+    // A broken revision: with the two bulk policies it overflows the datapath on every node
+    // (3 x 5,501 rules). The canary reports the error, the gate fails, the rollout is rolled
+    // back.
     let v3_path = f.cp.write_policy("v3.rhai", &bulk("fleet-web", 19));
     let out = f.cp.ctl(&[
         "apply",
