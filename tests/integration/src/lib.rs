@@ -76,6 +76,25 @@ pub fn free_port() -> u16 {
 }
 
 /// Runs a command to completion, panicking with its output when it fails.
+/// Spawns a program the test has just written or copied. Another test thread may fork
+/// while that file is open for writing, and the child keeps the descriptor until it
+/// execs, so exec can fail with ETXTBSY for a moment: retry for up to 5 s.
+pub fn spawn_fresh_binary(cmd: &mut Command) -> Child {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match cmd.spawn() {
+            Ok(c) => return c,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot start {cmd:?}: {e}"),
+        }
+    }
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd
         .output()

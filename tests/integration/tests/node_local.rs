@@ -6,7 +6,8 @@
 //! with `pals-`; the lab uses 10.61-10.64.0.0/24.
 
 use palisade_integration::{
-    ControlPlane, Lab, Proc, bin, host_tier_unavailable, run, skip, wait_until, workspace,
+    ControlPlane, Lab, Proc, bin, host_tier_unavailable, run, skip, spawn_fresh_binary, wait_until,
+    workspace,
 };
 use serde_json::{Value, json};
 use std::os::unix::process::ExitStatusExt;
@@ -202,10 +203,7 @@ fn workload(dir: &Path, name: &str) -> Kid {
     )
     .unwrap();
     run(Command::new("chmod").arg("+x").arg(&script));
-    let mut child = Command::new(&script)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_fresh_binary(Command::new(&script).stdout(Stdio::piped()));
     use std::io::{BufRead, BufReader};
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
@@ -245,7 +243,7 @@ fn exec_tracking_and_scheduler_classes() {
     let sleeper = |name: &str| {
         let p = dir.path().join(name);
         std::fs::copy("/bin/sleep", &p).unwrap();
-        Kid(Command::new(&p).arg("120").spawn().unwrap())
+        Kid(spawn_fresh_binary(Command::new(&p).arg("120")))
     };
     let before = sleeper("pals-before");
     let node = Node::start("sc", 61);
