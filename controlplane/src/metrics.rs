@@ -69,18 +69,7 @@ pub fn render(cp: &ControlPlane) -> String {
     e.gauge(
         "palisade_nodes_drifting",
         "Connected nodes whose realized revisions differ from their desired ones.",
-        nodes
-            .iter()
-            .filter(|n| {
-                let key = |v: &[palisade_proto::v1::RealizedPolicy]| {
-                    let mut k: Vec<(String, u64)> =
-                        v.iter().map(|p| (p.name.clone(), p.revision)).collect();
-                    k.sort();
-                    k
-                };
-                n.connected && key(&n.desired) != key(&n.realized)
-            })
-            .count() as f64,
+        nodes.iter().filter(|n| n.connected && !n.in_sync()).count() as f64,
     );
     let all_rollouts = cp.rollouts.all();
     let rollouts: Vec<(Vec<(&str, &str)>, f64)> = all_rollouts

@@ -738,6 +738,13 @@ mod tests {
                 });
             }
         }
+        /// `node` reports `error` about revision `rev` of the policy.
+        fn report_error(&self, node: &str, error: &str, rev: u64) {
+            let mut fleet = self.0.borrow_mut();
+            let v = fleet.get_mut(node).unwrap();
+            v.last_error = error.into();
+            v.error_for = Some(rev);
+        }
         fn view(&self) -> impl Fn(&str) -> Option<NodeView> + '_ {
             |n| self.0.borrow().get(n).cloned()
         }
@@ -825,12 +832,7 @@ mod tests {
         assert_eq!(r.current, 1);
         // n03 of wave two fails to apply.
         f.converge(&r, 1300, &["n03"]);
-        {
-            let mut fleet = f.0.borrow_mut();
-            let n03 = fleet.get_mut("n03").unwrap();
-            n03.last_error = "map full".into();
-            n03.error_for = Some(2);
-        }
+        f.report_error("n03", "map full", 2);
         let effects = r.step(1300, &f.view());
         assert!(matches!(&effects[..], [Effect::Revert { reason }] if reason.contains("n03")));
         assert_eq!(r.state, State::RolledBack);
@@ -860,12 +862,7 @@ mod tests {
     #[test]
     fn an_error_about_another_revision_does_not_fail_the_wave() {
         let f = Fleet::new(2, 1);
-        {
-            let mut fleet = f.0.borrow_mut();
-            let n00 = fleet.get_mut("n00").unwrap();
-            n00.last_error = "old".into();
-            n00.error_for = Some(1);
-        }
+        f.report_error("n00", "old", 1);
         let mut r = Rollout::new(
             1,
             "web",
@@ -898,12 +895,7 @@ mod tests {
         );
         r.step(0, &f.view());
         f.converge(&r, 5, &[]);
-        {
-            let mut fleet = f.0.borrow_mut();
-            let n00 = fleet.get_mut("n00").unwrap();
-            n00.last_error = "seccomp dir not writable".into();
-            n00.error_for = Some(2);
-        }
+        f.report_error("n00", "seccomp dir not writable", 2);
         r.step(5, &f.view());
         assert_eq!(r.state, State::RolledBack);
     }
@@ -993,12 +985,7 @@ mod tests {
             "all: everyone gets the new revision at once"
         );
         f.converge(&r, 10, &["n02"]);
-        {
-            let mut fleet = f.0.borrow_mut();
-            let n02 = fleet.get_mut("n02").unwrap();
-            n02.last_error = "boom".into();
-            n02.error_for = Some(2);
-        }
+        f.report_error("n02", "boom", 2);
         assert!(r.step(10, &f.view()).is_empty());
         assert_eq!(r.state, State::Completed);
         assert_eq!(r.failed.len(), 1);

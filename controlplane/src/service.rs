@@ -459,9 +459,7 @@ async fn run_session(
                     Err(e) => { tracing::error!(error = %e, "cannot read the store"); continue; }
                 };
                 let desired = snapshot.desired_for(&node, &cp.fleet.labels(&node));
-                let key: Vec<v1::RealizedPolicy> = desired.iter().map(|p| v1::RealizedPolicy {
-                    name: p.name.clone(), revision: p.revision, content_hash: p.content_hash.clone(),
-                }).collect();
+                let key: Vec<v1::RealizedPolicy> = desired.iter().map(|p| p.realized()).collect();
                 // Reconciliation is by revision numbers: the same set is not sent twice.
                 if sent.as_ref() == Some(&key) { continue; }
                 cp.fleet.set_desired(&node, key.clone());

@@ -142,7 +142,7 @@ pub fn node_json(n: &v1::NodeInfo) -> Value {
         "capabilities": n.capabilities.iter().map(|c| json!({"name": c.name, "available": c.available, "detail": c.detail})).collect::<Vec<_>>(),
         "desired": revs(&n.desired),
         "realized": revs(&n.realized),
-        "in_sync": in_sync(n),
+        "in_sync": n.in_sync(),
         "unenforced": n.unenforced.iter().map(|u| json!({"policy": u.policy, "rule": u.rule, "reason": u.reason})).collect::<Vec<_>>(),
         "last_error": n.last_error,
         "counters": n.counters.iter().map(|c| json!({"policy": c.policy, "rule": c.rule, "revision": c.revision, "direction": c.direction, "action": c.action, "packets": c.packets, "bytes": c.bytes})).collect::<Vec<_>>(),
@@ -153,16 +153,6 @@ pub fn node_json(n: &v1::NodeInfo) -> Value {
         "denies": n.denies,
         "last_seen_unix_ms": n.last_seen_unix_ms,
     })
-}
-
-/// Whether the node enforces exactly the revisions it should.
-pub fn in_sync(n: &v1::NodeInfo) -> bool {
-    let key = |v: &[v1::RealizedPolicy]| {
-        let mut k: Vec<(String, u64)> = v.iter().map(|p| (p.name.clone(), p.revision)).collect();
-        k.sort();
-        k
-    };
-    key(&n.desired) == key(&n.realized)
 }
 
 pub fn node_text(n: &v1::NodeInfo) -> String {
@@ -181,11 +171,11 @@ pub fn node_text(n: &v1::NodeInfo) -> String {
         } else {
             "disconnected"
         },
-        if in_sync(n) { "in-sync" } else { "DRIFT" },
+        if n.in_sync() { "in-sync" } else { "DRIFT" },
         labels.join(","),
         realized.join(","),
     );
-    if !in_sync(n) {
+    if !n.in_sync() {
         let desired: Vec<String> = n
             .desired
             .iter()

@@ -92,10 +92,7 @@ fn per_run(
 }
 
 fn stats_of(ebpf: &Ebpf, names: [&str; 2]) -> [(std::time::Duration, u64); 2] {
-    names.map(|n| {
-        let info = ebpf.program(n).unwrap().info().unwrap();
-        (info.run_time(), info.run_count())
-    })
+    names.map(|n| palisade_noded::lsm::run_stats(ebpf, n).expect("program stats"))
 }
 
 fn spread(v: &[f64]) -> (f64, f64) {

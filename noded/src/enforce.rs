@@ -7,7 +7,7 @@ use crate::abi;
 use crate::xdp::{Counter, NetFirewall, XdpError};
 use palisade_policy::ir::{Direction, Policy};
 use palisade_policy::plan::{self, Enforced, NetPlan, RuleMeta};
-use palisade_proto::v1;
+use palisade_proto::{revision_set, v1};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -152,23 +152,11 @@ impl Enforcer {
     /// set, applied without error. Reconciliation is by revision numbers: such a desired
     /// state does not touch the kernel again.
     pub fn in_force(&self, desired: &v1::DesiredState) -> bool {
-        let key = |v: &mut dyn Iterator<Item = (&str, u64, &str)>| {
-            let mut k: Vec<(String, u64, String)> = v
-                .map(|(n, r, h)| (n.to_string(), r, h.to_string()))
-                .collect();
-            k.sort();
-            k
-        };
+        let wanted: Vec<v1::RealizedPolicy> =
+            desired.policies.iter().map(|p| p.realized()).collect();
         self.applied_once
             && self.last_error.is_empty()
-            && key(&mut desired
-                .policies
-                .iter()
-                .map(|p| (p.name.as_str(), p.revision, p.content_hash.as_str())))
-                == key(&mut self
-                    .realized
-                    .iter()
-                    .map(|p| (p.name.as_str(), p.revision, p.content_hash.as_str())))
+            && revision_set(&wanted, true) == revision_set(&self.realized, true)
     }
 
     /// Enforces exactly `desired` (nothing to do when it is already [in force](Self::in_force)).
@@ -179,15 +167,7 @@ impl Enforcer {
             return self.status();
         }
         self.applied_once = true;
-        self.attempted = desired
-            .policies
-            .iter()
-            .map(|p| v1::RealizedPolicy {
-                name: p.name.clone(),
-                revision: p.revision,
-                content_hash: p.content_hash.clone(),
-            })
-            .collect();
+        self.attempted = desired.policies.iter().map(|p| p.realized()).collect();
         match self.try_apply(desired) {
             Ok(()) => self.last_error.clear(),
             Err(e) => {
@@ -256,15 +236,8 @@ impl Enforcer {
         while self.plans.len() > KEPT_GENERATIONS {
             self.plans.pop_front();
         }
-        self.realized = desired
-            .policies
-            .iter()
-            .map(|p| v1::RealizedPolicy {
-                name: p.name.clone(),
-                revision: p.revision,
-                content_hash: p.content_hash.clone(),
-            })
-            .collect();
+        // Set by `apply` just before: the desired set now in force.
+        self.realized = self.attempted.clone();
         tracing::info!(
             generation,
             backend = %self.backend.describe(),

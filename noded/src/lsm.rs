@@ -161,11 +161,9 @@ impl LsmEnforcer {
         Ok(me)
     }
 
-    /// The kernel's run statistics of one of the programs, (total run time, runs), counted
-    /// while statistics are enabled (`aya::sys::enable_stats`); for the benchmark.
+    /// The kernel's run statistics of one of the programs (see [`run_stats`]).
     pub fn run_stats(&self, name: &str) -> Option<(std::time::Duration, u64)> {
-        let info = self.ebpf.program(name)?.info().ok()?;
-        Some((info.run_time(), info.run_count()))
+        run_stats(&self.ebpf, name)
     }
 
     /// Detaches (`false`) or re-attaches (`true`) every program, keeping maps and plan; the
@@ -457,6 +455,13 @@ impl Lsm {
             },
         }
     }
+}
+
+/// The kernel's run statistics of program `name` of `ebpf`, (total run time, runs), counted
+/// while statistics are enabled (`aya::sys::enable_stats`); for the benchmark.
+pub fn run_stats(ebpf: &Ebpf, name: &str) -> Option<(std::time::Duration, u64)> {
+    let info = ebpf.program(name)?.info().ok()?;
+    Some((info.run_time(), info.run_count()))
 }
 
 /// The enforcer's hook for file and exec rules: applies them to the LSM maps and adds what

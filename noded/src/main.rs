@@ -54,8 +54,9 @@ enum Sub {
     },
 }
 
+/// Where the control plane is and how to authenticate to it (the daemon and `simulate`).
 #[derive(clap::Args, Debug)]
-struct Args {
+struct ControlPlaneArgs {
     /// Control plane URL.
     #[arg(
         long,
@@ -63,9 +64,19 @@ struct Args {
         default_value = "https://127.0.0.1:7443"
     )]
     controlplane: String,
-    /// PKI directory (ca.pem and nodes/NAME.pem, nodes/NAME.key).
+    /// PKI directory (ca.pem and nodes/NAME.pem, nodes/NAME.key; `simulate` issues missing
+    /// node certificates from its CA).
     #[arg(long, env = "PALISADE_PKI", default_value = "/var/lib/palisade/pki")]
     pki: PathBuf,
+    /// Name the control plane's certificate must carry.
+    #[arg(long, default_value = palisade_pki::SERVER_NAME)]
+    tls_server_name: String,
+}
+
+#[derive(clap::Args, Debug)]
+struct Args {
+    #[command(flatten)]
+    cp: ControlPlaneArgs,
     /// This node's name; must match the name in its certificate.
     #[arg(long, env = "PALISADE_NODE_NAME", required = true)]
     name: Option<String>,
@@ -86,9 +97,6 @@ struct Args {
     /// Node labels, matched by policies' node selectors (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
-    /// Name the control plane's certificate must carry.
-    #[arg(long, default_value = palisade_pki::SERVER_NAME)]
-    tls_server_name: String,
     /// Most audit events the kernel emits per CPU per second; the rest are counted.
     #[arg(long, default_value_t = 1000)]
     events_per_sec: u32,
@@ -133,19 +141,8 @@ struct SimArgs {
     /// Node names are PREFIX0000, PREFIX0001, ...
     #[arg(long, default_value = "sim-")]
     name_prefix: String,
-    /// Control plane URL.
-    #[arg(
-        long,
-        env = "PALISADE_CONTROLPLANE",
-        default_value = "https://127.0.0.1:7443"
-    )]
-    controlplane: String,
-    /// PKI directory; missing node certificates are issued from its CA.
-    #[arg(long, env = "PALISADE_PKI", default_value = "/var/lib/palisade/pki")]
-    pki: PathBuf,
-    /// Name the control plane's certificate must carry.
-    #[arg(long, default_value = palisade_pki::SERVER_NAME)]
-    tls_server_name: String,
+    #[command(flatten)]
+    cp: ControlPlaneArgs,
     /// A label every node registers with (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
@@ -176,9 +173,9 @@ async fn simulate(a: SimArgs) -> Result<()> {
     let cfg = sim::SimConfig {
         nodes: a.nodes,
         name_prefix: a.name_prefix.clone(),
-        url: a.controlplane.clone(),
-        server_name: a.tls_server_name.clone(),
-        pki: a.pki.clone(),
+        url: a.cp.controlplane.clone(),
+        server_name: a.cp.tls_server_name.clone(),
+        pki: a.cp.pki.clone(),
         labels: parse_labels(&a.labels)?,
         label_nodes: a
             .label_nodes
@@ -253,14 +250,14 @@ async fn main() -> Result<()> {
         bail!("--name is required to run the daemon");
     };
     let labels = parse_labels(&args.labels)?;
-    let pki = PkiDir::new(&args.pki);
+    let pki = PkiDir::new(&args.cp.pki);
     let identity = pki.cert_paths(Role::Node, &name);
     if !identity.cert.exists() {
         bail!(
             "no certificate for node {:?} at {}: issue one with `palisadectl pki issue {} --role node --name {}`",
             name,
             identity.cert.display(),
-            args.pki.display(),
+            args.cp.pki.display(),
             name
         );
     }
@@ -428,8 +425,8 @@ async fn main() -> Result<()> {
     }
     drop(ev_tx);
     let cfg = SessionConfig {
-        url: args.controlplane.clone(),
-        server_name: args.tls_server_name.clone(),
+        url: args.cp.controlplane.clone(),
+        server_name: args.cp.tls_server_name.clone(),
         pki,
         identity,
         name: name.clone(),

@@ -225,8 +225,13 @@ async fn session_once(
                 match msg? {
                     None => return Ok(()),
                     Some(v1::ControlMessage { msg: Some(control_message::Msg::Desired(desired)) }) => {
-                        let status = enforcer.lock().expect("enforcer lock").apply(&desired);
+                        let (unchanged, status) = {
+                            let mut e = enforcer.lock().expect("enforcer lock");
+                            (e.in_force(&desired), e.apply(&desired))
+                        };
+                        // What is already in force is already cached.
                         if let Some(cache) = cache
+                            && !unchanged
                             && status.last_error.is_empty()
                             && let Err(e) = cache.store(&desired)
                         {

@@ -23,3 +23,39 @@ pub fn diagnostic_to_wire(d: &Diagnostic, source: &str) -> v1::Diagnostic {
         rendered: d.render(source),
     }
 }
+
+impl v1::PolicyRevision {
+    /// The (policy, revision, content) a node reports for this revision once enforced.
+    pub fn realized(&self) -> v1::RealizedPolicy {
+        v1::RealizedPolicy {
+            name: self.name.clone(),
+            revision: self.revision,
+            content_hash: self.content_hash.clone(),
+        }
+    }
+}
+
+/// A set of revisions in a canonical order, to compare two sets: (policy, revision), plus
+/// the content hash when `with_content`.
+pub fn revision_set(v: &[v1::RealizedPolicy], with_content: bool) -> Vec<(&str, u64, &str)> {
+    let mut k: Vec<(&str, u64, &str)> = v
+        .iter()
+        .map(|p| {
+            let hash = if with_content {
+                p.content_hash.as_str()
+            } else {
+                ""
+            };
+            (p.name.as_str(), p.revision, hash)
+        })
+        .collect();
+    k.sort();
+    k
+}
+
+impl v1::NodeInfo {
+    /// Whether the node enforces exactly the revisions it should.
+    pub fn in_sync(&self) -> bool {
+        revision_set(&self.desired, false) == revision_set(&self.realized, false)
+    }
+}

@@ -105,6 +105,25 @@ impl Fleet {
         p
     }
 
+    /// `palisadectl apply PATH` as a canary rollout of one node per wave, each wave watched
+    /// for 1 s, with `extra` flags; not checked.
+    fn apply_one_by_one(&self, path: &str, extra: &[&str]) -> std::process::Output {
+        let mut args = vec![
+            "apply",
+            path,
+            "--rollout",
+            "canary",
+            "--canary",
+            "1",
+            "--wave-size",
+            "1",
+            "--pause",
+            "1s",
+        ];
+        args.extend_from_slice(extra);
+        self.cp.ctl(&args)
+    }
+
     fn rollout(&self, policy: &str) -> Value {
         let out = self.cp.ctl_ok(&["rollout", "status", policy, "-o", "json"]);
         serde_json::from_str(out.trim()).expect("rollout status -o json")
@@ -201,21 +220,9 @@ fn canary_rollout_offline_node_and_broken_revision_with_real_daemons() {
             .is_some_and(|n| n["connected"] == false)
     }));
     let v2_path = f.cp.write_policy("v2.rhai", WEB_V2);
-    let out = f.cp.ctl_ok(&[
-        "apply",
-        &v2_path,
-        "--rollout",
-        "canary",
-        "--canary",
-        "1",
-        "--wave-size",
-        "1",
-        "--pause",
-        "1s",
-        "--manual",
-        "-o",
-        "json",
-    ]);
+    let out = f.apply_one_by_one(&v2_path, &["--manual", "-o", "json"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = String::from_utf8_lossy(&out.stdout);
     let applied: Value = serde_json::from_str(out.trim()).unwrap();
     let v2 = applied["revision"].as_u64().unwrap();
     assert!(applied["rollout_id"].as_u64().unwrap() > 0);
@@ -288,19 +295,7 @@ fn canary_rollout_offline_node_and_broken_revision_with_real_daemons() {
     // (3 x 5,501 rules). The canary reports the error, the gate fails, the rollout is rolled
     // back.
     let v3_path = f.cp.write_policy("v3.rhai", &bulk("fleet-web", 19));
-    let out = f.cp.ctl(&[
-        "apply",
-        &v3_path,
-        "--rollout",
-        "canary",
-        "--canary",
-        "1",
-        "--wave-size",
-        "1",
-        "--pause",
-        "1s",
-        "-w",
-    ]);
+    let out = f.apply_one_by_one(&v3_path, &["-w"]);
     let watched = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(
         out.status.code(),
