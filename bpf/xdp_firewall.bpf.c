@@ -17,6 +17,20 @@
  * IPv6 neighbor discovery (ICMPv6 types 133-137) always passes, as ARP does: without it
  * no IPv6 traffic flows at all, so neither a default nor an ICMP rule may drop it.
  *
+ * What is read, and what happens when it cannot be (see palisade_abi.h, PAL_L4_*):
+ *   - up to PAL_MAX_VLAN 802.1Q/802.1ad tags: tagged traffic meets the same rules;
+ *   - IPv6 extension headers (Hop-by-Hop, Routing, Destination Options, Fragment, AH) are
+ *     walked to the transport header, within PAL_MAX_EXT6 headers / PAL_MAX_EXT6_BYTES;
+ *   - fragments: a first fragment is decided by its own ports and remembered (PAL_FRAGS);
+ *     later fragments are decided with the ports of their first;
+ *   - whatever cannot be read (a chain past the bounds or malformed, a later fragment whose
+ *     first was not seen, a first fragment too short to carry its ports) fails closed: a
+ *     deny or audit rule with a protocol or port condition matches it, an allow rule with
+ *     one does not; a frame with no readable IP header gets the direction's strictest
+ *     action. Each case is counted (PAL_STAT_*) and named in its event (reason);
+ *   - ICMP errors quoting a flow this host opened pass a non-allow ingress default, as
+ *     replies do (path-MTU discovery).
+ *
  * Denied and audited packets are reported over the ring buffer within a per-CPU event
  * budget (what the budget skips is counted and reported with the next event); every
  * decision is counted per rule.
@@ -29,6 +43,7 @@
 #include <linux/tcp.h>
 #include <linux/udp.h>
 #include <linux/pkt_cls.h>
+#include <linux/in6.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -112,6 +127,14 @@ struct {
 } PAL_FLOWS SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct pal_frag_key);
+	__type(value, struct pal_frag_entry);
+	__uint(max_entries, PAL_FRAGS_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} PAL_FRAGS SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -184,13 +207,34 @@ struct pkt {
 	__u8 nd; /* ICMPv6 neighbor discovery (types 133-137): like ARP, never filtered */
 	__u8 icmp_type;
 	__u8 tcp_flags; /* bit 0 SYN, bit 1 ACK */
-	__u8 _pad;
+	__u8 l4;        /* PAL_L4_* */
+	__u8 why;       /* PAL_WHY_* */
+	__u8 shape;     /* PAL_SHAPE_* */
+	__u8 frag;      /* FRAG_* */
+	__u8 frag_proto;
+	__u8 err;       /* an ICMP error quoting a packet: err_* hold the quoted flow */
+	__u8 err_proto;
+	__u16 err_lport;
+	__u16 err_rport;
 	__u16 sport;
 	__u16 dport;
+	__u16 _pad;
+	__u32 frag_id;
 	__u32 len;
 	__u8 src[16];
 	__u8 dst[16];
+	__u8 err_local[16];
+	__u8 err_remote[16];
 };
+
+#define FRAG_NONE 0
+#define FRAG_FIRST 1 /* offset 0, more fragments follow */
+#define FRAG_LATER 2 /* offset > 0: no transport header */
+
+/* parse() results */
+#define PARSE_NOT_IP 0 /* passed unexamined, as ARP is */
+#define PARSE_IP 1
+#define PARSE_BAD 2 /* claims to be IP but cannot be read: undecided_action */
 
 struct verdict {
 	__u32 action;
@@ -223,66 +267,280 @@ static __always_inline void report(const struct pkt *p, const struct verdict *v)
 	e->family = p->family;
 	e->proto = p->proto;
 	e->direction = p->dir;
+	e->reason = p->why;
+	e->shape = p->shape;
 	__builtin_memcpy(e->src, p->src, 16);
 	__builtin_memcpy(e->dst, p->dst, 16);
 	bpf_ringbuf_submit(e, 0);
 }
 
-/* Parses L3/L4 headers between `l3` and `end`. Returns 0 when the packet is not IP. */
-static __always_inline int parse(void *l3, void *end, __u16 eth_proto, struct pkt *p)
+#define ETH_P_8021Q_ 0x8100
+#define ETH_P_8021AD_ 0x88A8
+
+struct vlan_tag {
+	__be16 tci;
+	__be16 proto;
+};
+
+static __always_inline int is_ext6(__u8 nh)
+{
+	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_FRAGMENT ||
+	       nh == IPPROTO_DSTOPTS || nh == IPPROTO_AH;
+}
+
+static __always_inline int is_icmp_error(const struct pkt *p)
+{
+	if (p->proto == IPPROTO_ICMP)
+		return p->icmp_type == 3 || p->icmp_type == 11 || p->icmp_type == 12;
+	return p->icmp_type >= 1 && p->icmp_type <= 4; /* ICMPv6 */
+}
+
+/*
+ * The flow an ICMP error quotes (the start of a packet this host sent: its IP header and
+ * at least 8 bytes after it), as a flow key's parts: local = quoted source.
+ */
+static __always_inline void parse_quoted(void *q, void *end, struct pkt *p)
 {
 	void *l4;
+	__u8 proto;
 
-	if (eth_proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *ip = l3;
+	if (p->family == 4) {
+		struct iphdr *ip = q;
 
-		if ((void *)(ip + 1) > end)
-			return 0;
-		p->family = 4;
-		p->proto = ip->protocol;
-		__builtin_memcpy(p->src, &ip->saddr, 4);
-		__builtin_memcpy(p->dst, &ip->daddr, 4);
-		/* A non-first fragment carries no L4 header. */
+		if ((void *)(ip + 1) > end || ip->ihl < 5)
+			return;
 		if (ip->frag_off & bpf_htons(0x1fff))
-			return 1;
+			return;
+		proto = ip->protocol;
+		__builtin_memcpy(p->err_local, &ip->saddr, 4);
+		__builtin_memcpy(p->err_remote, &ip->daddr, 4);
 		l4 = (void *)ip + ip->ihl * 4;
-	} else if (eth_proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = l3;
+	} else {
+		struct ipv6hdr *ip6 = q;
 
 		if ((void *)(ip6 + 1) > end)
-			return 0;
-		p->family = 6;
-		p->proto = ip6->nexthdr;
-		__builtin_memcpy(p->src, &ip6->saddr, 16);
-		__builtin_memcpy(p->dst, &ip6->daddr, 16);
+			return;
+		proto = ip6->nexthdr;
+		__builtin_memcpy(p->err_local, &ip6->saddr, 16);
+		__builtin_memcpy(p->err_remote, &ip6->daddr, 16);
 		l4 = (void *)(ip6 + 1);
-	} else {
-		return 0;
 	}
-	if (p->proto == IPPROTO_ICMPV6 || p->proto == IPPROTO_ICMP) {
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+		__be16 *ports = l4;
+
+		if ((void *)(ports + 2) > end)
+			return;
+		p->err_lport = bpf_ntohs(ports[0]);
+		p->err_rport = bpf_ntohs(ports[1]);
+	} else if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
 		__u8 *type = l4;
-		if ((void *)(type + 1) <= end) {
-			p->icmp_type = *type;
-			if (p->proto == IPPROTO_ICMPV6 && *type >= 133 && *type <= 137)
-				p->nd = 1;
-		}
-	} else if (p->proto == IPPROTO_TCP) {
-		struct tcphdr *t = l4;
-		if ((void *)(t + 1) <= end) {
-			p->tcp_flags = (t->syn ? 1 : 0) | (t->ack ? 2 : 0);
-			p->sport = bpf_ntohs(t->source);
-			p->dport = bpf_ntohs(t->dest);
-			p->has_ports = 1;
-		}
-	} else if (p->proto == IPPROTO_UDP) {
-		struct udphdr *u = l4;
-		if ((void *)(u + 1) <= end) {
-			p->sport = bpf_ntohs(u->source);
-			p->dport = bpf_ntohs(u->dest);
-			p->has_ports = 1;
-		}
+
+		/* Only an echo request this host sent opens an ICMP flow. */
+		if ((void *)(type + 1) > end ||
+		    *type != (proto == IPPROTO_ICMP ? 8 : 128))
+			return;
+	} else {
+		return;
 	}
-	return 1;
+	p->err_proto = proto;
+	p->err = 1;
+}
+
+/*
+ * The transport header at `l4`, of which `avail` bytes belong to the datagram. Ports need
+ * 4 bytes (RFC 1858: a first fragment that does not carry them is not trusted), TCP flags
+ * 14; a TCP/UDP header shorter than its ports leaves them unknown.
+ */
+static __always_inline void parse_l4(void *l4, void *end, __u32 avail, struct pkt *p)
+{
+	__u8 *b = l4;
+
+	if (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP) {
+		if ((void *)(b + 4) > end || avail < 4) {
+			p->l4 = PAL_L4_NO_PORTS;
+			p->why = PAL_WHY_PORTS_SHORT;
+			return;
+		}
+		p->sport = ((__u16)b[0] << 8) | b[1];
+		p->dport = ((__u16)b[2] << 8) | b[3];
+		p->has_ports = 1;
+		if (p->proto == IPPROTO_TCP && (void *)(b + 14) <= end && avail >= 14)
+			p->tcp_flags = (b[13] & 0x02 ? 1 : 0) | (b[13] & 0x10 ? 2 : 0);
+	} else if (p->proto == IPPROTO_ICMPV6 || p->proto == IPPROTO_ICMP) {
+		if ((void *)(b + 1) > end || avail < 1) {
+			p->icmp_type = 255;
+			return;
+		}
+		p->icmp_type = b[0];
+		if (p->family == 6 && p->proto == IPPROTO_ICMPV6 && b[0] >= 133 && b[0] <= 137)
+			p->nd = 1;
+		if (is_icmp_error(p))
+			parse_quoted(b + 8, end, p);
+	}
+}
+
+static __always_inline int parse4(void *l3, void *end, struct pkt *p)
+{
+	struct iphdr *ip = l3;
+	__u32 hlen, tot, avail;
+	__u16 frag;
+
+	if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5)
+		return PARSE_BAD;
+	hlen = ip->ihl * 4;
+	tot = bpf_ntohs(ip->tot_len);
+	p->family = 4;
+	p->proto = ip->protocol;
+	__builtin_memcpy(p->src, &ip->saddr, 4);
+	__builtin_memcpy(p->dst, &ip->daddr, 4);
+	frag = bpf_ntohs(ip->frag_off);
+	if (frag & 0x3fff) {
+		p->shape |= PAL_SHAPE_FRAGMENT;
+		p->frag_id = bpf_ntohs(ip->id);
+		p->frag_proto = ip->protocol;
+		if (frag & 0x1fff) {
+			p->frag = FRAG_LATER;
+			return PARSE_IP;
+		}
+		p->frag = FRAG_FIRST;
+	}
+	/* tot_len 0: a GSO packet bigger than 64 KiB (BIG TCP); the buffer bounds it. */
+	if (tot == 0)
+		avail = 0xffff;
+	else if (tot < hlen)
+		return PARSE_BAD;
+	else
+		avail = tot - hlen;
+	parse_l4((void *)ip + hlen, end, avail, p);
+	return PARSE_IP;
+}
+
+/*
+ * IPv6: walks Hop-by-Hop, Routing, Destination Options, Fragment and AH headers (at most
+ * PAL_MAX_EXT6 of them, within PAL_MAX_EXT6_BYTES) to the transport header. A chain
+ * beyond those bounds, truncated or malformed (a second Fragment header) leaves the
+ * transport unknown (PAL_L4_UNKNOWN): it fails closed, never "a packet without ports".
+ */
+static __always_inline int parse6(void *l3, void *end, struct pkt *p)
+{
+	struct ipv6hdr *ip6 = l3;
+	__u8 *base = (void *)(ip6 + 1);
+	__u32 off = 0, plen;
+	int i, seen_frag = 0;
+	__u8 nh;
+
+	if ((void *)(ip6 + 1) > end || ip6->version != 6)
+		return PARSE_BAD;
+	p->family = 6;
+	__builtin_memcpy(p->src, &ip6->saddr, 16);
+	__builtin_memcpy(p->dst, &ip6->daddr, 16);
+	nh = ip6->nexthdr;
+	plen = bpf_ntohs(ip6->payload_len);
+	if (plen == 0)
+		plen = 0xffff; /* jumbogram / BIG TCP: the buffer bounds it */
+
+	for (i = 0; i < PAL_MAX_EXT6; i++) {
+		__u8 *h;
+
+		if (!is_ext6(nh))
+			break;
+		p->shape |= PAL_SHAPE_EXT6;
+		if (off > PAL_MAX_EXT6_BYTES) {
+			p->proto = nh;
+			p->l4 = PAL_L4_UNKNOWN;
+			p->why = PAL_WHY_EXT_BOUND;
+			return PARSE_IP;
+		}
+		h = base + off;
+		if (nh == IPPROTO_FRAGMENT) {
+			__u16 fo;
+
+			if ((void *)(h + 8) > end || off + 8 > plen || seen_frag) {
+				p->proto = nh;
+				p->l4 = PAL_L4_UNKNOWN;
+				p->why = PAL_WHY_EXT_MALFORMED;
+				return PARSE_IP;
+			}
+			fo = ((__u16)h[2] << 8) | h[3];
+			p->shape |= PAL_SHAPE_FRAGMENT;
+			p->frag_proto = h[0];
+			p->frag_id = ((__u32)h[4] << 24) | ((__u32)h[5] << 16) | ((__u32)h[6] << 8) | h[7];
+			if (fo & 0xfff8) {
+				p->frag = FRAG_LATER;
+				p->proto = h[0];
+				return PARSE_IP;
+			}
+			seen_frag = 1;
+			/* Without M set it is an atomic fragment: a whole packet. */
+			if (fo & 1)
+				p->frag = FRAG_FIRST;
+			nh = h[0];
+			off += 8;
+			continue;
+		}
+		if ((void *)(h + 2) > end || off + 2 > plen) {
+			p->proto = nh;
+			p->l4 = PAL_L4_UNKNOWN;
+			p->why = PAL_WHY_EXT_MALFORMED;
+			return PARSE_IP;
+		}
+		off += nh == IPPROTO_AH ? ((__u32)h[1] + 2) * 4 : ((__u32)h[1] + 1) * 8;
+		nh = h[0];
+	}
+	p->proto = nh;
+	if (is_ext6(nh) || off > PAL_MAX_EXT6_BYTES) {
+		p->l4 = PAL_L4_UNKNOWN;
+		p->why = PAL_WHY_EXT_BOUND;
+		return PARSE_IP;
+	}
+	if (off > plen) {
+		p->l4 = PAL_L4_UNKNOWN;
+		p->why = PAL_WHY_EXT_MALFORMED;
+		return PARSE_IP;
+	}
+	parse_l4(base + off, end, plen - off, p);
+	return PARSE_IP;
+}
+
+/* Parses the frame between `data` and `end`: Ethernet, up to PAL_MAX_VLAN tags, IP. */
+static __always_inline int parse(void *data, void *end, struct pkt *p)
+{
+	struct ethhdr *eth = data;
+	__be16 proto;
+	void *l3;
+	int i;
+
+	if ((void *)(eth + 1) > end)
+		return PARSE_NOT_IP;
+	proto = eth->h_proto;
+	l3 = eth + 1;
+	for (i = 0; i < PAL_MAX_VLAN; i++) {
+		struct vlan_tag *v = l3;
+
+		if (proto != bpf_htons(ETH_P_8021Q_) && proto != bpf_htons(ETH_P_8021AD_))
+			break;
+		if ((void *)(v + 1) > end) {
+			p->why = PAL_WHY_BAD_HEADER;
+			return PARSE_BAD;
+		}
+		p->shape |= PAL_SHAPE_VLAN;
+		proto = v->proto;
+		l3 = v + 1;
+	}
+	if (proto == bpf_htons(ETH_P_8021Q_) || proto == bpf_htons(ETH_P_8021AD_)) {
+		p->why = PAL_WHY_BAD_HEADER;
+		return PARSE_BAD;
+	}
+	if (proto == bpf_htons(ETH_P_IP)) {
+		i = parse4(l3, end, p);
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		i = parse6(l3, end, p);
+	} else {
+		return PARSE_NOT_IP;
+	}
+	if (i == PARSE_BAD)
+		p->why = PAL_WHY_BAD_HEADER;
+	return i;
 }
 
 static __always_inline __u32 mask32(__u32 host_order, __u32 bits)
@@ -422,10 +680,16 @@ static __always_inline void track(const struct pkt *p)
 	bpf_map_update_elem(&PAL_FLOWS, &k, &now, BPF_ANY);
 }
 
+static __always_inline int fresh_flow(struct pal_flow_key *k)
+{
+	__u64 *seen = bpf_map_lookup_elem(&PAL_FLOWS, k);
+
+	return seen && bpf_ktime_get_ns() - *seen < PAL_FLOW_TTL_NS;
+}
+
 static __always_inline int is_reply(const struct pkt *p)
 {
 	struct pal_flow_key k = { .family = p->family, .proto = p->proto };
-	__u64 *seen;
 
 	if (p->proto == IPPROTO_ICMP && p->icmp_type != 0)
 		return 0;
@@ -434,11 +698,125 @@ static __always_inline int is_reply(const struct pkt *p)
 	flow_ports(p, &k.local_port, &k.remote_port);
 	__builtin_memcpy(k.local, p->dst, 16);
 	__builtin_memcpy(k.remote, p->src, 16);
-	seen = bpf_map_lookup_elem(&PAL_FLOWS, &k);
-	return seen && bpf_ktime_get_ns() - *seen < PAL_FLOW_TTL_NS;
+	return fresh_flow(&k);
 }
 
-static __always_inline void decide(struct pkt *p, struct verdict *out)
+/*
+ * An ICMP error (destination unreachable, fragmentation needed / packet too big, time
+ * exceeded, parameter problem) quoting a packet of a flow this host opened: path-MTU
+ * discovery and error reporting need it past a default deny, as replies get.
+ */
+static __always_inline int is_error_about_own_flow(const struct pkt *p)
+{
+	struct pal_flow_key k = { .family = p->family, .proto = p->err_proto };
+
+	if (!p->err)
+		return 0;
+	k.local_port = p->err_lport;
+	k.remote_port = p->err_rport;
+	__builtin_memcpy(k.local, p->err_local, 16);
+	__builtin_memcpy(k.remote, p->err_remote, 16);
+	return fresh_flow(&k);
+}
+
+static __always_inline void frag_key(const struct pkt *p, struct pal_frag_key *k)
+{
+	k->family = p->family;
+	k->proto = p->frag_proto;
+	k->dir = p->dir;
+	k->id = p->frag_id;
+	__builtin_memcpy(k->src, p->src, 16);
+	__builtin_memcpy(k->dst, p->dst, 16);
+}
+
+/* A first fragment that carries its ports: remember them for the later fragments. */
+static __always_inline void track_first_fragment(const struct pkt *p)
+{
+	struct pal_frag_key k = {};
+	struct pal_frag_entry e = {};
+
+	frag_key(p, &k);
+	e.ts_ns = bpf_ktime_get_ns();
+	e.sport = p->sport;
+	e.dport = p->dport;
+	e.proto = p->proto;
+	e.tcp_flags = p->tcp_flags;
+	bpf_map_update_elem(&PAL_FRAGS, &k, &e, BPF_ANY);
+	count(PAL_STAT_FRAG_FIRST);
+}
+
+/*
+ * A later fragment: the transport header is in the first fragment. With the first seen,
+ * the packet is decided with its ports; without, the ports (and, behind an IPv6 extension
+ * header, the protocol) are unknown and the packet fails closed.
+ */
+static __always_inline void resolve_later_fragment(struct pkt *p)
+{
+	struct pal_frag_key k = {};
+	struct pal_frag_entry *e;
+
+	frag_key(p, &k);
+	e = bpf_map_lookup_elem(&PAL_FRAGS, &k);
+	if (e && bpf_ktime_get_ns() - e->ts_ns < PAL_FRAG_TTL_NS) {
+		p->proto = e->proto;
+		p->sport = e->sport;
+		p->dport = e->dport;
+		p->tcp_flags = e->tcp_flags;
+		p->has_ports = e->proto == IPPROTO_TCP || e->proto == IPPROTO_UDP;
+		count(PAL_STAT_FRAG_TRACKED);
+		return;
+	}
+	count(PAL_STAT_FRAG_UNTRACKED);
+	p->why = PAL_WHY_FRAG_UNTRACKED;
+	if (is_ext6(p->proto) && p->family == 6)
+		p->l4 = PAL_L4_UNKNOWN;
+	else if (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP)
+		p->l4 = PAL_L4_NO_PORTS;
+	/* Other protocols have no ports: their protocol is all a rule can ask. */
+}
+
+/*
+ * Whether clause `c` applies to `p`. Protocol and port conditions are decided normally
+ * for a fully read packet; for one whose ports or protocol could not be read (p->l4), a
+ * condition holds for a deny or audit clause and fails for an allow clause (fail closed).
+ */
+static __always_inline int clause_matches(const struct pal_clause *c, const struct pkt *p)
+{
+	int strict = c->action != PAL_ACTION_ALLOW;
+
+	if (c->proto == PAL_PROTO_ICMP) {
+		if (p->l4 == PAL_L4_UNKNOWN) {
+			if (!strict)
+				return 0;
+		} else if (p->proto != IPPROTO_ICMP && p->proto != IPPROTO_ICMPV6) {
+			return 0;
+		}
+	} else if (c->proto != PAL_PROTO_ANY && c->proto != p->proto) {
+		if (p->l4 != PAL_L4_UNKNOWN || !strict)
+			return 0;
+	}
+	if (c->flags & PAL_CLAUSE_PORTS) {
+		if (p->l4 != PAL_L4_PARSED)
+			return strict;
+		if (!p->has_ports || p->dport < c->port_lo || p->dport > c->port_hi)
+			return 0;
+	}
+	return 1;
+}
+
+static __always_inline void count_rule(__u32 half_idx, __u32 rule_ref, __u32 len)
+{
+	if (rule_ref < PAL_MAX_RULES) {
+		__u32 slot = half_idx * PAL_MAX_RULES + rule_ref;
+		struct pal_rule_stat *st = bpf_map_lookup_elem(&PAL_RULE_STATS, &slot);
+		if (st) {
+			st->packets += 1;
+			st->bytes += len;
+		}
+	}
+}
+
+static __always_inline void decide(struct pkt *p, int parsed, struct verdict *out)
 {
 	__u32 zero = 0, half_idx, rate_ref = 0, rate_pps = 0, rate_action = 0, i, found = 0;
 	__u32 *active = bpf_map_lookup_elem(&PAL_ACTIVE, &zero);
@@ -460,6 +838,15 @@ static __always_inline void decide(struct pkt *p, struct verdict *out)
 	out->generation = h->generation;
 	t = &h->dir[p->dir & 1];
 
+	if (parsed == PARSE_BAD) {
+		/* No address to look up: the direction's strictest action. */
+		count(PAL_STAT_BAD_HEADER);
+		out->action = t->undecided_action;
+		out->rule_ref = t->undecided_rule_ref;
+		count_rule(half_idx, out->rule_ref, p->len);
+		return;
+	}
+
 	set = find_set(half_idx, t, p->dir, p->family, peer);
 	if (set >= 0 && set < PAL_MAX_SETS) {
 		__u32 idx = half_idx * PAL_MAX_SETS + (__u32)set;
@@ -471,16 +858,8 @@ static __always_inline void decide(struct pkt *p, struct verdict *out)
 
 			if (i >= s->n)
 				break;
-			if (c->proto == PAL_PROTO_ICMP) {
-				if (p->proto != IPPROTO_ICMP && p->proto != IPPROTO_ICMPV6)
-					continue;
-			} else if (c->proto != PAL_PROTO_ANY && c->proto != p->proto) {
+			if (!clause_matches(c, p))
 				continue;
-			}
-			if (c->flags & PAL_CLAUSE_PORTS) {
-				if (!p->has_ports || p->dport < c->port_lo || p->dport > c->port_hi)
-					continue;
-			}
 			if (c->flags & PAL_CLAUSE_RATE) {
 				if (!rate_ref) {
 					rate_ref = c->rule_ref;
@@ -498,38 +877,60 @@ static __always_inline void decide(struct pkt *p, struct verdict *out)
 	if (!found) {
 		out->action = t->default_action;
 		out->rule_ref = t->default_rule_ref;
-		/* Replies to flows this host opened pass a non-allow ingress default. */
-		if (p->dir == PAL_DIR_INGRESS && out->action != PAL_ACTION_ALLOW && is_reply(p)) {
-			out->action = PAL_ACTION_ALLOW;
-			out->rule_ref = 0;
-			count(PAL_STAT_REPLY_ALLOWED);
+		/* Replies to flows this host opened, and ICMP errors about them, pass a
+		 * non-allow ingress default. */
+		if (p->dir == PAL_DIR_INGRESS && out->action != PAL_ACTION_ALLOW) {
+			if (is_reply(p)) {
+				out->action = PAL_ACTION_ALLOW;
+				out->rule_ref = 0;
+				count(PAL_STAT_REPLY_ALLOWED);
+			} else if (is_error_about_own_flow(p)) {
+				out->action = PAL_ACTION_ALLOW;
+				out->rule_ref = 0;
+				count(PAL_STAT_ICMP_ERROR_ALLOWED);
+			}
 		}
 	}
 	/* Egress that leaves while ingress is default-deny: remember the flow for its replies. */
 	if (p->dir == PAL_DIR_EGRESS && out->action != PAL_ACTION_DENY &&
-	    h->dir[PAL_DIR_INGRESS].default_action != PAL_ACTION_ALLOW)
+	    h->dir[PAL_DIR_INGRESS].default_action != PAL_ACTION_ALLOW && p->l4 == PAL_L4_PARSED)
 		track(p);
 	if (out->action != PAL_ACTION_DENY && rate_ref && over_limit(p, rate_pps)) {
 		out->action = rate_action;
 		out->rule_ref = rate_ref;
 		count(PAL_STAT_RATE_LIMITED);
 	}
-	if (out->rule_ref < PAL_MAX_RULES) {
-		__u32 slot = half_idx * PAL_MAX_RULES + out->rule_ref;
-		struct pal_rule_stat *st = bpf_map_lookup_elem(&PAL_RULE_STATS, &slot);
-		if (st) {
-			st->packets += 1;
-			st->bytes += p->len;
-		}
-	}
+	count_rule(half_idx, out->rule_ref, p->len);
 }
 
-/* Decides, counts and reports; returns 1 to drop. */
-static __always_inline int enforce(struct pkt *p)
+/*
+ * Decides, counts and reports a parsed packet; returns 1 to drop. A global function: the
+ * verifier checks it once for any packet state instead of once per way parse() can end,
+ * which keeps the programs within the verifier's budget.
+ */
+__attribute__((noinline)) int pal_enforce(struct pkt *p, int parsed)
 {
 	struct verdict v;
 
-	decide(p, &v);
+	if (!p)
+		return 0;
+	if (p->shape & PAL_SHAPE_VLAN)
+		count(PAL_STAT_VLAN);
+	if (p->shape & PAL_SHAPE_EXT6)
+		count(PAL_STAT_EXT6);
+	if (parsed == PARSE_IP) {
+		if (p->frag == FRAG_LATER)
+			resolve_later_fragment(p);
+		else if (p->frag == FRAG_FIRST && p->l4 == PAL_L4_PARSED)
+			track_first_fragment(p);
+		if (p->why == PAL_WHY_PORTS_SHORT)
+			count(PAL_STAT_PORTS_SHORT);
+		else if (p->why == PAL_WHY_EXT_BOUND || p->why == PAL_WHY_EXT_MALFORMED)
+			count(PAL_STAT_EXT_UNDECIDED);
+	}
+	decide(p, parsed, &v);
+	if (v.action != PAL_ACTION_ALLOW && (parsed == PARSE_BAD || p->l4 != PAL_L4_PARSED))
+		count(PAL_STAT_FAIL_CLOSED);
 	switch (v.action) {
 	case PAL_ACTION_DENY:
 		count(PAL_STAT_DROPPED);
@@ -545,49 +946,59 @@ static __always_inline int enforce(struct pkt *p)
 	}
 }
 
+/* Parses the frame and enforces; returns 1 to drop. */
+static __always_inline int enforce(void *data, void *end, __u8 dir, __u32 len)
+{
+	struct pkt p = {};
+	int parsed;
+
+	count(PAL_STAT_SEEN);
+	parsed = parse(data, end, &p);
+	if (parsed == PARSE_NOT_IP || p.nd)
+		return 0;
+	p.dir = dir;
+	p.len = len;
+	return pal_enforce(&p, parsed);
+}
+
 SEC("xdp")
 int palisade_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct pkt p = {};
 
-	if ((void *)(eth + 1) > end)
-		return XDP_PASS;
-	count(PAL_STAT_SEEN);
-	if (!parse(eth + 1, end, eth->h_proto, &p))
-		return XDP_PASS;
-	if (p.nd)
-		return XDP_PASS;
-	p.dir = PAL_DIR_INGRESS;
-	p.len = end - data;
-	return enforce(&p) ? XDP_DROP : XDP_PASS;
+	return enforce(data, end, PAL_DIR_INGRESS, end - data) ? XDP_DROP : XDP_PASS;
 }
+
+/* Headers the egress program reads: an IPv6 extension-header chain may need more. */
+#define PAL_PULL 128
+#define PAL_PULL_EXT 1200
 
 SEC("classifier")
 int palisade_tc_egress(struct __sk_buff *skb)
 {
 	void *data, *end;
-	struct ethhdr *eth;
-	struct pkt p = {};
-	__u32 want = skb->len < 128 ? skb->len : 128;
+	__u32 want = skb->len < PAL_PULL ? skb->len : PAL_PULL;
 
 	if ((long)(skb->data_end - skb->data) < want)
 		bpf_skb_pull_data(skb, want);
 	data = (void *)(long)skb->data;
 	end = (void *)(long)skb->data_end;
-	eth = data;
-	if ((void *)(eth + 1) > end)
-		return TC_ACT_UNSPEC;
-	count(PAL_STAT_SEEN);
-	if (!parse(eth + 1, end, eth->h_proto, &p))
-		return TC_ACT_UNSPEC;
-	if (p.nd)
-		return TC_ACT_UNSPEC;
-	p.dir = PAL_DIR_EGRESS;
-	p.len = skb->len;
-	return enforce(&p) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+	if (skb->len > PAL_PULL && data + 14 + 40 <= end) {
+		struct ethhdr *eth = data;
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		/* Not plain Ethernet + IPv4/IPv6 + transport: read further into the packet. */
+		if (eth->h_proto != bpf_htons(ETH_P_IP) &&
+		    (eth->h_proto != bpf_htons(ETH_P_IPV6) || is_ext6(ip6->nexthdr))) {
+			want = skb->len < PAL_PULL_EXT ? skb->len : PAL_PULL_EXT;
+			if ((long)(skb->data_end - skb->data) < want)
+				bpf_skb_pull_data(skb, want);
+			data = (void *)(long)skb->data;
+			end = (void *)(long)skb->data_end;
+		}
+	}
+	return enforce(data, end, PAL_DIR_EGRESS, skb->len) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -11,7 +11,7 @@
 
 #include <linux/types.h>
 
-#define PAL_ABI_VERSION 1
+#define PAL_ABI_VERSION 2
 
 /* Actions (clause.action, event.action). */
 #define PAL_ACTION_ALLOW 0
@@ -97,10 +97,11 @@ struct pal_dir_table {
 	__u8 n4;
 	__u8 n6;
 	__u8 default_action;
-	__u8 _pad;
+	__u8 undecided_action; /* for frames that cannot be read at all (see below) */
 	__u32 default_rule_ref;
 	__u8 lens4[36];
 	__u8 lens6[132];
+	__u32 undecided_rule_ref;
 };
 
 struct pal_half {
@@ -146,6 +147,73 @@ struct pal_flow_key {
 
 #define PAL_FLOW_TTL_NS 300000000000ULL
 
+/*
+ * What the programs could read of a packet (pkt.l4 in the program, Transport in
+ * policy-lang's plan::net). A clause's protocol or port condition is decided normally for
+ * PAL_L4_PARSED. For the other two the packet *fails closed*: a deny or audit clause with
+ * such a condition matches it, an allow clause with one does not (clauses without
+ * conditions match as always):
+ *   PAL_L4_NO_PORTS: the protocol is known but not the ports: a non-first fragment whose
+ *     first fragment was not seen, or a first fragment (or packet) too short to carry them;
+ *   PAL_L4_UNKNOWN: neither is known: an IPv6 extension-header chain longer than
+ *     PAL_MAX_EXT6 headers or PAL_MAX_EXT6_BYTES bytes, truncated, or malformed.
+ * A frame that cannot be read at all (IPv4/IPv6 header truncated or invalid, more than
+ * PAL_MAX_VLAN tags) has no peer address to look up: it gets the direction's
+ * undecided_action / undecided_rule_ref (the strictest action of any rule or default of
+ * that direction; allow when there are none).
+ */
+#define PAL_L4_PARSED 0
+#define PAL_L4_NO_PORTS 1
+#define PAL_L4_UNKNOWN 2
+
+#define PAL_MAX_VLAN 2          /* 802.1Q / 802.1ad tags parsed before the IP header */
+#define PAL_MAX_EXT6 8          /* IPv6 extension headers walked */
+#define PAL_MAX_EXT6_BYTES 1024 /* ... and bytes of them */
+
+/* Why a packet was decided as it was (event.reason). */
+#define PAL_WHY_NONE 0
+#define PAL_WHY_FRAG_UNTRACKED 1 /* non-first fragment whose first fragment was not seen */
+#define PAL_WHY_PORTS_SHORT 2    /* first fragment or packet too short to carry the ports */
+#define PAL_WHY_EXT_BOUND 3      /* extension headers beyond the walk's bounds */
+#define PAL_WHY_EXT_MALFORMED 4  /* extension header truncated or malformed */
+#define PAL_WHY_BAD_HEADER 5     /* IP header truncated or invalid, too many VLAN tags */
+
+/* event.shape bits */
+#define PAL_SHAPE_FRAGMENT 1 /* an IPv4 or IPv6 fragment (first or later) */
+#define PAL_SHAPE_EXT6 2     /* IPv6 with extension headers */
+#define PAL_SHAPE_VLAN 4     /* 802.1Q / 802.1ad tagged */
+
+/*
+ * Fragment tracking (PAL_FRAGS, LRU, PAL_FRAGS_MAX entries): a first fragment (offset 0,
+ * more fragments) that carries its ports stores them under (family, protocol, direction,
+ * id, source, destination); the later fragments of the datagram are decided with those
+ * ports (so they get the first fragment's verdict, under the plan in force when they
+ * arrive). `proto` of the key is the IPv4 protocol field, or the IPv6 Fragment header's
+ * next header; the entry holds the transport protocol. Entries older than
+ * PAL_FRAG_TTL_NS (the kernel's reassembly timeout) are ignored.
+ */
+struct pal_frag_key {
+	__u8 family;
+	__u8 proto;
+	__u8 dir;
+	__u8 _pad;
+	__u32 id;
+	__u8 src[16];
+	__u8 dst[16];
+};
+
+struct pal_frag_entry {
+	__u64 ts_ns;
+	__u16 sport; /* host order */
+	__u16 dport;
+	__u8 proto;
+	__u8 tcp_flags;
+	__u8 _pad[2];
+};
+
+#define PAL_FRAGS_MAX 8192
+#define PAL_FRAG_TTL_NS 30000000000ULL
+
 /* One ring-buffer event per denied or audited packet (within the event budget). */
 struct pal_net_event {
 	__u64 ts_ns;      /* bpf_ktime_get_ns() */
@@ -159,7 +227,9 @@ struct pal_net_event {
 	__u8 family;      /* 4 or 6 */
 	__u8 proto;       /* IPPROTO_* */
 	__u8 direction;   /* PAL_DIR_* */
-	__u8 _pad[5];
+	__u8 reason;      /* PAL_WHY_* */
+	__u8 shape;       /* PAL_SHAPE_* bits */
+	__u8 _pad[3];
 	__u8 src[16];
 	__u8 dst[16];
 };
@@ -186,17 +256,29 @@ struct pal_config {
 #define PAL_STAT_RINGBUF_FULL 5
 #define PAL_STAT_RATE_LIMITED 6
 #define PAL_STAT_REPLY_ALLOWED 7
-#define PAL_STAT_MAX 8
+#define PAL_STAT_FRAG_FIRST 8       /* first fragments tracked */
+#define PAL_STAT_FRAG_TRACKED 9     /* later fragments decided with their first's ports */
+#define PAL_STAT_FRAG_UNTRACKED 10  /* later fragments whose first was not seen */
+#define PAL_STAT_PORTS_SHORT 11     /* first fragments / packets too short for the ports */
+#define PAL_STAT_EXT_UNDECIDED 12   /* IPv6 chains over the bounds, truncated or malformed */
+#define PAL_STAT_BAD_HEADER 13      /* frames that could not be read at all */
+#define PAL_STAT_ICMP_ERROR_ALLOWED 14 /* ICMP errors about this host's flows, past the default */
+#define PAL_STAT_FAIL_CLOSED 15     /* denied or audited packets that could not be fully read */
+#define PAL_STAT_VLAN 16            /* tagged frames parsed */
+#define PAL_STAT_EXT6 17            /* IPv6 packets with extension headers walked */
+#define PAL_STAT_MAX 18
 
 #define PAL_SIZE_PFX4_KEY 8
 #define PAL_SIZE_PFX6_KEY 20
 #define PAL_SIZE_CLAUSE 16
 #define PAL_SIZE_CLAUSE_SET 264
-#define PAL_SIZE_DIR_TABLE 176
-#define PAL_SIZE_HALF 360
+#define PAL_SIZE_DIR_TABLE 180
+#define PAL_SIZE_HALF 368
 #define PAL_SIZE_RATE_KEY 20
 #define PAL_SIZE_FLOW_KEY 40
 #define PAL_SIZE_BUCKET 8
 #define PAL_SIZE_NET_EVENT 72
+#define PAL_SIZE_FRAG_KEY 40
+#define PAL_SIZE_FRAG_ENTRY 16
 
 #endif

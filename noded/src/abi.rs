@@ -2,7 +2,7 @@
 //! layouts; a test pins sizes and offsets to the header's `PAL_SIZE_*` numbers.
 
 /// `PAL_ABI_VERSION`: part of every pin path, so a daemon never reuses maps of another layout.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 pub const ACTION_ALLOW: u32 = 0;
 pub const ACTION_DENY: u32 = 1;
@@ -19,7 +19,35 @@ pub const STAT_EVENTS_SUPPRESSED: u32 = 4;
 pub const STAT_RINGBUF_FULL: u32 = 5;
 pub const STAT_RATE_LIMITED: u32 = 6;
 pub const STAT_REPLY_ALLOWED: u32 = 7;
-pub const STAT_MAX: u32 = 8;
+pub const STAT_FRAG_FIRST: u32 = 8;
+pub const STAT_FRAG_TRACKED: u32 = 9;
+pub const STAT_FRAG_UNTRACKED: u32 = 10;
+pub const STAT_PORTS_SHORT: u32 = 11;
+pub const STAT_EXT_UNDECIDED: u32 = 12;
+pub const STAT_BAD_HEADER: u32 = 13;
+pub const STAT_ICMP_ERROR_ALLOWED: u32 = 14;
+pub const STAT_FAIL_CLOSED: u32 = 15;
+pub const STAT_VLAN: u32 = 16;
+pub const STAT_EXT6: u32 = 17;
+pub const STAT_MAX: u32 = 18;
+
+/// `PAL_WHY_*`: why a packet was decided as it was (`NetEvent::reason`).
+pub const WHY_FRAG_UNTRACKED: u8 = 1;
+pub const WHY_PORTS_SHORT: u8 = 2;
+pub const WHY_EXT_BOUND: u8 = 3;
+pub const WHY_EXT_MALFORMED: u8 = 4;
+pub const WHY_BAD_HEADER: u8 = 5;
+
+/// `PAL_SHAPE_*` bits (`NetEvent::shape`).
+pub const SHAPE_FRAGMENT: u8 = 1;
+pub const SHAPE_EXT6: u8 = 2;
+pub const SHAPE_VLAN: u8 = 4;
+
+/// `PAL_FRAGS_MAX`: datagrams whose first fragment is remembered at once.
+pub const FRAGS_MAX: u32 = 8192;
+/// Sizes of `struct pal_frag_key` / `struct pal_frag_entry` (the map is only counted).
+pub const FRAG_KEY_SIZE: usize = 40;
+pub const FRAG_ENTRY_SIZE: usize = 16;
 
 pub const MAX_LENS4: usize = 33;
 pub const MAX_LENS6: usize = 129;
@@ -70,10 +98,11 @@ pub struct DirTable {
     pub n4: u8,
     pub n6: u8,
     pub default_action: u8,
-    pub pad: u8,
+    pub undecided_action: u8,
     pub default_rule_ref: u32,
     pub lens4: [u8; 36],
     pub lens6: [u8; 132],
+    pub undecided_rule_ref: u32,
 }
 
 /// `struct pal_half`.
@@ -107,7 +136,11 @@ pub struct NetEvent {
     pub family: u8,
     pub proto: u8,
     pub direction: u8,
-    pub pad: [u8; 5],
+    /// `WHY_*`; 0 when the packet was read in full.
+    pub reason: u8,
+    /// `SHAPE_*` bits.
+    pub shape: u8,
+    pub pad: [u8; 3],
     pub src: [u8; 16],
     pub dst: [u8; 16],
 }
@@ -168,6 +201,48 @@ mod tests {
         assert_eq!(size_of::<Half>(), header_number("PAL_SIZE_HALF"));
         assert_eq!(offset_of!(Half, dir), 8);
         assert_eq!(offset_of!(DirTable, lens6), 44);
+        assert_eq!(offset_of!(DirTable, undecided_rule_ref), 176);
+        assert_eq!(FRAG_KEY_SIZE, header_number("PAL_SIZE_FRAG_KEY"));
+        assert_eq!(FRAG_ENTRY_SIZE, header_number("PAL_SIZE_FRAG_ENTRY"));
+        assert_eq!(header_number("PAL_FRAGS_MAX") as u32, FRAGS_MAX);
+        for (name, v) in [
+            ("PAL_WHY_FRAG_UNTRACKED", WHY_FRAG_UNTRACKED),
+            ("PAL_WHY_PORTS_SHORT", WHY_PORTS_SHORT),
+            ("PAL_WHY_EXT_BOUND", WHY_EXT_BOUND),
+            ("PAL_WHY_EXT_MALFORMED", WHY_EXT_MALFORMED),
+            ("PAL_WHY_BAD_HEADER", WHY_BAD_HEADER),
+            ("PAL_SHAPE_FRAGMENT", SHAPE_FRAGMENT),
+            ("PAL_SHAPE_EXT6", SHAPE_EXT6),
+            ("PAL_SHAPE_VLAN", SHAPE_VLAN),
+        ] {
+            assert_eq!(header_number(name) as u8, v, "{name}");
+        }
+        for (name, v) in [
+            ("PAL_STAT_FRAG_FIRST", STAT_FRAG_FIRST),
+            ("PAL_STAT_FRAG_TRACKED", STAT_FRAG_TRACKED),
+            ("PAL_STAT_FRAG_UNTRACKED", STAT_FRAG_UNTRACKED),
+            ("PAL_STAT_PORTS_SHORT", STAT_PORTS_SHORT),
+            ("PAL_STAT_EXT_UNDECIDED", STAT_EXT_UNDECIDED),
+            ("PAL_STAT_BAD_HEADER", STAT_BAD_HEADER),
+            ("PAL_STAT_ICMP_ERROR_ALLOWED", STAT_ICMP_ERROR_ALLOWED),
+            ("PAL_STAT_FAIL_CLOSED", STAT_FAIL_CLOSED),
+            ("PAL_STAT_VLAN", STAT_VLAN),
+            ("PAL_STAT_EXT6", STAT_EXT6),
+        ] {
+            assert_eq!(header_number(name) as u32, v, "{name}");
+        }
+        assert_eq!(
+            header_number("PAL_MAX_EXT6"),
+            palisade_policy::plan::net::frame::MAX_EXT6
+        );
+        assert_eq!(
+            header_number("PAL_MAX_EXT6_BYTES"),
+            palisade_policy::plan::net::frame::MAX_EXT6_BYTES
+        );
+        assert_eq!(
+            header_number("PAL_MAX_VLAN"),
+            palisade_policy::plan::net::frame::MAX_VLAN
+        );
         assert_eq!(
             pfx4_key(0, 0, 0, [0; 4]).len(),
             header_number("PAL_SIZE_PFX4_KEY")

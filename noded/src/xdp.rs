@@ -386,10 +386,11 @@ fn dir_table(t: &DirTable) -> abi::DirTable {
         n4: t.lens4.len() as u8,
         n6: t.lens6.len() as u8,
         default_action: t.default_action as u8,
-        pad: 0,
+        undecided_action: t.undecided_action as u8,
         default_rule_ref: t.default_rule_ref,
         lens4: [0; 36],
         lens6: [0; 132],
+        undecided_rule_ref: t.undecided_rule_ref,
     };
     d.lens4[..t.lens4.len()].copy_from_slice(&t.lens4);
     d.lens6[..t.lens6.len()].copy_from_slice(&t.lens6);

@@ -7,9 +7,10 @@
 //! ignored. Events (the same syntax `palisadectl explain --event` takes):
 //!
 //! ```text
-//! net DIRECTION PROTO SRC -> DST[:PORT]       net ingress tcp 203.0.113.5 -> 10.0.0.1:22
+//! net DIRECTION PROTO SRC -> DST[:PORT] [Q..] net ingress tcp 203.0.113.5 -> 10.0.0.1:22
 //!                                             net egress udp 10.0.0.1 -> [2001:db8::1]:53
 //!                                             net ingress icmp 198.51.100.7 -> 10.0.0.1
+//!                                             net ingress tcp 2001:db8::5 -> [2001:db8::1]:22 ext=hbh,dstopt
 //! file OP PATH [by BINARY] [uid N]            file read /etc/shadow by /usr/bin/cat uid 1000
 //! exec BINARY [by PARENT] [uid N]             exec /usr/bin/nc by /usr/bin/bash uid 1000
 //! syscall PROFILE NAME [ARG0 .. ARG5]         syscall web-default socket 10
@@ -18,6 +19,18 @@
 //!
 //! `PROTO` is `tcp`, `udp`, `icmp`, `icmpv6` or a protocol number; syscall arguments are
 //! decimal or `0x` hex; `by` defaults to `/usr/bin/bash` and `uid` to 1000.
+//!
+//! A network event is turned into the Ethernet frame the datapath would see (a TCP SYN, a
+//! UDP datagram, an echo request) and decided as the datapath reads that frame
+//! ([`crate::plan::net::frame`]). Qualifiers shape the frame:
+//!
+//! - `frag=first` (the first fragment of a datagram: decided by its ports, as the later
+//!   ones then are), `frag=later` (a later fragment whose first fragment was not seen: no
+//!   ports), `frag=short` (a first fragment too short to carry the ports);
+//! - `ext=LIST` (IPv6): extension headers in order, from `hbh`, `dstopt`, `rh0`, `srh`,
+//!   `frag` (an atomic fragment), `ah`; `NAME*N` repeats one; a final `truncated` cuts the
+//!   frame inside the last header. More than 8 headers is beyond what the datapath walks;
+//! - `vlan=N`: N 802.1Q/802.1ad tags (more than 2: the frame cannot be read).
 //!
 //! Expected verdicts:
 //!
@@ -36,14 +49,26 @@ use crate::ir::{Action, Direction, FileOp, Policy, SeccompAction};
 use crate::plan::files::{ExecEvent, FileEvent, FilePlan, compile_files};
 use crate::plan::sched::{Process, SchedPlan, compile_sched};
 use crate::plan::seccomp::{SeccompPlan, action_text, compile_seccomp, decide_syscall};
+use crate::plan::frame::{self, Ext, L4};
 use crate::plan::{Enforced, NetPlan, Packet, compile_network};
 use crate::syscalls;
 use std::net::IpAddr;
 
+/// A network event: the packet described and the frame built from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetEvent {
+    /// As described (fully read, before any qualifier).
+    pub packet: Packet,
+    /// The Ethernet frame the datapath would see.
+    pub frame: Vec<u8>,
+    /// The qualifiers as written (`frag=later ext=hbh`), for display.
+    pub qualifiers: String,
+}
+
 /// One event to decide.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Net(Packet),
+    Net(NetEvent),
     File(FileEvent),
     Exec(ExecEvent),
     Syscall {
@@ -210,6 +235,142 @@ fn abs(s: &str) -> Result<String, String> {
     }
 }
 
+/// How a network event's frame is shaped (its qualifiers).
+#[derive(Debug, Default)]
+struct Shape {
+    frag: Option<&'static str>,
+    ext: Vec<Ext>,
+    truncated: bool,
+    vlan: usize,
+}
+
+fn parse_shape(quals: &[&str], v6: bool) -> Result<Shape, String> {
+    let mut s = Shape::default();
+    for q in quals {
+        let Some((k, v)) = q.split_once('=') else {
+            return Err(format!(
+                "unknown qualifier {q:?}; expected frag=first|later|short, ext=LIST or vlan=N"
+            ));
+        };
+        match k {
+            "frag" => {
+                s.frag = Some(match v {
+                    "first" => "first",
+                    "later" => "later",
+                    "short" => "short",
+                    o => return Err(format!("frag={o:?}: expected first, later or short")),
+                })
+            }
+            "ext" => {
+                if !v6 {
+                    return Err("ext= describes IPv6 extension headers: use IPv6 addresses".into());
+                }
+                let items: Vec<&str> = v.split(',').collect();
+                for (i, item) in items.iter().enumerate() {
+                    if *item == "truncated" {
+                        if i + 1 != items.len() || i == 0 {
+                            return Err("`truncated` comes last, after at least one header".into());
+                        }
+                        s.truncated = true;
+                        continue;
+                    }
+                    let (name, n) = match item.split_once('*') {
+                        Some((name, n)) => (
+                            name,
+                            n.parse::<usize>()
+                                .ok()
+                                .filter(|n| (1..=64).contains(n))
+                                .ok_or_else(|| format!("{item:?}: repeat 1 to 64 times"))?,
+                        ),
+                        None => (*item, 1),
+                    };
+                    let e = match name {
+                        "hbh" => Ext::HopByHop { len: 8 },
+                        "dstopt" => Ext::DstOpts { len: 8 },
+                        "rh0" => Ext::Rh0,
+                        "srh" => Ext::Srh,
+                        "ah" => Ext::Ah { len: 16 },
+                        "frag" => Ext::Fragment {
+                            id: 0x5041,
+                            offset: 0,
+                            more: false,
+                        },
+                        o => {
+                            return Err(format!(
+                                "extension header {o:?}: expected hbh, dstopt, rh0, srh, frag or ah"
+                            ));
+                        }
+                    };
+                    s.ext.extend(std::iter::repeat_n(e, n));
+                }
+            }
+            "vlan" => {
+                s.vlan = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n <= 4)
+                    .ok_or_else(|| format!("vlan={v:?}: expected 0 to 4 tags"))?;
+            }
+            o => {
+                return Err(format!(
+                    "unknown qualifier {o:?}; expected frag=, ext= or vlan="
+                ));
+            }
+        }
+    }
+    if s.truncated && s.frag.is_some() {
+        return Err("`truncated` and frag= do not combine".into());
+    }
+    Ok(s)
+}
+
+impl Shape {
+    fn frame(&self, p: &Packet) -> Vec<u8> {
+        let v6 = p.src.is_ipv6();
+        let l4 = match p.protocol {
+            6 => L4::tcp_syn(40000, p.dst_port),
+            17 => L4::udp(40000, p.dst_port, b"palisade"),
+            1 | 58 => L4::echo(0x5041, 1, v6),
+            proto => L4::Raw {
+                proto,
+                data: vec![0; 8],
+            },
+        };
+        let l3 = match self.frag {
+            None => frame::packet(p.src, p.dst, &self.ext, &l4),
+            Some(kind) => {
+                let short_pad = [Ext::DstOpts { len: 8 }];
+                let (post, cuts): (&[Ext], Vec<usize>) = match (kind, v6) {
+                    ("short", true) => (&short_pad, vec![8]),
+                    ("short", false) => (&[], vec![0]),
+                    _ => (&[], vec![8]),
+                };
+                let ext: &[Ext] = if v6 { &self.ext } else { &[] };
+                let pieces = frame::fragments(p.src, p.dst, 0x5041, ext, post, &l4, &cuts);
+                let i = usize::from(kind == "later");
+                pieces[i.min(pieces.len() - 1)].clone()
+            }
+        };
+        let mut l3 = l3;
+        if self.truncated {
+            // Cut inside the last extension header: one byte of it is left.
+            let chain: usize = frame::chain_bytes(&self.ext, 0, p.dst).len();
+            let last = frame::chain_bytes(&self.ext[self.ext.len() - 1..], 0, p.dst).len();
+            l3.truncate(40 + chain - last + 1);
+        }
+        let tags: Vec<u16> = (0..self.vlan)
+            .map(|i| {
+                if i == 0 && self.vlan > 1 {
+                    frame::TPID_8021AD
+                } else {
+                    frame::TPID_8021Q
+                }
+            })
+            .collect();
+        frame::ethernet(frame::TEST_DST_MAC, frame::TEST_SRC_MAC, &tags, &l3)
+    }
+}
+
 /// Parses an event (see the module docs).
 pub fn parse_event(text: &str) -> Result<Event, String> {
     let words: Vec<&str> = text.split_whitespace().collect();
@@ -218,8 +379,8 @@ pub fn parse_event(text: &str) -> Result<Event, String> {
     };
     match kind {
         "net" => {
-            let [dir, proto, src, arrow, dst] = rest else {
-                return Err("expected: net DIRECTION PROTO SRC -> DST[:PORT]".into());
+            let [dir, proto, src, arrow, dst, quals @ ..] = rest else {
+                return Err("expected: net DIRECTION PROTO SRC -> DST[:PORT] [QUALIFIERS]".into());
             };
             if *arrow != "->" {
                 return Err(format!("expected '->' between addresses, found {arrow:?}"));
@@ -246,12 +407,12 @@ pub fn parse_event(text: &str) -> Result<Event, String> {
             if matches!(protocol, 6 | 17) && port.is_none() {
                 return Err("a tcp or udp event needs a destination port: DST:PORT".into());
             }
-            Ok(Event::Net(Packet {
-                direction,
-                src,
-                dst,
-                protocol,
-                dst_port: port.unwrap_or(0),
+            let packet = Packet::new(direction, src, dst, protocol, port.unwrap_or(0));
+            let shape = parse_shape(quals, src.is_ipv6())?;
+            Ok(Event::Net(NetEvent {
+                frame: shape.frame(&packet),
+                packet,
+                qualifiers: quals.join(" "),
             }))
         }
         "file" => {
@@ -452,16 +613,30 @@ pub fn parse_cases(file: &str, text: &str) -> Result<Vec<Case>, Vec<Diagnostic>>
 /// Decides `event` against `plans`.
 pub fn evaluate(plans: &Plans, event: &Event) -> Outcome {
     match event {
-        Event::Net(p) => {
-            let v = plans.net.decide(p);
+        Event::Net(ev) => {
+            let v = plans.net.decide_frame(&ev.frame, ev.packet.direction);
             let rule = v.rule.as_ref().map(|r| r.rule_name.clone());
-            let reason = match &v.rule {
+            let mut reason = match &v.rule {
+                _ if v.unexamined => {
+                    "neighbor discovery and non-IP frames pass unexamined".to_string()
+                }
+                Some(r) if v.unread == Some(frame::Unread::BadHeader) => format!(
+                    "no address to look up: the direction's strictest rule {:?} of policy {:?} (id {}) applies",
+                    r.rule_name, r.policy, r.rule_id
+                ),
                 Some(r) => format!(
                     "rule {:?} of policy {:?} (id {}) decides: the longest matching prefix, then the stricter action",
                     r.rule_name, r.policy, r.rule_id
                 ),
                 None => "no rule matches and no default is set: allowed".into(),
             };
+            if let Some(u) = v.unread {
+                reason.push_str(&format!(
+                    "; the datapath cannot read it in full ({}: {}), so it fails closed: deny and audit rules with a protocol or port condition match it, allow rules with one do not",
+                    u.as_str(),
+                    u.describe()
+                ));
+            }
             Outcome {
                 verdict: v.action.as_str().into(),
                 rule,

@@ -29,7 +29,9 @@
 //!   and rule order ((policy name, rule id)). A rule with several port ranges gives one
 //!   clause per range. At most [`MAX_CLAUSES`] per set; rules that overflow are listed in
 //!   [`NetPlan::truncated`] (the node reports them as not enforced);
-//! - **default**: the direction's default action and the rule it is reported as.
+//! - **default**: the direction's default action and the rule it is reported as;
+//! - **undecided**: for a frame with no readable IP header, the direction's strictest
+//!   action of any rule or default, and the first rule that has it.
 //!
 //! ## Semantics
 //!
@@ -40,7 +42,9 @@
 //! id) order. Nothing matches: the direction's default (the strictest default any policy
 //! sets; allow when none does), except that an ingress packet answering a flow this host
 //! opened (the egress program remembers flows it lets out while the ingress default is not
-//! allow) is allowed: stateless `decide` describes packets that are not such replies. Then,
+//! allow) is allowed, and so is an ICMP error (destination unreachable, packet too big,
+//! time exceeded, parameter problem) quoting a packet of such a flow: stateless `decide`
+//! describes packets that are neither. Then,
 //! on ingress, a packet that is not denied, from a source
 //! inside a rate limit's CIDRs, sent over that limit in the current one-second window, is
 //! dropped (per source address). A policy in `audit` mode contributes `audit` wherever it
@@ -48,7 +52,14 @@
 //!
 //! IPv6 neighbor discovery (ICMPv6 types 133-137) always passes, as ARP does (no rule or
 //! default applies to it); [`Packet`] carries no ICMP type, so `decide` describes every
-//! other packet.
+//! other packet ([`NetPlan::decide_frame`] reads whole frames and knows).
+//!
+//! **What the datapath cannot read fails closed** ([`Transport`], [`frame`]): VLAN tags
+//! (up to two) and IPv6 extension headers (up to eight, 1 KiB) are walked; fragments are
+//! decided by the ports of their datagram's first fragment; a packet whose ports (or,
+//! behind a long or malformed extension-header chain, protocol) cannot be read matches
+//! every deny or audit clause whose CIDR covers the peer, and no allow clause with a
+//! protocol or port condition.
 //!
 //! `rule_ref` is the 1-based index of the rule's [`RuleMeta`] in [`NetPlan::rules`]; 0 means
 //! "no rule" (default allow, counted in counter slot 0).
@@ -123,14 +134,25 @@ impl Clause {
         b
     }
 
-    fn matches(&self, protocol: u8, dst_port: Option<u16>) -> bool {
-        let proto_ok = match self.proto {
-            PROTO_ANY => true,
-            PROTO_ICMP => protocol == 1 || protocol == 58,
-            p => p == protocol,
+    /// Whether this clause applies to `p` (`clause_matches` of the datapath): conditions
+    /// the packet cannot answer hold for a deny or audit clause and fail for an allow one.
+    fn matches(&self, p: &Packet) -> bool {
+        let strict = self.action != ACTION_ALLOW;
+        let proto_ok = match (self.proto, p.transport) {
+            (PROTO_ANY, _) => true,
+            (_, Transport::Unknown) => strict,
+            (PROTO_ICMP, _) => p.protocol == 1 || p.protocol == 58,
+            (proto, _) => proto == p.protocol,
         };
         let port_ok = self.flags & CLAUSE_PORTS == 0
-            || dst_port.is_some_and(|p| p >= self.port_lo && p <= self.port_hi);
+            || match p.transport {
+                Transport::Parsed => {
+                    matches!(p.protocol, 6 | 17)
+                        && p.dst_port >= self.port_lo
+                        && p.dst_port <= self.port_hi
+                }
+                Transport::NoPorts | Transport::Unknown => strict,
+            };
         proto_ok && port_ok
     }
 }
@@ -166,6 +188,10 @@ pub struct DirTable {
     pub lens6: Vec<u8>,
     pub default_action: u32,
     pub default_rule_ref: u32,
+    /// For frames with no readable IP header (no address to look up): the strictest action
+    /// of the direction's rules and default, and the first rule that has it (0: none).
+    pub undecided_action: u32,
+    pub undecided_rule_ref: u32,
 }
 
 impl DirTable {
@@ -471,6 +497,26 @@ pub fn compile_network(policies: &[Enforced<'_>]) -> NetPlan {
             }
         }
         table.buckets4 = buckets(&table.v4);
+        // A frame with no readable IP header could be anything: the strictest action any
+        // rule or default of this direction has (rate limits only ever cut a share).
+        let strictest = own
+            .iter()
+            .filter(|((d, _), _)| *d == dir)
+            .flat_map(|(_, v)| v.iter())
+            .filter(|p| p.clause.flags & CLAUSE_RATE == 0)
+            .max_by(|a, b| {
+                strictness(a.clause.action)
+                    .cmp(&strictness(b.clause.action))
+                    .then(b.order.cmp(&a.order))
+            });
+        if let Some(p) = strictest {
+            table.undecided_action = p.clause.action;
+            table.undecided_rule_ref = p.clause.rule_ref;
+        }
+        if strictness(table.default_action) > strictness(table.undecided_action) {
+            table.undecided_action = table.default_action;
+            table.undecided_rule_ref = table.default_rule_ref;
+        }
         match dir {
             Direction::Ingress => plan.ingress = table,
             Direction::Egress => plan.egress = table,
@@ -513,418 +559,9 @@ fn buckets(v4: &BTreeMap<(u8, [u8; 4]), u32>) -> BTreeMap<u16, Bucket> {
     out
 }
 
-/// A packet as the datapath sees it, for [`NetPlan::decide`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet {
-    pub direction: Direction,
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    /// IANA protocol number (6 tcp, 17 udp, 1 icmp, 58 icmpv6).
-    pub protocol: u8,
-    /// Meaningful for TCP and UDP only.
-    pub dst_port: u16,
-}
-
-/// What the datapath does with a packet, and which rule decided it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    /// The action applied (before any rate limit); `Allow` when nothing matched.
-    pub action: Action,
-    /// The deciding rule (a default counts as a rule); `None` when nothing matched.
-    pub rule: Option<RuleMeta>,
-    /// The rate limit the packet counts against (ingress, when not denied): over the limit
-    /// it is dropped (or audited) by that rule instead. `decide` is stateless, so it cannot
-    /// say whether the limit is exceeded.
-    pub rate_limit: Option<(RuleMeta, u32)>,
-}
-
-fn mask_bytes<const N: usize>(a: [u8; N], len: u8) -> [u8; N] {
-    let mut out = [0u8; N];
-    for (i, b) in a.iter().enumerate() {
-        let bits = (len as usize).saturating_sub(i * 8).min(8);
-        out[i] = if bits == 0 {
-            0
-        } else {
-            b & (0xffu8 << (8 - bits))
-        };
-    }
-    out
-}
-
-impl NetPlan {
-    /// The clause set of the longest prefix in use containing `peer`, probed exactly as the
-    /// datapath does (lengths longest first, exact-match lookups).
-    fn find_set(&self, t: &DirTable, peer: IpAddr) -> Option<&[Clause]> {
-        let idx = match peer {
-            IpAddr::V4(a) => {
-                let o = a.octets();
-                let b = t
-                    .buckets4
-                    .get(&u16::from_be_bytes([o[0], o[1]]))
-                    .copied()
-                    .unwrap_or_default();
-                let long = (0..16u8)
-                    .rev()
-                    .filter(|bit| b.mask & (1 << bit) != 0)
-                    .find_map(|bit| t.v4.get(&(17 + bit, mask_bytes(o, 17 + bit))));
-                match long {
-                    Some(i) => Some(i),
-                    None if b.short != 0 => {
-                        return self.sets.get(b.short as usize - 1).map(|s| s.as_slice());
-                    }
-                    None => None,
-                }
-            }
-            IpAddr::V6(a) => t
-                .lens6
-                .iter()
-                .find_map(|&l| t.v6.get(&(l, mask_bytes(a.octets(), l)))),
-        }?;
-        self.sets.get(*idx as usize).map(|s| s.as_slice())
-    }
-
-    /// Decides `p` exactly as the BPF programs do (see the module docs).
-    pub fn decide(&self, p: &Packet) -> Verdict {
-        let t = self.dir(p.direction);
-        let peer = match p.direction {
-            Direction::Ingress => p.src,
-            Direction::Egress => p.dst,
-        };
-        let port = matches!(p.protocol, 6 | 17).then_some(p.dst_port);
-        let mut rate = None;
-        let mut decided = None;
-        for c in self.find_set(t, peer).unwrap_or(&[]) {
-            if !c.matches(p.protocol, port) {
-                continue;
-            }
-            if c.flags & CLAUSE_RATE != 0 {
-                if rate.is_none() {
-                    rate = Some((c.rule_ref, c.pps));
-                }
-                continue;
-            }
-            decided = Some((c.action, c.rule_ref));
-            break;
-        }
-        let (action, rule_ref) = decided.unwrap_or((t.default_action, t.default_rule_ref));
-        let rate_limit = match rate {
-            Some((r, pps)) if action != ACTION_DENY => self.rule(r).cloned().map(|m| (m, pps)),
-            _ => None,
-        };
-        Verdict {
-            action: code_action(action),
-            rule: self.rule(rule_ref).cloned(),
-            rate_limit,
-        }
-    }
-}
-
+mod decide;
+pub mod frame;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::diagnostic::Span;
-    use crate::ir::{NetRule, PortRange, RateLimit};
+mod tests;
 
-    /// A policy from compact lines (the DSL is built elsewhere):
-    /// `DIR ACTION CIDRS|any PROTO PORTS|- NAME`, `default DIR ACTION`, `rate CIDRS PPS NAME`.
-    fn pol(name: &str, mode: Mode, lines: &[&str]) -> Policy {
-        let mut p = Policy {
-            ir_version: crate::ir::IR_VERSION,
-            name: name.into(),
-            description: String::new(),
-            owner: String::new(),
-            mode,
-            selector: Default::default(),
-            network: Default::default(),
-            files: vec![],
-            exec: vec![],
-            seccomp: vec![],
-            sched: vec![],
-        };
-        let dir = |s: &str| match s {
-            "ingress" => Direction::Ingress,
-            _ => Direction::Egress,
-        };
-        let act = |s: &str| match s {
-            "allow" => Action::Allow,
-            "audit" => Action::Audit,
-            _ => Action::Deny,
-        };
-        let cidrs = |s: &str| -> Vec<IpNet> {
-            if s == "any" {
-                vec![]
-            } else {
-                s.split(',').map(|c| c.parse().unwrap()).collect()
-            }
-        };
-        for (i, l) in lines.iter().enumerate() {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            let id = i as u32 + 1;
-            match w[0] {
-                "default" => match dir(w[1]) {
-                    Direction::Ingress => p.network.default_ingress = Some(act(w[2])),
-                    Direction::Egress => p.network.default_egress = Some(act(w[2])),
-                },
-                "rate" => p.network.rate_limits.push(RateLimit {
-                    id,
-                    name: w[3].into(),
-                    cidrs: cidrs(w[1]),
-                    packets_per_sec: w[2].parse().unwrap(),
-                    span: Span::default(),
-                }),
-                _ => p.network.rules.push(NetRule {
-                    id,
-                    name: w[5].into(),
-                    direction: dir(w[0]),
-                    action: act(w[1]),
-                    cidrs: cidrs(w[2]),
-                    protocol: match w[3] {
-                        "tcp" => Protocol::Tcp,
-                        "udp" => Protocol::Udp,
-                        "icmp" => Protocol::Icmp,
-                        _ => Protocol::Any,
-                    },
-                    ports: if w[4] == "-" {
-                        vec![]
-                    } else {
-                        w[4].split(',')
-                            .map(|r| {
-                                let (a, b) = r.split_once('-').unwrap_or((r, r));
-                                PortRange {
-                                    first: a.parse().unwrap(),
-                                    last: b.parse().unwrap(),
-                                }
-                            })
-                            .collect()
-                    },
-                    span: Span::default(),
-                }),
-            }
-        }
-        p
-    }
-
-    fn plan_of(pols: &[Policy]) -> NetPlan {
-        let enforced: Vec<Enforced<'_>> = pols
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Enforced {
-                policy: p,
-                revision: i as u64 + 1,
-            })
-            .collect();
-        compile_network(&enforced)
-    }
-
-    fn pkt(dir: Direction, src: &str, dst: &str, protocol: u8, port: u16) -> Packet {
-        Packet {
-            direction: dir,
-            src: src.parse().unwrap(),
-            dst: dst.parse().unwrap(),
-            protocol,
-            dst_port: port,
-        }
-    }
-
-    fn ing(src: &str, protocol: u8, port: u16) -> Packet {
-        pkt(Direction::Ingress, src, "192.0.2.1", protocol, port)
-    }
-
-    fn name(v: &Verdict) -> &str {
-        v.rule.as_ref().map(|r| r.rule_name.as_str()).unwrap_or("-")
-    }
-
-    #[test]
-    fn longest_prefix_decides() {
-        let plan = plan_of(&[pol(
-            "a",
-            Mode::Enforce,
-            &[
-                "ingress deny 10.0.0.0/8 any - wide",
-                "ingress allow 10.1.2.3/32 any - host",
-            ],
-        )]);
-        let v = plan.decide(&ing("10.9.9.9", 6, 80));
-        assert_eq!((v.action, name(&v)), (Action::Deny, "wide"));
-        let v = plan.decide(&ing("10.1.2.3", 6, 80));
-        assert_eq!((v.action, name(&v)), (Action::Allow, "host"));
-        assert_eq!(plan.decide(&ing("11.0.0.1", 6, 80)).rule, None);
-        assert_eq!(plan.ingress.lens4, vec![32, 8]);
-    }
-
-    #[test]
-    fn protocol_and_ports_select_clauses_and_inherit_from_shorter_prefixes() {
-        let plan = plan_of(&[pol(
-            "a",
-            Mode::Enforce,
-            &[
-                "ingress deny 10.0.0.0/8 tcp 22,8000-8100 no-ssh",
-                "ingress allow 10.1.0.0/16 udp - udp-ok",
-                "ingress deny any icmp - no-icmp",
-                "default ingress deny",
-                "ingress allow any tcp 80 web",
-            ],
-        )]);
-        let v = plan.decide(&ing("10.1.2.3", 6, 22));
-        assert_eq!((v.action, name(&v)), (Action::Deny, "no-ssh"));
-        let v = plan.decide(&ing("10.1.2.3", 6, 8050));
-        assert_eq!((v.action, name(&v)), (Action::Deny, "no-ssh"));
-        let v = plan.decide(&ing("10.1.2.3", 17, 53));
-        assert_eq!((v.action, name(&v)), (Action::Allow, "udp-ok"));
-        let v = plan.decide(&ing("10.1.2.3", 6, 80));
-        assert_eq!((v.action, name(&v)), (Action::Allow, "web"));
-        let v = plan.decide(&ing("10.1.2.3", 6, 81));
-        assert_eq!((v.action, name(&v)), (Action::Deny, "default-ingress"));
-        let v = plan.decide(&ing("10.1.2.3", 1, 0));
-        assert_eq!((v.action, name(&v)), (Action::Deny, "no-icmp"));
-        let v = plan.decide(&ing("2001:db8::1", 58, 0));
-        assert_eq!((v.action, name(&v)), (Action::Deny, "no-icmp"));
-        // Egress has no rules and no default.
-        let v = plan.decide(&pkt(Direction::Egress, "192.0.2.1", "10.1.2.3", 6, 22));
-        assert_eq!((v.action, v.rule), (Action::Allow, None));
-    }
-
-    #[test]
-    fn audit_mode_and_stricter_wins_across_policies() {
-        let plan = plan_of(&[
-            pol(
-                "b",
-                Mode::Enforce,
-                &[
-                    "ingress allow 10.0.0.0/8 any - ok",
-                    "egress deny 192.0.2.1/32 any - out",
-                ],
-            ),
-            pol("a", Mode::Audit, &["ingress deny 10.0.0.0/8 any - watch"]),
-        ]);
-        let v = plan.decide(&ing("10.2.3.4", 17, 9));
-        assert_eq!((v.action, name(&v)), (Action::Audit, "watch"));
-        assert_eq!(v.rule.unwrap().policy, "a");
-        let v = plan.decide(&pkt(Direction::Egress, "10.0.0.1", "192.0.2.1", 6, 1));
-        assert_eq!((v.action, name(&v)), (Action::Deny, "out"));
-        assert_eq!(plan.egress.lens4, vec![32]);
-    }
-
-    #[test]
-    fn rate_limits_are_attached_to_undenied_traffic() {
-        let plan = plan_of(&[pol(
-            "a",
-            Mode::Enforce,
-            &[
-                "rate 10.0.0.0/8 100 flood",
-                "ingress deny 10.9.0.0/16 any - bad",
-            ],
-        )]);
-        let v = plan.decide(&ing("10.1.1.1", 6, 80));
-        assert_eq!(v.action, Action::Allow);
-        assert_eq!(v.rate_limit.as_ref().map(|r| r.1), Some(100));
-        let v = plan.decide(&ing("10.9.1.1", 6, 80));
-        assert_eq!((v.action, v.rate_limit), (Action::Deny, None));
-        assert!(plan.decide(&ing("11.0.0.1", 6, 80)).rate_limit.is_none());
-    }
-
-    #[test]
-    fn identical_clause_sets_are_shared_and_bytes_are_exact() {
-        let plan = plan_of(&[pol(
-            "a",
-            Mode::Enforce,
-            &["ingress deny 10.1.0.0/16,10.2.0.0/16,2001:db8::/32 any - x"],
-        )]);
-        assert_eq!(plan.sets.len(), 1);
-        assert_eq!(plan.ingress.v4.len(), 2);
-        assert_eq!(plan.ingress.v6.len(), 1);
-        assert_eq!(plan.ingress.lens6, vec![32]);
-        let b = plan.sets[0][0].to_bytes();
-        assert_eq!((b[0], b[1], b[2]), (PROTO_ANY, ACTION_DENY as u8, 0));
-        assert_eq!(&b[8..12], &1u32.to_ne_bytes());
-        assert!(plan.capacity_error().is_none());
-    }
-
-    #[test]
-    fn overflowing_clause_sets_are_reported() {
-        let lines: Vec<String> = (0..20)
-            .map(|p| format!("ingress deny 10.0.0.0/8 tcp {} r{p}", 1000 + p))
-            .collect();
-        let refs: Vec<&str> = lines.iter().map(|s| s.as_str()).collect();
-        let plan = plan_of(&[pol("a", Mode::Enforce, &refs)]);
-        assert_eq!(plan.sets[0].len(), MAX_CLAUSES);
-        assert_eq!(plan.truncated.len(), 4);
-    }
-
-    /// The plan's datapath procedure agrees with a direct reading of the semantics on
-    /// random rule sets.
-    #[test]
-    fn decide_matches_the_reference_semantics() {
-        let mut seed = 0x2545F4914F6CDD1Du64;
-        let mut rnd = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
-        for _ in 0..40 {
-            let mut lines = Vec::new();
-            let mut rules = Vec::new();
-            for i in 0..12 {
-                let len = [0, 8, 12, 16, 17, 20, 24, 28, 31, 32][rnd(10) as usize];
-                let net: ipnet::Ipv4Net = format!("10.{}.{}.{}/{len}", rnd(2), rnd(2), rnd(2))
-                    .parse::<ipnet::Ipv4Net>()
-                    .unwrap()
-                    .trunc();
-                let act = ["allow", "deny", "audit"][rnd(3) as usize];
-                let proto = ["any", "tcp", "udp", "icmp"][rnd(4) as usize];
-                let port = if proto == "tcp" || proto == "udp" {
-                    [None, Some(80 + rnd(2) as u16)][rnd(2) as usize]
-                } else {
-                    None
-                };
-                lines.push(format!(
-                    "ingress {act} {net} {proto} {} r{i}",
-                    port.map(|p| p.to_string()).unwrap_or("-".into())
-                ));
-                rules.push((net, act, proto, port));
-            }
-            let refs: Vec<&str> = lines.iter().map(|s| s.as_str()).collect();
-            let plan = plan_of(&[pol("p", Mode::Enforce, &refs)]);
-            for _ in 0..60 {
-                let a: std::net::Ipv4Addr =
-                    format!("{}.{}.{}.{}", 10 + rnd(2), rnd(2), rnd(2), rnd(2))
-                        .parse()
-                        .unwrap();
-                let protocol = [6u8, 17, 1][rnd(3) as usize];
-                let port = 80 + rnd(2) as u16;
-                let s = |a: &str| match a {
-                    "deny" => 2,
-                    "audit" => 1,
-                    _ => 0,
-                };
-                let best = rules
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (net, _, proto, p))| {
-                        net.contains(&a)
-                            && match *proto {
-                                "any" => true,
-                                "tcp" => protocol == 6,
-                                "udp" => protocol == 17,
-                                _ => protocol == 1,
-                            }
-                            && p.is_none_or(|p| p == port)
-                    })
-                    .max_by(|(i, (n1, a1, ..)), (j, (n2, a2, ..))| {
-                        n1.prefix_len()
-                            .cmp(&n2.prefix_len())
-                            .then(s(a1).cmp(&s(a2)))
-                            .then(j.cmp(i))
-                    })
-                    .map(|(i, _)| format!("r{i}"));
-                let v = plan.decide(&ing(&a.to_string(), protocol, port));
-                assert_eq!(
-                    v.rule.map(|r| r.rule_name),
-                    best,
-                    "{a} proto {protocol} port {port}\n{lines:#?}"
-                );
-            }
-        }
-    }
-}
+pub use decide::{Packet, Transport, Verdict};
