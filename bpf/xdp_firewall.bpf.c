@@ -502,6 +502,79 @@ static __always_inline int parse6(void *l3, void *end, struct pkt *p)
 	return PARSE_IP;
 }
 
+/*
+ * The common case, read without the walk: untagged IPv4 (not a fragment) or IPv6 whose
+ * next header is the transport, carrying TCP with a full header, UDP, or ICMP that is
+ * not an error (nor, for IPv6, neighbor discovery). Returns 1 when `p` now holds such a
+ * packet; 0 sends the frame to parse(), which reads everything (and agrees on these).
+ */
+static __always_inline int parse_plain(void *data, void *end, struct pkt *p)
+{
+	struct ethhdr *eth = data;
+	__u8 *l4;
+	__u32 avail;
+
+	if ((void *)(eth + 1) > end)
+		return 0;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		__u32 tot;
+
+		if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5 ||
+		    (ip->frag_off & bpf_htons(0x3fff)))
+			return 0;
+		tot = bpf_ntohs(ip->tot_len);
+		if (tot < ip->ihl * 4)
+			return 0;
+		avail = tot - ip->ihl * 4;
+		p->family = 4;
+		p->proto = ip->protocol;
+		__builtin_memcpy(p->src, &ip->saddr, 4);
+		__builtin_memcpy(p->dst, &ip->daddr, 4);
+		l4 = (void *)ip + ip->ihl * 4;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > end || ip6->version != 6 || is_ext6(ip6->nexthdr) ||
+		    ip6->payload_len == 0)
+			return 0;
+		avail = bpf_ntohs(ip6->payload_len);
+		p->family = 6;
+		p->proto = ip6->nexthdr;
+		__builtin_memcpy(p->src, &ip6->saddr, 16);
+		__builtin_memcpy(p->dst, &ip6->daddr, 16);
+		l4 = (void *)(ip6 + 1);
+	} else {
+		return 0;
+	}
+	if (p->proto == IPPROTO_TCP) {
+		struct tcphdr *t = (void *)l4;
+
+		if ((void *)(t + 1) > end || avail < sizeof(*t))
+			return 0;
+		p->tcp_flags = (t->syn ? 1 : 0) | (t->ack ? 2 : 0);
+		p->sport = bpf_ntohs(t->source);
+		p->dport = bpf_ntohs(t->dest);
+		p->has_ports = 1;
+	} else if (p->proto == IPPROTO_UDP) {
+		struct udphdr *u = (void *)l4;
+
+		if ((void *)(u + 1) > end || avail < sizeof(*u))
+			return 0;
+		p->sport = bpf_ntohs(u->source);
+		p->dport = bpf_ntohs(u->dest);
+		p->has_ports = 1;
+	} else if (p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6) {
+		if (l4 + 1 > (__u8 *)end || avail < 1)
+			return 0;
+		p->icmp_type = l4[0];
+		if (is_icmp_error(p) || (p->family == 6 && p->proto == IPPROTO_ICMPV6 &&
+					 l4[0] >= 133 && l4[0] <= 137))
+			return 0;
+	}
+	return 1;
+}
+
 /* Parses the frame between `data` and `end`: Ethernet, up to PAL_MAX_VLAN tags, IP. */
 static __always_inline int parse(void *data, void *end, struct pkt *p)
 {
@@ -903,10 +976,31 @@ static __always_inline void decide(struct pkt *p, int parsed, struct verdict *ou
 	count_rule(half_idx, out->rule_ref, p->len);
 }
 
+/* Decides, counts and reports a packet parse_plain() read; returns 1 to drop. */
+static __always_inline int enforce_plain(struct pkt *p)
+{
+	struct verdict v;
+
+	decide(p, PARSE_IP, &v);
+	switch (v.action) {
+	case PAL_ACTION_DENY:
+		count(PAL_STAT_DROPPED);
+		report(p, &v);
+		return 1;
+	case PAL_ACTION_AUDIT:
+		count(PAL_STAT_AUDITED);
+		report(p, &v);
+		return 0;
+	default:
+		count(PAL_STAT_ALLOWED);
+		return 0;
+	}
+}
+
 /*
- * Decides, counts and reports a parsed packet; returns 1 to drop. A global function: the
- * verifier checks it once for any packet state instead of once per way parse() can end,
- * which keeps the programs within the verifier's budget.
+ * Decides, counts and reports any other packet parse() read; returns 1 to drop. A global
+ * function: the verifier checks it once for any packet state instead of once per way
+ * parse() can end, which keeps the programs within the verifier's budget.
  */
 __attribute__((noinline)) int pal_enforce(struct pkt *p, int parsed)
 {
@@ -953,11 +1047,16 @@ static __always_inline int enforce(void *data, void *end, __u8 dir, __u32 len)
 	int parsed;
 
 	count(PAL_STAT_SEEN);
+	p.dir = dir;
+	p.len = len;
+	if (parse_plain(data, end, &p))
+		return enforce_plain(&p);
+	__builtin_memset(&p, 0, sizeof(p));
+	p.dir = dir;
+	p.len = len;
 	parsed = parse(data, end, &p);
 	if (parsed == PARSE_NOT_IP || p.nd)
 		return 0;
-	p.dir = dir;
-	p.len = len;
 	return pal_enforce(&p, parsed);
 }
 

@@ -98,25 +98,28 @@ fn packet(src: Ipv4Addr) -> Vec<u8> {
 
 /// `BPF_PROG_TEST_RUN`: (average ns per run, return code).
 fn test_run(prog_fd: RawFd, data: &[u8], repeat: u32) -> (u32, u32) {
-    let mut out = vec![0u8; 256];
-    let mut attr = [0u8; 128];
-    attr[0..4].copy_from_slice(&(prog_fd as u32).to_ne_bytes());
-    attr[8..12].copy_from_slice(&(data.len() as u32).to_ne_bytes());
-    attr[12..16].copy_from_slice(&(out.len() as u32).to_ne_bytes());
-    attr[16..24].copy_from_slice(&(data.as_ptr() as u64).to_ne_bytes());
-    attr[24..32].copy_from_slice(&(out.as_mut_ptr() as u64).to_ne_bytes());
-    attr[32..36].copy_from_slice(&repeat.to_ne_bytes());
-    // SAFETY: BPF_PROG_TEST_RUN (10) with a bpf_attr whose pointers outlive the call.
-    let r = unsafe { libc::syscall(libc::SYS_bpf, 10, attr.as_mut_ptr(), attr.len() as u32) };
-    assert_eq!(
-        r,
-        0,
-        "BPF_PROG_TEST_RUN: {}",
-        std::io::Error::last_os_error()
-    );
-    let retval = u32::from_ne_bytes(attr[4..8].try_into().unwrap());
-    let duration = u32::from_ne_bytes(attr[36..40].try_into().unwrap());
-    (duration, retval)
+    let (retval, ns) = palisade_noded::xdp::test_run(prog_fd, data, repeat).expect("BPF_PROG_TEST_RUN");
+    (ns, retval)
+}
+
+/// Packets of other shapes, all from a source no rule covers (they pass): (name, frames to
+/// run once first, the frame measured).
+fn shapes() -> Vec<(&'static str, Vec<Vec<u8>>, Vec<u8>)> {
+    use palisade_policy::plan::frame::{self, Ext, L4};
+    let eth = |l3: &[u8]| frame::ethernet(frame::TEST_DST_MAC, frame::TEST_SRC_MAC, &[], l3);
+    let (s4, d4) = ("10.1.2.3".parse().unwrap(), "192.0.2.1".parse().unwrap());
+    let (s6, d6) = ("fd00:1::3".parse().unwrap(), "fd00:2::1".parse().unwrap());
+    let udp = L4::udp(40000, 9, &[0x5a; 1400]);
+    let small = L4::udp(40000, 9, &[0x5a; 18]);
+    let f4 = frame::fragments(s4, d4, 77, &[], &[], &udp, &[1000]);
+    let ext2 = [Ext::HopByHop { len: 8 }, Ext::DstOpts { len: 8 }];
+    vec![
+        ("v4 plain", vec![], eth(&frame::packet(s4, d4, &[], &small))),
+        ("v4 1st frag", vec![], eth(&f4[0])),
+        ("v4 later frag", vec![eth(&f4[0])], eth(&f4[1])),
+        ("v6 plain", vec![], eth(&frame::packet(s6, d6, &[], &small))),
+        ("v6 2 ext hdrs", vec![], eth(&frame::packet(s6, d6, &ext2, &small))),
+    ]
 }
 
 fn median(mut v: Vec<u32>) -> u32 {
@@ -130,6 +133,7 @@ fn prog_cost(sizes: &[usize], repeat: u32) {
         "{:>9} {:>7} {:>7} | {:>10} {:>10} {:>10} | {:>10} {:>10} {:>10}",
         "rules", "lens", "sets", "pal /32", "pal /24", "pal miss", "lpm /32", "lpm /24", "lpm miss"
     );
+    let mut shape_rows = Vec::new();
     for &n in sizes {
         let nets = cidrs(n);
         let host = nets
@@ -167,6 +171,23 @@ fn prog_cost(sizes: &[usize], repeat: u32) {
         }
         let lens = pl.ingress.lens4.len();
         let sets = pl.sets.len();
+        let mut shape_costs = Vec::new();
+        for (name, before, d) in shapes() {
+            for b in &before {
+                test_run(fd, b, 1);
+            }
+            let ns = median(
+                (0..5)
+                    .map(|_| {
+                        let (ns, ret) = test_run(fd, &d, repeat);
+                        assert_eq!(ret, 2, "palisade verdict for {name}");
+                        ns
+                    })
+                    .collect(),
+            );
+            shape_costs.push((name, ns));
+        }
+        shape_rows.push((n, shape_costs));
         drop(fw);
         let _ = palisade_noded::pinning::cleanup(root);
 
@@ -212,6 +233,21 @@ fn prog_cost(sizes: &[usize], repeat: u32) {
             f(&lpm[1]),
             f(&lpm[2])
         );
+    }
+    // Other packet shapes (all pass: no rule covers their source), same program and maps.
+    if let Some((_, first)) = shape_rows.first() {
+        print!("\n{:>9} |", "rules");
+        for (name, _) in first {
+            print!(" {name:>14}");
+        }
+        println!();
+        for (n, costs) in &shape_rows {
+            print!("{n:>9} |");
+            for (_, ns) in costs {
+                print!(" {:>14}", format!("{ns} ns"));
+            }
+            println!();
+        }
     }
 }
 

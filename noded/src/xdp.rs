@@ -62,6 +62,8 @@ pub enum XdpError {
     Capacity(String),
     #[error("cannot read the number of CPUs: {0}")]
     Cpus(String),
+    #[error("BPF_PROG_TEST_RUN: {0}")]
+    TestRun(std::io::Error),
     /// Only the fleet simulation's recording backend fails this way (failure injection).
     #[error("simulated apply failure: {0}")]
     Simulated(String),
@@ -181,6 +183,13 @@ impl NetFirewall {
             }
             Ok(p.fd()?.as_fd().as_raw_fd())
         }
+    }
+
+    /// Runs the XDP program (`egress == false`) or the TC one on `frame` `repeat` times
+    /// with `BPF_PROG_TEST_RUN`, against the maps as they are: (return code, average ns).
+    pub fn test_run(&mut self, egress: bool, frame: &[u8], repeat: u32) -> Result<(u32, u32), XdpError> {
+        let fd = self.program_fd(egress)?;
+        test_run(fd, frame, repeat).map_err(XdpError::TestRun)
     }
 
     pub fn iface(&self) -> &str {
@@ -379,6 +388,32 @@ impl NetFirewall {
         }
         Ok(out)
     }
+}
+
+/// `BPF_PROG_TEST_RUN` of program `prog_fd` on `data`, `repeat` times: (return code,
+/// average ns per run). For tests and benchmarks; nothing is attached.
+pub fn test_run(
+    prog_fd: std::os::fd::RawFd,
+    data: &[u8],
+    repeat: u32,
+) -> std::io::Result<(u32, u32)> {
+    let mut out = vec![0u8; data.len() + 512];
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&(prog_fd as u32).to_ne_bytes());
+    attr[8..12].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+    attr[12..16].copy_from_slice(&(out.len() as u32).to_ne_bytes());
+    attr[16..24].copy_from_slice(&(data.as_ptr() as u64).to_ne_bytes());
+    attr[24..32].copy_from_slice(&(out.as_mut_ptr() as u64).to_ne_bytes());
+    attr[32..36].copy_from_slice(&repeat.max(1).to_ne_bytes());
+    // SAFETY: BPF_PROG_TEST_RUN (10) with a zero-padded bpf_attr whose pointers (data,
+    // out) outlive the call and whose sizes are theirs.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, 10, attr.as_mut_ptr(), attr.len() as u32) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let retval = u32::from_ne_bytes(attr[4..8].try_into().expect("4 bytes"));
+    let duration = u32::from_ne_bytes(attr[36..40].try_into().expect("4 bytes"));
+    Ok((retval, duration))
 }
 
 fn dir_table(t: &DirTable) -> abi::DirTable {
