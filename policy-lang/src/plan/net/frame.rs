@@ -593,9 +593,16 @@ impl Ext {
                 let mut b = vec![0u8; len];
                 b[0] = next;
                 b[1] = (len / 8 - 1) as u8;
-                // PadN over the rest.
-                b[2] = 1;
-                b[3] = (len - 4) as u8;
+                // The rest: PadN when it fits in 6 bytes; otherwise one experimental
+                // option (type 0x1e, skipped by receivers that do not know it), as
+                // receivers refuse more than 7 bytes of consecutive padding (RFC 4942).
+                if len - 2 <= 7 {
+                    b[2] = 1;
+                    b[3] = (len - 4) as u8;
+                } else {
+                    b[2] = 0x1e;
+                    b[3] = (len - 4) as u8;
+                }
                 b
             }
             Ext::Rh0 => {

@@ -3,6 +3,8 @@
 //! Namespace prefix `paln-`, subnets 10.30-59.x and fd00:30-59::.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use ipnet::IpNet;
 use palisade_policy::diagnostic::Span;
 use palisade_policy::ir::{

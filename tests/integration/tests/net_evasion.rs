@@ -1,0 +1,509 @@
+//! Host tier: port rules tried as an attacker would, with real packets through a veth pair
+//! (and, where the kernel stack would drop a frame anyway, with `BPF_PROG_TEST_RUN`).
+//!
+//! Every probe is a TCP SYN crafted byte for byte (`palisade_policy::plan::frame`) and sent
+//! with an AF_PACKET socket: for ingress from the lab's namespace to a listener on the
+//! host, for egress from the host (through the TC program) to a listener in the namespace.
+//! A probe *reached* the port when the listener's kernel answered with a SYN-ACK. Two
+//! policies per direction: "deny by port, default allow" (A) and "allow by port, default
+//! deny" (B). Labs `paln-ev*` use 10.50-57.x and fd00:50-57::.
+
+mod netlab;
+
+use netlab::raw::{RawSock, in_ns, mac_here, syn_ack_to};
+use netlab::{PinRoot, plan, pol};
+use palisade_integration::{Lab, host_tier_unavailable, skip};
+use palisade_noded::abi;
+use palisade_noded::xdp::NetFirewall;
+use palisade_policy::ir::{Direction, Mode};
+use palisade_policy::plan::NetPlan;
+use palisade_policy::plan::frame::{self, Ext, L4};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, TcpListener};
+use std::process::Command;
+use std::time::Duration;
+
+fn unavailable(test: &str) -> bool {
+    if let Some(why) = host_tier_unavailable() {
+        skip("host", test, &why);
+        return true;
+    }
+    false
+}
+
+const TCP_PORT: u16 = 8080;
+const UDP_PORT: u16 = 5300;
+
+fn dir_word(d: Direction) -> &'static str {
+    match d {
+        Direction::Ingress => "ingress",
+        Direction::Egress => "egress",
+    }
+}
+
+/// "deny by port, default allow".
+fn policy_a(d: Direction) -> NetPlan {
+    let d = dir_word(d);
+    plan(&[pol(
+        "evade-a",
+        Mode::Enforce,
+        &[
+            &format!("{d} deny any tcp {TCP_PORT} no-web"),
+            &format!("{d} deny any udp {UDP_PORT} no-dns"),
+        ],
+    )])
+}
+
+/// "allow by port, default deny".
+fn policy_b(d: Direction) -> NetPlan {
+    let w = dir_word(d);
+    plan(&[pol(
+        "evade-b",
+        Mode::Enforce,
+        &[
+            &format!("default {w} deny"),
+            &format!("{w} allow any tcp {TCP_PORT} web"),
+            &format!("{w} allow any udp {UDP_PORT} dns"),
+        ],
+    )])
+}
+
+/// One hostile (or legitimate but unusual) way to send a SYN.
+struct Probe {
+    name: &'static str,
+    v6_only: bool,
+    /// Reaches the port under A / under B.
+    under_a: bool,
+    under_b: bool,
+    /// IP packets (no Ethernet header), sent in this order.
+    build: fn(src: IpAddr, dst: IpAddr, sport: u16) -> Vec<Vec<u8>>,
+}
+
+/// A SYN with 32 bytes of data, so that its datagram can be cut after the TCP header.
+fn syn(sport: u16) -> L4 {
+    syn_to(sport, TCP_PORT)
+}
+
+fn syn_to(sport: u16, dport: u16) -> L4 {
+    L4::Tcp {
+        sport,
+        dport,
+        flags: 0x02,
+        seq: 0x5041_4c49,
+        data: vec![0x61; 32],
+    }
+}
+
+fn probes() -> Vec<Probe> {
+    vec![
+        Probe {
+            name: "plain SYN",
+            v6_only: false,
+            under_a: false,
+            under_b: true,
+            build: |s, d, sp| vec![frame::packet(s, d, &[], &syn(sp))],
+        },
+        Probe {
+            name: "fragmented SYN, whole TCP header first",
+            v6_only: false,
+            under_a: false,
+            under_b: true,
+            build: |s, d, sp| frame::fragments(s, d, sp as u32, &[], &[], &syn(sp), &[24]),
+        },
+        Probe {
+            // RFC 1858: the first fragment carries only 8 bytes of the TCP header (ports,
+            // sequence number). Linux takes it over IPv4; over IPv6 it refuses a first
+            // fragment without the whole transport header (RFC 7112), so B's legitimate
+            // variant only passes over IPv4.
+            name: "tiny first fragment",
+            v6_only: false,
+            under_a: false,
+            under_b: true,
+            build: |s, d, sp| frame::fragments(s, d, sp as u32, &[], &[], &syn(sp), &[8, 24]),
+        },
+        Probe {
+            // Documented: a fragment ahead of its first fragment fails closed, so the
+            // datagram never completes under B either.
+            name: "fragments last first",
+            v6_only: false,
+            under_a: false,
+            under_b: false,
+            build: |s, d, sp| {
+                let mut f = frame::fragments(s, d, sp as u32, &[], &[], &syn(sp), &[24]);
+                f.reverse();
+                f
+            },
+        },
+        Probe {
+            // A second fragment at offset 8 rewrites the TCP header's flags and the data
+            // (RFC 1858's overlap): the kernel discards overlapping datagrams, and under A
+            // every piece is decided by the first fragment's ports anyway.
+            name: "overlapping fragments",
+            v6_only: false,
+            under_a: false,
+            under_b: false,
+            build: |s, d, sp| {
+                let f = frame::fragments(s, d, sp as u32, &[], &[], &syn(sp), &[8, 24]);
+                let overlap = frame::fragments(s, d, sp as u32, &[], &[], &syn(sp), &[8, 32]);
+                vec![f[0].clone(), overlap[1].clone(), f[1].clone(), f[2].clone()]
+            },
+        },
+        Probe {
+            // Two first fragments of one datagram: a decoy to an open port, then the real
+            // header. Under A the real one is denied by its own ports, and the later
+            // fragments with it.
+            name: "decoy first fragment, then the real one",
+            v6_only: false,
+            under_a: false,
+            under_b: true,
+            build: |s, d, sp| {
+                let decoy =
+                    frame::fragments(s, d, sp as u32, &[], &[], &syn_to(sp, 80), &[24]);
+                let real = frame::fragments(s, d, sp as u32, &[], &[], &syn(sp), &[24]);
+                vec![decoy[0].clone(), real[0].clone(), real[1].clone()]
+            },
+        },
+        Probe {
+            // The same the other way round: the decoy comes last and is what later
+            // fragments are decided by; what the kernel can assemble is a SYN to port 80.
+            name: "real first fragment, then a decoy",
+            v6_only: false,
+            under_a: false,
+            under_b: false,
+            build: |s, d, sp| {
+                let decoy =
+                    frame::fragments(s, d, sp as u32, &[], &[], &syn_to(sp, 80), &[24]);
+                let real = frame::fragments(s, d, sp as u32, &[], &[], &syn(sp), &[24]);
+                vec![real[0].clone(), decoy[0].clone(), real[1].clone()]
+            },
+        },
+        Probe {
+            name: "Hop-by-Hop",
+            v6_only: true,
+            under_a: false,
+            under_b: true,
+            build: |s, d, sp| vec![frame::packet(s, d, &[Ext::HopByHop { len: 8 }], &syn(sp))],
+        },
+        Probe {
+            name: "Destination Options",
+            v6_only: true,
+            under_a: false,
+            under_b: true,
+            build: |s, d, sp| vec![frame::packet(s, d, &[Ext::DstOpts { len: 16 }], &syn(sp))],
+        },
+        Probe {
+            name: "Routing type 0, no segments left",
+            v6_only: true,
+            under_a: false,
+            under_b: true,
+            build: |s, d, sp| vec![frame::packet(s, d, &[Ext::Rh0], &syn(sp))],
+        },
+        Probe {
+            name: "Segment Routing header",
+            v6_only: true,
+            under_a: false,
+            under_b: true,
+            build: |s, d, sp| vec![frame::packet(s, d, &[Ext::Srh], &syn(sp))],
+        },
+        Probe {
+            name: "atomic Fragment header",
+            v6_only: true,
+            under_a: false,
+            under_b: true,
+            build: |s, d, sp| {
+                let f = Ext::Fragment {
+                    id: sp as u32,
+                    offset: 0,
+                    more: false,
+                };
+                vec![frame::packet(s, d, &[f], &syn(sp))]
+            },
+        },
+        Probe {
+            name: "chain HbH, DstOpts, Routing, atomic Fragment, DstOpts",
+            v6_only: true,
+            under_a: false,
+            under_b: true,
+            build: |s, d, sp| {
+                let chain = [
+                    Ext::HopByHop { len: 8 },
+                    Ext::DstOpts { len: 8 },
+                    Ext::Rh0,
+                    Ext::Fragment {
+                        id: sp as u32,
+                        offset: 0,
+                        more: false,
+                    },
+                    Ext::DstOpts { len: 24 },
+                ];
+                vec![frame::packet(s, d, &chain, &syn(sp))]
+            },
+        },
+        Probe {
+            name: "fragmented behind HbH, DstOpts in the fragmentable part",
+            v6_only: true,
+            under_a: false,
+            under_b: true,
+            build: |s, d, sp| {
+                frame::fragments(
+                    s,
+                    d,
+                    sp as u32,
+                    &[Ext::HopByHop { len: 8 }],
+                    &[Ext::DstOpts { len: 8 }],
+                    &syn(sp),
+                    &[32],
+                )
+            },
+        },
+        Probe {
+            // Fails closed: more headers than the datapath walks.
+            name: "9 Destination Options headers",
+            v6_only: true,
+            under_a: false,
+            under_b: false,
+            build: |s, d, sp| {
+                let chain = vec![Ext::DstOpts { len: 8 }; 9];
+                vec![frame::packet(s, d, &chain, &syn(sp))]
+            },
+        },
+        Probe {
+            // The first fragment holds only a Destination Options header: no ports.
+            name: "first fragment without the TCP header",
+            v6_only: true,
+            under_a: false,
+            under_b: false,
+            build: |s, d, sp| {
+                frame::fragments(
+                    s,
+                    d,
+                    sp as u32,
+                    &[],
+                    &[Ext::DstOpts { len: 8 }],
+                    &syn(sp),
+                    &[8],
+                )
+            },
+        },
+        Probe {
+            name: "truncated Destination Options",
+            v6_only: true,
+            under_a: false,
+            under_b: false,
+            build: |s, d, sp| {
+                let mut p = frame::packet(s, d, &[Ext::DstOpts { len: 8 }], &syn(sp));
+                p.truncate(41);
+                vec![p]
+            },
+        },
+    ]
+}
+
+/// One side of a lab as seen from the other: addresses, MACs, and a raw socket on the
+/// sending side's interface (which also sees the answers).
+struct Wire {
+    sock: RawSock,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+}
+
+fn wire(lab: &Lab, d: Direction) -> Wire {
+    let peer_if = format!("{}1", lab.name);
+    let host_mac = mac_here(&lab.host_if);
+    let pi = peer_if.clone();
+    let peer_mac = in_ns(&lab.name, move || mac_here(&pi));
+    match d {
+        Direction::Ingress => Wire {
+            sock: RawSock::open_in(&lab.name, &peer_if),
+            src_mac: peer_mac,
+            dst_mac: host_mac,
+        },
+        Direction::Egress => Wire {
+            sock: RawSock::open_here(&lab.host_if),
+            src_mac: host_mac,
+            dst_mac: peer_mac,
+        },
+    }
+}
+
+/// Sends every probe (each from its own source port) and returns the source ports that
+/// got a SYN-ACK.
+fn run_probes(w: &Wire, probes: &[(u16, Vec<Vec<u8>>)]) -> BTreeSet<u16> {
+    w.sock.drain();
+    for (_, packets) in probes {
+        for p in packets {
+            w.sock
+                .send(&frame::ethernet(w.dst_mac, w.src_mac, &[], p));
+        }
+    }
+    w.sock
+        .collect(Duration::from_millis(1500))
+        .iter()
+        .filter_map(|f| syn_ack_to(f, TCP_PORT))
+        .collect()
+}
+
+/// Sets `key` (in namespace `ns`, or the host's) and returns its old value.
+fn sysctl(ns: Option<&str>, key: &str, value: &str) -> Option<String> {
+    let run = |args: &[&str]| -> Option<String> {
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "sysctl"]);
+                c
+            }
+            None => Command::new("sysctl"),
+        };
+        let o = cmd.args(args).output().ok()?;
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let old = run(&["-n", key]);
+    run(&["-qw", &format!("{key}={value}")]);
+    old
+}
+
+/// Segment Routing headers are only accepted where `seg6_enabled` is set; set it where
+/// the probes arrive (restored on drop) so that only the firewall decides.
+struct Seg6Guard {
+    ns: Option<String>,
+    restore: Vec<(String, String)>,
+}
+
+impl Seg6Guard {
+    fn enable(ns: Option<&str>, iface: &str) -> Seg6Guard {
+        let mut restore = Vec::new();
+        for key in [
+            "net.ipv6.conf.all.seg6_enabled".to_string(),
+            format!("net.ipv6.conf.{iface}.seg6_enabled"),
+        ] {
+            if let Some(old) = sysctl(ns, &key, "1") {
+                restore.push((key, old));
+            }
+        }
+        Seg6Guard {
+            ns: ns.map(str::to_string),
+            restore,
+        }
+    }
+}
+
+impl Drop for Seg6Guard {
+    fn drop(&mut self) {
+        for (k, v) in &self.restore {
+            if !v.is_empty() {
+                sysctl(self.ns.as_deref(), k, v);
+            }
+        }
+    }
+}
+
+/// Runs the probe matrix in one direction: both families, both policies.
+fn probe_matrix(lab_name: &str, n: u8, d: Direction) {
+    let lab = Lab::new(lab_name, n);
+    let pins = PinRoot::new(lab_name);
+    let mut fw = NetFirewall::attach(&lab.host_if, &pins.0, 100_000).unwrap();
+    assert!(fw.tc.is_some(), "egress classifier: {:?}", fw.tc_error);
+    let peer_if = format!("{}1", lab.name);
+    let _seg6 = match d {
+        Direction::Ingress => Seg6Guard::enable(None, &lab.host_if),
+        Direction::Egress => Seg6Guard::enable(Some(&lab.name), &peer_if),
+    };
+    // Resolve neighbors both ways before anything is filtered.
+    lab.ping_from_peer(&lab.host_v4, 1);
+    lab.ping_from_peer(&lab.host_v6, 1);
+    let w = wire(&lab, d);
+    let mut failures = Vec::new();
+    for (family, host, peer) in [
+        ("IPv4", &lab.host_v4, &lab.peer_v4),
+        ("IPv6", &lab.host_v6, &lab.peer_v6),
+    ] {
+        let (src, dst): (IpAddr, IpAddr) = match d {
+            Direction::Ingress => (peer.parse().unwrap(), host.parse().unwrap()),
+            Direction::Egress => (host.parse().unwrap(), peer.parse().unwrap()),
+        };
+        let listen = dst;
+        let _listener: TcpListener = match d {
+            Direction::Ingress => TcpListener::bind((listen, TCP_PORT)).unwrap(),
+            Direction::Egress => in_ns(&lab.name, move || {
+                TcpListener::bind((listen, TCP_PORT)).unwrap()
+            }),
+        };
+        let all: Vec<Probe> = probes()
+            .into_iter()
+            .filter(|p| family == "IPv6" || !p.v6_only)
+            .collect();
+        // Without a policy every probe the kernel accepts reaches the port: the ones B
+        // expects to pass prove the probe itself is well formed.
+        for (pname, plan_of, pick) in [
+            ("A (deny by port)", policy_a as fn(Direction) -> NetPlan, 0),
+            ("B (allow by port, default deny)", policy_b, 1),
+        ] {
+            fw.apply(&plan_of(d), pick + 1 + (family == "IPv6") as u32 * 2)
+                .unwrap();
+            let base = 20000 + pick as u16 * 1000 + (family == "IPv6") as u16 * 500;
+            let sent: Vec<(u16, Vec<Vec<u8>>)> = all
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let sport = base + i as u16;
+                    (sport, (p.build)(src, dst, sport))
+                })
+                .collect();
+            let answered = run_probes(&w, &sent);
+            for (i, p) in all.iter().enumerate() {
+                let mut want = if pick == 0 { p.under_a } else { p.under_b };
+                if family == "IPv6" && p.name == "tiny first fragment" {
+                    want = false; // the kernel refuses it (RFC 7112)
+                }
+                let got = answered.contains(&(base + i as u16));
+                if got != want {
+                    let model: Vec<String> = sent[i]
+                        .1
+                        .iter()
+                        .map(|pk| {
+                            let v = plan_of(d)
+                                .decide_frame(&frame::ethernet(w.dst_mac, w.src_mac, &[], pk), d);
+                            format!("{}{}", v.action.as_str(), v.unread.map(|u| format!("({})", u.as_str())).unwrap_or_default())
+                        })
+                        .collect();
+                    failures.push(format!(
+                        "{} {family} under {pname}: {:?} {} the port, expected {} (decide: {})",
+                        dir_word(d),
+                        p.name,
+                        if got { "reached" } else { "did not reach" },
+                        if want { "to reach it" } else { "not to" },
+                        model.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    let stats = fw.stats().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} probe(s) wrong:\n  {}\nkernel stats: {stats:?}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+    assert!(stats[abi::STAT_FRAG_FIRST as usize] > 0, "{stats:?}");
+    assert!(stats[abi::STAT_EXT6 as usize] > 0, "{stats:?}");
+    assert!(stats[abi::STAT_FAIL_CLOSED as usize] > 0, "{stats:?}");
+}
+
+#[test]
+fn ingress_port_rules_survive_fragments_and_extension_headers() {
+    if unavailable("net_evasion_ingress_probes") {
+        return;
+    }
+    probe_matrix("paln-evi", 50, Direction::Ingress);
+}
+
+#[test]
+fn egress_port_rules_survive_fragments_and_extension_headers() {
+    if unavailable("net_evasion_egress_probes") {
+        return;
+    }
+    probe_matrix("paln-eve", 51, Direction::Egress);
+}
