@@ -507,3 +507,310 @@ fn egress_port_rules_survive_fragments_and_extension_headers() {
     }
     probe_matrix("paln-eve", 51, Direction::Egress);
 }
+
+/// `IPV6_DSTOPTS` (linux/in6.h): a Destination Options header on every packet a socket
+/// sends. Root on the sending machine is all it takes.
+const IPV6_DSTOPTS: libc::c_int = 59;
+
+/// A TCP connect to `[dst]:port` from a socket that puts an 8-byte Destination Options
+/// header on each of its packets, in the current thread's namespace: "open", "refused" or
+/// "timeout".
+fn connect_with_dstopts(dst: std::net::Ipv6Addr, port: u16) -> &'static str {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: plain socket calls on a socket we own; every pointer passed points to a live
+    // value of the size given.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+        assert!(fd >= 0);
+        let fd = OwnedFd::from_raw_fd(fd);
+        // next header (filled in by the kernel), length 0 (8 bytes), PadN of 4.
+        let opt: [u8; 8] = [0, 0, 1, 4, 0, 0, 0, 0];
+        let r = libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            IPV6_DSTOPTS,
+            opt.as_ptr().cast(),
+            opt.len() as u32,
+        );
+        assert_eq!(r, 0, "IPV6_DSTOPTS: {}", std::io::Error::last_os_error());
+        let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
+        sa.sin6_family = libc::AF_INET6 as u16;
+        sa.sin6_port = port.to_be();
+        sa.sin6_addr.s6_addr = dst.octets();
+        libc::connect(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_in6).cast(),
+            std::mem::size_of::<libc::sockaddr_in6>() as u32,
+        );
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        if libc::poll(&mut pfd, 1, 2000) <= 0 {
+            return "timeout";
+        }
+        let mut err: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as u32;
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        );
+        match err {
+            0 => "open",
+            libc::ECONNREFUSED => "refused",
+            _ => "timeout",
+        }
+    }
+}
+
+/// A client that sets IPV6_DSTOPTS on its socket (the attack seen in the wild: a full
+/// connection to a denied port) is stopped both ways; under allow-by-port it connects.
+#[test]
+fn a_socket_with_destination_options_meets_the_port_rules() {
+    if unavailable("net_evasion_ipv6_dstopts_socket") {
+        return;
+    }
+    let lab = Lab::new("paln-evd", 52);
+    let pins = PinRoot::new("evd");
+    let mut fw = NetFirewall::attach(&lab.host_if, &pins.0, 1000).unwrap();
+    lab.ping_from_peer(&lab.host_v6, 1);
+    let host: std::net::Ipv6Addr = lab.host_v6.parse().unwrap();
+    let peer: std::net::Ipv6Addr = lab.peer_v6.parse().unwrap();
+    let _host_listener = TcpListener::bind((host, TCP_PORT)).unwrap();
+    let _peer_listener =
+        in_ns(&lab.name, move || TcpListener::bind((peer, TCP_PORT)).unwrap());
+    let from_peer = |ns: &str| in_ns(ns, move || connect_with_dstopts(host, TCP_PORT));
+    let from_host = || connect_with_dstopts(peer, TCP_PORT);
+
+    // Control: with no rule the options header is no obstacle.
+    fw.apply(&plan(&[]), 1).unwrap();
+    assert_eq!(from_peer(&lab.name), "open");
+    assert_eq!(from_host(), "open");
+
+    fw.apply(&policy_a(Direction::Ingress), 2).unwrap();
+    assert_eq!(from_peer(&lab.name), "timeout", "ingress deny by port");
+    fw.apply(&policy_b(Direction::Ingress), 3).unwrap();
+    assert_eq!(from_peer(&lab.name), "open", "ingress allow by port");
+    fw.apply(&policy_a(Direction::Egress), 4).unwrap();
+    assert_eq!(from_host(), "timeout", "egress deny by port");
+    fw.apply(&policy_b(Direction::Egress), 5).unwrap();
+    assert_eq!(from_host(), "open", "egress allow by port");
+}
+
+/// Sends `n` datagrams of `size` bytes from `sender` to `to` and counts the whole ones
+/// `receiver` gets.
+fn datagrams_through(
+    sender: &std::net::UdpSocket,
+    receiver: &std::net::UdpSocket,
+    to: std::net::SocketAddr,
+    size: usize,
+    n: usize,
+) -> usize {
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    while receiver.recv_from(&mut buf).is_ok() {}
+    let payload = vec![0x42u8; size];
+    for _ in 0..n {
+        sender.send_to(&payload, to).unwrap();
+    }
+    let mut whole = 0;
+    while let Ok((len, _)) = receiver.recv_from(&mut buf) {
+        if len == size {
+            whole += 1;
+        }
+    }
+    whole
+}
+
+/// Datagrams bigger than the MTU leave the sender in fragments. To an allowed port they
+/// arrive whole (large DNS answers, syslog, NFS, VPNs); to a denied port no fragment does.
+#[test]
+fn large_datagrams_are_decided_by_their_first_fragment() {
+    if unavailable("net_evasion_large_datagrams") {
+        return;
+    }
+    let lab = Lab::new("paln-evu", 53);
+    let pins = PinRoot::new("evu");
+    let mut fw = NetFirewall::attach(&lab.host_if, &pins.0, 1000).unwrap();
+    lab.ping_from_peer(&lab.host_v4, 1);
+    lab.ping_from_peer(&lab.host_v6, 1);
+    let mut failures = Vec::new();
+    for (host, peer) in [
+        (lab.host_v4.clone(), lab.peer_v4.clone()),
+        (lab.host_v6.clone(), lab.peer_v6.clone()),
+    ] {
+        let host: IpAddr = host.parse().unwrap();
+        let peer: IpAddr = peer.parse().unwrap();
+        for d in [Direction::Ingress, Direction::Egress] {
+            // Receivers on the allowed/denied port and on the port next to it.
+            let (rx_ip, tx_ip) = match d {
+                Direction::Ingress => (host, peer),
+                Direction::Egress => (peer, host),
+            };
+            let bind = move |port: u16| std::net::UdpSocket::bind((rx_ip, port)).unwrap();
+            let (rx, rx_next) = match d {
+                Direction::Ingress => (bind(UDP_PORT), bind(UDP_PORT + 1)),
+                Direction::Egress => in_ns(&lab.name, move || (bind(UDP_PORT), bind(UDP_PORT + 1))),
+            };
+            let tx = match d {
+                Direction::Ingress => {
+                    in_ns(&lab.name, move || std::net::UdpSocket::bind((tx_ip, 0)).unwrap())
+                }
+                Direction::Egress => std::net::UdpSocket::bind((tx_ip, 0)).unwrap(),
+            };
+            let to = |port| std::net::SocketAddr::new(rx_ip, port);
+            let mut check = |what: &str, got: usize, want: usize| {
+                if got != want {
+                    failures.push(format!(
+                        "{} {rx_ip}: {what}: {got} of 3 arrived whole, expected {want}",
+                        dir_word(d)
+                    ));
+                }
+            };
+            fw.apply(&policy_a(d), 1).unwrap();
+            check("A, 4000 bytes to the denied port", datagrams_through(&tx, &rx, to(UDP_PORT), 4000, 3), 0);
+            check("A, 4000 bytes to the next port", datagrams_through(&tx, &rx_next, to(UDP_PORT + 1), 4000, 3), 3);
+            fw.apply(&policy_b(d), 2).unwrap();
+            check("B, 100 bytes to the allowed port", datagrams_through(&tx, &rx, to(UDP_PORT), 100, 3), 3);
+            check("B, 4000 bytes to the allowed port", datagrams_through(&tx, &rx, to(UDP_PORT), 4000, 3), 3);
+            check("B, 4000 bytes to the next port", datagrams_through(&tx, &rx_next, to(UDP_PORT + 1), 4000, 3), 0);
+        }
+    }
+    let stats = fw.stats().unwrap();
+    assert!(failures.is_empty(), "{}\nkernel stats: {stats:?}", failures.join("\n"));
+    assert!(stats[abi::STAT_FRAG_TRACKED as usize] >= 24, "{stats:?}");
+}
+
+/// A second namespace behind the lab's peer, which routes to it over a link of MTU 1280:
+/// traffic from the host to it needs path-MTU discovery. Removed on drop.
+struct FarSide {
+    ns: String,
+    v4: IpAddr,
+    v6: IpAddr,
+}
+
+impl FarSide {
+    fn new(lab: &Lab, n: u8) -> FarSide {
+        let ns = format!("{}-far", lab.name);
+        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        let run = |args: &[&str]| palisade_integration::run(Command::new("ip").args(args));
+        let in_lab = |args: &[&str]| {
+            let mut a = vec!["netns", "exec", &lab.name, "ip"];
+            a.extend_from_slice(args);
+            palisade_integration::run(Command::new("ip").args(&a));
+        };
+        let in_far = |args: &[&str]| {
+            let mut a = vec!["netns", "exec", ns.as_str(), "ip"];
+            a.extend_from_slice(args);
+            palisade_integration::run(Command::new("ip").args(&a));
+        };
+        let (r_if, f_if) = (format!("{}r", lab.name), format!("{}f", lab.name));
+        let (r4, f4) = (format!("10.{}.1.1", n), format!("10.{}.1.2", n));
+        let (r6, f6) = (format!("fd00:{n}:1::1"), format!("fd00:{n}:1::2"));
+        run(&["netns", "add", &ns]);
+        in_lab(&["link", "add", &r_if, "type", "veth", "peer", "name", &f_if]);
+        in_lab(&["link", "set", &f_if, "netns", &ns]);
+        // The narrow hop: the router's side of the far link takes 1280 bytes.
+        in_lab(&["link", "set", &r_if, "mtu", "1280", "up"]);
+        in_lab(&["addr", "add", &format!("{r4}/24"), "dev", &r_if]);
+        in_lab(&["-6", "addr", "add", &format!("{r6}/64"), "dev", &r_if, "nodad"]);
+        in_far(&["link", "set", &f_if, "up"]);
+        in_far(&["link", "set", "lo", "up"]);
+        in_far(&["addr", "add", &format!("{f4}/24"), "dev", &f_if]);
+        in_far(&["-6", "addr", "add", &format!("{f6}/64"), "dev", &f_if, "nodad"]);
+        in_far(&["route", "add", "default", "via", &r4]);
+        in_far(&["-6", "route", "add", "default", "via", &r6]);
+        for key in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
+            palisade_integration::run(
+                Command::new("ip").args(["netns", "exec", &lab.name, "sysctl", "-qw", key]),
+            );
+        }
+        run(&["route", "add", &format!("10.{n}.1.0/24"), "via", &lab.peer_v4]);
+        run(&["-6", "route", "add", &format!("fd00:{n}:1::/64"), "via", &lab.peer_v6]);
+        // No path MTU remembered from an earlier run.
+        let _ = Command::new("ip").args(["route", "flush", "cache"]).output();
+        let _ = Command::new("ip").args(["-6", "route", "flush", "cache"]).output();
+        FarSide {
+            ns,
+            v4: f4.parse().unwrap(),
+            v6: f6.parse().unwrap(),
+        }
+    }
+}
+
+impl Drop for FarSide {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+/// Uploads `bytes` from the host to a listener at `[far]:port` (in the far namespace) and
+/// returns how many it read, within 15 s.
+fn upload(ns: &str, far: IpAddr, port: u16, bytes: usize) -> usize {
+    use std::io::{Read, Write};
+    let listener = in_ns(ns, move || TcpListener::bind((far, port)).unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut total = 0;
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        total
+    });
+    let mut c = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::new(far, port),
+        Duration::from_secs(5),
+    )
+    .expect("connect through the router");
+    c.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
+    let chunk = vec![0x33u8; 16384];
+    let mut sent = 0;
+    while sent < bytes {
+        match c.write(&chunk[..chunk.len().min(bytes - sent)]) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    drop(c);
+    server.join().unwrap()
+}
+
+/// Under a default-deny ingress policy, the ICMP errors a router sends about this host's
+/// own flows (fragmentation needed, packet too big) pass, as replies do: TCP through a
+/// narrower hop completes instead of stalling in a path-MTU black hole.
+#[test]
+fn path_mtu_discovery_works_under_default_deny() {
+    if unavailable("net_evasion_pmtu_default_deny") {
+        return;
+    }
+    let lab = Lab::new("paln-evp", 54);
+    let far = FarSide::new(&lab, 54);
+    let pins = PinRoot::new("evp");
+    let mut fw = NetFirewall::attach(&lab.host_if, &pins.0, 1000).unwrap();
+    fw.apply(
+        &plan(&[pol("pmtu", Mode::Enforce, &["default ingress deny"])]),
+        1,
+    )
+    .unwrap();
+    let before = fw.stats().unwrap()[abi::STAT_ICMP_ERROR_ALLOWED as usize];
+    for (addr, port) in [(far.v4, 7001), (far.v6, 7002)] {
+        let got = upload(&far.ns, addr, port, 300_000);
+        assert_eq!(got, 300_000, "upload to {addr} through the 1280-byte hop");
+    }
+    let after = fw.stats().unwrap()[abi::STAT_ICMP_ERROR_ALLOWED as usize];
+    assert!(
+        after >= before + 2,
+        "no ICMP error was let past the default ({before} -> {after})"
+    );
+}
