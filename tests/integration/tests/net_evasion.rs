@@ -814,3 +814,325 @@ fn path_mtu_discovery_works_under_default_deny() {
         "no ICMP error was let past the default ({before} -> {after})"
     );
 }
+
+/// A small deterministic generator (xorshift), so a failure names its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// A random frame of the shapes an attacker would try: VLAN tags (0-3), IPv4 with or
+/// without fragmentation (tiny, empty and later fragments), IPv6 with random chains of
+/// extension headers (all kinds, any length, fragments before or inside them), TCP, UDP,
+/// ICMP (echo and errors), other protocols, and sometimes cut short or with a byte flipped.
+/// Each datagram gets its own fragment id, so no later fragment meets a tracked first one.
+fn random_frame(r: &mut Rng, id: u32, src: IpAddr, dst: IpAddr) -> Vec<u8> {
+    let v6 = src.is_ipv6();
+    let port = [TCP_PORT, UDP_PORT, 80, 443][r.below(4) as usize];
+    let data = vec![0x5a; [0, 8, 32, 200][r.below(4) as usize]];
+    let l4 = match r.below(6) {
+        0 | 1 => L4::Tcp {
+            sport: 40000,
+            dport: port,
+            flags: [0x02, 0x12, 0x10][r.below(3) as usize],
+            seq: 1,
+            data,
+        },
+        2 | 3 => L4::Udp {
+            sport: 40000,
+            dport: port,
+            data,
+        },
+        4 => {
+            if r.chance(50) {
+                L4::echo(7, 1, v6)
+            } else {
+                // An error quoting some packet (no flow of this host: it stays stateless).
+                let quoted = frame::packet(dst, src, &[], &L4::tcp_syn(1234, port));
+                L4::Icmp {
+                    kind: if v6 { 2 } else { 3 },
+                    code: if v6 { 0 } else { 4 },
+                    rest: [0, 0, 5, 0],
+                    data: quoted[..quoted.len().min(48)].to_vec(),
+                }
+            }
+        }
+        _ => L4::Raw {
+            proto: [47, 132, 59, 250][r.below(4) as usize],
+            data: vec![0; 16],
+        },
+    };
+    let mut chain = Vec::new();
+    if v6 {
+        for _ in 0..r.below(11) {
+            chain.push(match r.below(7) {
+                0 => Ext::HopByHop {
+                    len: 8 * (1 + r.below(3) as usize),
+                },
+                1 | 2 => Ext::DstOpts {
+                    len: 8 * (1 + r.below(16) as usize),
+                },
+                3 => Ext::Rh0,
+                4 => Ext::Srh,
+                5 => Ext::Ah {
+                    len: 12 + 4 * r.below(4) as usize,
+                },
+                _ => Ext::Fragment {
+                    id,
+                    offset: if r.chance(80) { 0 } else { 1 + r.below(20) as u16 },
+                    more: r.chance(50),
+                },
+            });
+        }
+    }
+    let mut l3 = if r.chance(25) {
+        let split = r.below(chain.len() as u64 + 1) as usize;
+        let cuts = [vec![0], vec![8], vec![8, 24], vec![24], vec![16, 64]][r.below(5) as usize]
+            .clone();
+        let pieces = frame::fragments(src, dst, id, &chain[..split], &chain[split..], &l4, &cuts);
+        pieces[r.below(pieces.len() as u64) as usize].clone()
+    } else {
+        frame::packet(src, dst, &chain, &l4)
+    };
+    if r.chance(10) {
+        let at = r.below(l3.len() as u64) as usize;
+        l3[at] ^= 1 << r.below(8);
+    }
+    if r.chance(10) {
+        l3.truncate(r.below(l3.len() as u64 + 1) as usize);
+    }
+    let tags: Vec<u16> = (0..[0, 0, 0, 0, 0, 0, 1, 2, 3, 3][r.below(10) as usize])
+        .map(|_| {
+            if r.chance(50) {
+                frame::TPID_8021Q
+            } else {
+                frame::TPID_8021AD
+            }
+        })
+        .collect();
+    let mut f = frame::ethernet(frame::TEST_DST_MAC, frame::TEST_SRC_MAC, &tags, &l3);
+    // BPF_PROG_TEST_RUN takes up to a page, less the headroom.
+    f.truncate(3000);
+    if l3.is_empty() || r.chance(3) {
+        // Claims IP, has (next to) nothing.
+        f.truncate(14 + 4 * tags.len() + r.below(4) as usize);
+    }
+    f
+}
+
+/// What the kernel program did with a frame: `Some(true)` when it dropped it; `None` for
+/// a frame the TC test run refuses (an IP ethertype with less than an IP header after it:
+/// the kernel's stack never hands such a frame to an egress program).
+fn kernel_drops(fw: &mut NetFirewall, d: Direction, frame: &[u8]) -> Option<bool> {
+    let egress = d == Direction::Egress;
+    let ret = match fw.test_run(egress, frame, 1) {
+        Ok((ret, _)) => ret,
+        Err(palisade_noded::xdp::XdpError::TestRun(e))
+            if egress && e.raw_os_error() == Some(libc::EINVAL) && frame.len() < 14 + 4 * 3 + 40 =>
+        {
+            return None;
+        }
+        Err(e) => panic!("test run (egress {egress}, {} bytes): {e}\n{frame:02x?}", frame.len()),
+    };
+    Some(match (egress, ret) {
+        (false, 1) => true,                  // XDP_DROP
+        (false, 2) => false,                 // XDP_PASS
+        (true, 2) => true,                   // TC_ACT_SHOT
+        (true, r) if r == u32::MAX => false, // TC_ACT_UNSPEC
+        (e, r) => panic!("unexpected return code {r} (egress: {e})"),
+    })
+}
+
+/// The property behind `palisadectl test`: for random header chains, fragments, tags and
+/// malformed frames, the kernel's verdict is the one `NetPlan::decide_frame` computes.
+#[test]
+fn kernel_and_decide_agree_on_random_frames() {
+    if unavailable("net_evasion_kernel_decide_agree") {
+        return;
+    }
+    let pins = PinRoot::new("evr");
+    std::fs::create_dir_all(&pins.0).unwrap();
+    let mut fw = NetFirewall::load(&pins.0, "agree", 1000).unwrap();
+    let peer4: IpAddr = "10.57.0.2".parse().unwrap();
+    let other4: IpAddr = "10.58.0.9".parse().unwrap();
+    let peer6: IpAddr = "fd00:57::2".parse().unwrap();
+    let other6: IpAddr = "fd00:58::9".parse().unwrap();
+    let me4: IpAddr = "10.57.0.1".parse().unwrap();
+    let me6: IpAddr = "fd00:57::1".parse().unwrap();
+    let seed = std::env::var("PALISADE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5041_4c49_5341_4445u64);
+    let mut r = Rng(seed);
+    let mut id = 1u32;
+    let mut generation = 1;
+    let mut checked = 0;
+    let mut drops = 0;
+    let mut seen_unread = BTreeSet::new();
+    for d in [Direction::Ingress, Direction::Egress] {
+        let w = dir_word(d);
+        let a = policy_a(d);
+        let b = policy_b(d);
+        let c = plan(&[pol(
+            "evade-c",
+            Mode::Audit,
+            &[
+                &format!("{w} deny 10.57.0.0/16,fd00:57::/32 tcp 80,443 web-watch"),
+                &format!("{w} allow 10.58.0.0/16,fd00:58::/32 udp - trusted-udp"),
+                &format!("{w} deny any icmp - no-icmp"),
+            ],
+        )]);
+        for (name, pl) in [("A", &a), ("B", &b), ("C", &c)] {
+            fw.apply(pl, generation).unwrap();
+            generation += 1;
+            for _ in 0..1500 {
+                let v6 = r.chance(60);
+                let (local, remote) = if v6 {
+                    (me6, if r.chance(70) { peer6 } else { other6 })
+                } else {
+                    (me4, if r.chance(70) { peer4 } else { other4 })
+                };
+                let (src, dst) = match d {
+                    Direction::Ingress => (remote, local),
+                    Direction::Egress => (local, remote),
+                };
+                id += 1;
+                let f = random_frame(&mut r, id, src, dst);
+                let v = pl.decide_frame(&f, d);
+                if let Some(u) = v.unread {
+                    seen_unread.insert(u.as_str());
+                }
+                let model = v.action == palisade_policy::ir::Action::Deny;
+                let Some(kernel) = kernel_drops(&mut fw, d, &f) else {
+                    continue;
+                };
+                assert_eq!(
+                    kernel,
+                    model,
+                    "{w} under {name} (seed {seed}): the kernel {} a frame decide says {:?} \
+                     (rule {:?}, unread {:?}):\n{:02x?}",
+                    if kernel { "dropped" } else { "passed" },
+                    v.action,
+                    v.rule.map(|r| r.rule_name),
+                    v.unread,
+                    f
+                );
+                checked += 1;
+                drops += kernel as usize;
+            }
+        }
+    }
+    eprintln!("{checked} frames checked, {drops} dropped; unread kinds seen: {seen_unread:?}");
+    assert!(
+        drops > checked / 10 && drops < checked * 9 / 10,
+        "{drops} of {checked} dropped: the frames do not exercise both verdicts"
+    );
+    // The generator reached every way a frame can be hard to read.
+    for u in palisade_policy::plan::frame::Unread::ALL {
+        assert!(
+            seen_unread.contains(u.as_str()),
+            "no frame was {} ({checked} checked): {seen_unread:?}",
+            u.as_str()
+        );
+    }
+}
+
+/// The kernel's stateful parts, driven with `BPF_PROG_TEST_RUN`: fragment tracking, VLAN
+/// tags (this kernel has no 8021q module, so tagged frames only exist crafted), ICMP
+/// errors about flows the egress program saw leave, and what the events say.
+#[test]
+fn fragments_tags_and_icmp_errors_in_the_kernel() {
+    if unavailable("net_evasion_kernel_stateful") {
+        return;
+    }
+    use palisade_noded::abi::{NetEvent, Record};
+    let pins = PinRoot::new("evk");
+    std::fs::create_dir_all(&pins.0).unwrap();
+    let mut fw = NetFirewall::load(&pins.0, "stateful", 100_000).unwrap();
+    let mut ring = fw.take_events().unwrap();
+    let me: IpAddr = "10.59.0.1".parse().unwrap();
+    let peer: IpAddr = "10.59.0.2".parse().unwrap();
+    let router: IpAddr = "10.59.9.1".parse().unwrap();
+    let me6: IpAddr = "fd00:59::1".parse().unwrap();
+    let peer6: IpAddr = "fd00:59::2".parse().unwrap();
+    let eth = |tags: &[u16], l3: &[u8]| frame::ethernet(frame::TEST_DST_MAC, frame::TEST_SRC_MAC, tags, l3);
+    let ingress = |fw: &mut NetFirewall, f: &[u8]| kernel_drops(fw, Direction::Ingress, f).unwrap();
+
+    // Fragments under A: the denied port's datagram is dropped whole; a later fragment
+    // seen alone is dropped and reported under the rule it would evade.
+    let a = policy_a(Direction::Ingress);
+    fw.apply(&a, 1).unwrap();
+    let denied = frame::fragments(peer, me, 1, &[], &[], &syn(1000), &[24]);
+    let other = frame::fragments(peer, me, 2, &[], &[], &syn_to(1001, 22), &[24]);
+    assert!(ingress(&mut fw, &eth(&[], &denied[0])));
+    assert!(ingress(&mut fw, &eth(&[], &denied[1])), "later fragment of a denied datagram");
+    assert!(!ingress(&mut fw, &eth(&[], &other[0])));
+    assert!(!ingress(&mut fw, &eth(&[], &other[1])), "later fragment of an allowed datagram");
+    let orphan = frame::fragments(peer, me, 3, &[], &[], &syn(1002), &[24]);
+    assert!(ingress(&mut fw, &eth(&[], &orphan[1])), "an orphan TCP fragment under a TCP port rule");
+    let mut events = Vec::new();
+    while let Some(item) = ring.next() {
+        events.extend(NetEvent::from_bytes(&item));
+    }
+    let no_web = a.rules.iter().position(|r| r.rule_name == "no-web").unwrap() as u32 + 1;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.rule_ref == no_web && e.reason == abi::WHY_FRAG_UNTRACKED
+                && e.shape & abi::SHAPE_FRAGMENT != 0),
+        "no event names rule no-web with reason fragment-untracked: {events:?}"
+    );
+
+    // VLAN tags: one or two are read through; a third makes the frame unreadable, and it
+    // gets the strictest action of the direction (here A's deny).
+    let syn_l3 = frame::packet(peer, me, &[], &syn(1003));
+    let ok_l3 = frame::packet(peer, me, &[], &syn_to(1003, 22));
+    for tags in [&[frame::TPID_8021Q][..], &[frame::TPID_8021AD, frame::TPID_8021Q][..]] {
+        assert!(ingress(&mut fw, &eth(tags, &syn_l3)), "{} tag(s), denied port", tags.len());
+        assert!(!ingress(&mut fw, &eth(tags, &ok_l3)), "{} tag(s), other port", tags.len());
+    }
+    let three = [frame::TPID_8021AD, frame::TPID_8021Q, frame::TPID_8021Q];
+    assert!(ingress(&mut fw, &eth(&three, &ok_l3)), "three tags cannot be read: fail closed");
+    let stats = fw.stats().unwrap();
+    assert!(stats[abi::STAT_VLAN as usize] >= 4 && stats[abi::STAT_BAD_HEADER as usize] >= 1, "{stats:?}");
+    // With no deny or audit rule there is nothing to fail closed to.
+    fw.apply(&plan(&[pol("open", Mode::Enforce, &["ingress allow any tcp 22 ssh"])]), 2)
+        .unwrap();
+    assert!(!ingress(&mut fw, &eth(&three, &ok_l3)));
+
+    // ICMP errors under default deny: only those quoting a flow this host opened pass.
+    fw.apply(&plan(&[pol("strict", Mode::Enforce, &["default ingress deny"])]), 3)
+        .unwrap();
+    for (local, remote, via) in [(me, peer, router), (me6, peer6, peer6)] {
+        let v6 = local.is_ipv6();
+        let out = frame::packet(local, remote, &[], &L4::tcp_syn(45000, 443));
+        assert_eq!(kernel_drops(&mut fw, Direction::Egress, &eth(&[], &out)), Some(false));
+        let error_about = |quoted: &[u8]| {
+            let l4 = L4::Icmp {
+                kind: if v6 { 2 } else { 3 },
+                code: if v6 { 0 } else { 4 },
+                rest: if v6 { [0, 0, 5, 0] } else { [0, 0, 5, 0x0] },
+                data: quoted[..quoted.len().min(if v6 { 1232 } else { 548 })].to_vec(),
+            };
+            eth(&[], &frame::packet(via, local, &[], &l4))
+        };
+        assert!(!ingress(&mut fw, &error_about(&out)), "too big / frag needed about our flow ({remote})");
+        let unrelated = frame::packet(local, remote, &[], &L4::tcp_syn(45001, 443));
+        assert!(ingress(&mut fw, &error_about(&unrelated)), "an error about a flow never opened");
+        let spoofed = frame::packet(remote, local, &[], &L4::tcp_syn(443, 45000));
+        assert!(ingress(&mut fw, &error_about(&spoofed)), "an error quoting the reverse direction");
+    }
+    assert!(fw.stats().unwrap()[abi::STAT_ICMP_ERROR_ALLOWED as usize] >= 2);
+}
