@@ -58,6 +58,8 @@ pub fn audit_json(e: &v1::AuditEvent) -> Value {
         "operation": e.operation,
         "seq": e.seq,
         "lost": e.lost,
+        "reason": e.reason,
+        "shape": e.shape,
     })
 }
 
@@ -123,6 +125,12 @@ pub fn audit_text(e: &v1::AuditEvent) -> String {
         ep(&e.src, e.src_port),
         ep(&e.dst, e.dst_port),
     );
+    if !e.shape.is_empty() {
+        line.push_str(&format!(" [{}]", e.shape));
+    }
+    if !e.reason.is_empty() {
+        line.push_str(&format!(" (failed closed: {})", e.reason));
+    }
     if e.suppressed > 0 {
         line.push_str(&format!(" (+{} similar suppressed)", e.suppressed));
     }

@@ -98,7 +98,8 @@ fn packet(src: Ipv4Addr) -> Vec<u8> {
 
 /// `BPF_PROG_TEST_RUN`: (average ns per run, return code).
 fn test_run(prog_fd: RawFd, data: &[u8], repeat: u32) -> (u32, u32) {
-    let (retval, ns) = palisade_noded::xdp::test_run(prog_fd, data, repeat).expect("BPF_PROG_TEST_RUN");
+    let (retval, ns) =
+        palisade_noded::xdp::test_run(prog_fd, data, repeat).expect("BPF_PROG_TEST_RUN");
     (ns, retval)
 }
 
@@ -118,7 +119,11 @@ fn shapes() -> Vec<(&'static str, Vec<Vec<u8>>, Vec<u8>)> {
         ("v4 1st frag", vec![], eth(&f4[0])),
         ("v4 later frag", vec![eth(&f4[0])], eth(&f4[1])),
         ("v6 plain", vec![], eth(&frame::packet(s6, d6, &[], &small))),
-        ("v6 2 ext hdrs", vec![], eth(&frame::packet(s6, d6, &ext2, &small))),
+        (
+            "v6 2 ext hdrs",
+            vec![],
+            eth(&frame::packet(s6, d6, &ext2, &small)),
+        ),
     ]
 }
 

@@ -31,12 +31,7 @@ pub const STAT_VLAN: u32 = 16;
 pub const STAT_EXT6: u32 = 17;
 pub const STAT_MAX: u32 = 18;
 
-/// `PAL_WHY_*`: why a packet was decided as it was (`NetEvent::reason`).
-pub const WHY_FRAG_UNTRACKED: u8 = 1;
-pub const WHY_PORTS_SHORT: u8 = 2;
-pub const WHY_EXT_BOUND: u8 = 3;
-pub const WHY_EXT_MALFORMED: u8 = 4;
-pub const WHY_BAD_HEADER: u8 = 5;
+// `PAL_WHY_*` (`NetEvent::reason`) are `palisade_policy::plan::frame::Unread::code`.
 
 /// `PAL_SHAPE_*` bits (`NetEvent::shape`).
 pub const SHAPE_FRAGMENT: u8 = 1;
@@ -136,7 +131,7 @@ pub struct NetEvent {
     pub family: u8,
     pub proto: u8,
     pub direction: u8,
-    /// `WHY_*`; 0 when the packet was read in full.
+    /// `Unread::code` (`PAL_WHY_*`); 0 when the packet was read in full.
     pub reason: u8,
     /// `SHAPE_*` bits.
     pub shape: u8,
@@ -205,12 +200,17 @@ mod tests {
         assert_eq!(FRAG_KEY_SIZE, header_number("PAL_SIZE_FRAG_KEY"));
         assert_eq!(FRAG_ENTRY_SIZE, header_number("PAL_SIZE_FRAG_ENTRY"));
         assert_eq!(header_number("PAL_FRAGS_MAX") as u32, FRAGS_MAX);
+        use palisade_policy::plan::frame::Unread;
+        for (name, u) in [
+            ("PAL_WHY_FRAG_UNTRACKED", Unread::FragmentUntracked),
+            ("PAL_WHY_PORTS_SHORT", Unread::PortsShort),
+            ("PAL_WHY_EXT_BOUND", Unread::ExtBound),
+            ("PAL_WHY_EXT_MALFORMED", Unread::ExtMalformed),
+            ("PAL_WHY_BAD_HEADER", Unread::BadHeader),
+        ] {
+            assert_eq!(header_number(name) as u8, u.code(), "{name}");
+        }
         for (name, v) in [
-            ("PAL_WHY_FRAG_UNTRACKED", WHY_FRAG_UNTRACKED),
-            ("PAL_WHY_PORTS_SHORT", WHY_PORTS_SHORT),
-            ("PAL_WHY_EXT_BOUND", WHY_EXT_BOUND),
-            ("PAL_WHY_EXT_MALFORMED", WHY_EXT_MALFORMED),
-            ("PAL_WHY_BAD_HEADER", WHY_BAD_HEADER),
             ("PAL_SHAPE_FRAGMENT", SHAPE_FRAGMENT),
             ("PAL_SHAPE_EXT6", SHAPE_EXT6),
             ("PAL_SHAPE_VLAN", SHAPE_VLAN),

@@ -58,6 +58,10 @@ pub trait NetBackend: Send {
     fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
         None
     }
+    /// Datagrams whose first fragment the kernel remembers, when the backend tracks them.
+    fn fragments_tracked(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl NetBackend for NetFirewall {
@@ -66,7 +70,7 @@ impl NetBackend for NetFirewall {
     }
 
     fn describe(&self) -> String {
-        format!(
+        let mut d = format!(
             "xdp on {} ({}), egress {}",
             self.iface(),
             self.xdp.mode,
@@ -74,7 +78,28 @@ impl NetBackend for NetFirewall {
                 .as_ref()
                 .map(|t| t.mode.as_str())
                 .unwrap_or("unavailable")
-        )
+        );
+        // Fragment tracking under pressure means later fragments fail closed.
+        if let Ok(n) = self.fragments_tracked() {
+            d.push_str(&format!(", fragments tracked {n}/{}", abi::FRAGS_MAX));
+        }
+        if let Ok(s) = self.stats() {
+            let failed = s[abi::STAT_FAIL_CLOSED as usize];
+            if failed > 0 {
+                d.push_str(&format!(
+                    ", {failed} packets failed closed ({} untracked fragments, {} short, {} extension chains, {} unreadable)",
+                    s[abi::STAT_FRAG_UNTRACKED as usize],
+                    s[abi::STAT_PORTS_SHORT as usize],
+                    s[abi::STAT_EXT_UNDECIDED as usize],
+                    s[abi::STAT_BAD_HEADER as usize],
+                ));
+            }
+        }
+        d
+    }
+
+    fn fragments_tracked(&self) -> Option<usize> {
+        NetFirewall::fragments_tracked(self).ok()
     }
 
     fn counters(&self, rules: usize) -> Vec<Counter> {
@@ -126,6 +151,11 @@ impl Enforcer {
     /// The backend's kernel counters (see [`NetBackend::kernel_stats`]).
     pub fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
         self.backend.kernel_stats()
+    }
+
+    /// See [`NetBackend::fragments_tracked`].
+    pub fn fragments_tracked(&self) -> Option<usize> {
+        self.backend.fragments_tracked()
     }
 
     pub fn new(backend: Box<dyn NetBackend>) -> Self {

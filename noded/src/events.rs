@@ -5,6 +5,7 @@ use crate::abi::Record;
 use crate::abi::{self, NetEvent};
 use crate::enforce::{Enforcer, action_name};
 use aya::maps::{MapData, RingBuf};
+use palisade_policy::plan::frame::Unread;
 use palisade_proto::v1::AuditEvent;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
@@ -38,11 +39,25 @@ pub fn protocol_name(proto: u8) -> String {
 }
 
 fn addr(family: u8, b: &[u8; 16]) -> String {
-    if family == 4 {
-        Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string()
-    } else {
-        Ipv6Addr::from(*b).to_string()
+    match family {
+        4 => Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string(),
+        6 => Ipv6Addr::from(*b).to_string(),
+        _ => "-".into(), // a frame without a readable IP header
     }
+}
+
+/// The event's `shape` bits as words (`fragment,ipv6-ext,vlan`).
+pub fn shape_words(shape: u8) -> String {
+    [
+        (abi::SHAPE_FRAGMENT, "fragment"),
+        (abi::SHAPE_EXT6, "ipv6-ext"),
+        (abi::SHAPE_VLAN, "vlan"),
+    ]
+    .iter()
+    .filter(|(bit, _)| shape & bit != 0)
+    .map(|(_, w)| *w)
+    .collect::<Vec<_>>()
+    .join(",")
 }
 
 /// Converts one kernel event. Unknown rules (a generation long gone) are still reported.
@@ -75,6 +90,10 @@ pub fn to_audit(node: &str, e: &NetEvent, enforcer: &Enforcer, offset_ns: i64) -
         src_port: e.sport.into(),
         dst_port: e.dport.into(),
         suppressed: e.suppressed.into(),
+        reason: Unread::from_code(e.reason)
+            .map(|u| u.as_str().to_string())
+            .unwrap_or_default(),
+        shape: shape_words(e.shape),
         ..Default::default()
     }
 }

@@ -1,5 +1,6 @@
 //! The node daemon's Prometheus metrics: session state, audit spool (events in, acked,
-//! pending, overflowed, kernel losses) and the XDP program's packet counters.
+//! pending, overflowed, kernel losses) and the XDP program's packet counters (outcomes,
+//! packet shapes, fragment tracking).
 
 use crate::abi;
 use crate::enforce::Enforcer;
@@ -49,7 +50,23 @@ pub fn render(enforcer: &Mutex<Enforcer>, spool: &Mutex<Spool>, connected: &Atom
         "Audit events the kernel did not emit (budget, ring buffer full; reported as loss events).",
         get(&c.kernel_lost),
     );
-    if let Some(stats) = enforcer.lock().expect("enforcer lock").kernel_stats() {
+    let (stats, frags) = {
+        let enf = enforcer.lock().expect("enforcer lock");
+        (enf.kernel_stats(), enf.fragments_tracked())
+    };
+    if let Some(n) = frags {
+        e.gauge(
+                "palisade_node_fragments_tracked",
+                "Datagrams whose first fragment the datapath remembers (their later fragments are decided by its ports).",
+                n as f64,
+            )
+            .gauge(
+                "palisade_node_fragments_capacity",
+                "How many datagrams the fragment table holds; when full, the oldest are forgotten and their later fragments fail closed.",
+                abi::FRAGS_MAX as f64,
+            );
+    }
+    if let Some(stats) = stats {
         let names = [
             (abi::STAT_SEEN, "seen"),
             (abi::STAT_DROPPED, "dropped"),
@@ -57,6 +74,8 @@ pub fn render(enforcer: &Mutex<Enforcer>, spool: &Mutex<Spool>, connected: &Atom
             (abi::STAT_ALLOWED, "allowed"),
             (abi::STAT_RATE_LIMITED, "rate_limited"),
             (abi::STAT_REPLY_ALLOWED, "reply_allowed"),
+            (abi::STAT_ICMP_ERROR_ALLOWED, "icmp_error_allowed"),
+            (abi::STAT_FAIL_CLOSED, "failed_closed"),
         ];
         let samples: Vec<(Vec<(&str, &str)>, f64)> = names
             .iter()
@@ -66,6 +85,26 @@ pub fn render(enforcer: &Mutex<Enforcer>, spool: &Mutex<Spool>, connected: &Atom
             "palisade_node_packets_total",
             "counter",
             "Packets seen by the XDP/TC programs, by outcome.",
+            &samples,
+        );
+        let shapes = [
+            (abi::STAT_FRAG_FIRST, "first_fragment"),
+            (abi::STAT_FRAG_TRACKED, "later_fragment_tracked"),
+            (abi::STAT_FRAG_UNTRACKED, "later_fragment_untracked"),
+            (abi::STAT_PORTS_SHORT, "ports_short"),
+            (abi::STAT_EXT6, "ipv6_extension_headers"),
+            (abi::STAT_EXT_UNDECIDED, "ipv6_extension_headers_unreadable"),
+            (abi::STAT_VLAN, "vlan_tagged"),
+            (abi::STAT_BAD_HEADER, "unreadable"),
+        ];
+        let samples: Vec<(Vec<(&str, &str)>, f64)> = shapes
+            .iter()
+            .map(|(i, n)| (vec![("shape", *n)], stats[*i as usize] as f64))
+            .collect();
+        e.labelled(
+            "palisade_node_packet_shapes_total",
+            "counter",
+            "Packets the XDP/TC programs read beyond plain headers (fragments, extension headers, tags), and those they could not read.",
             &samples,
         );
     }

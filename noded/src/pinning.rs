@@ -1,10 +1,12 @@
 //! Where the daemon pins what it attaches, and how `palisade-noded cleanup` removes it.
 //!
-//! Layout: `ROOT/<iface>-<ifindex>/` holds every map of the network firewall (pinned by
-//! name: `PAL_PFX4`, `PAL_SETS`, ...) and the two links, `link_xdp` and `link_tc_egress`.
-//! `ROOT` defaults to [`DEFAULT_ROOT`] (`/sys/fs/bpf/palisade/v1`; the `v1` is the ABI
-//! version, so a daemon never reuses maps of another layout). The interface index is part
-//! of the name because a re-created interface of the same name is a different device.
+//! Layout: `ROOT/<iface>-<ifindex>.v<ABI>/` holds every map of the network firewall
+//! (pinned by name: `PAL_PFX4`, `PAL_SETS`, ...) and the two links, `link_xdp` and
+//! `link_tc_egress`. `ROOT` defaults to [`DEFAULT_ROOT`]. The interface index is part of
+//! the name because a re-created interface of the same name is a different device; the
+//! network ABI version (`PAL_ABI_VERSION`) because a daemon must never adopt programs or
+//! reuse maps of another layout: on an upgrade the old directory (`<iface>-<ifindex>` for
+//! ABI 1) is removed, which detaches the old programs, and the new ones are attached.
 //!
 //! A pinned link keeps its program attached after the daemon dies; removing the pin (with
 //! no process holding the link) detaches it. So removing the directory tree is the whole of
@@ -48,23 +50,34 @@ pub fn ifindex(iface: &str) -> Result<u32, PinError> {
     Ok(idx)
 }
 
+/// The interface, ifindex and ABI version an interface directory's name says
+/// (`eth0-2.v2`; `eth0-2` is ABI 1).
+fn parse_iface_dir(name: &str) -> Option<(&str, u32, u32)> {
+    let (rest, version) = match name.rsplit_once(".v") {
+        Some((rest, v)) if v.parse::<u32>().is_ok() => (rest, v.parse().ok()?),
+        _ => (name, 1),
+    };
+    let (iface, idx) = rest.rsplit_once('-')?;
+    Some((iface, idx.parse().ok()?, version))
+}
+
 /// The pin directory of `iface` under `root`, created if missing. Directories of an
-/// earlier interface with the same name (another ifindex) are stale and removed.
+/// earlier interface with the same name (another ifindex) or of another ABI version are
+/// stale and removed.
 pub fn iface_dir(root: &Path, iface: &str) -> Result<PathBuf, PinError> {
     let idx = ifindex(iface)?;
     std::fs::create_dir_all(root).map_err(io(root))?;
     if !is_bpffs(root) {
         return Err(PinError::NotBpffs(root.to_path_buf()));
     }
-    let mine = format!("{iface}-{idx}");
+    let mine = format!("{iface}-{idx}.v{}", crate::abi::ABI_VERSION);
     for e in std::fs::read_dir(root).map_err(io(root))?.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        if name != mine
-            && name
-                .rsplit_once('-')
-                .is_some_and(|(i, n)| i == iface && n.parse::<u32>().is_ok())
-        {
-            tracing::info!(dir = %e.path().display(), "removing pins of a former interface {iface}");
+        if name != mine && parse_iface_dir(&name).is_some_and(|(i, _, _)| i == iface) {
+            tracing::info!(
+                dir = %e.path().display(),
+                "removing pins of a former interface {iface} or of another datapath version"
+            );
             remove_tree(&e.path())?;
         }
     }
@@ -118,4 +131,19 @@ pub fn cleanup(root: &Path) -> Result<Vec<PathBuf>, PinError> {
         parent = p.parent();
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_iface_dir;
+
+    #[test]
+    fn interface_directories_name_interface_index_and_version() {
+        assert_eq!(parse_iface_dir("eth0-2.v2"), Some(("eth0", 2, 2)));
+        assert_eq!(parse_iface_dir("eth0-2"), Some(("eth0", 2, 1)));
+        assert_eq!(parse_iface_dir("eth0.100-7.v2"), Some(("eth0.100", 7, 2)));
+        assert_eq!(parse_iface_dir("eth0.vlan-3"), Some(("eth0.vlan", 3, 1)));
+        assert_eq!(parse_iface_dir("lsm-v1"), None);
+        assert_eq!(parse_iface_dir("notes"), None);
+    }
 }

@@ -187,7 +187,12 @@ impl NetFirewall {
 
     /// Runs the XDP program (`egress == false`) or the TC one on `frame` `repeat` times
     /// with `BPF_PROG_TEST_RUN`, against the maps as they are: (return code, average ns).
-    pub fn test_run(&mut self, egress: bool, frame: &[u8], repeat: u32) -> Result<(u32, u32), XdpError> {
+    pub fn test_run(
+        &mut self,
+        egress: bool,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, u32), XdpError> {
         let fd = self.program_fd(egress)?;
         test_run(fd, frame, repeat).map_err(XdpError::TestRun)
     }
@@ -373,6 +378,21 @@ impl NetFirewall {
             .take_map("PAL_EVENTS")
             .ok_or(XdpError::Missing("PAL_EVENTS"))?;
         Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Datagrams whose first fragment the kernel remembers now (`PAL_FRAGS`, at most
+    /// `abi::FRAGS_MAX`): counted by walking the map's keys, so call it now and then.
+    pub fn fragments_tracked(&self) -> Result<usize, XdpError> {
+        let m: HashMap<&MapData, [u8; abi::FRAG_KEY_SIZE], [u8; abi::FRAG_ENTRY_SIZE]> =
+            HashMap::try_from(
+                self.ebpf
+                    .map("PAL_FRAGS")
+                    .ok_or(XdpError::Missing("PAL_FRAGS"))?,
+            )?;
+        Ok(m.keys()
+            .take(abi::FRAGS_MAX as usize)
+            .filter(|k| k.is_ok())
+            .count())
     }
 
     /// The programs' counters summed over CPUs, indexed by `abi::STAT_*`.

@@ -47,9 +47,9 @@
 use crate::diagnostic::{Diagnostic, Span};
 use crate::ir::{Action, Direction, FileOp, Policy, SeccompAction};
 use crate::plan::files::{ExecEvent, FileEvent, FilePlan, compile_files};
+use crate::plan::frame::{self, Ext, L4};
 use crate::plan::sched::{Process, SchedPlan, compile_sched};
 use crate::plan::seccomp::{SeccompPlan, action_text, compile_seccomp, decide_syscall};
-use crate::plan::frame::{self, Ext, L4};
 use crate::plan::{Enforced, NetPlan, Packet, compile_network};
 use crate::syscalls;
 use std::net::IpAddr;

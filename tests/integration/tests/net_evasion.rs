@@ -157,8 +157,7 @@ fn probes() -> Vec<Probe> {
             under_a: false,
             under_b: true,
             build: |s, d, sp| {
-                let decoy =
-                    frame::fragments(s, d, sp as u32, &[], &[], &syn_to(sp, 80), &[24]);
+                let decoy = frame::fragments(s, d, sp as u32, &[], &[], &syn_to(sp, 80), &[24]);
                 let real = frame::fragments(s, d, sp as u32, &[], &[], &syn(sp), &[24]);
                 vec![decoy[0].clone(), real[0].clone(), real[1].clone()]
             },
@@ -171,8 +170,7 @@ fn probes() -> Vec<Probe> {
             under_a: false,
             under_b: false,
             build: |s, d, sp| {
-                let decoy =
-                    frame::fragments(s, d, sp as u32, &[], &[], &syn_to(sp, 80), &[24]);
+                let decoy = frame::fragments(s, d, sp as u32, &[], &[], &syn_to(sp, 80), &[24]);
                 let real = frame::fragments(s, d, sp as u32, &[], &[], &syn(sp), &[24]);
                 vec![real[0].clone(), decoy[0].clone(), real[1].clone()]
             },
@@ -332,8 +330,7 @@ fn run_probes(w: &Wire, probes: &[(u16, Vec<Vec<u8>>)]) -> BTreeSet<u16> {
     w.sock.drain();
     for (_, packets) in probes {
         for p in packets {
-            w.sock
-                .send(&frame::ethernet(w.dst_mac, w.src_mac, &[], p));
+            w.sock.send(&frame::ethernet(w.dst_mac, w.src_mac, &[], p));
         }
     }
     w.sock
@@ -465,7 +462,13 @@ fn probe_matrix(lab_name: &str, n: u8, d: Direction) {
                         .map(|pk| {
                             let v = plan_of(d)
                                 .decide_frame(&frame::ethernet(w.dst_mac, w.src_mac, &[], pk), d);
-                            format!("{}{}", v.action.as_str(), v.unread.map(|u| format!("({})", u.as_str())).unwrap_or_default())
+                            format!(
+                                "{}{}",
+                                v.action.as_str(),
+                                v.unread
+                                    .map(|u| format!("({})", u.as_str()))
+                                    .unwrap_or_default()
+                            )
                         })
                         .collect();
                     failures.push(format!(
@@ -581,8 +584,9 @@ fn a_socket_with_destination_options_meets_the_port_rules() {
     let host: std::net::Ipv6Addr = lab.host_v6.parse().unwrap();
     let peer: std::net::Ipv6Addr = lab.peer_v6.parse().unwrap();
     let _host_listener = TcpListener::bind((host, TCP_PORT)).unwrap();
-    let _peer_listener =
-        in_ns(&lab.name, move || TcpListener::bind((peer, TCP_PORT)).unwrap());
+    let _peer_listener = in_ns(&lab.name, move || {
+        TcpListener::bind((peer, TCP_PORT)).unwrap()
+    });
     let from_peer = |ns: &str| in_ns(ns, move || connect_with_dstopts(host, TCP_PORT));
     let from_host = || connect_with_dstopts(peer, TCP_PORT);
 
@@ -659,9 +663,9 @@ fn large_datagrams_are_decided_by_their_first_fragment() {
                 Direction::Egress => in_ns(&lab.name, move || (bind(UDP_PORT), bind(UDP_PORT + 1))),
             };
             let tx = match d {
-                Direction::Ingress => {
-                    in_ns(&lab.name, move || std::net::UdpSocket::bind((tx_ip, 0)).unwrap())
-                }
+                Direction::Ingress => in_ns(&lab.name, move || {
+                    std::net::UdpSocket::bind((tx_ip, 0)).unwrap()
+                }),
                 Direction::Egress => std::net::UdpSocket::bind((tx_ip, 0)).unwrap(),
             };
             let to = |port| std::net::SocketAddr::new(rx_ip, port);
@@ -674,16 +678,40 @@ fn large_datagrams_are_decided_by_their_first_fragment() {
                 }
             };
             fw.apply(&policy_a(d), 1).unwrap();
-            check("A, 4000 bytes to the denied port", datagrams_through(&tx, &rx, to(UDP_PORT), 4000, 3), 0);
-            check("A, 4000 bytes to the next port", datagrams_through(&tx, &rx_next, to(UDP_PORT + 1), 4000, 3), 3);
+            check(
+                "A, 4000 bytes to the denied port",
+                datagrams_through(&tx, &rx, to(UDP_PORT), 4000, 3),
+                0,
+            );
+            check(
+                "A, 4000 bytes to the next port",
+                datagrams_through(&tx, &rx_next, to(UDP_PORT + 1), 4000, 3),
+                3,
+            );
             fw.apply(&policy_b(d), 2).unwrap();
-            check("B, 100 bytes to the allowed port", datagrams_through(&tx, &rx, to(UDP_PORT), 100, 3), 3);
-            check("B, 4000 bytes to the allowed port", datagrams_through(&tx, &rx, to(UDP_PORT), 4000, 3), 3);
-            check("B, 4000 bytes to the next port", datagrams_through(&tx, &rx_next, to(UDP_PORT + 1), 4000, 3), 0);
+            check(
+                "B, 100 bytes to the allowed port",
+                datagrams_through(&tx, &rx, to(UDP_PORT), 100, 3),
+                3,
+            );
+            check(
+                "B, 4000 bytes to the allowed port",
+                datagrams_through(&tx, &rx, to(UDP_PORT), 4000, 3),
+                3,
+            );
+            check(
+                "B, 4000 bytes to the next port",
+                datagrams_through(&tx, &rx_next, to(UDP_PORT + 1), 4000, 3),
+                0,
+            );
         }
     }
     let stats = fw.stats().unwrap();
-    assert!(failures.is_empty(), "{}\nkernel stats: {stats:?}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{}\nkernel stats: {stats:?}",
+        failures.join("\n")
+    );
     assert!(stats[abi::STAT_FRAG_TRACKED as usize] >= 24, "{stats:?}");
 }
 
@@ -719,11 +747,27 @@ impl FarSide {
         // The narrow hop: the router's side of the far link takes 1280 bytes.
         in_lab(&["link", "set", &r_if, "mtu", "1280", "up"]);
         in_lab(&["addr", "add", &format!("{r4}/24"), "dev", &r_if]);
-        in_lab(&["-6", "addr", "add", &format!("{r6}/64"), "dev", &r_if, "nodad"]);
+        in_lab(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{r6}/64"),
+            "dev",
+            &r_if,
+            "nodad",
+        ]);
         in_far(&["link", "set", &f_if, "up"]);
         in_far(&["link", "set", "lo", "up"]);
         in_far(&["addr", "add", &format!("{f4}/24"), "dev", &f_if]);
-        in_far(&["-6", "addr", "add", &format!("{f6}/64"), "dev", &f_if, "nodad"]);
+        in_far(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{f6}/64"),
+            "dev",
+            &f_if,
+            "nodad",
+        ]);
         in_far(&["route", "add", "default", "via", &r4]);
         in_far(&["-6", "route", "add", "default", "via", &r6]);
         for key in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
@@ -731,11 +775,28 @@ impl FarSide {
                 Command::new("ip").args(["netns", "exec", &lab.name, "sysctl", "-qw", key]),
             );
         }
-        run(&["route", "add", &format!("10.{n}.1.0/24"), "via", &lab.peer_v4]);
-        run(&["-6", "route", "add", &format!("fd00:{n}:1::/64"), "via", &lab.peer_v6]);
+        run(&[
+            "route",
+            "add",
+            &format!("10.{n}.1.0/24"),
+            "via",
+            &lab.peer_v4,
+        ]);
+        run(&[
+            "-6",
+            "route",
+            "add",
+            &format!("fd00:{n}:1::/64"),
+            "via",
+            &lab.peer_v6,
+        ]);
         // No path MTU remembered from an earlier run.
-        let _ = Command::new("ip").args(["route", "flush", "cache"]).output();
-        let _ = Command::new("ip").args(["-6", "route", "flush", "cache"]).output();
+        let _ = Command::new("ip")
+            .args(["route", "flush", "cache"])
+            .output();
+        let _ = Command::new("ip")
+            .args(["-6", "route", "flush", "cache"])
+            .output();
         FarSide {
             ns,
             v4: f4.parse().unwrap(),
@@ -891,7 +952,11 @@ fn random_frame(r: &mut Rng, id: u32, src: IpAddr, dst: IpAddr) -> Vec<u8> {
                 },
                 _ => Ext::Fragment {
                     id,
-                    offset: if r.chance(80) { 0 } else { 1 + r.below(20) as u16 },
+                    offset: if r.chance(80) {
+                        0
+                    } else {
+                        1 + r.below(20) as u16
+                    },
                     more: r.chance(50),
                 },
             });
@@ -899,8 +964,8 @@ fn random_frame(r: &mut Rng, id: u32, src: IpAddr, dst: IpAddr) -> Vec<u8> {
     }
     let mut l3 = if r.chance(25) {
         let split = r.below(chain.len() as u64 + 1) as usize;
-        let cuts = [vec![0], vec![8], vec![8, 24], vec![24], vec![16, 64]][r.below(5) as usize]
-            .clone();
+        let cuts =
+            [vec![0], vec![8], vec![8, 24], vec![24], vec![16, 64]][r.below(5) as usize].clone();
         let pieces = frame::fragments(src, dst, id, &chain[..split], &chain[split..], &l4, &cuts);
         pieces[r.below(pieces.len() as u64) as usize].clone()
     } else {
@@ -940,11 +1005,16 @@ fn kernel_drops(fw: &mut NetFirewall, d: Direction, frame: &[u8]) -> Option<bool
     let ret = match fw.test_run(egress, frame, 1) {
         Ok((ret, _)) => ret,
         Err(palisade_noded::xdp::XdpError::TestRun(e))
-            if egress && e.raw_os_error() == Some(libc::EINVAL) && frame.len() < 14 + 4 * 3 + 40 =>
+            if egress
+                && e.raw_os_error() == Some(libc::EINVAL)
+                && frame.len() < 14 + 4 * 3 + 40 =>
         {
             return None;
         }
-        Err(e) => panic!("test run (egress {egress}, {} bytes): {e}\n{frame:02x?}", frame.len()),
+        Err(e) => panic!(
+            "test run (egress {egress}, {} bytes): {e}\n{frame:02x?}",
+            frame.len()
+        ),
     };
     Some(match (egress, ret) {
         (false, 1) => true,                  // XDP_DROP
@@ -1067,7 +1137,9 @@ fn fragments_tags_and_icmp_errors_in_the_kernel() {
     let router: IpAddr = "10.59.9.1".parse().unwrap();
     let me6: IpAddr = "fd00:59::1".parse().unwrap();
     let peer6: IpAddr = "fd00:59::2".parse().unwrap();
-    let eth = |tags: &[u16], l3: &[u8]| frame::ethernet(frame::TEST_DST_MAC, frame::TEST_SRC_MAC, tags, l3);
+    let eth = |tags: &[u16], l3: &[u8]| {
+        frame::ethernet(frame::TEST_DST_MAC, frame::TEST_SRC_MAC, tags, l3)
+    };
     let ingress = |fw: &mut NetFirewall, f: &[u8]| kernel_drops(fw, Direction::Ingress, f).unwrap();
 
     // Fragments under A: the denied port's datagram is dropped whole; a later fragment
@@ -1077,21 +1149,34 @@ fn fragments_tags_and_icmp_errors_in_the_kernel() {
     let denied = frame::fragments(peer, me, 1, &[], &[], &syn(1000), &[24]);
     let other = frame::fragments(peer, me, 2, &[], &[], &syn_to(1001, 22), &[24]);
     assert!(ingress(&mut fw, &eth(&[], &denied[0])));
-    assert!(ingress(&mut fw, &eth(&[], &denied[1])), "later fragment of a denied datagram");
+    assert!(
+        ingress(&mut fw, &eth(&[], &denied[1])),
+        "later fragment of a denied datagram"
+    );
     assert!(!ingress(&mut fw, &eth(&[], &other[0])));
-    assert!(!ingress(&mut fw, &eth(&[], &other[1])), "later fragment of an allowed datagram");
+    assert!(
+        !ingress(&mut fw, &eth(&[], &other[1])),
+        "later fragment of an allowed datagram"
+    );
     let orphan = frame::fragments(peer, me, 3, &[], &[], &syn(1002), &[24]);
-    assert!(ingress(&mut fw, &eth(&[], &orphan[1])), "an orphan TCP fragment under a TCP port rule");
+    assert!(
+        ingress(&mut fw, &eth(&[], &orphan[1])),
+        "an orphan TCP fragment under a TCP port rule"
+    );
     let mut events = Vec::new();
     while let Some(item) = ring.next() {
         events.extend(NetEvent::from_bytes(&item));
     }
-    let no_web = a.rules.iter().position(|r| r.rule_name == "no-web").unwrap() as u32 + 1;
+    let no_web = a
+        .rules
+        .iter()
+        .position(|r| r.rule_name == "no-web")
+        .unwrap() as u32
+        + 1;
     assert!(
-        events
-            .iter()
-            .any(|e| e.rule_ref == no_web && e.reason == abi::WHY_FRAG_UNTRACKED
-                && e.shape & abi::SHAPE_FRAGMENT != 0),
+        events.iter().any(|e| e.rule_ref == no_web
+            && e.reason == frame::Unread::FragmentUntracked.code()
+            && e.shape & abi::SHAPE_FRAGMENT != 0),
         "no event names rule no-web with reason fragment-untracked: {events:?}"
     );
 
@@ -1099,26 +1184,56 @@ fn fragments_tags_and_icmp_errors_in_the_kernel() {
     // gets the strictest action of the direction (here A's deny).
     let syn_l3 = frame::packet(peer, me, &[], &syn(1003));
     let ok_l3 = frame::packet(peer, me, &[], &syn_to(1003, 22));
-    for tags in [&[frame::TPID_8021Q][..], &[frame::TPID_8021AD, frame::TPID_8021Q][..]] {
-        assert!(ingress(&mut fw, &eth(tags, &syn_l3)), "{} tag(s), denied port", tags.len());
-        assert!(!ingress(&mut fw, &eth(tags, &ok_l3)), "{} tag(s), other port", tags.len());
+    for tags in [
+        &[frame::TPID_8021Q][..],
+        &[frame::TPID_8021AD, frame::TPID_8021Q][..],
+    ] {
+        assert!(
+            ingress(&mut fw, &eth(tags, &syn_l3)),
+            "{} tag(s), denied port",
+            tags.len()
+        );
+        assert!(
+            !ingress(&mut fw, &eth(tags, &ok_l3)),
+            "{} tag(s), other port",
+            tags.len()
+        );
     }
     let three = [frame::TPID_8021AD, frame::TPID_8021Q, frame::TPID_8021Q];
-    assert!(ingress(&mut fw, &eth(&three, &ok_l3)), "three tags cannot be read: fail closed");
+    assert!(
+        ingress(&mut fw, &eth(&three, &ok_l3)),
+        "three tags cannot be read: fail closed"
+    );
     let stats = fw.stats().unwrap();
-    assert!(stats[abi::STAT_VLAN as usize] >= 4 && stats[abi::STAT_BAD_HEADER as usize] >= 1, "{stats:?}");
+    assert!(
+        stats[abi::STAT_VLAN as usize] >= 4 && stats[abi::STAT_BAD_HEADER as usize] >= 1,
+        "{stats:?}"
+    );
     // With no deny or audit rule there is nothing to fail closed to.
-    fw.apply(&plan(&[pol("open", Mode::Enforce, &["ingress allow any tcp 22 ssh"])]), 2)
-        .unwrap();
+    fw.apply(
+        &plan(&[pol(
+            "open",
+            Mode::Enforce,
+            &["ingress allow any tcp 22 ssh"],
+        )]),
+        2,
+    )
+    .unwrap();
     assert!(!ingress(&mut fw, &eth(&three, &ok_l3)));
 
     // ICMP errors under default deny: only those quoting a flow this host opened pass.
-    fw.apply(&plan(&[pol("strict", Mode::Enforce, &["default ingress deny"])]), 3)
-        .unwrap();
+    fw.apply(
+        &plan(&[pol("strict", Mode::Enforce, &["default ingress deny"])]),
+        3,
+    )
+    .unwrap();
     for (local, remote, via) in [(me, peer, router), (me6, peer6, peer6)] {
         let v6 = local.is_ipv6();
         let out = frame::packet(local, remote, &[], &L4::tcp_syn(45000, 443));
-        assert_eq!(kernel_drops(&mut fw, Direction::Egress, &eth(&[], &out)), Some(false));
+        assert_eq!(
+            kernel_drops(&mut fw, Direction::Egress, &eth(&[], &out)),
+            Some(false)
+        );
         let error_about = |quoted: &[u8]| {
             let l4 = L4::Icmp {
                 kind: if v6 { 2 } else { 3 },
@@ -1128,11 +1243,20 @@ fn fragments_tags_and_icmp_errors_in_the_kernel() {
             };
             eth(&[], &frame::packet(via, local, &[], &l4))
         };
-        assert!(!ingress(&mut fw, &error_about(&out)), "too big / frag needed about our flow ({remote})");
+        assert!(
+            !ingress(&mut fw, &error_about(&out)),
+            "too big / frag needed about our flow ({remote})"
+        );
         let unrelated = frame::packet(local, remote, &[], &L4::tcp_syn(45001, 443));
-        assert!(ingress(&mut fw, &error_about(&unrelated)), "an error about a flow never opened");
+        assert!(
+            ingress(&mut fw, &error_about(&unrelated)),
+            "an error about a flow never opened"
+        );
         let spoofed = frame::packet(remote, local, &[], &L4::tcp_syn(443, 45000));
-        assert!(ingress(&mut fw, &error_about(&spoofed)), "an error quoting the reverse direction");
+        assert!(
+            ingress(&mut fw, &error_about(&spoofed)),
+            "an error quoting the reverse direction"
+        );
     }
     assert!(fw.stats().unwrap()[abi::STAT_ICMP_ERROR_ALLOWED as usize] >= 2);
 }

@@ -40,7 +40,13 @@ pub struct Packet {
 
 impl Packet {
     /// A fully read packet.
-    pub fn new(direction: Direction, src: IpAddr, dst: IpAddr, protocol: u8, dst_port: u16) -> Self {
+    pub fn new(
+        direction: Direction,
+        src: IpAddr,
+        dst: IpAddr,
+        protocol: u8,
+        dst_port: u16,
+    ) -> Self {
         Packet {
             direction,
             src,
@@ -180,4 +186,3 @@ impl NetPlan {
         }
     }
 }
-

@@ -98,9 +98,7 @@ impl Unread {
                 "a later fragment whose first fragment was not seen: its ports are unknown"
             }
             Unread::PortsShort => "the first fragment is too short to carry the ports",
-            Unread::ExtBound => {
-                "the IPv6 extension-header chain is longer than the datapath walks"
-            }
+            Unread::ExtBound => "the IPv6 extension-header chain is longer than the datapath walks",
             Unread::ExtMalformed => "an IPv6 extension header is truncated or malformed",
             Unread::BadHeader => "the frame has no readable IP header",
         }
@@ -143,7 +141,10 @@ fn be16(b: &[u8], at: usize) -> u16 {
 }
 
 fn is_ext6(nh: u8) -> bool {
-    matches!(nh, NH_HOPOPTS | NH_ROUTING | NH_FRAGMENT | NH_DSTOPTS | NH_AH)
+    matches!(
+        nh,
+        NH_HOPOPTS | NH_ROUTING | NH_FRAGMENT | NH_DSTOPTS | NH_AH
+    )
 }
 
 /// What `parse_l4` of the datapath finds.
@@ -171,10 +172,8 @@ fn parse_l4(f: &[u8], at: usize, avail: usize, proto: u8, v6: bool) -> L4Read {
                 r.dport = be16(f, at + 2);
             }
         }
-        ICMPV6 if v6 => {
-            if at < f.len() && avail >= 1 && (133..=137).contains(&f[at]) {
-                r.nd = true;
-            }
+        ICMPV6 if v6 && at < f.len() && avail >= 1 && (133..=137).contains(&f[at]) => {
+            r.nd = true;
         }
         _ => {}
     }
@@ -657,7 +656,14 @@ pub fn chain_bytes(chain: &[Ext], last: u8, dst: IpAddr) -> Vec<u8> {
     out
 }
 
-fn ipv4_header(src: [u8; 4], dst: [u8; 4], proto: u8, id: u16, frag: u16, payload: usize) -> Vec<u8> {
+fn ipv4_header(
+    src: [u8; 4],
+    dst: [u8; 4],
+    proto: u8,
+    id: u16,
+    frag: u16,
+    payload: usize,
+) -> Vec<u8> {
     let mut h = vec![0u8; 20];
     h[0] = 0x45;
     h[2..4].copy_from_slice(&((20 + payload) as u16).to_be_bytes());
@@ -740,7 +746,10 @@ pub fn fragments(
     if v6p {
         part.extend(chain_bytes(post, proto, dst));
     } else {
-        assert!(pre.is_empty() && post.is_empty(), "IPv4 has no extension headers");
+        assert!(
+            pre.is_empty() && post.is_empty(),
+            "IPv4 has no extension headers"
+        );
     }
     part.extend(body);
     let mut bounds = vec![0usize];

@@ -96,7 +96,13 @@ fn plan_of(pols: &[Policy]) -> NetPlan {
 }
 
 fn pkt(dir: Direction, src: &str, dst: &str, protocol: u8, port: u16) -> Packet {
-    Packet::new(dir, src.parse().unwrap(), dst.parse().unwrap(), protocol, port)
+    Packet::new(
+        dir,
+        src.parse().unwrap(),
+        dst.parse().unwrap(),
+        protocol,
+        port,
+    )
 }
 
 fn ing(src: &str, protocol: u8, port: u16) -> Packet {
@@ -260,10 +266,9 @@ fn decide_matches_the_reference_semantics() {
         let refs: Vec<&str> = lines.iter().map(|s| s.as_str()).collect();
         let plan = plan_of(&[pol("p", Mode::Enforce, &refs)]);
         for _ in 0..60 {
-            let a: std::net::Ipv4Addr =
-                format!("{}.{}.{}.{}", 10 + rnd(2), rnd(2), rnd(2), rnd(2))
-                    .parse()
-                    .unwrap();
+            let a: std::net::Ipv4Addr = format!("{}.{}.{}.{}", 10 + rnd(2), rnd(2), rnd(2), rnd(2))
+                .parse()
+                .unwrap();
             let protocol = [6u8, 17, 1][rnd(3) as usize];
             let port = 80 + rnd(2) as u16;
             let s = |a: &str| match a {

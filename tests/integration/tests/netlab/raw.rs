@@ -70,7 +70,11 @@ impl RawSock {
         let proto = (libc::ETH_P_ALL as u16).to_be();
         // SAFETY: plain socket creation; the fd is owned below.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto as i32) };
-        assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
         // SAFETY: fd is a fresh socket we own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let ifindex = ifindex_here(ifname);
@@ -143,14 +147,7 @@ impl RawSock {
     fn recv(&self) -> Option<Vec<u8>> {
         let mut buf = vec![0u8; 65536];
         // SAFETY: receiving into a live buffer of the given length.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-            )
-        };
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n <= 0 {
             return None;
         }
