@@ -103,9 +103,11 @@ fn test_run(prog_fd: RawFd, data: &[u8], repeat: u32) -> (u32, u32) {
     (ns, retval)
 }
 
-/// Packets of other shapes, all from a source no rule covers (they pass): (name, frames to
-/// run once first, the frame measured).
-fn shapes() -> Vec<(&'static str, Vec<Vec<u8>>, Vec<u8>)> {
+/// A packet shape: its name, frames to run once first, the frame measured.
+type Shape = (&'static str, Vec<Vec<u8>>, Vec<u8>);
+
+/// Packets of other shapes, all from a source no rule covers (they pass).
+fn shapes() -> Vec<Shape> {
     use palisade_policy::plan::frame::{self, Ext, L4};
     let eth = |l3: &[u8]| frame::ethernet(frame::TEST_DST_MAC, frame::TEST_SRC_MAC, &[], l3);
     let (s4, d4) = ("10.1.2.3".parse().unwrap(), "192.0.2.1".parse().unwrap());

@@ -827,6 +827,70 @@ sched /usr/bin/ls uid 0 => none
     }
 
     #[test]
+    fn network_qualifiers_shape_the_frame() {
+        let p = compile(
+            "t.rhai",
+            r#"policy("q");
+network().ingress().deny("any").tcp().ports(22).named("no-ssh");
+network().ingress().allow_udp(53).named("dns");
+network().ingress().default_action("deny");"#,
+        )
+        .unwrap();
+        let cases = parse_cases(
+            "t.cases",
+            "net ingress tcp 198.51.100.1 -> 10.0.0.1:22 frag=first => deny rule no-ssh
+net ingress tcp 198.51.100.1 -> 10.0.0.1:22 frag=short => deny rule no-ssh
+net ingress tcp 198.51.100.1 -> 10.0.0.1:443 frag=later => deny rule no-ssh
+net ingress udp 198.51.100.1 -> 10.0.0.1:53 frag=first => allow rule dns
+net ingress udp 198.51.100.1 -> 10.0.0.1:53 frag=later => deny rule default-ingress
+net ingress udp 2001:db8::1 -> [2001:db8::2]:53 ext=hbh,rh0,srh,ah,frag,dstopt => allow rule dns
+net ingress udp 2001:db8::1 -> [2001:db8::2]:53 ext=dstopt*8 => allow rule dns
+net ingress udp 2001:db8::1 -> [2001:db8::2]:53 ext=dstopt*9 => deny rule no-ssh
+net ingress udp 2001:db8::1 -> [2001:db8::2]:53 ext=hbh,dstopt,truncated => deny rule no-ssh
+net ingress udp 2001:db8::1 -> [2001:db8::2]:53 frag=short => deny rule default-ingress
+net ingress udp 198.51.100.1 -> 10.0.0.1:53 vlan=2 => allow rule dns
+net ingress udp 198.51.100.1 -> 10.0.0.1:53 vlan=3 => deny rule no-ssh
+",
+        )
+        .unwrap();
+        let results = run(&Plans::of(&p), &cases);
+        for r in &results {
+            assert!(
+                r.passed,
+                "line {}: {} got {:?}",
+                r.case.line, r.case.text, r.outcome
+            );
+        }
+        let later = results
+            .iter()
+            .find(|r| r.case.text.contains(":443 frag=later"))
+            .unwrap();
+        assert!(
+            later.outcome.reason.contains("fragment-untracked"),
+            "{}",
+            later.outcome.reason
+        );
+        for (bad, what) in [
+            ("frag=middle", "first, later or short"),
+            ("ext=hbh", "IPv6"),
+            ("ext=dstopt*0", "repeat"),
+            ("ext=jumbo", "expected hbh"),
+            ("ext=truncated", "comes last"),
+            ("vlan=9", "0 to 4"),
+            ("color=red", "unknown qualifier"),
+            ("frag", "unknown qualifier"),
+        ] {
+            let event = if what == "IPv6" {
+                "net ingress udp 198.51.100.1 -> 10.0.0.1:53"
+            } else {
+                "net ingress udp 2001:db8::1 -> [2001:db8::2]:53"
+            };
+            let e = parse_cases("t.cases", &format!("{event} {bad} => allow\n")).unwrap_err();
+            assert!(e[0].message.contains(what), "{bad}: {}", e[0].message);
+        }
+    }
+
+    #[test]
     fn endpoints() {
         assert_eq!(parse_endpoint("[2001:db8::1]:443").unwrap().1, Some(443));
         assert_eq!(parse_endpoint("2001:db8::1").unwrap().1, None);

@@ -1238,7 +1238,7 @@ fn fragments_tags_and_icmp_errors_in_the_kernel() {
             let l4 = L4::Icmp {
                 kind: if v6 { 2 } else { 3 },
                 code: if v6 { 0 } else { 4 },
-                rest: if v6 { [0, 0, 5, 0] } else { [0, 0, 5, 0x0] },
+                rest: [0, 0, 5, 0], // MTU 1280
                 data: quoted[..quoted.len().min(if v6 { 1232 } else { 548 })].to_vec(),
             };
             eth(&[], &frame::packet(via, local, &[], &l4))
