@@ -4,7 +4,9 @@
 //!   via `BPF_PROG_TEST_RUN`, for rule sets of SIZES (default 1,1000,100000,1000000)
 //!   deny CIDRs of mixed prefix lengths, beside a minimal LPM-trie-only XDP program
 //!   (`bpf/bench_lpm.bpf.c`) holding the same entries. Packets: a source hitting a /32,
-//!   one hitting a /24, one matching nothing.
+//!   one hitting a /24, one matching nothing; then, from a source matching nothing, other
+//!   shapes: a plain IPv4 packet, the first and a later fragment of a datagram (its first
+//!   fragment tracked), a plain IPv6 packet and one behind two extension headers.
 //! - `net_bench gen N`: prints the N CIDRs (the same deterministic set), for nftables.
 //! - `net_bench attach IFACE N PIN_ROOT`: attaches the Palisade firewall to IFACE with the N
 //!   CIDRs denied, prints `ready`, and exits when stdin closes (leaving the pins for

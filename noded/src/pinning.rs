@@ -1,12 +1,14 @@
 //! Where the daemon pins what it attaches, and how `palisade-noded cleanup` removes it.
 //!
-//! Layout: `ROOT/<iface>-<ifindex>.v<ABI>/` holds every map of the network firewall
+//! Layout: `ROOT/<iface>-<ifindex>-v<ABI>/` holds every map of the network firewall
 //! (pinned by name: `PAL_PFX4`, `PAL_SETS`, ...) and the two links, `link_xdp` and
 //! `link_tc_egress`. `ROOT` defaults to [`DEFAULT_ROOT`]. The interface index is part of
 //! the name because a re-created interface of the same name is a different device; the
 //! network ABI version (`PAL_ABI_VERSION`) because a daemon must never adopt programs or
 //! reuse maps of another layout: on an upgrade the old directory (`<iface>-<ifindex>` for
 //! ABI 1) is removed, which detaches the old programs, and the new ones are attached.
+//! bpffs refuses names with a dot, so a dot of the interface name (`eth0.100`) is written
+//! as `:`, which interface names cannot contain.
 //!
 //! A pinned link keeps its program attached after the daemon dies; removing the pin (with
 //! no process holding the link) detaches it. So removing the directory tree is the whole of
@@ -50,15 +52,22 @@ pub fn ifindex(iface: &str) -> Result<u32, PinError> {
     Ok(idx)
 }
 
+/// The directory name of `iface` (index `idx`) for this ABI version.
+fn iface_dir_name(iface: &str, idx: u32) -> String {
+    format!("{}-{idx}-v{}", iface.replace('.', ":"), crate::abi::ABI_VERSION)
+}
+
 /// The interface, ifindex and ABI version an interface directory's name says
-/// (`eth0-2.v2`; `eth0-2` is ABI 1).
-fn parse_iface_dir(name: &str) -> Option<(&str, u32, u32)> {
-    let (rest, version) = match name.rsplit_once(".v") {
-        Some((rest, v)) if v.parse::<u32>().is_ok() => (rest, v.parse().ok()?),
+/// (`eth0-2-v2`; `eth0-2` is ABI 1).
+fn parse_iface_dir(name: &str) -> Option<(String, u32, u32)> {
+    let (rest, version) = match name.rsplit_once("-v") {
+        Some((rest, v)) if v.parse::<u32>().is_ok() && rest.contains('-') => {
+            (rest, v.parse().ok()?)
+        }
         _ => (name, 1),
     };
     let (iface, idx) = rest.rsplit_once('-')?;
-    Some((iface, idx.parse().ok()?, version))
+    Some((iface.replace(':', "."), idx.parse().ok()?, version))
 }
 
 /// The pin directory of `iface` under `root`, created if missing. Directories of an
@@ -70,7 +79,7 @@ pub fn iface_dir(root: &Path, iface: &str) -> Result<PathBuf, PinError> {
     if !is_bpffs(root) {
         return Err(PinError::NotBpffs(root.to_path_buf()));
     }
-    let mine = format!("{iface}-{idx}.v{}", crate::abi::ABI_VERSION);
+    let mine = iface_dir_name(iface, idx);
     for e in std::fs::read_dir(root).map_err(io(root))?.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         if name != mine && parse_iface_dir(&name).is_some_and(|(i, _, _)| i == iface) {
@@ -139,11 +148,15 @@ mod tests {
 
     #[test]
     fn interface_directories_name_interface_index_and_version() {
-        assert_eq!(parse_iface_dir("eth0-2.v2"), Some(("eth0", 2, 2)));
-        assert_eq!(parse_iface_dir("eth0-2"), Some(("eth0", 2, 1)));
-        assert_eq!(parse_iface_dir("eth0.100-7.v2"), Some(("eth0.100", 7, 2)));
-        assert_eq!(parse_iface_dir("eth0.vlan-3"), Some(("eth0.vlan", 3, 1)));
-        assert_eq!(parse_iface_dir("lsm-v1"), None);
-        assert_eq!(parse_iface_dir("notes"), None);
+        let p = |n: &str| parse_iface_dir(n).map(|(i, x, v)| (i, x, v));
+        assert_eq!(p("eth0-2-v2"), Some(("eth0".into(), 2, 2)));
+        assert_eq!(p("eth0-2"), Some(("eth0".into(), 2, 1)));
+        assert_eq!(p("eth0:100-7-v2"), Some(("eth0.100".into(), 7, 2)));
+        assert_eq!(p("dev-v2-5"), Some(("dev-v2".into(), 5, 1)));
+        assert_eq!(p("lsm-v1"), None);
+        assert_eq!(p("notes"), None);
+        let name = super::iface_dir_name("eth0.100", 7);
+        assert!(!name.contains('.'), "bpffs refuses dots: {name}");
+        assert_eq!(p(&name), Some(("eth0.100".into(), 7, crate::abi::ABI_VERSION)));
     }
 }
