@@ -853,27 +853,37 @@ static __always_inline void resolve_later_fragment(struct pkt *p)
  * for a fully read packet; for one whose ports or protocol could not be read (p->l4), a
  * condition holds for a deny or audit clause and fails for an allow clause (fail closed).
  */
-static __always_inline int clause_matches(const struct pal_clause *c, const struct pkt *p)
+static __always_inline int clause_matches(const struct pal_clause *c, const struct pkt *p,
+					  const int plain)
 {
 	int strict = c->action != PAL_ACTION_ALLOW;
 
-	if (c->proto == PAL_PROTO_ICMP) {
+	if (plain || p->l4 == PAL_L4_PARSED) {
+		if (c->proto == PAL_PROTO_ICMP) {
+			if (p->proto != IPPROTO_ICMP && p->proto != IPPROTO_ICMPV6)
+				return 0;
+		} else if (c->proto != PAL_PROTO_ANY && c->proto != p->proto) {
+			return 0;
+		}
+		if ((c->flags & PAL_CLAUSE_PORTS) &&
+		    (!p->has_ports || p->dport < c->port_lo || p->dport > c->port_hi))
+			return 0;
+		return 1;
+	}
+	/* Fail closed: conditions the packet cannot answer hold only for deny and audit. */
+	if (c->proto != PAL_PROTO_ANY) {
 		if (p->l4 == PAL_L4_UNKNOWN) {
 			if (!strict)
 				return 0;
-		} else if (p->proto != IPPROTO_ICMP && p->proto != IPPROTO_ICMPV6) {
+		} else if (c->proto == PAL_PROTO_ICMP) {
+			if (p->proto != IPPROTO_ICMP && p->proto != IPPROTO_ICMPV6)
+				return 0;
+		} else if (c->proto != p->proto) {
 			return 0;
 		}
-	} else if (c->proto != PAL_PROTO_ANY && c->proto != p->proto) {
-		if (p->l4 != PAL_L4_UNKNOWN || !strict)
-			return 0;
 	}
-	if (c->flags & PAL_CLAUSE_PORTS) {
-		if (p->l4 != PAL_L4_PARSED)
-			return strict;
-		if (!p->has_ports || p->dport < c->port_lo || p->dport > c->port_hi)
-			return 0;
-	}
+	if (c->flags & PAL_CLAUSE_PORTS)
+		return strict;
 	return 1;
 }
 
@@ -889,7 +899,8 @@ static __always_inline void count_rule(__u32 half_idx, __u32 rule_ref, __u32 len
 	}
 }
 
-static __always_inline void decide(struct pkt *p, int parsed, struct verdict *out)
+/* `plain`: a constant 1 when the caller knows the packet was read in full. */
+static __always_inline void decide(struct pkt *p, int parsed, struct verdict *out, const int plain)
 {
 	__u32 zero = 0, half_idx, rate_ref = 0, rate_pps = 0, rate_action = 0, i, found = 0;
 	__u32 *active = bpf_map_lookup_elem(&PAL_ACTIVE, &zero);
@@ -911,7 +922,7 @@ static __always_inline void decide(struct pkt *p, int parsed, struct verdict *ou
 	out->generation = h->generation;
 	t = &h->dir[p->dir & 1];
 
-	if (parsed == PARSE_BAD) {
+	if (!plain && parsed == PARSE_BAD) {
 		/* No address to look up: the direction's strictest action. */
 		count(PAL_STAT_BAD_HEADER);
 		out->action = t->undecided_action;
@@ -931,7 +942,7 @@ static __always_inline void decide(struct pkt *p, int parsed, struct verdict *ou
 
 			if (i >= s->n)
 				break;
-			if (!clause_matches(c, p))
+			if (!clause_matches(c, p, plain))
 				continue;
 			if (c->flags & PAL_CLAUSE_RATE) {
 				if (!rate_ref) {
@@ -981,7 +992,7 @@ static __always_inline int enforce_plain(struct pkt *p)
 {
 	struct verdict v;
 
-	decide(p, PARSE_IP, &v);
+	decide(p, PARSE_IP, &v, 1);
 	switch (v.action) {
 	case PAL_ACTION_DENY:
 		count(PAL_STAT_DROPPED);
@@ -1022,7 +1033,7 @@ __attribute__((noinline)) int pal_enforce(struct pkt *p, int parsed)
 		else if (p->why == PAL_WHY_EXT_BOUND || p->why == PAL_WHY_EXT_MALFORMED)
 			count(PAL_STAT_EXT_UNDECIDED);
 	}
-	decide(p, parsed, &v);
+	decide(p, parsed, &v, 0);
 	if (v.action != PAL_ACTION_ALLOW && (parsed == PARSE_BAD || p->l4 != PAL_L4_PARSED))
 		count(PAL_STAT_FAIL_CLOSED);
 	switch (v.action) {
@@ -1043,8 +1054,11 @@ __attribute__((noinline)) int pal_enforce(struct pkt *p, int parsed)
 /* Parses the frame and enforces; returns 1 to drop. */
 static __always_inline int enforce(void *data, void *end, __u8 dir, __u32 len)
 {
-	struct pkt p = {};
+	struct pkt p;
 	int parsed;
+
+	/* The quoted flow of an ICMP error (last) is only read by the full parser's path. */
+	__builtin_memset(&p, 0, __builtin_offsetof(struct pkt, err_local));
 
 	count(PAL_STAT_SEEN);
 	p.dir = dir;
