@@ -987,25 +987,31 @@ static __always_inline void decide(struct pkt *p, int parsed, struct verdict *ou
 	count_rule(half_idx, out->rule_ref, p->len);
 }
 
+/* Counts and reports a verdict; returns 1 to drop. */
+static __always_inline int act(const struct pkt *p, const struct verdict *v)
+{
+	switch (v->action) {
+	case PAL_ACTION_DENY:
+		count(PAL_STAT_DROPPED);
+		report(p, v);
+		return 1;
+	case PAL_ACTION_AUDIT:
+		count(PAL_STAT_AUDITED);
+		report(p, v);
+		return 0;
+	default:
+		count(PAL_STAT_ALLOWED);
+		return 0;
+	}
+}
+
 /* Decides, counts and reports a packet parse_plain() read; returns 1 to drop. */
 static __always_inline int enforce_plain(struct pkt *p)
 {
 	struct verdict v;
 
 	decide(p, PARSE_IP, &v, 1);
-	switch (v.action) {
-	case PAL_ACTION_DENY:
-		count(PAL_STAT_DROPPED);
-		report(p, &v);
-		return 1;
-	case PAL_ACTION_AUDIT:
-		count(PAL_STAT_AUDITED);
-		report(p, &v);
-		return 0;
-	default:
-		count(PAL_STAT_ALLOWED);
-		return 0;
-	}
+	return act(p, &v);
 }
 
 /*
@@ -1036,19 +1042,7 @@ __attribute__((noinline)) int pal_enforce(struct pkt *p, int parsed)
 	decide(p, parsed, &v, 0);
 	if (v.action != PAL_ACTION_ALLOW && (parsed == PARSE_BAD || p->l4 != PAL_L4_PARSED))
 		count(PAL_STAT_FAIL_CLOSED);
-	switch (v.action) {
-	case PAL_ACTION_DENY:
-		count(PAL_STAT_DROPPED);
-		report(p, &v);
-		return 1;
-	case PAL_ACTION_AUDIT:
-		count(PAL_STAT_AUDITED);
-		report(p, &v);
-		return 0;
-	default:
-		count(PAL_STAT_ALLOWED);
-		return 0;
-	}
+	return act(p, &v);
 }
 
 /* Parses the frame and enforces; returns 1 to drop. */

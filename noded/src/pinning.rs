@@ -54,7 +54,11 @@ pub fn ifindex(iface: &str) -> Result<u32, PinError> {
 
 /// The directory name of `iface` (index `idx`) for this ABI version.
 fn iface_dir_name(iface: &str, idx: u32) -> String {
-    format!("{}-{idx}-v{}", iface.replace('.', ":"), crate::abi::ABI_VERSION)
+    format!(
+        "{}-{idx}-v{}",
+        iface.replace('.', ":"),
+        crate::abi::ABI_VERSION
+    )
 }
 
 /// The interface, ifindex and ABI version an interface directory's name says
@@ -157,6 +161,9 @@ mod tests {
         assert_eq!(p("notes"), None);
         let name = super::iface_dir_name("eth0.100", 7);
         assert!(!name.contains('.'), "bpffs refuses dots: {name}");
-        assert_eq!(p(&name), Some(("eth0.100".into(), 7, crate::abi::ABI_VERSION)));
+        assert_eq!(
+            p(&name),
+            Some(("eth0.100".into(), 7, crate::abi::ABI_VERSION))
+        );
     }
 }

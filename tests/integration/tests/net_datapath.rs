@@ -4,18 +4,10 @@
 
 mod netlab;
 
-use netlab::{PinRoot, UdpSink, plan, pol, tcp_from_host, tcp_from_ns, udp_from_ns};
-use palisade_integration::{Lab, host_tier_unavailable, skip};
+use netlab::{PinRoot, UdpSink, plan, pol, tcp_from_host, tcp_from_ns, udp_from_ns, unavailable};
+use palisade_integration::Lab;
 use palisade_noded::xdp::NetFirewall;
 use palisade_policy::ir::Mode;
-
-fn unavailable(test: &str) -> bool {
-    if let Some(why) = host_tier_unavailable() {
-        skip("host", test, &why);
-        return true;
-    }
-    false
-}
 
 #[test]
 fn ingress_by_cidr_protocol_and_port_v4_and_v6() {

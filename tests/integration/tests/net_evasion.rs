@@ -11,8 +11,8 @@
 mod netlab;
 
 use netlab::raw::{RawSock, in_ns, mac_here, syn_ack_to};
-use netlab::{PinRoot, plan, pol};
-use palisade_integration::{Lab, host_tier_unavailable, skip};
+use netlab::{PinRoot, plan, pol, unavailable};
+use palisade_integration::Lab;
 use palisade_noded::abi;
 use palisade_noded::xdp::NetFirewall;
 use palisade_policy::ir::{Direction, Mode};
@@ -22,14 +22,6 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, TcpListener};
 use std::process::Command;
 use std::time::Duration;
-
-fn unavailable(test: &str) -> bool {
-    if let Some(why) = host_tier_unavailable() {
-        skip("host", test, &why);
-        return true;
-    }
-    false
-}
 
 const TCP_PORT: u16 = 8080;
 const UDP_PORT: u16 = 5300;

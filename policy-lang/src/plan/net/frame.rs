@@ -263,14 +263,7 @@ pub fn read(frame: &[u8], direction: Direction) -> Read {
             let mut fragment = Fragment::None;
             let mut exts = 0u8;
             let unknown = |protocol: u8, why: Unread, exts: u8, fragment: Fragment| Read::Ip {
-                packet: Packet {
-                    direction,
-                    src,
-                    dst,
-                    protocol,
-                    dst_port: 0,
-                    transport: Transport::Unknown,
-                },
+                packet: portless(direction, src, dst, protocol, Transport::Unknown),
                 fragment,
                 unread: Some(why),
                 vlan_tags: tags,
@@ -334,6 +327,24 @@ pub fn read(frame: &[u8], direction: Direction) -> Read {
     }
 }
 
+/// A packet whose ports were not read.
+fn portless(
+    direction: Direction,
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: u8,
+    transport: Transport,
+) -> Packet {
+    Packet {
+        direction,
+        src,
+        dst,
+        protocol,
+        dst_port: 0,
+        transport,
+    }
+}
+
 /// A later fragment seen on its own (`resolve_later_fragment` without an entry).
 #[allow(clippy::too_many_arguments)]
 fn later_fragment(
@@ -354,14 +365,7 @@ fn later_fragment(
         Transport::Parsed
     };
     Read::Ip {
-        packet: Packet {
-            direction,
-            src,
-            dst,
-            protocol,
-            dst_port: 0,
-            transport,
-        },
+        packet: portless(direction, src, dst, protocol, transport),
         fragment: Fragment::Later { id },
         unread: Some(Unread::FragmentUntracked),
         vlan_tags,

@@ -561,6 +561,7 @@ fn buckets(v4: &BTreeMap<(u8, [u8; 4]), u32>) -> BTreeMap<u16, Bucket> {
 
 mod decide;
 pub mod frame;
+pub mod lines;
 #[cfg(test)]
 mod tests;
 

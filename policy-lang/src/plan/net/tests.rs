@@ -1,87 +1,8 @@
 //! Unit tests of the network plan: compilation, `decide`, and the frame reader.
 
 use super::*;
-use crate::diagnostic::Span;
-use crate::ir::{NetRule, PortRange, RateLimit};
 
-/// A policy from compact lines (the DSL is built elsewhere):
-/// `DIR ACTION CIDRS|any PROTO PORTS|- NAME`, `default DIR ACTION`, `rate CIDRS PPS NAME`.
-fn pol(name: &str, mode: Mode, lines: &[&str]) -> Policy {
-    let mut p = Policy {
-        ir_version: crate::ir::IR_VERSION,
-        name: name.into(),
-        description: String::new(),
-        owner: String::new(),
-        mode,
-        selector: Default::default(),
-        network: Default::default(),
-        files: vec![],
-        exec: vec![],
-        seccomp: vec![],
-        sched: vec![],
-    };
-    let dir = |s: &str| match s {
-        "ingress" => Direction::Ingress,
-        _ => Direction::Egress,
-    };
-    let act = |s: &str| match s {
-        "allow" => Action::Allow,
-        "audit" => Action::Audit,
-        _ => Action::Deny,
-    };
-    let cidrs = |s: &str| -> Vec<IpNet> {
-        if s == "any" {
-            vec![]
-        } else {
-            s.split(',').map(|c| c.parse().unwrap()).collect()
-        }
-    };
-    for (i, l) in lines.iter().enumerate() {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        let id = i as u32 + 1;
-        match w[0] {
-            "default" => match dir(w[1]) {
-                Direction::Ingress => p.network.default_ingress = Some(act(w[2])),
-                Direction::Egress => p.network.default_egress = Some(act(w[2])),
-            },
-            "rate" => p.network.rate_limits.push(RateLimit {
-                id,
-                name: w[3].into(),
-                cidrs: cidrs(w[1]),
-                packets_per_sec: w[2].parse().unwrap(),
-                span: Span::default(),
-            }),
-            _ => p.network.rules.push(NetRule {
-                id,
-                name: w[5].into(),
-                direction: dir(w[0]),
-                action: act(w[1]),
-                cidrs: cidrs(w[2]),
-                protocol: match w[3] {
-                    "tcp" => Protocol::Tcp,
-                    "udp" => Protocol::Udp,
-                    "icmp" => Protocol::Icmp,
-                    _ => Protocol::Any,
-                },
-                ports: if w[4] == "-" {
-                    vec![]
-                } else {
-                    w[4].split(',')
-                        .map(|r| {
-                            let (a, b) = r.split_once('-').unwrap_or((r, r));
-                            PortRange {
-                                first: a.parse().unwrap(),
-                                last: b.parse().unwrap(),
-                            }
-                        })
-                        .collect()
-                },
-                span: Span::default(),
-            }),
-        }
-    }
-    p
-}
+use super::lines::policy_from_lines as pol;
 
 fn plan_of(pols: &[Policy]) -> NetPlan {
     let enforced: Vec<Enforced<'_>> = pols

@@ -5,86 +5,26 @@
 
 pub mod raw;
 
-use ipnet::IpNet;
-use palisade_policy::diagnostic::Span;
-use palisade_policy::ir::{
-    Action, Direction, Mode, NetRule, Policy, PortRange, Protocol, RateLimit,
-};
+use palisade_policy::ir::{Mode, Policy};
 use palisade_policy::plan::{Enforced, NetPlan, compile_network};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A policy from lines: `DIR ACTION CIDRS|any PROTO PORTS|- NAME`, `default DIR ACTION`,
-/// `rate CIDRS PPS NAME`.
+/// A policy from lines (`palisade_policy::plan::net::lines`): `DIR ACTION CIDRS|any PROTO
+/// PORTS|- NAME`, `default DIR ACTION`, `rate CIDRS PPS NAME`.
 pub fn pol(name: &str, mode: Mode, lines: &[&str]) -> Policy {
-    let mut p: Policy = serde_json::from_value(serde_json::json!({
-        "ir_version": palisade_policy::ir::IR_VERSION, "name": name, "mode": "enforce"
-    }))
-    .unwrap();
-    p.mode = mode;
-    let dir = |s: &str| match s {
-        "ingress" => Direction::Ingress,
-        _ => Direction::Egress,
-    };
-    let act = |s: &str| match s {
-        "allow" => Action::Allow,
-        "audit" => Action::Audit,
-        _ => Action::Deny,
-    };
-    let cidrs = |s: &str| -> Vec<IpNet> {
-        if s == "any" {
-            vec![]
-        } else {
-            s.split(',').map(|c| c.parse().unwrap()).collect()
-        }
-    };
-    for (i, l) in lines.iter().enumerate() {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        let id = i as u32 + 1;
-        match w[0] {
-            "default" => match dir(w[1]) {
-                Direction::Ingress => p.network.default_ingress = Some(act(w[2])),
-                Direction::Egress => p.network.default_egress = Some(act(w[2])),
-            },
-            "rate" => p.network.rate_limits.push(RateLimit {
-                id,
-                name: w[3].into(),
-                cidrs: cidrs(w[1]),
-                packets_per_sec: w[2].parse().unwrap(),
-                span: Span::default(),
-            }),
-            _ => p.network.rules.push(NetRule {
-                id,
-                name: w[5].into(),
-                direction: dir(w[0]),
-                action: act(w[1]),
-                cidrs: cidrs(w[2]),
-                protocol: match w[3] {
-                    "tcp" => Protocol::Tcp,
-                    "udp" => Protocol::Udp,
-                    "icmp" => Protocol::Icmp,
-                    _ => Protocol::Any,
-                },
-                ports: if w[4] == "-" {
-                    vec![]
-                } else {
-                    w[4].split(',')
-                        .map(|r| {
-                            let (a, b) = r.split_once('-').unwrap_or((r, r));
-                            PortRange {
-                                first: a.parse().unwrap(),
-                                last: b.parse().unwrap(),
-                            }
-                        })
-                        .collect()
-                },
-                span: Span::default(),
-            }),
-        }
+    palisade_policy::plan::net::lines::policy_from_lines(name, mode, lines)
+}
+
+/// True (and the test recorded as skipped) when the host tier cannot run here.
+pub fn unavailable(test: &str) -> bool {
+    if let Some(why) = palisade_integration::host_tier_unavailable() {
+        palisade_integration::skip("host", test, &why);
+        return true;
     }
-    p
+    false
 }
 
 pub fn plan(policies: &[Policy]) -> NetPlan {
