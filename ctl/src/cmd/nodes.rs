@@ -7,8 +7,11 @@ use anyhow::{Result, bail};
 use palisade_proto::v1;
 use std::process::ExitCode;
 
+/// Labels to set (key, value) and label keys to remove.
+type LabelChanges = (Vec<(String, String)>, Vec<String>);
+
 /// Splits label arguments into labels to set and keys to remove.
-pub fn parse_changes(changes: &[String]) -> Result<(Vec<(String, String)>, Vec<String>)> {
+pub fn parse_changes(changes: &[String]) -> Result<LabelChanges> {
     let (mut set, mut remove) = (Vec::new(), Vec::new());
     for c in changes {
         if let Some((k, v)) = c.split_once('=') {

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 fn ms(v: u64) -> String {
-    if v % 60_000 == 0 && v >= 60_000 {
+    if v.is_multiple_of(60_000) && v >= 60_000 {
         format!("{}m", v / 60_000)
-    } else if v % 1000 == 0 {
+    } else if v.is_multiple_of(1000) {
         format!("{}s", v / 1000)
     } else {
         format!("{v}ms")
