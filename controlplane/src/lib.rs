@@ -6,13 +6,13 @@
 //! - [`auditlog`]: the persisted, bounded audit log (sled behind [`auditlog::AuditLog`]).
 //! - [`audit`]: audit ingest (sequence numbers, dedup, loss events) and fan-out with filters.
 //! - [`auth`]: identities and roles from client certificates.
+//! - [`desired`]: which revision each node must enforce, one snapshot per change.
 //! - [`rollout`]: rollouts: the spec, one rollout as a pure state machine, its wire view,
 //!   every policy's latest rollout (persisted); and its driver (above [`state`]).
 //! - [`fleet`]: connected nodes, their labels (with operators' overrides) and what each enforces.
-//! - [`desired`]: which revision each node must enforce, one snapshot per change.
 //! - [`latency`]: apply latency over the most recent applies.
-//! - [`state`]: [`ControlPlane`], what everything above shares: the parts above, the
-//!   epoch node sessions watch and the snapshot of the current epoch.
+//! - [`state`]: [`ControlPlane`]: the parts listed so far, the epoch node sessions watch
+//!   and the snapshot of the current epoch; shared by everything after it.
 //! - [`api`]: the gRPC services (policies, nodes, audit, rollouts); `rollout::driver`
 //!   steps rollouts; [`metrics`]: Prometheus text for `--metrics ADDR`.
 //! - [`tls`]: mutual-TLS accept loop; certificates and revocations reload without a restart.

@@ -2,7 +2,7 @@
 //! conversions between policy-lang types and wire messages.
 //!
 //! - [`rollout`]: the rollout messages' fixed values (strategy, rollout, wave and node
-//!   states) as enums, spelled as on the wire ([`wire_enum`]).
+//!   states) as enums, spelled as on the wire (written by the `wire_enum!` macro in [`wire_enum`]).
 
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {

@@ -1,8 +1,8 @@
-//! Fixed sets of wire strings as Rust enums: [`wire_enum!`] writes the enum, `as_str`,
+//! Fixed sets of wire strings as Rust enums: `wire_enum!` writes the enum, `as_str`,
 //! `FromStr`, `Display` and serde (as the same strings) from one list, so a value's text
 //! is spelled once. The wire keeps its `string` fields; only Rust code sees the enums.
 
-/// A string that is none of a [`wire_enum!`] enum's values.
+/// A string that is none of a `wire_enum!` enum's values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {what} {value:?}")]
 pub struct UnknownValue {

@@ -283,3 +283,21 @@ fn leaving_nodes_realize_by_dropping_the_policy() {
     assert_eq!(r.state, RolloutState::Completed, "{r:?}");
     assert!(r.failed.is_empty());
 }
+
+#[test]
+fn persisted_rollouts_keep_their_state_names() {
+    let f = Fleet::new(2, 1);
+    let mut r = web(4, canary(1, 1), 2, 0);
+    r.step(0, &f.view());
+    r.abort(10, "operator:ops").unwrap();
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["state"], "aborted");
+    assert_eq!(json["waves"][0]["state"], "rolling");
+    assert_eq!(json["waves"][1]["state"], "pending");
+    // A record as the control plane has always written it reads back.
+    let mut old = json.clone();
+    old["state"] = "rolled-back".into();
+    let back: Rollout = serde_json::from_value(old).unwrap();
+    assert_eq!(back.state, RolloutState::RolledBack);
+    assert_eq!(back.waves[0].state, WaveState::Rolling);
+}
