@@ -7,7 +7,8 @@
 //! - [`audit`]: `audit tail`, recent events then new ones.
 //! - [`rollouts`]: rollout status and list; pause, resume and abort.
 //!
-//! Errors of the layers below become a `Status` here, and only here.
+//! Errors of the layers below become a `Status` here, and only here (`auth::require`
+//! answers a refused role with its own `Status`).
 
 pub mod audit;
 pub mod nodes;
