@@ -7,7 +7,7 @@
 
 use palisade_controlplane::audit::AuditHub;
 use palisade_controlplane::auditlog::SledAuditLog;
-use palisade_controlplane::{serve, service::ControlPlane, store::SledStore};
+use palisade_controlplane::{ControlPlane, serve, store::SledStore};
 use palisade_pki::{PkiDir, Role, SERVER_NAME};
 use palisade_proto::v1::{self, policies_client::PoliciesClient};
 use std::time::{Duration, Instant};

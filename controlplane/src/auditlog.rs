@@ -26,8 +26,6 @@ pub enum AuditLogError {
     Sled(#[from] sled::Error),
     #[error("audit log holds a corrupt event under id {id}: {source}")]
     Corrupt { id: u64, source: prost::DecodeError },
-    #[error("audit storage task failed: {0}")]
-    Task(String),
 }
 
 /// How much the log keeps; older events are pruned first.

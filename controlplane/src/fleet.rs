@@ -150,19 +150,9 @@ impl Fleet {
                     NodeView {
                         connected: e.sessions > 0,
                         last_status_ms: e.last_status_unix_ms,
-                        realized: e
-                            .status
-                            .policies
-                            .iter()
-                            .find(|p| p.name == policy)
-                            .map(|p| p.revision),
+                        realized: revision_of(&e.status.policies, policy),
                         last_error: e.status.last_error.clone(),
-                        error_for: e
-                            .status
-                            .attempted
-                            .iter()
-                            .find(|p| p.name == policy)
-                            .map(|p| p.revision),
+                        error_for: revision_of(&e.status.attempted, policy),
                         denies: e.denies,
                     },
                 )
@@ -177,6 +167,11 @@ impl Fleet {
     pub fn list(&self) -> Vec<v1::NodeInfo> {
         self.lock().iter().map(|(n, e)| info(n, e)).collect()
     }
+}
+
+/// The revision of `policy` in a set a node reported, if the set has it.
+fn revision_of(set: &[v1::RealizedPolicy], policy: &str) -> Option<u64> {
+    set.iter().find(|p| p.name == policy).map(|p| p.revision)
 }
 
 fn info(name: &str, e: &NodeEntry) -> v1::NodeInfo {

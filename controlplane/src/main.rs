@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 use palisade_controlplane::audit::AuditHub;
 use palisade_controlplane::auditlog::{Retention, SledAuditLog};
-use palisade_controlplane::{serve, service::ControlPlane, store::SledStore};
+use palisade_controlplane::{ControlPlane, serve, store::SledStore};
 use palisade_pki::PkiDir;
 use std::path::PathBuf;
 

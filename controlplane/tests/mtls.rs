@@ -1,6 +1,6 @@
 //! Mutual TLS and roles, against the real server on a loopback port (no root needed).
 
-use palisade_controlplane::{serve, service::ControlPlane, store::SledStore};
+use palisade_controlplane::{ControlPlane, serve, store::SledStore};
 
 fn audit_hub(dir: &std::path::Path) -> palisade_controlplane::audit::AuditHub {
     palisade_controlplane::audit::AuditHub::new(

@@ -1,10 +1,16 @@
 //! Palisade's wire API (`proto/palisade.proto`), generated at build time, plus the few
 //! conversions between policy-lang types and wire messages.
+//!
+//! - [`rollout`]: the rollout messages' fixed values (strategy, rollout, wave and node
+//!   states) as enums, spelled as on the wire (written by the `wire_enum!` macro in [`wire_enum`]).
 
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("palisade.v1");
 }
+
+pub mod rollout;
+pub mod wire_enum;
 
 use palisade_policy::diagnostic::{Diagnostic, Severity};
 

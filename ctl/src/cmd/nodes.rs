@@ -1,25 +1,17 @@
 //! `palisadectl nodes [list]` and `palisadectl nodes label NODE KEY=VALUE... KEY-...`.
 
-use crate::output::{self, Format};
-use crate::{Cli, connect, status};
+use crate::args::NodesCmd;
+use crate::client::{Client, answer};
+use crate::print::Printer;
 use anyhow::{Result, bail};
-use palisade_proto::v1::{self, nodes_client::NodesClient};
+use palisade_proto::v1;
 use std::process::ExitCode;
 
-#[derive(clap::Subcommand, Debug)]
-pub enum NodesCmd {
-    /// Every node: labels, capabilities, connection, desired vs realized revisions (default).
-    List,
-    /// Set (KEY=VALUE) or remove (KEY-) labels of a node; its policies follow at once.
-    Label {
-        node: String,
-        #[arg(required = true, value_name = "KEY=VALUE|KEY-")]
-        changes: Vec<String>,
-    },
-}
+/// Labels to set (key, value) and label keys to remove.
+type LabelChanges = (Vec<(String, String)>, Vec<String>);
 
 /// Splits label arguments into labels to set and keys to remove.
-pub fn parse_changes(changes: &[String]) -> Result<(Vec<(String, String)>, Vec<String>)> {
+pub fn parse_changes(changes: &[String]) -> Result<LabelChanges> {
     let (mut set, mut remove) = (Vec::new(), Vec::new());
     for c in changes {
         if let Some((k, v)) = c.split_once('=') {
@@ -38,37 +30,22 @@ pub fn parse_changes(changes: &[String]) -> Result<(Vec<(String, String)>, Vec<S
     Ok((set, remove))
 }
 
-pub async fn run(cli: &Cli, cmd: Option<&NodesCmd>) -> Result<ExitCode> {
-    let mut c = NodesClient::new(connect(cli).await?);
+pub async fn run(client: &Client<'_>, out: Printer, cmd: Option<&NodesCmd>) -> Result<ExitCode> {
+    let mut c = client.nodes().await?;
     match cmd {
         None | Some(NodesCmd::List) => {
-            let list = c
-                .list_nodes(v1::ListNodesRequest {})
-                .await
-                .map_err(status)?
-                .into_inner();
-            for n in &list.nodes {
-                match cli.output {
-                    Format::Json => println!("{}", output::node_json(n)),
-                    Format::Text => println!("{}", output::node_text(n)),
-                }
+            for n in &answer(c.list_nodes(v1::ListNodesRequest {}).await)?.nodes {
+                out.item(n);
             }
         }
         Some(NodesCmd::Label { node, changes }) => {
             let (set, remove) = parse_changes(changes)?;
-            let n = c
-                .label(v1::LabelRequest {
-                    node: node.clone(),
-                    set: set.into_iter().collect(),
-                    remove,
-                })
-                .await
-                .map_err(status)?
-                .into_inner();
-            match cli.output {
-                Format::Json => println!("{}", output::node_json(&n)),
-                Format::Text => println!("{}", output::node_text(&n)),
-            }
+            let req = v1::LabelRequest {
+                node: node.clone(),
+                set: set.into_iter().collect(),
+                remove,
+            };
+            out.item(&answer(c.label(req).await)?);
         }
     }
     Ok(ExitCode::SUCCESS)

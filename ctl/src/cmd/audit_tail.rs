@@ -1,34 +1,12 @@
 //! `palisadectl audit tail`: recent events, optionally followed, filtered by node, policy,
 //! rule, action and time. Filtering happens on the control plane.
 
-use crate::{Cli, connect, output, output::Format, status};
+use crate::args::TailArgs;
+use crate::client::{Client, answer, refused};
+use crate::print::Printer;
 use anyhow::{Result, bail};
-use palisade_proto::v1::{self, audit_client::AuditClient};
+use palisade_proto::v1;
 use std::process::ExitCode;
-
-#[derive(clap::Args, Debug)]
-pub struct TailArgs {
-    #[arg(short, long)]
-    pub follow: bool,
-    /// How many recent events to print first.
-    #[arg(long, default_value_t = 100)]
-    pub last: u32,
-    /// Only events from this node.
-    #[arg(long)]
-    pub node: Option<String>,
-    /// Only events of this policy.
-    #[arg(long)]
-    pub policy: Option<String>,
-    /// Only events of this rule.
-    #[arg(long)]
-    pub rule: Option<String>,
-    /// Only events with this action (deny, would-deny, ...).
-    #[arg(long)]
-    pub action: Option<String>,
-    /// Only events since: a duration ago (30s, 5m, 2h, 1d) or Unix seconds.
-    #[arg(long)]
-    pub since: Option<String>,
-}
 
 /// `since` as Unix nanoseconds.
 pub fn parse_since(s: &str, now_ns: i64) -> Result<i64> {
@@ -50,7 +28,7 @@ pub fn parse_since(s: &str, now_ns: i64) -> Result<i64> {
     Ok(now_ns - secs * 1_000_000_000)
 }
 
-pub async fn run(cli: &Cli, a: &TailArgs) -> Result<ExitCode> {
+pub async fn run(client: &Client<'_>, out: Printer, a: &TailArgs) -> Result<ExitCode> {
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos() as i64;
@@ -58,25 +36,19 @@ pub async fn run(cli: &Cli, a: &TailArgs) -> Result<ExitCode> {
         Some(s) => parse_since(s, now_ns)?,
         None => 0,
     };
-    let mut c = AuditClient::new(connect(cli).await?);
-    let mut stream = c
-        .tail(v1::TailRequest {
-            follow: a.follow,
-            last: a.last,
-            node: a.node.clone().unwrap_or_default(),
-            policy: a.policy.clone().unwrap_or_default(),
-            rule: a.rule.clone().unwrap_or_default(),
-            action: a.action.clone().unwrap_or_default(),
-            since_unix_ns,
-        })
-        .await
-        .map_err(status)?
-        .into_inner();
-    while let Some(e) = stream.message().await.map_err(status)? {
-        match cli.output {
-            Format::Json => println!("{}", output::audit_json(&e)),
-            Format::Text => println!("{}", output::audit_text(&e)),
-        }
+    let mut c = client.audit().await?;
+    let req = v1::TailRequest {
+        follow: a.follow,
+        last: a.last,
+        node: a.node.clone().unwrap_or_default(),
+        policy: a.policy.clone().unwrap_or_default(),
+        rule: a.rule.clone().unwrap_or_default(),
+        action: a.action.clone().unwrap_or_default(),
+        since_unix_ns,
+    };
+    let mut stream = answer(c.tail(req).await)?;
+    while let Some(e) = stream.message().await.map_err(refused)? {
+        out.item(&e);
     }
     Ok(ExitCode::SUCCESS)
 }

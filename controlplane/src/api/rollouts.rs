@@ -1,9 +1,11 @@
-//! The `Rollouts` gRPC service: status and list for operators and viewers; pause,
-//! resume and abort for operators.
+//! The `Rollouts` service: status and list for operators and viewers; pause, resume and
+//! abort for operators (carried out by the rollout driver).
 
+use super::{driver_status, task_status};
 use crate::auth;
-use crate::rollouts::{Command, RolloutCommandError};
-use crate::service::ControlPlane;
+use crate::rollout::driver::{self, Command, DriverError};
+use crate::rollout::wire;
+use crate::state::ControlPlane;
 use palisade_pki::Role;
 use palisade_proto::v1;
 use std::sync::Arc;
@@ -11,12 +13,6 @@ use tonic::{Request, Response, Status};
 
 #[derive(Clone)]
 pub struct RolloutsApi(pub Arc<ControlPlane>);
-
-fn no_rollout(policy: &str) -> Status {
-    Status::not_found(format!(
-        "policy {policy:?} has no rollout (`palisadectl rollout list` shows every policy's latest)"
-    ))
-}
 
 impl RolloutsApi {
     async fn command(
@@ -28,17 +24,33 @@ impl RolloutsApi {
         let who = auth::require(&req, what, &[Role::Operator])?.to_string();
         let policy = req.into_inner().policy;
         let cp = self.0.clone();
-        let p = policy.clone();
-        let out = tokio::task::spawn_blocking(move || cp.rollout_command(&p, cmd, &who))
+        tokio::task::spawn_blocking(move || driver::command(&cp, &policy, cmd, &who))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        match out {
-            Ok(info) => Ok(Response::new(info)),
-            Err(RolloutCommandError::NoRollout(_)) => Err(no_rollout(&policy)),
-            Err(e @ RolloutCommandError::Rollout(_)) => {
-                Err(Status::failed_precondition(e.to_string()))
-            }
-        }
+            .map_err(task_status)?
+            .map(Response::new)
+            .map_err(driver_status)
+    }
+
+    /// The latest rollout of `policy`, with every node's state.
+    fn info(&self, policy: &str) -> Option<v1::RolloutInfo> {
+        let r = self.0.rollouts.get(policy)?;
+        let views = self.0.fleet.views(policy);
+        Some(wire::info(&r, &|n: &str| views.get(n).cloned()))
+    }
+
+    /// Every policy's latest rollout, without per-node detail.
+    fn list(&self) -> Vec<v1::RolloutInfo> {
+        self.0
+            .rollouts
+            .all()
+            .iter()
+            .map(|r| {
+                let views = self.0.fleet.views(&r.policy);
+                let mut info = wire::info(r, &|n: &str| views.get(n).cloned());
+                info.nodes.clear();
+                info
+            })
+            .collect()
     }
 }
 
@@ -50,10 +62,9 @@ impl v1::rollouts_server::Rollouts for RolloutsApi {
     ) -> Result<Response<v1::RolloutInfo>, Status> {
         auth::require(&req, "read rollouts", &[Role::Operator, Role::Viewer])?;
         let policy = req.into_inner().policy;
-        self.0
-            .rollout_info(&policy)
+        self.info(&policy)
             .map(Response::new)
-            .ok_or_else(|| no_rollout(&policy))
+            .ok_or_else(|| driver_status(DriverError::NoRollout { policy }))
     }
 
     async fn list(
@@ -62,7 +73,7 @@ impl v1::rollouts_server::Rollouts for RolloutsApi {
     ) -> Result<Response<v1::ListRolloutsResponse>, Status> {
         auth::require(&req, "read rollouts", &[Role::Operator, Role::Viewer])?;
         Ok(Response::new(v1::ListRolloutsResponse {
-            rollouts: self.0.rollout_list(),
+            rollouts: self.list(),
         }))
     }
 

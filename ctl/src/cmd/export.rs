@@ -2,28 +2,35 @@
 //! as nodes write it (audit mode applied), from the control plane's current policies or
 //! from local policy files (`--from`).
 
+use crate::args::ExportCmd;
+use crate::client::Client;
+use crate::policy_file;
+use crate::print::Printer;
 use anyhow::{Context, Result, bail};
 use palisade_policy::ir::Policy;
 use palisade_policy::oci::export_oci;
 use palisade_policy::plan::Enforced;
 use palisade_policy::plan::seccomp::compile_seccomp;
-use std::path::PathBuf;
+use std::process::ExitCode;
 
-/// Compiles local policy files (errors rendered with file:line:col).
-pub fn policies_from_files(files: &[PathBuf]) -> Result<Vec<(Policy, u64)>> {
-    files
-        .iter()
-        .map(|f| {
-            let source = std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read {}", f.display()))?;
-            let name = f.display().to_string();
-            let checked = palisade_policy::check(&name, &source);
-            match checked.policy {
-                Some(p) if !checked.has_errors() => Ok((p, 0)),
-                _ => bail!("{}", checked.render(&source)),
-            }
-        })
-        .collect()
+pub async fn run(client: &Client<'_>, out: Printer, cmd: &ExportCmd) -> Result<ExitCode> {
+    let ExportCmd::Seccomp { name, from } = cmd;
+    let policies = if from.is_empty() {
+        client
+            .current_policies()
+            .await?
+            .iter()
+            .map(|p| {
+                Policy::from_json(&p.ir_json)
+                    .map(|ir| (ir, p.revision))
+                    .with_context(|| format!("policy {} revision {}: bad IR", p.name, p.revision))
+            })
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        policy_file::compile_all(from)?
+    };
+    out.document(&seccomp_json(&policies, name)?)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The OCI JSON of profile `name` (`NAME` or `POLICY/NAME`) among `policies`.

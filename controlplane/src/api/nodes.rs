@@ -1,0 +1,187 @@
+//! The `Nodes` service: a node's long-lived session (its desired state pushed whenever it
+//! changes; its status and audit batches taken in and acknowledged once stored), the node
+//! list, and operators' label changes.
+
+use super::store_status;
+use crate::auth;
+use crate::state::ControlPlane;
+use palisade_pki::Role;
+use palisade_proto::v1::{self, control_message, node_message};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+#[derive(Clone)]
+pub struct NodesApi(pub Arc<ControlPlane>);
+
+type ControlStream = Pin<Box<dyn Stream<Item = Result<v1::ControlMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl v1::nodes_server::Nodes for NodesApi {
+    type SessionStream = ControlStream;
+
+    async fn session(
+        &self,
+        req: Request<Streaming<v1::NodeMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let who = auth::require(&req, "open a node session", &[Role::Node])?;
+        let mut inbound = req.into_inner();
+        let first = inbound.message().await?;
+        let reg = match first {
+            Some(v1::NodeMessage {
+                msg: Some(node_message::Msg::Register(r)),
+            }) => r,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "a node session must start with Register",
+                ));
+            }
+        };
+        if reg.name != who.name {
+            tracing::warn!(caller = %who, claimed = %reg.name, "refused: node registered under another name");
+            return Err(Status::permission_denied(format!(
+                "{who} may only register as node {:?}, not {:?}",
+                who.name, reg.name
+            )));
+        }
+        let cp = self.0.clone();
+        cp.fleet.connected(&reg);
+        tracing::info!(node = %reg.name, labels = ?reg.labels, "node connected");
+        let (tx, rx) = mpsc::channel::<Result<v1::ControlMessage, Status>>(16);
+        tokio::spawn(run_session(cp, reg.name, inbound, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_nodes(
+        &self,
+        req: Request<v1::ListNodesRequest>,
+    ) -> Result<Response<v1::ListNodesResponse>, Status> {
+        auth::require(&req, "list nodes", &[Role::Operator, Role::Viewer])?;
+        Ok(Response::new(v1::ListNodesResponse {
+            nodes: self.0.fleet.list(),
+        }))
+    }
+
+    async fn label(
+        &self,
+        req: Request<v1::LabelRequest>,
+    ) -> Result<Response<v1::NodeInfo>, Status> {
+        let who = auth::require(&req, "label nodes", &[Role::Operator])?;
+        let req = req.into_inner();
+        if let Some(k) = req
+            .set
+            .keys()
+            .chain(req.remove.iter())
+            .find(|k| k.trim().is_empty() || k.contains('='))
+        {
+            return Err(Status::invalid_argument(format!(
+                "invalid label key {k:?}: keys are non-empty and contain no '='"
+            )));
+        }
+        let set: std::collections::BTreeMap<String, String> = req.set.into_iter().collect();
+        let overrides = self
+            .0
+            .fleet
+            .relabel(&req.node, &set, &req.remove)
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no node named {:?} is known (a node is known once it has connected); `palisadectl nodes` lists them",
+                    req.node
+                ))
+            })?;
+        let bytes = serde_json::to_vec(&overrides).expect("labels serialise");
+        self.0
+            .store
+            .put_labels(&req.node, &bytes)
+            .map_err(store_status)?;
+        tracing::info!(node = %req.node, by = %who, labels = ?self.0.fleet.labels(&req.node), "node relabelled");
+        self.0.bump_epoch();
+        self.0
+            .fleet
+            .get(&req.node)
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found(req.node))
+    }
+}
+
+/// Whether an audit event counts toward a node's deny rate (rollout gates).
+fn is_deny(e: &v1::AuditEvent) -> bool {
+    e.action == "deny" || e.action == "would-deny"
+}
+
+/// One node's session: push the desired state whenever it changes; take status and audit
+/// events from the node.
+async fn run_session(
+    cp: Arc<ControlPlane>,
+    node: String,
+    mut inbound: Streaming<v1::NodeMessage>,
+    tx: mpsc::Sender<Result<v1::ControlMessage, Status>>,
+) {
+    let mut epoch = cp.watch_epoch();
+    epoch.mark_changed();
+    // The newest acknowledgement not yet sent; acks are cumulative, so only the last counts.
+    let mut ack: Option<u64> = None;
+    let mut sent: Option<Vec<v1::RealizedPolicy>> = None;
+    loop {
+        tokio::select! {
+            permit = tx.reserve(), if ack.is_some() => {
+                let Ok(permit) = permit else { break };
+                let seq = ack.take().unwrap_or(0);
+                permit.send(Ok(v1::ControlMessage { msg: Some(control_message::Msg::AuditAck(v1::AuditAck { seq })) }));
+            }
+            changed = epoch.changed() => {
+                if changed.is_err() { break; }
+                let snapshot = match cp.snapshot() {
+                    Ok(s) => s,
+                    Err(e) => { tracing::error!(error = %e, "cannot read the store"); continue; }
+                };
+                let desired = snapshot.desired_for(&node, &cp.fleet.labels(&node));
+                let key: Vec<v1::RealizedPolicy> = desired.iter().map(|p| p.realized()).collect();
+                // Reconciliation is by revision numbers: the same set is not sent twice.
+                if sent.as_ref() == Some(&key) { continue; }
+                cp.fleet.set_desired(&node, key.clone());
+                sent = Some(key);
+                let msg = v1::ControlMessage { msg: Some(control_message::Msg::Desired(v1::DesiredState { policies: desired })) };
+                if tx.send(Ok(msg)).await.is_err() { break; }
+            }
+            msg = inbound.next() => {
+                match msg {
+                    Some(Ok(v1::NodeMessage { msg: Some(node_message::Msg::Status(s)) })) => {
+                        if !s.last_error.is_empty() {
+                            tracing::warn!(node = %node, error = %s.last_error, "node reports an enforcement error");
+                        }
+                        cp.fleet.set_status(&node, s);
+                        cp.rollouts.nudge();
+                    }
+                    Some(Ok(v1::NodeMessage { msg: Some(node_message::Msg::Audit(b)) })) => {
+                        let denies = b.events.iter().filter(|e| is_deny(e)).count() as u64;
+                        if denies > 0 { cp.fleet.add_denies(&node, denies); }
+                        let (hub, n) = (cp.clone(), node.clone());
+                        let stored = tokio::task::spawn_blocking(move || hub.audit.ingest(&n, &b.stream, b.events)).await;
+                        match stored {
+                            Ok(Ok(seq)) if seq > 0 => ack = Some(seq),
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => {
+                                // Not acknowledged: the node keeps the batch and resends it.
+                                tracing::error!(node = %node, error = %e, "cannot store audit events");
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::error!(node = %node, error = %e, "audit storage task failed");
+                                break;
+                            }
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => { tracing::info!(node = %node, error = %e, "node session ended"); break; }
+                    None => break,
+                }
+            }
+        }
+    }
+    cp.fleet.disconnected(&node);
+    tracing::info!(node = %node, "node disconnected");
+}

@@ -1,0 +1,88 @@
+//! The state every part of the control plane shares: the store, the fleet, the audit hub,
+//! the rollouts and the apply latency, plus the *epoch* (bumped after every change of which
+//! node gets which revision; node sessions watch it) and the desired-state snapshot of the
+//! current epoch.
+//!
+//! This module sits below everything that uses it: the gRPC services (`api`), the
+//! rollout driver (`rollout::driver`) and the metrics endpoint read and change the state
+//! through it; it imports none of them.
+
+use crate::audit::AuditHub;
+use crate::desired::Snapshot;
+use crate::fleet::Fleet;
+use crate::latency::ApplyLatency;
+use crate::rollout::Rollouts;
+use crate::store::{PolicyStore, StoreError};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// Everything the services share.
+pub struct ControlPlane {
+    pub store: Box<dyn PolicyStore>,
+    pub fleet: Fleet,
+    pub audit: AuditHub,
+    pub apply_latency: ApplyLatency,
+    pub rollouts: Rollouts,
+    /// Bumped after every change of which node gets which revision.
+    epoch: watch::Sender<u64>,
+    /// The desired-state snapshot of the latest epoch.
+    snapshot: Mutex<Option<Arc<Snapshot>>>,
+}
+
+impl ControlPlane {
+    /// A control plane over `store`, with the rollouts and label overrides it holds.
+    pub fn new(store: Box<dyn PolicyStore>, audit: AuditHub) -> Arc<Self> {
+        let rollouts = Rollouts::load(&*store).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the stored rollouts; starting without");
+            Rollouts::default()
+        });
+        let fleet = Fleet::default();
+        match store.labels() {
+            Ok(all) => {
+                for (node, bytes) in all {
+                    match serde_json::from_slice(&bytes) {
+                        Ok(overrides) => fleet.restore_overrides(&node, overrides),
+                        Err(e) => {
+                            tracing::error!(%node, error = %e, "unreadable label overrides skipped")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the stored label overrides"),
+        }
+        Arc::new(ControlPlane {
+            store,
+            fleet,
+            audit,
+            apply_latency: ApplyLatency::default(),
+            rollouts,
+            epoch: watch::channel(0).0,
+            snapshot: Mutex::new(None),
+        })
+    }
+
+    /// Which node gets which revision may have changed: node sessions recompute their
+    /// desired state.
+    pub fn bump_epoch(&self) {
+        self.epoch.send_modify(|e| *e += 1);
+    }
+
+    /// A receiver that sees every [`bump_epoch`](Self::bump_epoch) from now on.
+    pub fn watch_epoch(&self) -> watch::Receiver<u64> {
+        self.epoch.subscribe()
+    }
+
+    /// The desired-state snapshot of the current epoch (built once per epoch).
+    pub fn snapshot(&self) -> Result<Arc<Snapshot>, StoreError> {
+        let epoch = *self.epoch.borrow();
+        let mut cached = self.snapshot.lock().expect("snapshot lock");
+        if let Some(s) = cached.as_ref()
+            && s.epoch == epoch
+        {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(Snapshot::build(epoch, &*self.store, &self.rollouts.pins())?);
+        *cached = Some(s.clone());
+        Ok(s)
+    }
+}

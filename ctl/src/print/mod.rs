@@ -1,0 +1,120 @@
+//! Every way `palisadectl` prints, in one place: text for people, `-o json` (one object per
+//! line) for scripts.
+//!
+//! A thing that is printed implements [`Render`] (its text and its JSON side by side, in
+//! the submodule of its kind); commands hand it to a [`Printer`], the only code that looks
+//! at the [`Format`]. Outputs that are the same in every format (pki messages, exported
+//! documents, diagnostics and errors on stderr) go through the [`Printer`] too.
+//!
+//! - [`audit`]: audit events.
+//! - [`node`]: nodes (`nodes`, `nodes label`).
+//! - [`revision`]: stored revisions (`list`, `get`, `history`) and changes (`apply`,
+//!   `rollback`, `delete`).
+//! - [`rollout`]: rollouts (`rollout status|list|...`, `apply -w`), with progress bars.
+//! - [`policy`]: the local policy tools (`validate`, `test`, `explain`, `diff`).
+//! - [`time`]: RFC 3339 timestamps.
+
+pub mod audit;
+pub mod node;
+pub mod policy;
+pub mod revision;
+pub mod rollout;
+pub mod time;
+
+use serde_json::Value;
+use std::fmt::Display;
+
+/// The `-o` flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Something printed as one item: a line (or a few) of text, or one JSON object.
+pub trait Render {
+    /// For people; no final newline.
+    fn text(&self) -> String;
+    /// For scripts: one object, printed on one line.
+    fn json(&self) -> Value;
+}
+
+/// Prints in the format the user chose.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    format: Format,
+}
+
+impl Printer {
+    pub fn new(format: Format) -> Printer {
+        Printer { format }
+    }
+
+    /// `item` as the chosen format renders it (no final newline).
+    pub fn render(&self, item: &dyn Render) -> String {
+        match self.format {
+            Format::Text => item.text(),
+            Format::Json => item.json().to_string(),
+        }
+    }
+
+    /// One item on stdout.
+    pub fn item(&self, item: &dyn Render) {
+        println!("{}", self.render(item));
+    }
+
+    /// A line for people that has no JSON form: printed as text, left out with `-o json`
+    /// (e.g. a test run's summary).
+    pub fn text_only(&self, line: &dyn Display) {
+        if self.format == Format::Text {
+            println!("{line}");
+        }
+    }
+
+    /// A message of a command without JSON output (pki): the same in every format.
+    pub fn message(&self, line: &dyn Display) {
+        println!("{line}");
+    }
+
+    /// A document other tools read (`export`): pretty JSON in every format.
+    pub fn document(&self, v: &Value) -> serde_json::Result<()> {
+        println!("{}", serde_json::to_string_pretty(v)?);
+        Ok(())
+    }
+
+    /// A policy's diagnostics: rustc-style on stderr, or one JSON object per diagnostic on
+    /// stdout (like rustc's JSON output).
+    pub fn diagnostics(
+        &self,
+        checked: &palisade_policy::Checked,
+        source: &str,
+    ) -> serde_json::Result<()> {
+        match self.format {
+            Format::Json => {
+                for d in &checked.diagnostics {
+                    println!("{}", serde_json::to_string(d)?);
+                }
+            }
+            Format::Text if !checked.diagnostics.is_empty() => {
+                eprint!("{}", checked.render(source))
+            }
+            Format::Text => {}
+        }
+        Ok(())
+    }
+
+    /// Text for people on stderr, as is (rendered diagnostics, warnings), in every format.
+    pub fn stderr(&self, text: &str) {
+        eprint!("{text}");
+    }
+
+    /// A line on stderr, in every format.
+    pub fn stderr_line(&self, line: &dyn Display) {
+        eprintln!("{line}");
+    }
+
+    /// `error: ...` on stderr: what went wrong when a command gives up.
+    pub fn error(&self, e: &dyn Display) {
+        eprintln!("error: {e}");
+    }
+}
