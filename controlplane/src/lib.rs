@@ -35,12 +35,6 @@ pub mod tls;
 
 pub use state::ControlPlane;
 
-/// The former path of [`ControlPlane`], kept for `noded/examples/bench_audit.rs`; new
-/// code uses `palisade_controlplane::ControlPlane`.
-pub mod service {
-    pub use crate::state::ControlPlane;
-}
-
 use api::{AuditApi, NodesApi, PoliciesApi, RolloutsApi};
 use palisade_pki::PkiDir;
 use palisade_proto::v1::{

@@ -44,9 +44,15 @@ pub enum ClientError {
     Refused(tonic::Status),
 }
 
-/// A call that failed, as an error that names its causes and the likely reasons.
+/// A call that failed, as an error that names its causes and the likely reasons. A
+/// connection the control plane closes right after the handshake (with TLS 1.3 it checks
+/// the client's certificate then) reaches the client as a transport error, or as a
+/// cancelled call when the close wins the race with the request; the control plane itself
+/// never answers `Cancelled`.
 pub fn refused(s: tonic::Status) -> ClientError {
-    if s.code() == tonic::Code::Unknown && s.message().contains("transport error") {
+    let closed = (s.code() == tonic::Code::Unknown && s.message().contains("transport error"))
+        || s.code() == tonic::Code::Cancelled;
+    if closed {
         let mut causes = Vec::new();
         let mut src = std::error::Error::source(&s);
         while let Some(e) = src {

@@ -9,7 +9,7 @@
 
 use palisade_controlplane::audit::AuditHub;
 use palisade_controlplane::auditlog::SledAuditLog;
-use palisade_controlplane::{serve, service::ControlPlane, store::SledStore};
+use palisade_controlplane::{ControlPlane, serve, store::SledStore};
 use palisade_noded::enforce::{Enforcer, NetBackend};
 use palisade_noded::session::{self, SessionConfig};
 use palisade_pki::{PkiDir, Role, SERVER_NAME};
