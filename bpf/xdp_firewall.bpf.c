@@ -143,18 +143,10 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
-	__type(value, __u64);
-	__uint(max_entries, PAL_STAT_MAX);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} PAL_STATS SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, struct pal_event_budget);
+	__type(value, struct pal_stats);
 	__uint(max_entries, 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} PAL_BUDGET SEC(".maps");
+} PAL_STATS SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -164,24 +156,33 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } PAL_CONFIG SEC(".maps");
 
+static __always_inline struct pal_stats *stats(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&PAL_STATS, &zero);
+}
+
 static __always_inline void count(__u32 slot)
 {
-	__u64 *v = bpf_map_lookup_elem(&PAL_STATS, &slot);
-	if (v)
-		*v += 1;
+	struct pal_stats *st = stats();
+
+	if (st && slot < PAL_STAT_MAX)
+		st->c[slot] += 1;
 }
 
 /* Returns how many events were suppressed before this one, or -1 to skip this event. */
-static __always_inline long take_budget(__u64 now)
+static __always_inline long take_budget(__u64 now, struct pal_stats *st)
 {
 	__u32 zero = 0;
-	struct pal_event_budget *b = bpf_map_lookup_elem(&PAL_BUDGET, &zero);
+	struct pal_event_budget *b;
 	struct pal_config *cfg = bpf_map_lookup_elem(&PAL_CONFIG, &zero);
 	__u32 limit = 1000;
 	long suppressed;
 
-	if (!b)
+	if (!st)
 		return -1;
+	b = &st->budget;
 	if (cfg && cfg->events_per_sec)
 		limit = cfg->events_per_sec;
 	if (now - b->window_start_ns > 1000000000ULL) {
@@ -190,7 +191,7 @@ static __always_inline long take_budget(__u64 now)
 	}
 	if (b->emitted >= limit) {
 		b->suppressed += 1;
-		count(PAL_STAT_EVENTS_SUPPRESSED);
+		st->c[PAL_STAT_EVENTS_SUPPRESSED] += 1;
 		return -1;
 	}
 	b->emitted += 1;
@@ -242,17 +243,19 @@ struct verdict {
 	__u32 generation;
 };
 
-static __always_inline void report(const struct pkt *p, const struct verdict *v)
+static __always_inline void report(const struct pkt *p, const struct verdict *v,
+				   struct pal_stats *st)
 {
 	__u64 now = bpf_ktime_get_ns();
-	long suppressed = take_budget(now);
+	long suppressed = take_budget(now, st);
 	struct pal_net_event *e;
 
 	if (suppressed < 0)
 		return;
 	e = bpf_ringbuf_reserve(&PAL_EVENTS, sizeof(*e), 0);
 	if (!e) {
-		count(PAL_STAT_RINGBUF_FULL);
+		if (st)
+			st->c[PAL_STAT_RINGBUF_FULL] += 1;
 		return;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
@@ -987,31 +990,35 @@ static __always_inline void decide(struct pkt *p, int parsed, struct verdict *ou
 	count_rule(half_idx, out->rule_ref, p->len);
 }
 
-/* Counts and reports a verdict; returns 1 to drop. */
-static __always_inline int act(const struct pkt *p, const struct verdict *v)
+/* Counts (in `st`, this CPU's counters) and reports a verdict; returns 1 to drop. */
+static __always_inline int act(const struct pkt *p, const struct verdict *v,
+			       struct pal_stats *st)
 {
 	switch (v->action) {
 	case PAL_ACTION_DENY:
-		count(PAL_STAT_DROPPED);
-		report(p, v);
+		if (st)
+			st->c[PAL_STAT_DROPPED] += 1;
+		report(p, v, st);
 		return 1;
 	case PAL_ACTION_AUDIT:
-		count(PAL_STAT_AUDITED);
-		report(p, v);
+		if (st)
+			st->c[PAL_STAT_AUDITED] += 1;
+		report(p, v, st);
 		return 0;
 	default:
-		count(PAL_STAT_ALLOWED);
+		if (st)
+			st->c[PAL_STAT_ALLOWED] += 1;
 		return 0;
 	}
 }
 
 /* Decides, counts and reports a packet parse_plain() read; returns 1 to drop. */
-static __always_inline int enforce_plain(struct pkt *p)
+static __always_inline int enforce_plain(struct pkt *p, struct pal_stats *st)
 {
 	struct verdict v;
 
 	decide(p, PARSE_IP, &v, 1);
-	return act(p, &v);
+	return act(p, &v, st);
 }
 
 /*
@@ -1042,23 +1049,24 @@ __attribute__((noinline)) int pal_enforce(struct pkt *p, int parsed)
 	decide(p, parsed, &v, 0);
 	if (v.action != PAL_ACTION_ALLOW && (parsed == PARSE_BAD || p->l4 != PAL_L4_PARSED))
 		count(PAL_STAT_FAIL_CLOSED);
-	return act(p, &v);
+	return act(p, &v, stats());
 }
 
 /* Parses the frame and enforces; returns 1 to drop. */
 static __always_inline int enforce(void *data, void *end, __u8 dir, __u32 len)
 {
+	struct pal_stats *st = stats();
 	struct pkt p;
 	int parsed;
 
 	/* The quoted flow of an ICMP error (last) is only read by the full parser's path. */
 	__builtin_memset(&p, 0, __builtin_offsetof(struct pkt, err_local));
-
-	count(PAL_STAT_SEEN);
+	if (st)
+		st->c[PAL_STAT_SEEN] += 1;
 	p.dir = dir;
 	p.len = len;
 	if (parse_plain(data, end, &p))
-		return enforce_plain(&p);
+		return enforce_plain(&p, st);
 	__builtin_memset(&p, 0, sizeof(p));
 	p.dir = dir;
 	p.len = len;

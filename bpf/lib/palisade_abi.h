@@ -234,7 +234,7 @@ struct pal_net_event {
 	__u8 dst[16];
 };
 
-/* Per-CPU event budget: at most `config.events_per_sec` events per CPU per second. */
+/* Per-CPU event budget (in PAL_STATS): at most `config.events_per_sec` events per CPU per second. */
 struct pal_event_budget {
 	__u64 window_start_ns;
 	__u32 emitted;
@@ -247,7 +247,7 @@ struct pal_config {
 	__u32 _reserved;
 };
 
-/* PAL_STATS slots (per-CPU u64 counters). */
+/* PAL_STATS counters (struct pal_stats.c[]). */
 #define PAL_STAT_SEEN 0
 #define PAL_STAT_DROPPED 1
 #define PAL_STAT_AUDITED 2
@@ -268,6 +268,15 @@ struct pal_config {
 #define PAL_STAT_EXT6 17            /* IPv6 packets with extension headers walked */
 #define PAL_STAT_MAX 18
 
+/*
+ * PAL_STATS[0] (per CPU): every counter of one CPU and its event budget in one value, so
+ * a packet looks it up once.
+ */
+struct pal_stats {
+	__u64 c[PAL_STAT_MAX];
+	struct pal_event_budget budget;
+};
+
 #define PAL_SIZE_PFX4_KEY 8
 #define PAL_SIZE_PFX6_KEY 20
 #define PAL_SIZE_CLAUSE 16
@@ -280,5 +289,6 @@ struct pal_config {
 #define PAL_SIZE_NET_EVENT 72
 #define PAL_SIZE_FRAG_KEY 40
 #define PAL_SIZE_FRAG_ENTRY 16
+#define PAL_SIZE_STATS 160
 
 #endif

@@ -140,6 +140,16 @@ pub struct NetEvent {
     pub dst: [u8; 16],
 }
 
+/// `struct pal_stats`: one CPU's counters, indexed by `STAT_*`, and its event budget.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stats {
+    pub c: [u64; STAT_MAX as usize],
+    pub budget_window_start_ns: u64,
+    pub budget_emitted: u32,
+    pub budget_suppressed: u32,
+}
+
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Config {
@@ -155,6 +165,8 @@ unsafe impl aya::Pod for ClauseSet {}
 unsafe impl aya::Pod for Half {}
 // SAFETY: as above.
 unsafe impl aya::Pod for RuleStat {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Stats {}
 
 /// A ring-buffer record the kernel writes: `repr(C)`, made only of integers and integer
 /// arrays, so any bytes of the right length are a valid value.
@@ -198,6 +210,7 @@ mod tests {
         assert_eq!(offset_of!(DirTable, lens6), 44);
         assert_eq!(offset_of!(DirTable, undecided_rule_ref), 176);
         assert_eq!(FRAG_KEY_SIZE, header_number("PAL_SIZE_FRAG_KEY"));
+        assert_eq!(size_of::<Stats>(), header_number("PAL_SIZE_STATS"));
         assert_eq!(FRAG_ENTRY_SIZE, header_number("PAL_SIZE_FRAG_ENTRY"));
         assert_eq!(header_number("PAL_FRAGS_MAX") as u32, FRAGS_MAX);
         use palisade_policy::plan::frame::Unread;

@@ -397,14 +397,16 @@ impl NetFirewall {
 
     /// The programs' counters summed over CPUs, indexed by `abi::STAT_*`.
     pub fn stats(&self) -> Result<[u64; abi::STAT_MAX as usize], XdpError> {
-        let m: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
+        let m: PerCpuArray<&MapData, abi::Stats> = PerCpuArray::try_from(
             self.ebpf
                 .map("PAL_STATS")
                 .ok_or(XdpError::Missing("PAL_STATS"))?,
         )?;
         let mut out = [0u64; abi::STAT_MAX as usize];
-        for (i, slot) in out.iter_mut().enumerate() {
-            *slot = m.get(&(i as u32), 0)?.iter().sum();
+        for cpu in m.get(&0, 0)?.iter() {
+            for (o, v) in out.iter_mut().zip(cpu.c) {
+                *o += v;
+            }
         }
         Ok(out)
     }
