@@ -1052,12 +1052,30 @@ __attribute__((noinline)) int pal_enforce(struct pkt *p, int parsed)
 	return act(p, &v, stats());
 }
 
+/*
+ * Everything but a plain packet: the full parser, then pal_enforce(). Out of line, so that
+ * the plain path stays short and contiguous in the programs' code.
+ */
+static __attribute__((noinline)) int enforce_other(void *data, void *end, struct pkt *p)
+{
+	__u8 dir = p->dir;
+	__u32 len = p->len;
+	int parsed;
+
+	__builtin_memset(p, 0, sizeof(*p));
+	p->dir = dir;
+	p->len = len;
+	parsed = parse(data, end, p);
+	if (parsed == PARSE_NOT_IP || p->nd)
+		return 0;
+	return pal_enforce(p, parsed);
+}
+
 /* Parses the frame and enforces; returns 1 to drop. */
 static __always_inline int enforce(void *data, void *end, __u8 dir, __u32 len)
 {
 	struct pal_stats *st = stats();
 	struct pkt p;
-	int parsed;
 
 	/* The quoted flow of an ICMP error (last) is only read by the full parser's path. */
 	__builtin_memset(&p, 0, __builtin_offsetof(struct pkt, err_local));
@@ -1067,13 +1085,7 @@ static __always_inline int enforce(void *data, void *end, __u8 dir, __u32 len)
 	p.len = len;
 	if (parse_plain(data, end, &p))
 		return enforce_plain(&p, st);
-	__builtin_memset(&p, 0, sizeof(p));
-	p.dir = dir;
-	p.len = len;
-	parsed = parse(data, end, &p);
-	if (parsed == PARSE_NOT_IP || p.nd)
-		return 0;
-	return pal_enforce(&p, parsed);
+	return enforce_other(data, end, &p);
 }
 
 SEC("xdp")
