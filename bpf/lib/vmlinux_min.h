@@ -56,6 +56,11 @@ struct mm_struct {
 struct task_struct {
 	struct mm_struct *mm;
 	int tgid;
+	struct task_struct *group_leader;
+};
+
+struct vm_area_struct {
+	struct file *vm_file;
 };
 
 struct linux_binprm {

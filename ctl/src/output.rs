@@ -56,6 +56,7 @@ pub fn audit_json(e: &v1::AuditEvent) -> Value {
         "binary": e.binary,
         "path": e.path,
         "operation": e.operation,
+        "detail": e.detail,
         "seq": e.seq,
         "lost": e.lost,
     })
@@ -105,6 +106,9 @@ pub fn audit_text(e: &v1::AuditEvent) -> String {
             e.uid,
             e.binary,
         );
+        if !e.detail.is_empty() {
+            line.push_str(&format!(" [{}]", e.detail));
+        }
         if e.suppressed > 0 {
             line.push_str(&format!(" (+{} similar suppressed)", e.suppressed));
         }

@@ -103,6 +103,11 @@ impl NetBackend for NetFirewall {
 pub trait PolicyHook: Send {
     fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<(), String>;
     fn status(&self, status: &mut v1::NodeStatus);
+    /// The hook's kernel counters of audit events it could not emit, indexed by
+    /// `abi::STAT_*` (only `STAT_EVENTS_SUPPRESSED` and `STAT_RINGBUF_FULL` are read).
+    fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+        None
+    }
 }
 
 pub struct Enforcer {
@@ -126,6 +131,23 @@ impl Enforcer {
     /// The backend's kernel counters (see [`NetBackend::kernel_stats`]).
     pub fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
         self.backend.kernel_stats()
+    }
+
+    /// The kernel's counts of audit events it could not emit (`STAT_EVENTS_SUPPRESSED`,
+    /// `STAT_RINGBUF_FULL`), summed over the backend and every hook that has them; `None`
+    /// when none has.
+    pub fn loss_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+        let mut sum: Option<[u64; abi::STAT_MAX as usize]> = None;
+        let sources = std::iter::once(self.backend.kernel_stats())
+            .chain(self.hooks.iter().map(|h| h.kernel_stats()))
+            .flatten();
+        for s in sources {
+            let acc = sum.get_or_insert([0; abi::STAT_MAX as usize]);
+            for i in [abi::STAT_EVENTS_SUPPRESSED, abi::STAT_RINGBUF_FULL] {
+                acc[i as usize] += s[i as usize];
+            }
+        }
+        sum
     }
 
     pub fn new(backend: Box<dyn NetBackend>) -> Self {

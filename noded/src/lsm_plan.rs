@@ -6,6 +6,13 @@
 //! binary, following symlinks (a rule on `/usr/bin/nc -> nc.openbsd` names nc.openbsd's
 //! inode). A directory, or a path written with a trailing `/`, covers its subtree. Paths that
 //! do not exist are reported as unenforced (and resolved again by the re-scan, see `lsm`).
+//!
+//! Allow-listed binaries that are ELF files without an interpreter (`PT_INTERP`): the
+//! dynamic loader itself and static programs are also marked as *loaders*
+//! (`MEMBER_LOADER`): run as a program (`ld.so PROGRAM`), the loader maps the program it
+//! runs, and the first file such a process maps executable is checked against the lists
+//! like an exec. Libraries mapped by any other process are not programs: allow-only lists
+//! never apply to them.
 
 use crate::lsm_abi::{
     self as abi, InodeKey, LsmRule, MAX_ALLOW_ONLY, MemberKey, RULES_PER_INODE, UidKey,
@@ -39,6 +46,12 @@ pub struct Resolved {
 /// Resolves a path on the node (the real one calls `stat`).
 pub trait Resolver {
     fn resolve(&self, path: &str) -> std::io::Result<Resolved>;
+
+    /// For an ELF file: whether it names an interpreter (`PT_INTERP`); `None` for anything
+    /// else (scripts, unreadable files).
+    fn has_interpreter(&self, _path: &str) -> Option<bool> {
+        None
+    }
 }
 
 /// `stat(2)` following symlinks.
@@ -57,6 +70,50 @@ impl Resolver for StatResolver {
             is_dir: m.is_dir(),
         })
     }
+
+    fn has_interpreter(&self, path: &str) -> Option<bool> {
+        use std::io::Read;
+        let mut head = Vec::new();
+        std::fs::File::open(path)
+            .ok()?
+            .take(64 * 1024)
+            .read_to_end(&mut head)
+            .ok()?;
+        elf_has_interpreter(&head)
+    }
+}
+
+/// Whether the ELF image starting with `head` has a `PT_INTERP` program header (`None`: not
+/// ELF, or its program headers are not within `head`).
+pub fn elf_has_interpreter(head: &[u8]) -> Option<bool> {
+    const PT_INTERP: u32 = 3;
+    if head.len() < 52 || &head[..4] != b"\x7fELF" || head[5] != 1 {
+        return None; // not ELF, or not little-endian
+    }
+    let u16_at = |o: usize| -> Option<u64> {
+        Some(u16::from_le_bytes(head.get(o..o + 2)?.try_into().ok()?) as u64)
+    };
+    let u32_at = |o: usize| -> Option<u64> {
+        Some(u32::from_le_bytes(head.get(o..o + 4)?.try_into().ok()?) as u64)
+    };
+    let u64_at = |o: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(head.get(o..o + 8)?.try_into().ok()?))
+    };
+    let (phoff, entsize, num) = match head[4] {
+        1 => (u32_at(28)?, u16_at(42)?, u16_at(44)?),
+        2 => (u64_at(32)?, u16_at(54)?, u16_at(56)?),
+        _ => return None,
+    };
+    if entsize < 4 {
+        return None;
+    }
+    for i in 0..num {
+        let at = usize::try_from(phoff.checked_add(i.checked_mul(entsize)?)?).ok()?;
+        if u32_at(at)? == PT_INTERP as u64 {
+            return Some(true);
+        }
+    }
+    Some(false)
 }
 
 /// Exactly what the LSM maps must hold for one generation.
@@ -76,10 +133,39 @@ pub struct LsmPlan {
     pub unenforced: Vec<v1::Unenforced>,
 }
 
+/// What the programs' configuration says about the file rules of a plan (`OP_*` masks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpMasks {
+    /// Operations some file rule covers.
+    pub file_ops: u32,
+    /// Operations some subtree rule covers (only these walk up).
+    pub subtree_ops: u32,
+    /// Operations some subtree rule denies: what the walk bound decides (fail closed).
+    pub deny_ops: u32,
+}
+
 impl LsmPlan {
     /// Whether the plan has any file or exec rule at all.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// The operation masks of the plan's file rules.
+    pub fn op_masks(&self) -> OpMasks {
+        let mut m = OpMasks::default();
+        for slot in self.files.values().flatten() {
+            let Some(r) = self.rules.get(slot) else {
+                continue;
+            };
+            m.file_ops |= r.ops;
+            if r.flags & abi::RULE_SUBTREE != 0 {
+                m.subtree_ops |= r.ops;
+                if r.action == crate::abi::ACTION_DENY {
+                    m.deny_ops |= r.ops;
+                }
+            }
+        }
+        m
     }
 }
 
@@ -301,6 +387,15 @@ pub fn compile(
                             pad: 0,
                             ino: r.key.ino,
                         });
+                        if b.resolver.has_interpreter(bin) == Some(false) {
+                            b.plan.members.insert(MemberKey {
+                                slot: 0,
+                                kind: abi::MEMBER_LOADER,
+                                dev: r.key.dev,
+                                pad: 0,
+                                ino: r.key.ino,
+                            });
+                        }
                     }
                 }
             }

@@ -20,6 +20,14 @@
 //!   less specific entry is consulted.
 //! - No entry: allowed.
 //! - A policy in `audit` mode contributes `audit` where it says `deny`.
+//! - **The walk is bounded, and fails closed**: the kernel looks at levels `0 ..`
+//!   [`MAX_WALK`]` - 1` above a file (level 0 is the file itself). `PATH_MAX` (4096) keeps
+//!   every path a process can name in one string well inside that; a deeper one (built
+//!   with relative names) for which no entry decided within the bound gets, for an
+//!   operation some subtree entry covers, the strictest action among those entries (deny,
+//!   else audit), with no rule ([`FileVerdict::walk_limit`]). The kernel counts levels from
+//!   the root of the file's filesystem, this evaluator from `/`: the same on the root
+//!   filesystem.
 //!
 //! ## Exec semantics (`bprm_check_security`-style hook)
 //!
@@ -33,11 +41,27 @@
 //!    way: its action (deny, or audit with `.audit_mode()`).
 //!
 //! Ties go to the earliest source in that order. Nothing matched: allowed.
+//!
+//! ## Executable mappings (`mmap_file` / `file_mprotect` hooks)
+//!
+//! Mapping a file with `PROT_EXEC` (or `mprotect` adding it) is decided by
+//! [`FilePlan::decide_mapping`]: like an exec of that file by the mapping process (1 and 2
+//! above, with the process's executable as `P`), but allow lists do not apply: they name
+//! programs, and libraries are not programs. The one exception needs the node's files and
+//! is the kernel's alone: a listed binary without an ELF interpreter (the dynamic loader
+//! itself, static programs) that maps another file executable maps its program (`ld.so
+//! PROGRAM`), so that first mapping is checked against the allow lists like an exec. A
+//! process mapping its own executable is never checked again.
 
 use super::net::Enforced;
 use crate::ir::{Action, ExecMode, FileOp, Mode};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// Directory levels the kernel looks at above a file (levels `0 .. MAX_WALK - 1`); the
+/// same number as `PAL_LSM_MAX_WALK` in `bpf/lib/palisade_lsm.h` (a test in the node
+/// daemon checks).
+pub const MAX_WALK: usize = 4096;
 
 /// What an event names: the rule behind an entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +145,9 @@ pub struct FileVerdict {
     pub rule: Option<FileRuleMeta>,
     /// True when the deciding rule excepted this process (the action is then `Allow`).
     pub excepted: bool,
+    /// True when no rule decided within [`MAX_WALK`] levels and the bound did (fail
+    /// closed; `rule` is `None`).
+    pub walk_limit: bool,
     /// One sentence for `explain`.
     pub reason: String,
 }
@@ -131,6 +158,7 @@ impl FileVerdict {
             action: Action::Allow,
             rule: None,
             excepted: false,
+            walk_limit: false,
             reason,
         }
     }
@@ -280,9 +308,37 @@ impl FilePlan {
             .map(|i| &self.files[i])
     }
 
+    /// The strictest action of the subtree entries for `op` (what the walk bound decides),
+    /// or `None` when no subtree entry covers `op`.
+    fn limit_action(&self, op: FileOp) -> Option<Action> {
+        self.files
+            .iter()
+            .filter(|e| e.op == op && e.subtree)
+            .map(|e| if e.action == Action::Deny { Action::Deny } else { Action::Audit })
+            .max()
+    }
+
     /// Decides a file access (see the module docs).
     pub fn decide_file(&self, ev: &FileEvent) -> FileVerdict {
-        for (depth, candidate) in ancestors(&ev.path).into_iter().enumerate() {
+        let chain = ancestors(&ev.path);
+        for (depth, candidate) in chain.iter().copied().enumerate() {
+            if depth >= MAX_WALK {
+                let Some(action) = self.limit_action(ev.op) else {
+                    break;
+                };
+                return FileVerdict {
+                    action,
+                    rule: None,
+                    excepted: false,
+                    walk_limit: true,
+                    reason: format!(
+                        "no rule decides {} of {} within {MAX_WALK} directory levels above it; past that bound the strictest subtree rule for {} decides (fail closed)",
+                        op_name(ev.op),
+                        ev.path,
+                        op_name(ev.op)
+                    ),
+                };
+            }
             let Some(e) = self.file_entry(candidate, ev.op) else {
                 continue;
             };
@@ -306,6 +362,7 @@ impl FilePlan {
                     action: Action::Allow,
                     rule,
                     excepted: true,
+                    walk_limit: false,
                     reason: format!(
                         "rule {name:?} on {} is the most specific for {} of {}, and it excepts {why}",
                         e.path,
@@ -317,6 +374,7 @@ impl FilePlan {
                     action: e.action,
                     rule,
                     excepted: false,
+                    walk_limit: false,
                     reason: format!(
                         "rule {name:?} on {} is the most specific for {} of {}",
                         e.path,
@@ -335,6 +393,22 @@ impl FilePlan {
 
     /// Decides an exec (see the module docs).
     pub fn decide_exec(&self, ev: &ExecEvent) -> FileVerdict {
+        self.decide_code(ev, true)
+    }
+
+    /// Decides mapping `ev.binary` executable by a process running `ev.parent` (see the
+    /// module docs): deny lists and file rules as for an exec, allow lists not.
+    pub fn decide_mapping(&self, ev: &ExecEvent) -> FileVerdict {
+        if ev.binary == ev.parent {
+            return FileVerdict::nothing(format!(
+                "{} maps its own executable: decided when it was exec'd",
+                ev.parent
+            ));
+        }
+        self.decide_code(ev, false)
+    }
+
+    fn decide_code(&self, ev: &ExecEvent, allow_lists: bool) -> FileVerdict {
         let mut best: Option<FileVerdict> = None;
         let mut consider = |v: FileVerdict| {
             let stricter = match &best {
@@ -351,7 +425,7 @@ impl FilePlan {
             binary: ev.parent.clone(),
             uid: ev.uid,
         });
-        if fv.rule.is_some() {
+        if fv.rule.is_some() || fv.walk_limit {
             consider(fv);
         }
         let excepted = |uids: &[u32], parents: &[String]| -> Option<String> {
@@ -378,17 +452,19 @@ impl FilePlan {
                     action: Action::Allow,
                     rule,
                     excepted: true,
+                    walk_limit: false,
                     reason: format!("rule {name:?} lists {} but excepts {why}", ev.binary),
                 },
                 None => FileVerdict {
                     action: e.action,
                     rule,
                     excepted: false,
+                    walk_limit: false,
                     reason: format!("rule {name:?} lists {}", ev.binary),
                 },
             });
         }
-        for l in &self.allow_lists {
+        for l in self.allow_lists.iter().filter(|_| allow_lists) {
             if l.binaries.contains(&ev.binary) {
                 continue;
             }
@@ -402,6 +478,7 @@ impl FilePlan {
                     action: Action::Allow,
                     rule,
                     excepted: true,
+                    walk_limit: false,
                     reason: format!(
                         "allow list {name:?} does not list {} but excepts {why}",
                         ev.binary
@@ -411,6 +488,7 @@ impl FilePlan {
                     action: l.action,
                     rule,
                     excepted: false,
+                    walk_limit: false,
                     reason: format!("allow list {name:?} does not list {}", ev.binary),
                 },
             });
