@@ -255,37 +255,30 @@ static __always_inline int excepted(__u32 slot, const struct pal_lsm_rule *r, st
 	return 0;
 }
 
-/* Applies the rule in `slot` (if it covers `op`) to the running decision. */
-static __always_inline void consider(__u32 slot, __u32 op, __u32 depth, __u64 ino, __u32 dev,
-				     struct hit *h)
+/*
+ * Applies the rule in `slot` (if it covers `op`) on the file itself (exec lists) to the
+ * running decision. Global, like pal_decide: verified once, not at every use.
+ */
+__attribute__((noinline)) int pal_consider(__u32 slot, __u32 op, __u64 ino, __u32 dev,
+					   struct hit *h)
 {
 	struct pal_lsm_rule *r;
 
-	if (!slot)
-		return;
+	if (!slot || !h)
+		return 0;
 	r = bpf_map_lookup_elem(&PAL_LSM_RULES, &slot);
 	if (!r || !(r->ops & op) || rank(r->action) <= rank(h->action))
-		return;
-	if (depth && !(r->flags & PAL_RULE_SUBTREE))
-		return;
+		return 0;
 	if (excepted(slot, r, h))
-		return;
+		return 0;
 	h->slot = slot;
 	h->action = r->action;
 	h->generation = r->generation;
-	h->depth = depth;
+	h->depth = 0;
 	h->root_ino = ino;
 	h->root_dev = dev;
 	h->flags = 0;
-}
-
-static __always_inline void consider_all(const struct pal_inode_rules *rules, __u32 op,
-					 __u32 depth, __u64 ino, __u32 dev, struct hit *h)
-{
-	consider(rules->slots[0], op, depth, ino, dev, h);
-	consider(rules->slots[1], op, depth, ino, dev, h);
-	consider(rules->slots[2], op, depth, ino, dev, h);
-	consider(rules->slots[3], op, depth, ino, dev, h);
+	return 1;
 }
 
 /* The operations some rule of `rules` covers at `level` (above the file: subtree rules). */
@@ -396,73 +389,118 @@ static __always_inline void take_cached(struct found *f, const struct pal_inode_
 		f->root_level = level + c->root_depth;
 }
 
-struct walk {
-	struct dentry *d; /* the dentry at `level` */
-	struct found f;
+/*
+ * The walk's state, on the caller's stack. The logic on it is in global functions
+ * (pal_walk_level, pal_remember_dir, pal_decide), which the verifier checks once with the
+ * state as plain memory; the bpf_loop callbacks only follow dentry pointers. Levels come
+ * from the loop index: a level kept here would be a constant the verifier tracks, and it
+ * would then check the callback once per level.
+ */
+struct walk_state {
+	struct found own; /* the target's own rules (level 0) */
+	struct found f;   /* above it (levels >= 1) */
+	__u64 cur_ino;    /* the inode at the level being looked at */
 	__u32 dev;
-	__u32 ops;     /* the operations walked for */
-	__u32 pending; /* those not found yet */
-	__u32 level;
-	__u32 stop;    /* level of the remembering directory the walk ended at; 0: none */
-	__u32 last;    /* fill: the highest level to remember */
+	__u32 ops;        /* the operations walked for */
+	__u32 pending;    /* those not found yet */
+	__u32 level;      /* where the walk ended */
+	__u32 stop;       /* level of the remembering directory the walk ended at; 0: none */
+	__u32 last;       /* the highest level to remember */
 	__u32 generation;
 	__u32 seq;
+	__u32 need;       /* pal_decide: the operations to decide */
+	__u32 deny_ops;   /* pal_decide: the configuration's deny_ops */
 };
 
-/* One level of the walk up (see the file comment). */
+struct walk {
+	struct dentry *d; /* the dentry at the current level */
+	struct walk_state st;
+};
+
+/* The target's own rules (level 0: any rule on it, subtree or not). */
+__attribute__((noinline)) int pal_own(struct walk_state *st, const struct pal_inode_rules *rules)
+{
+	if (!st || !rules)
+		return 0;
+	record(&st->own, covered_ops(rules, 0), st->cur_ino, st->dev, 0);
+	return 0;
+}
+
+/*
+ * One level of the walk: `c` is the directory's cache entry when it was written for the
+ * same parent (or NULL), `rules` its file rules (or NULL), `root` whether it is the root of
+ * its filesystem. Returns 1 when the walk is over.
+ */
+__attribute__((noinline)) int pal_walk_level(struct walk_state *st,
+					      const struct pal_inode_cache *c,
+					      const struct pal_inode_rules *rules, __u32 level,
+					      __u32 root)
+{
+	if (!st)
+		return 1;
+	st->level = level;
+	if (c && c->generation == st->generation && c->seq == st->seq && !(st->seq & 1)) {
+		__u32 take = c->dir_ops & st->pending;
+
+		if (take) {
+			take_cached(&st->f, c, take, level);
+			st->pending &= ~take;
+			if (!st->pending) {
+				st->stop = level;
+				return 1;
+			}
+		}
+	}
+	if (rules) {
+		__u32 hits = covered_ops(rules, 1) & st->pending;
+
+		if (hits) {
+			record(&st->f, hits, st->cur_ino, st->dev, level);
+			st->pending &= ~hits;
+			if (!st->pending)
+				return 1;
+		}
+	}
+	if (root) {
+		/* The filesystem's root: no rule above for what is still pending. */
+		st->f.known |= st->pending;
+		st->f.root_level = level;
+		st->pending = 0;
+		return 1;
+	}
+	return 0;
+}
+
 static long walk_step(__u64 i, void *data)
 {
 	struct walk *w = data;
 	struct dentry *d = w->d;
 	struct dentry *parent;
 	struct inode *in;
+	const struct pal_inode_cache *cv = 0;
+	const struct pal_inode_rules *rv = 0;
+	__u32 root;
 
 	if (!d)
 		return 1;
 	in = d->d_inode;
-	if (in) {
-		struct pal_inode_key k = { .ino = in->i_ino, .dev = w->dev };
-		struct pal_inode_rules *rules;
-
-		if (!(w->seq & 1)) {
-			struct pal_inode_cache *c = bpf_inode_storage_get(&PAL_LSM_ICACHE, in, 0, 0);
-
-			if (c && c->generation == w->generation && c->seq == w->seq &&
-			    same_parent(c, d)) {
-				__u32 take = c->dir_ops & w->pending;
-
-				if (take) {
-					take_cached(&w->f, c, take, w->level);
-					w->pending &= ~take;
-					if (!w->pending) {
-						w->stop = w->level;
-						return 1;
-					}
-				}
-			}
-		}
-		rules = bpf_map_lookup_elem(&PAL_LSM_FILES, &k);
-		if (rules) {
-			__u32 hits = covered_ops(rules, 1) & w->pending;
-
-			if (hits) {
-				record(&w->f, hits, k.ino, k.dev, w->level);
-				w->pending &= ~hits;
-				if (!w->pending)
-					return 1;
-			}
-		}
-	}
 	parent = d->d_parent;
-	if (!parent || parent == d) {
-		/* The filesystem's root: no rule above for what is still pending. */
-		w->f.known |= w->pending;
-		w->f.root_level = w->level;
-		w->pending = 0;
-		return 1;
+	root = !parent || parent == d;
+	w->st.cur_ino = 0;
+	if (in) {
+		struct pal_inode_key k = { .ino = in->i_ino, .dev = w->st.dev };
+		struct pal_inode_cache *c = bpf_inode_storage_get(&PAL_LSM_ICACHE, in, 0, 0);
+		struct pal_inode_rules *rules = bpf_map_lookup_elem(&PAL_LSM_FILES, &k);
+
+		w->st.cur_ino = k.ino;
+		if (c && c->parent == (__u64)parent && c->parent_ino == ino_of(parent))
+			cv = c;
+		if (rules)
+			rv = rules;
 	}
+	if (pal_walk_level(&w->st, cv, rv, (__u32)i + 1, root))
+		return 1;
 	w->d = parent;
-	w->level += 1;
 	return 0;
 }
 
@@ -472,19 +510,22 @@ static __always_inline int checkpoint(__u32 level)
 	return level <= 8 || !(level & (level - 1));
 }
 
-/* Writes what the walk found into the entry of the directory `d` at `level`. */
-static __always_inline void remember_dir(struct pal_inode_cache *c, const struct walk *w,
-					 struct dentry *d, __u32 level)
+/*
+ * Writes what the walk found into the entry `c` of the directory at `level` (the caller
+ * has set its generation to 0 and written its dentry and parent).
+ */
+__attribute__((noinline)) int pal_remember_dir(struct pal_inode_cache *c,
+						const struct walk_state *st, __u32 level)
 {
 	__u32 valid = 0;
 
-	c->generation = 0; /* invalid while it is written */
-	barrier();
+	if (!c || !st)
+		return 0;
 	for (int j = 0; j < 3; j++) {
 		__u32 bit = 1 << j;
-		const struct pal_anc *a = &w->f.a[j];
+		const struct pal_anc *a = &st->f.a[j];
 
-		if (!(w->ops & bit) || !(w->f.known & bit))
+		if (!(st->ops & bit) || !(st->f.known & bit))
 			continue;
 		if (a->ino) {
 			if (a->depth < level)
@@ -493,7 +534,7 @@ static __always_inline void remember_dir(struct pal_inode_cache *c, const struct
 			c->anc[j].dev = a->dev;
 			c->anc[j].depth = a->depth - level;
 		} else {
-			if (w->f.root_level == PAL_LEVEL_UNKNOWN)
+			if (st->f.root_level == PAL_LEVEL_UNKNOWN)
 				continue;
 			c->anc[j].ino = 0;
 			c->anc[j].dev = 0;
@@ -503,14 +544,12 @@ static __always_inline void remember_dir(struct pal_inode_cache *c, const struct
 	}
 	c->dir_ops = valid;
 	c->clean_ops = 0;
-	c->root_depth = w->f.root_level == PAL_LEVEL_UNKNOWN ? PAL_LEVEL_UNKNOWN
-							     : w->f.root_level - level;
-	c->dentry = (__u64)d;
-	c->parent = (__u64)d->d_parent;
-	c->parent_ino = ino_of(d->d_parent);
-	c->seq = w->seq;
+	c->root_depth = st->f.root_level == PAL_LEVEL_UNKNOWN ? PAL_LEVEL_UNKNOWN
+							      : st->f.root_level - level;
+	c->seq = st->seq;
 	barrier();
-	c->generation = w->generation;
+	c->generation = st->generation;
+	return 0;
 }
 
 /* One level of the second pass, which remembers the walk in the directories it crossed. */
@@ -520,50 +559,97 @@ static long fill_step(__u64 i, void *data)
 	struct dentry *d = w->d;
 	struct dentry *parent;
 	struct inode *in;
+	__u32 level = (__u32)i + 1;
 
-	if (!d || w->level > w->last)
+	if (!d || level > w->st.last)
 		return 1;
 	in = d->d_inode;
-	if (in && checkpoint(w->level)) {
+	parent = d->d_parent;
+	if (in && checkpoint(level)) {
 		struct pal_inode_cache *c = bpf_inode_storage_get(&PAL_LSM_ICACHE, in, 0,
 								  BPF_LOCAL_STORAGE_GET_F_CREATE);
-		if (c)
-			remember_dir(c, w, d, w->level);
+		if (c) {
+			c->generation = 0; /* invalid while it is written */
+			barrier();
+			c->dentry = (__u64)d;
+			c->parent = (__u64)parent;
+			c->parent_ino = ino_of(parent);
+			pal_remember_dir(c, &w->st, level);
+		}
 	}
-	parent = d->d_parent;
 	if (!parent || parent == d)
 		return 1;
 	w->d = parent;
-	w->level += 1;
 	return 0;
 }
 
-/* The walk bound decided `op` at `level`: the strictest subtree rule of the plan would. */
-static __always_inline void limit_hit(__u32 op, __u32 level, const struct env *env,
-				      struct hit *h)
+/*
+ * The decision for every operation in st->need from what the walk found: the most
+ * specific inode with a rule decides; an operation not found within the bound (or found,
+ * or the root reached, only beyond it) is decided by the bound, as the strictest subtree
+ * rule for it would (deny if one denies, else audit). Returns the operations no rule
+ * decides for the target (for its cache entry), or 0 when the bound decided one.
+ */
+__attribute__((noinline)) __u32 pal_decide(const struct walk_state *st, struct hit *h)
 {
-	__u32 action = (env->cfg->deny_ops & op) ? PAL_ACTION_DENY : PAL_ACTION_AUDIT;
+	__u32 clean = PAL_ALL_OPS, limited = 0;
 
-	if (rank(action) <= rank(h->action))
-		return;
-	h->slot = 0;
-	h->action = action;
-	h->generation = env->generation;
-	h->depth = level;
-	h->root_ino = 0;
-	h->root_dev = 0;
-	h->flags = PAL_EVENT_WALK_LIMIT;
-	h->limit_op = op;
-}
+	if (!st || !h)
+		return 0;
+	for (int j = 0; j < 3; j++) {
+		__u32 bit = 1 << j;
+		const struct pal_anc *a;
+		__u32 depth;
+		int lim = 0;
 
-/* Applies the rules of the inode `a` names (at level a->depth) for `op` to `h`. */
-static __always_inline void apply_found(const struct pal_anc *a, __u32 op, struct hit *h)
-{
-	struct pal_inode_key k = { .ino = a->ino, .dev = a->dev };
-	struct pal_inode_rules *rules = bpf_map_lookup_elem(&PAL_LSM_FILES, &k);
+		if (st->own.known & bit) {
+			clean &= ~bit;
+			a = &st->own.a[j];
+			depth = 0;
+		} else {
+			if (!(st->ops & bit))
+				continue; /* no subtree rule for it: the file's own rules were all */
+			a = &st->f.a[j];
+			depth = a->depth;
+			if (!(st->f.known & bit)) {
+				lim = 1; /* not found within the bound */
+				depth = PAL_LSM_MAX_WALK;
+			} else if (a->ino) {
+				clean &= ~bit;
+				lim = a->depth >= PAL_LSM_MAX_WALK;
+			} else if (st->f.root_level >= PAL_LSM_MAX_WALK) {
+				lim = 1;
+				depth = st->f.root_level;
+			} else {
+				continue; /* nothing up to the root */
+			}
+		}
+		if (lim)
+			limited |= bit;
+		if (!(st->need & bit))
+			continue;
+		if (lim) {
+			__u32 action = (st->deny_ops & bit) ? PAL_ACTION_DENY : PAL_ACTION_AUDIT;
 
-	if (rules)
-		decide_inode(rules, op, a->depth, k.ino, k.dev, h);
+			if (rank(action) > rank(h->action)) {
+				h->slot = 0;
+				h->action = action;
+				h->generation = st->generation;
+				h->depth = depth;
+				h->root_ino = 0;
+				h->root_dev = 0;
+				h->flags = PAL_EVENT_WALK_LIMIT;
+				h->limit_op = bit;
+			}
+		} else {
+			struct pal_inode_key k = { .ino = a->ino, .dev = a->dev };
+			struct pal_inode_rules *rules = bpf_map_lookup_elem(&PAL_LSM_FILES, &k);
+
+			if (rules)
+				decide_inode(rules, bit, depth, k.ino, k.dev, h);
+		}
+	}
+	return limited ? 0 : clean;
 }
 
 /*
@@ -574,81 +660,45 @@ static __always_inline void apply_found(const struct pal_anc *a, __u32 op, struc
 static __always_inline __u32 check_dentry(struct dentry *d, __u32 need, const struct env *env,
 					  struct hit *h)
 {
-	struct found own = {};
 	struct walk w = {};
 	struct inode *in;
 	struct dentry *parent;
-	__u32 clean = PAL_ALL_OPS, limited = 0;
 
 	if (!d)
 		return 0;
 	in = d->d_inode;
-	w.dev = d->d_sb->s_dev;
+	w.st.dev = d->d_sb->s_dev;
 	if (in) {
-		struct pal_inode_key k = { .ino = in->i_ino, .dev = w.dev };
+		struct pal_inode_key k = { .ino = in->i_ino, .dev = w.st.dev };
 		struct pal_inode_rules *rules = bpf_map_lookup_elem(&PAL_LSM_FILES, &k);
 
+		w.st.cur_ino = k.ino;
 		if (rules)
-			record(&own, covered_ops(rules, 0), k.ino, k.dev, 0);
+			pal_own(&w.st, rules);
 	}
-	w.ops = env->cfg->subtree_ops & PAL_ALL_OPS;
-	w.pending = w.ops;
-	w.f.root_level = PAL_LEVEL_UNKNOWN;
-	w.generation = env->generation;
-	w.seq = env->seq;
+	w.st.ops = env->cfg->subtree_ops & PAL_ALL_OPS;
+	w.st.pending = w.st.ops;
+	w.st.f.root_level = PAL_LEVEL_UNKNOWN;
+	w.st.generation = env->generation;
+	w.st.seq = env->seq;
+	w.st.need = need;
+	w.st.deny_ops = env->cfg->deny_ops;
 	parent = d->d_parent;
-	if (w.pending && (!parent || parent == d)) {
-		w.f.known = w.pending;
-		w.f.root_level = 0;
-		w.pending = 0;
-	} else if (w.pending) {
+	if (w.st.pending && (!parent || parent == d)) {
+		w.st.f.known = w.st.pending;
+		w.st.f.root_level = 0;
+		w.st.pending = 0;
+	} else if (w.st.pending) {
 		w.d = parent;
-		w.level = 1;
 		bpf_loop(PAL_LSM_MAX_WALK - 1, walk_step, &w, 0);
-		if (!(env->seq & 1) && !w.pending && read_seq(env->cfg) == env->seq) {
-			w.last = w.stop ? w.stop - 1 : w.level;
+		if (!(env->seq & 1) && !w.st.pending && read_seq(env->cfg) == env->seq) {
+			w.st.last = w.st.stop ? w.st.stop - 1 : w.st.level;
 			w.d = parent;
-			w.level = 1;
-			if (w.last)
+			if (w.st.last)
 				bpf_loop(PAL_LSM_MAX_WALK - 1, fill_step, &w, 0);
 		}
 	}
-
-	for (int j = 0; j < 3; j++) {
-		__u32 bit = 1 << j;
-		const struct pal_anc *a;
-
-		if (own.known & bit) {
-			clean &= ~bit;
-			if (need & bit)
-				apply_found(&own.a[j], bit, h);
-			continue;
-		}
-		if (!(w.ops & bit))
-			continue; /* no subtree rule for it: the file's own rules were all */
-		a = &w.f.a[j];
-		if (!(w.f.known & bit)) {
-			limited |= bit; /* not found within the bound */
-			if (need & bit)
-				limit_hit(bit, PAL_LSM_MAX_WALK, env, h);
-			continue;
-		}
-		if (a->ino) {
-			clean &= ~bit;
-			if (a->depth >= PAL_LSM_MAX_WALK) {
-				limited |= bit;
-				if (need & bit)
-					limit_hit(bit, a->depth, env, h);
-			} else if (need & bit) {
-				apply_found(a, bit, h);
-			}
-		} else if (w.f.root_level >= PAL_LSM_MAX_WALK) {
-			limited |= bit;
-			if (need & bit)
-				limit_hit(bit, w.f.root_level, env, h);
-		}
-	}
-	return limited ? 0 : clean;
+	return pal_decide(&w.st, h);
 }
 
 /* Whether the file's cache entry says no rule decides any of `need` for it. */
@@ -840,8 +890,12 @@ static __always_inline void exec_checks(struct file *f, const struct env *env, i
 	/* Deny lists. */
 	if (cfg->exec_deny) {
 		rules = bpf_map_lookup_elem(&PAL_LSM_EXEC, &k);
-		if (rules)
-			consider_all(rules, PAL_OP_EXEC, 0, k.ino, k.dev, h);
+		if (rules) {
+			pal_consider(rules->slots[0], PAL_OP_EXEC, k.ino, k.dev, h);
+			pal_consider(rules->slots[1], PAL_OP_EXEC, k.ino, k.dev, h);
+			pal_consider(rules->slots[2], PAL_OP_EXEC, k.ino, k.dev, h);
+			pal_consider(rules->slots[3], PAL_OP_EXEC, k.ino, k.dev, h);
+		}
 	}
 
 	/* Allow-only lists (filled from the first slot): a binary not listed gets the rule's
@@ -855,7 +909,7 @@ static __always_inline void exec_checks(struct file *f, const struct env *env, i
 				continue;
 			if (bpf_map_lookup_elem(&PAL_LSM_MEMBERS, &m))
 				continue;
-			consider(slot, PAL_OP_EXEC, 0, k.ino, k.dev, h);
+			pal_consider(slot, PAL_OP_EXEC, k.ino, k.dev, h);
 		}
 	}
 

@@ -46,7 +46,7 @@ use crate::lsm_plan::{self, LsmPlan, Resolver, SlotMeta, StatResolver};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::Lsm as LsmProgram;
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::{Btf, Ebpf};
+use aya::{Btf, Ebpf, EbpfLoader};
 use palisade_policy::ir::Policy;
 use palisade_proto::v1;
 use std::collections::VecDeque;
@@ -161,7 +161,9 @@ impl LsmEnforcer {
             }
             ok
         });
-        let mut ebpf = Ebpf::load(OBJECT)?;
+        // PAL_LSM_PROCS (task storage) is a map type aya 0.14 does not know; only the
+        // programs use it, so it need not be reachable from here.
+        let mut ebpf = EbpfLoader::new().allow_unsupported_maps().load(OBJECT)?;
         let mut links = Vec::new();
         for (name, hook) in PROGRAMS {
             let prog: &mut LsmProgram = ebpf

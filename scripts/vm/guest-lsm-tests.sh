@@ -9,7 +9,7 @@
 step() {
   echo "PALSTEP $1"
   r=$(wget -q -O - "http://10.0.2.2:$SYNC_PORT/step/$1" 2>&1)
-  [ "$r" = ok ] || { echo "PALCHECK step-$1 FAIL host said: $r"; exit 1; }
+  [ "$r" = ok ] || { echo "PALCHECK step-$1 FAIL host said: $r"; echo "---- noded log (tail) ----"; tail -n 60 /tmp/noded.log; exit 1; }
 }
 
 # expect: ok (exit 0), eperm (refused with EPERM), then the command.
