@@ -1097,8 +1097,11 @@ int BPF_PROG(pal_bprm_check, struct linux_binprm *bprm, int ret)
 	if (!env.cfg->exec_deny && !env.cfg->allow_only[0] && !(env.cfg->file_ops & PAL_OP_EXEC))
 		return 0;
 	exec_checks(f, &env, 0, &h);
+	/* The path given to execve names a binary a list names; under a directory rule, the
+	 * binary's own name (the path may be longer than the event's name field). */
 	return verdict(&h, PAL_OP_EXEC, PAL_HOOK_EXEC, in->i_ino, in->i_sb->s_dev,
-		       bprm->filename);
+		       h.depth ? (const void *)f->f_path.dentry->d_name.name
+			       : (const void *)bprm->filename);
 }
 
 SEC("lsm/mmap_file")

@@ -168,7 +168,8 @@ struct pal_lsm_event {
 	__u32 flags;    /* PAL_EVENT_* */
 	__u32 _pad;
 	char comm[16];
-	char name[128]; /* exec: the path given to execve; files: the file's own name */
+	char name[128]; /* exec decided on the binary itself: the path given to execve;
+			 * otherwise the file's own name */
 };
 
 #define PAL_SIZE_LSM_INODE_KEY 16

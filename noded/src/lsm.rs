@@ -658,6 +658,11 @@ pub fn to_audit(node: &str, e: &LsmEvent, lsm: &Lsm, offset_ns: i64) -> v1::Audi
     if let Some(d) = abi::hook_detail(e.hook) {
         detail.push(d.to_string());
     }
+    if !limit && e.depth > 1 {
+        if let Some(r) = &root_path {
+            detail.push(format!("the rule is on {r}, {} levels above", e.depth));
+        }
+    }
     if limit {
         detail.push(format!(
             "no rule found within {} directory levels above the file: decided as the strictest {} rule of this node would (fail closed)",
