@@ -70,6 +70,7 @@ prop_checks() {
 # --- files and binaries the policies name ---------------------------------------------
 mkdir -p /srv/tree/a/b /srv/data /opt/deny /opt/sym /opt/hard /opt/other /opt/allowed /opt/reader /opt/noexec/bin
 echo s3cret >/srv/secret
+echo burst >/srv/burst
 echo keep >/srv/wfile
 echo nested >/srv/tree/a/b/nested.txt
 chmod -R a+rX /srv
@@ -221,6 +222,15 @@ check lifted-other ok /opt/other/true
 # --- programs stay pinned without the daemon; cleanup removes them ----------------------
 step enforce-again
 check again-denied eperm cat /srv/secret
+# Lost events are counted: with the daemon stopped, a burst of denied opens overruns the
+# per-CPU budget and then the ring buffer; the host checks received + lost = generated.
+kill -STOP $NODED
+burst=$(palvm-helper burst /srv/burst 7)
+kill -CONT $NODED
+set -- $burst
+echo "PALBURST $burst"
+check burst-all-refused ok test "$2" -gt 0 -a "$2" = "$4"
+step "burst-$2"
 kill $NODED; wait $NODED 2>/dev/null
 check pinned-after-daemon-exit eperm cat /srv/secret
 check cleanup ok palisade-noded cleanup

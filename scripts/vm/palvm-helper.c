@@ -12,6 +12,8 @@
  *                                          names, so deeper than PATH_MAX allows), and the
  *                                          file NAME at the bottom
  *   palvm-helper deep-read BASE N NAME     read that file (walking down with O_PATH)
+ *   palvm-helper burst FILE SECONDS        open FILE for reading as often as it can for
+ *                                          SECONDS; prints "attempts N refused M"
  *
  * Exit status: 0 done, 1 refused with EPERM ("Operation not permitted" on stderr), 126 for
  * memfd-exec refused with EPERM (like a shell), 2 any other failure (dlopen: glibc keeps no
@@ -26,6 +28,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -131,6 +134,25 @@ int main(int argc, char **argv)
 			return fail("open");
 		if (read(f, buf, sizeof(buf)) < 0)
 			return fail("read");
+		return 0;
+	}
+	if (!strcmp(cmd, "burst") && argc == 4) {
+		struct timespec t0, t;
+		long attempts = 0, refused = 0;
+		double secs = atof(argv[3]);
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		do {
+			int f = open(argv[2], O_RDONLY);
+
+			attempts++;
+			if (f >= 0)
+				close(f);
+			else if (errno == EPERM)
+				refused++;
+			clock_gettime(CLOCK_MONOTONIC, &t);
+		} while ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < secs);
+		printf("attempts %ld refused %ld\n", attempts, refused);
 		return 0;
 	}
 	fprintf(stderr, "usage: see scripts/vm/palvm-helper.c\n");

@@ -72,6 +72,7 @@ files().deny_exec("/opt/noexec/").named("noexec");
 files().deny_exec("/tmp/").named("tmp-noexec");
 files().deny_read("/srv/deepr/").named("deep-read");
 files().deny_write("/srv/deepw/").named("deep-write");
+files().deny_read("/srv/burst").named("burst");
 "#
     )
 }
@@ -346,6 +347,7 @@ struct Host<'a> {
     rev_enforce: u64,
     rev_audit: u64,
     rev_allow_only: u64,
+    rev_again: u64,
     prop: &'a Prop,
     host_checks: Vec<(String, Result<(), String>)>,
 }
@@ -374,6 +376,53 @@ impl Host<'_> {
                     .collect::<Vec<_>>()
             )
         })
+    }
+
+    /// Invariant 10 for the LSM programs: the burst's events received plus what `loss`
+    /// events report lost equal the refused opens, and both the budget and the full ring
+    /// buffer lost some (the burst is long enough for both).
+    fn burst_accounted(&self, generated: u64) -> Result<(), String> {
+        let rev = self.rev_again;
+        let tally = || {
+            let events = self.cp.audit(50_000);
+            let received = events
+                .iter()
+                .filter(|e| e["rule"] == "burst" && e["revision"].as_u64() == Some(rev))
+                .count() as u64;
+            let lost = |why: &str| -> u64 {
+                events
+                    .iter()
+                    .filter(|e| e["kind"] == "loss" && e["action"] == why)
+                    .filter_map(|e| e["lost"].as_u64())
+                    .sum()
+            };
+            let other: u64 = events
+                .iter()
+                .filter(|e| {
+                    e["kind"] == "loss" && e["action"] != "rate-limited" && e["action"] != "ringbuf-full"
+                })
+                .filter_map(|e| e["lost"].as_u64())
+                .sum();
+            (received, lost("rate-limited"), lost("ringbuf-full"), other)
+        };
+        let mut last = (0, 0, 0, 0);
+        let ok = wait_until(Duration::from_secs(60), || {
+            last = tally();
+            let (r, a, b, o) = last;
+            r + a + b + o == generated && a > 0 && b > 0
+        });
+        let (r, a, b, o) = last;
+        if ok {
+            eprintln!(
+                "VM tier: burst of {generated} refused opens: {r} events received, {a} lost to the budget, {b} to a full ring buffer, {o} otherwise"
+            );
+            Ok(())
+        } else {
+            Err(format!(
+                "burst of {generated} refused opens: received {r} + rate-limited {a} + ringbuf-full {b} + other losses {o} = {} (want {generated}, with both kinds of kernel loss)",
+                r + a + b + o
+            ))
+        }
     }
 
     /// Events of the deep, mapping and bound checks of the enforce phase name their rule.
@@ -598,7 +647,16 @@ impl Host<'_> {
             "prop" => apply_and_wait(self.cp, "prop.rhai", &self.prop.policy).map(|_| ()),
             "lifted" => apply_and_wait(self.cp, "lifted.rhai", &lifted_policy()).map(|_| ()),
             "enforce-again" => {
-                apply_and_wait(self.cp, "enforce-again.rhai", &enforce_policy()).map(|_| ())
+                self.rev_again = apply_and_wait(self.cp, "enforce-again.rhai", &enforce_policy())?;
+                Ok(())
+            }
+            burst if burst.starts_with("burst-") => {
+                let generated: u64 = burst["burst-".len()..]
+                    .parse()
+                    .map_err(|_| format!("bad step {burst}"))?;
+                let r = self.burst_accounted(generated);
+                self.check("burst-received-plus-lost-equals-generated", r);
+                Ok(())
             }
             "done" => Ok(()),
             other => Err(format!("unknown step {other}")),
@@ -726,6 +784,7 @@ fn lsm_file_and_exec_enforcement_in_a_vm() {
         rev_enforce: 0,
         rev_audit: 0,
         rev_allow_only: 0,
+        rev_again: 0,
         prop: &prop,
         host_checks: Vec::new(),
     };
@@ -834,6 +893,7 @@ fn lsm_file_and_exec_enforcement_in_a_vm() {
         "allow-only-memfd",
         "allow-only-loader-listed",
         "allow-only-loader-unlisted",
+        "burst-all-refused",
     ]
     .map(String::from)
     .to_vec();
