@@ -350,3 +350,39 @@ pub fn action_name(action: u32) -> &'static str {
         _ => "allow",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hook with fixed kernel loss counters.
+    struct Losses([u64; abi::STAT_MAX as usize]);
+
+    impl PolicyHook for Losses {
+        fn apply(&mut self, _: &[(Policy, u64)]) -> Result<(), String> {
+            Ok(())
+        }
+        fn status(&self, _: &mut v1::NodeStatus) {}
+        fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+            Some(self.0)
+        }
+    }
+
+    #[test]
+    fn loss_counters_of_every_backend_are_summed() {
+        let mut e = Enforcer::new(Box::new(crate::nonet::NoNetwork));
+        assert_eq!(e.loss_stats(), None, "no backend counts losses");
+        let mut a = [0; abi::STAT_MAX as usize];
+        a[abi::STAT_EVENTS_SUPPRESSED as usize] = 5;
+        a[abi::STAT_RINGBUF_FULL as usize] = 2;
+        a[abi::STAT_SEEN as usize] = 1000; // traffic, not a loss
+        let mut b = [0; abi::STAT_MAX as usize];
+        b[abi::STAT_RINGBUF_FULL as usize] = 3;
+        e.add_hook(Box::new(Losses(a)));
+        e.add_hook(Box::new(Losses(b)));
+        let s = e.loss_stats().expect("hooks count losses");
+        assert_eq!(s[abi::STAT_EVENTS_SUPPRESSED as usize], 5);
+        assert_eq!(s[abi::STAT_RINGBUF_FULL as usize], 5);
+        assert_eq!(s[abi::STAT_SEEN as usize], 0);
+    }
+}

@@ -134,7 +134,8 @@ pub fn rename_seq_addr() -> u64 {
     };
     for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
         let mut it = line.split_whitespace();
-        let (Some(addr), Some(_kind), Some(name), None) = (it.next(), it.next(), it.next(), it.next())
+        let (Some(addr), Some(_kind), Some(name), None) =
+            (it.next(), it.next(), it.next(), it.next())
         else {
             continue;
         };
@@ -474,7 +475,10 @@ impl LsmEnforcer {
 
     /// The path a plan of the kept generations resolved to inode `key`, if any.
     pub fn name_of(&self, key: &InodeKey) -> Option<String> {
-        self.history.iter().rev().find_map(|(_, p)| p.names.get(key).cloned())
+        self.history
+            .iter()
+            .rev()
+            .find_map(|(_, p)| p.names.get(key).cloned())
     }
 }
 
@@ -658,10 +662,11 @@ pub fn to_audit(node: &str, e: &LsmEvent, lsm: &Lsm, offset_ns: i64) -> v1::Audi
     if let Some(d) = abi::hook_detail(e.hook) {
         detail.push(d.to_string());
     }
-    if !limit && e.depth > 1 {
-        if let Some(r) = &root_path {
-            detail.push(format!("the rule is on {r}, {} levels above", e.depth));
-        }
+    if !limit
+        && e.depth > 1
+        && let Some(r) = &root_path
+    {
+        detail.push(format!("the rule is on {r}, {} levels above", e.depth));
     }
     if limit {
         detail.push(format!(
@@ -712,4 +717,81 @@ pub fn wall_offset_ns() -> i64 {
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
     wall - mono
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(hook: u32, op: u32, flags: u32, depth: u32, name: &str) -> LsmEvent {
+        let mut e = LsmEvent {
+            ts_ns: 0,
+            ino: 1,
+            exe_ino: 0,
+            root_ino: 0,
+            dev: 0,
+            exe_dev: 0,
+            root_dev: 0,
+            slot: 0,
+            generation: 3,
+            action: crate::abi::ACTION_DENY,
+            op,
+            hook,
+            pid: u32::MAX, // no such process: the binary falls back to comm
+            uid: 0,
+            depth,
+            suppressed: 0,
+            flags,
+            pad: 0,
+            comm: [0; 16],
+            name: [0; 128],
+        };
+        e.comm[..4].copy_from_slice(b"prog");
+        e.name[..name.len()].copy_from_slice(name.as_bytes());
+        e
+    }
+
+    #[test]
+    fn walk_limit_and_mapping_events_say_why() {
+        let lsm = Lsm::Unavailable("test".into());
+        let a = to_audit(
+            "n",
+            &event(
+                abi::HOOK_FILE_OPEN,
+                abi::OP_READ,
+                abi::EVENT_WALK_LIMIT,
+                4096,
+                "f",
+            ),
+            &lsm,
+            0,
+        );
+        assert_eq!(
+            (a.policy.as_str(), a.rule.as_str()),
+            ("palisade", "walk-limit")
+        );
+        assert_eq!((a.kind.as_str(), a.action.as_str()), ("file", "deny"));
+        assert_eq!(a.path, ".../f");
+        assert!(
+            a.detail.contains("4096") && a.detail.contains("fail closed"),
+            "{}",
+            a.detail
+        );
+        assert_eq!(a.binary, "prog");
+        let m = to_audit(
+            "n",
+            &event(abi::HOOK_MMAP, abi::OP_EXEC, 0, 0, "libx.so"),
+            &lsm,
+            0,
+        );
+        assert_eq!((m.kind.as_str(), m.operation.as_str()), ("exec", "exec"));
+        assert!(m.detail.contains("mmap"), "{}", m.detail);
+        let p = to_audit(
+            "n",
+            &event(abi::HOOK_MPROTECT, abi::OP_EXEC, 0, 0, "x"),
+            &lsm,
+            0,
+        );
+        assert!(p.detail.contains("mprotect"), "{}", p.detail);
+    }
 }

@@ -261,7 +261,10 @@ mod tests {
         assert_eq!(header_number("PAL_MEMBER_LOADER") as u32, MEMBER_LOADER);
         assert_eq!(header_number("PAL_HOOK_MMAP") as u32, HOOK_MMAP);
         assert_eq!(header_number("PAL_HOOK_MPROTECT") as u32, HOOK_MPROTECT);
-        assert_eq!(header_number("PAL_EVENT_WALK_LIMIT") as u32, EVENT_WALK_LIMIT);
+        assert_eq!(
+            header_number("PAL_EVENT_WALK_LIMIT") as u32,
+            EVENT_WALK_LIMIT
+        );
         assert_eq!(header_number("PAL_LSM_RULES_PER_INODE"), RULES_PER_INODE);
         assert_eq!(header_number("PAL_LSM_MAX_ALLOW_ONLY"), MAX_ALLOW_ONLY);
     }

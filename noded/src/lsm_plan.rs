@@ -454,6 +454,13 @@ mod tests {
     struct Fake(HashMap<&'static str, (u64, bool)>);
 
     impl Resolver for Fake {
+        /// The loader and "static" programs have no interpreter; everything else does.
+        fn has_interpreter(&self, path: &str) -> Option<bool> {
+            self.0
+                .contains_key(path)
+                .then(|| !(path.contains("ld-linux") || path.contains("static")))
+        }
+
         fn resolve(&self, path: &str) -> std::io::Result<Resolved> {
             self.0
                 .get(path)
@@ -477,6 +484,8 @@ mod tests {
             ("/usr/bin/nc", (30, false)),
             ("/bin/nc.openbsd", (30, false)),
             ("/usr/bin/bash", (40, false)),
+            ("/lib64/ld-linux-x86-64.so.2", (50, false)),
+            ("/srv", (60, true)),
         ]))
     }
 
@@ -628,6 +637,92 @@ mod tests {
         let mut appeared = fake();
         appeared.0.insert("/srv/missing", (50, false));
         assert!(resolution_changed(&plan, &appeared));
+    }
+
+    /// An ELF64 little-endian header with program headers of the given types at 64.
+    fn elf(types: &[u32]) -> Vec<u8> {
+        let mut b = vec![0u8; 64 + 56 * types.len()];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2; // 64-bit
+        b[5] = 1; // little-endian
+        b[32..40].copy_from_slice(&64u64.to_le_bytes());
+        b[54..56].copy_from_slice(&56u16.to_le_bytes());
+        b[56..58].copy_from_slice(&(types.len() as u16).to_le_bytes());
+        for (i, t) in types.iter().enumerate() {
+            b[64 + 56 * i..68 + 56 * i].copy_from_slice(&t.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn elf_interpreters_are_found() {
+        const PT_LOAD: u32 = 1;
+        const PT_INTERP: u32 = 3;
+        const PT_PHDR: u32 = 6;
+        assert_eq!(
+            elf_has_interpreter(&elf(&[PT_PHDR, PT_INTERP, PT_LOAD])),
+            Some(true)
+        );
+        assert_eq!(elf_has_interpreter(&elf(&[PT_LOAD, PT_LOAD])), Some(false));
+        assert_eq!(elf_has_interpreter(b"#!/bin/sh\nexit 0\n"), None);
+        // Program headers beyond what was read: unknown, never "no interpreter".
+        let cut = elf(&[PT_LOAD, PT_INTERP]);
+        assert_eq!(elf_has_interpreter(&cut[..100]), None);
+        // The real files of this machine, when they are there.
+        for (path, want) in [
+            ("/lib64/ld-linux-x86-64.so.2", Some(false)),
+            ("/usr/bin/env", Some(true)),
+        ] {
+            if std::path::Path::new(path).exists() {
+                assert_eq!(StatResolver.has_interpreter(path), want, "{path}");
+            }
+        }
+    }
+
+    #[test]
+    fn allow_lists_mark_loaders_and_masks_follow_the_rules() {
+        let mut dir = file_rule(1, "/srv", vec![FileOp::Read, FileOp::Exec], Action::Deny);
+        dir.subtree = true;
+        let mut file = file_rule(2, "/etc/shadow", vec![FileOp::Write], Action::Audit);
+        file.subtree = false;
+        let exec = vec![ExecRule {
+            id: 3,
+            name: "only".into(),
+            mode: ExecMode::AllowOnly,
+            binaries: vec!["/usr/bin/bash".into(), "/lib64/ld-linux-x86-64.so.2".into()],
+            action: Action::Deny,
+            except_uids: vec![],
+            except_parents: vec![],
+            span: span(),
+        }];
+        let plan = compile(
+            &[(policy(Mode::Enforce, vec![dir, file], exec), 1)],
+            0,
+            1,
+            &fake(),
+        );
+        let loaders: Vec<u64> = plan
+            .members
+            .iter()
+            .filter(|m| m.kind == abi::MEMBER_LOADER)
+            .map(|m| {
+                assert_eq!(m.slot, 0);
+                m.ino
+            })
+            .collect();
+        assert_eq!(
+            loaders,
+            vec![50],
+            "only the loader: bash has an interpreter"
+        );
+        assert_eq!(
+            plan.op_masks(),
+            OpMasks {
+                file_ops: abi::OP_READ | abi::OP_WRITE | abi::OP_EXEC,
+                subtree_ops: abi::OP_READ | abi::OP_EXEC,
+                deny_ops: abi::OP_READ | abi::OP_EXEC,
+            }
+        );
     }
 
     #[test]

@@ -206,8 +206,9 @@ fn prop_case(seed: u64) -> Prop {
     for (i, c) in checks.iter().enumerate() {
         manifest.push_str(&format!("check {i} {} {}\n", c.op, c.path));
     }
-    let ir = palisade_policy::compile("prop.rhai", &policy)
-        .unwrap_or_else(|e| panic!("the generated policy (seed {seed}) does not compile: {e:?}\n{policy}"));
+    let ir = palisade_policy::compile("prop.rhai", &policy).unwrap_or_else(|e| {
+        panic!("the generated policy (seed {seed}) does not compile: {e:?}\n{policy}")
+    });
     let plan = compile_files(&[Enforced {
         policy: &ir,
         revision: 1,
@@ -239,7 +240,11 @@ fn prop_case(seed: u64) -> Prop {
                 }
             }
         };
-        c.expect = if v.action == Action::Deny { "eperm" } else { "ok" };
+        c.expect = if v.action == Action::Deny {
+            "eperm"
+        } else {
+            "ok"
+        };
         c.reason = v.reason;
     }
     Prop {
@@ -260,7 +265,12 @@ fn prop_mismatches(prop: &Prop, console: &str) -> Vec<String> {
         .collect();
     let short = |p: &str| {
         if p.len() > 60 {
-            format!("{}...{} ({} levels)", &p[..25], &p[p.len() - 25..], p.matches('/').count())
+            format!(
+                "{}...{} ({} levels)",
+                &p[..25],
+                &p[p.len() - 25..],
+                p.matches('/').count()
+            )
         } else {
             p.to_string()
         }
@@ -399,7 +409,9 @@ impl Host<'_> {
             let other: u64 = events
                 .iter()
                 .filter(|e| {
-                    e["kind"] == "loss" && e["action"] != "rate-limited" && e["action"] != "ringbuf-full"
+                    e["kind"] == "loss"
+                        && e["action"] != "rate-limited"
+                        && e["action"] != "ringbuf-full"
                 })
                 .filter_map(|e| e["lost"].as_u64())
                 .sum();
@@ -471,7 +483,9 @@ impl Host<'_> {
                     && e["operation"] == "exec"
                     && ends(e, "palvm-lib.so")
                     && e["detail"].as_str().is_some_and(|d| d.contains("mmap"))
-                    && e["binary"].as_str().is_some_and(|b| b.contains("palvm-helper"))
+                    && e["binary"]
+                        .as_str()
+                        .is_some_and(|b| b.contains("palvm-helper"))
             })
             .map(|_| ());
         self.check("event-dlopen-denied", r);
@@ -899,8 +913,16 @@ fn lsm_file_and_exec_enforcement_in_a_vm() {
     .to_vec();
     for n in DEPTHS {
         for op in [
-            "read", "write", "create", "truncate", "rename", "unlink", "exec", "free-read",
-            "free-write", "free-exec",
+            "read",
+            "write",
+            "create",
+            "truncate",
+            "rename",
+            "unlink",
+            "exec",
+            "free-read",
+            "free-write",
+            "free-exec",
         ] {
             expected.push(format!("deep-{op}-{n}"));
         }
