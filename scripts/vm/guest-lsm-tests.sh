@@ -113,6 +113,10 @@ palisade-noded --controlplane "$CP_URL" --pki /palisade/pki --name "$NODE" --lab
   --lsm-rescan-ms 500 >/tmp/noded.log 2>&1 &
 NODED=$!
 
+# A descriptor opened for writing before any rule exists (see gap-open-before-rule-writes).
+echo held >/srv/deepw/held.txt
+exec 7>>/srv/deepw/held.txt
+
 # --- enforce --------------------------------------------------------------------------
 step enforce
 check read-denied eperm cat /srv/secret
@@ -181,6 +185,16 @@ check gap-script-exec-denied eperm /tmp/x/script.sh
 check gap-script-via-interpreter-runs ok sh /tmp/x/script.sh
 check gap-copy-out-of-tree-runs ok sh -c 'cp /tmp/x/true /opt/copied/true && /opt/copied/true'
 check gap-memfd-from-denied-tree-runs ok palvm-helper memfd-exec /tmp/x/true true
+check gap-anonymous-exec-memory ok palvm-helper anon-exec
+check gap-open-before-rule-writes ok sh -c 'echo more >&7'
+check write-after-rule-denied eperm sh -c 'echo more >>/srv/deepw/held.txt'
+mkdir -p /srv/deepr/mnt /mnt/bind
+mount -t tmpfs other /srv/deepr/mnt && echo other-fs >/srv/deepr/mnt/f
+check gap-mount-below-ruled-dir-readable ok cat /srv/deepr/mnt/f
+umount /srv/deepr/mnt
+mount -o bind "$(deep /srv/deepr 31)" /mnt/bind
+check bind-mount-of-ruled-tree-denied eperm cat /mnt/bind/r31
+umount /mnt/bind
 
 # --- a protected directory removed and recreated ----------------------------------------
 step recreate

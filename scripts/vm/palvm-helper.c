@@ -7,6 +7,7 @@
  *   palvm-helper dlopen LIB                dlopen(LIB) and call palvm_answer()
  *   palvm-helper mmap-exec FILE            mmap FILE with PROT_READ|PROT_EXEC
  *   palvm-helper mprotect FILE             mmap FILE read-only, then mprotect adding PROT_EXEC
+ *   palvm-helper anon-exec                 anonymous memory made executable (like a JIT)
  *   palvm-helper memfd-exec FILE ARGS...   copy FILE into a memfd and fexecve it
  *   palvm-helper deep-mkdir BASE N NAME    N nested directories "d" below BASE (relative
  *                                          names, so deeper than PATH_MAX allows), and the
@@ -87,6 +88,17 @@ int main(int argc, char **argv)
 			return fail("mmap");
 		if (!exec_now && mprotect(p, 4096, PROT_READ | PROT_EXEC))
 			return fail("mprotect");
+		return 0;
+	}
+	if (!strcmp(cmd, "anon-exec")) {
+		void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED)
+			return fail("mmap");
+		memset(p, 0xc3, 4096); /* ret */
+		if (mprotect(p, 4096, PROT_READ | PROT_EXEC))
+			return fail("mprotect");
+		((void (*)(void))p)();
 		return 0;
 	}
 	if (!strcmp(cmd, "memfd-exec") && argc >= 3) {
