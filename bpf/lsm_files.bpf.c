@@ -143,7 +143,8 @@ struct hit {
 struct env {
 	struct pal_lsm_config *cfg;
 	__u32 generation;
-	__u32 seq; /* the rename sequence; odd: do not use or write the cache */
+	__u32 seq;      /* the rename sequence; odd: do not use or write the cache */
+	__u32 seq_read; /* whether seq was read (it is read once, when first needed) */
 };
 
 /* Per operation (a[0] read, a[1] write, a[2] exec): the inode whose rules decide. */
@@ -173,8 +174,19 @@ static __always_inline int load_env(struct env *env)
 		return 0;
 	env->cfg = cfg;
 	env->generation = cfg->generation;
-	env->seq = read_seq(cfg);
+	env->seq = 1;
+	env->seq_read = 0;
 	return 1;
+}
+
+/* The rename sequence for this invocation (read at the first use). */
+static __always_inline __u32 env_seq(struct env *env)
+{
+	if (!env->seq_read) {
+		env->seq = read_seq(env->cfg);
+		env->seq_read = 1;
+	}
+	return env->seq;
 }
 
 static __always_inline void count(__u32 idx)
@@ -198,11 +210,6 @@ static __always_inline int same_parent(const struct pal_inode_cache *c, struct d
 	struct dentry *p = d->d_parent;
 
 	return c->parent == (__u64)p && c->parent_ino == ino_of(p);
-}
-
-static __always_inline int entry_current(const struct pal_inode_cache *c, const struct env *env)
-{
-	return c->generation == env->generation && c->seq == env->seq;
 }
 
 static __always_inline int rank(__u32 action)
@@ -657,7 +664,7 @@ __attribute__((noinline)) __u32 pal_decide(const struct walk_state *st, struct h
  * `need`: the most specific inode with a rule for it decides. Returns the operations no
  * rule decides for `d` (for its cache entry), or 0 when the walk bound decided one.
  */
-static __always_inline __u32 check_dentry(struct dentry *d, __u32 need, const struct env *env,
+static __always_inline __u32 check_dentry(struct dentry *d, __u32 need, struct env *env,
 					  struct hit *h)
 {
 	struct walk w = {};
@@ -680,7 +687,7 @@ static __always_inline __u32 check_dentry(struct dentry *d, __u32 need, const st
 	w.st.pending = w.st.ops;
 	w.st.f.root_level = PAL_LEVEL_UNKNOWN;
 	w.st.generation = env->generation;
-	w.st.seq = env->seq;
+	w.st.seq = env_seq(env);
 	w.st.need = need;
 	w.st.deny_ops = env->cfg->deny_ops;
 	parent = d->d_parent;
@@ -703,23 +710,25 @@ static __always_inline __u32 check_dentry(struct dentry *d, __u32 need, const st
 
 /* Whether the file's cache entry says no rule decides any of `need` for it. */
 static __always_inline int cached_clean(struct inode *in, struct dentry *d, __u32 need,
-					const struct env *env)
+					struct env *env)
 {
 	struct pal_inode_cache *c;
 
-	if ((env->seq & 1) || !in || !d || in->i_nlink != 1 || (in->i_mode & S_IFMT) == S_IFDIR)
+	if (!in || !d || in->i_nlink != 1 || (in->i_mode & S_IFMT) == S_IFDIR)
 		return 0;
 	c = bpf_inode_storage_get(&PAL_LSM_ICACHE, in, 0, 0);
-	return c && entry_current(c, env) && c->dentry == (__u64)d && same_parent(c, d) &&
-	       (c->clean_ops & need) == need;
+	if (!c || c->generation != env->generation || (c->clean_ops & need) != need ||
+	    c->dentry != (__u64)d || !same_parent(c, d))
+		return 0;
+	return !(env_seq(env) & 1) && c->seq == env->seq;
 }
 
 static __always_inline void remember_clean(struct inode *in, struct dentry *d, __u32 clean,
-					   const struct env *env)
+					   struct env *env)
 {
 	struct pal_inode_cache *c;
 
-	if (!clean || (env->seq & 1) || !in || !d || in->i_nlink != 1 ||
+	if (!clean || (env_seq(env) & 1) || !in || !d || in->i_nlink != 1 ||
 	    (in->i_mode & S_IFMT) == S_IFDIR || read_seq(env->cfg) != env->seq)
 		return;
 	c = bpf_inode_storage_get(&PAL_LSM_ICACHE, in, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -875,7 +884,7 @@ static __always_inline int loader_program_mapping(struct hit *h)
  * Everything that decides running the code of file `f` (an exec, or `mapping` it
  * executable): exec deny lists, allow-only lists, file rules with the exec operation.
  */
-static __always_inline void exec_checks(struct file *f, const struct env *env, int mapping,
+static __always_inline void exec_checks(struct file *f, struct env *env, int mapping,
 					struct hit *h)
 {
 	struct pal_lsm_config *cfg = env->cfg;
