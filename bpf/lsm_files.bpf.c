@@ -852,14 +852,14 @@ static __always_inline int guard_dentry(struct dentry *d, __u32 ops, __u32 hook)
 /*
  * Whether this executable mapping is the program of a process running a loader-like listed
  * binary (the first file other than its own executable it maps executable; see
- * PAL_MEMBER_LOADER). Remembered per process (thread-group leader) and address space.
+ * PAL_MEMBER_LOADER). Remembered per process (thread-group leader), address space and exec.
  */
 static __always_inline int loader_program_mapping(struct hit *h)
 {
 	struct pal_member_key m = { .slot = 0, .kind = PAL_MEMBER_LOADER };
-	struct task_struct *task;
+	struct task_struct *task, *leader;
 	struct pal_proc_state *st;
-	__u64 mm;
+	__u64 mm, exec_id;
 
 	current_exe(h);
 	if (!h->exe_ino)
@@ -869,14 +869,16 @@ static __always_inline int loader_program_mapping(struct hit *h)
 	if (!bpf_map_lookup_elem(&PAL_LSM_MEMBERS, &m))
 		return 0;
 	task = bpf_get_current_task_btf();
+	leader = task->group_leader;
 	mm = (__u64)task->mm;
-	st = bpf_task_storage_get(&PAL_LSM_PROCS, task->group_leader, 0,
-				  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	exec_id = leader->self_exec_id;
+	st = bpf_task_storage_get(&PAL_LSM_PROCS, leader, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!st)
 		return 1; /* cannot remember: every mapping counts (fail closed) */
-	if (st->program_mapped_mm == mm)
+	if (st->program_mapped_mm == mm && st->exec_id == exec_id)
 		return 0;
 	st->program_mapped_mm = mm;
+	st->exec_id = exec_id;
 	return 1;
 }
 
@@ -1095,8 +1097,6 @@ int BPF_PROG(pal_bprm_check, struct linux_binprm *bprm, int ret)
 
 	if (ret)
 		return ret;
-	/* A new program: whatever a loader mapped before is forgotten. */
-	bpf_task_storage_delete(&PAL_LSM_PROCS, bpf_get_current_task_btf());
 	f = bprm->file;
 	if (!f || !load_env(&env))
 		return 0;

@@ -141,10 +141,12 @@ struct pal_inode_cache {
 
 /*
  * PAL_LSM_PROCS (task local storage of a thread-group leader): set when a process running
- * a loader-like listed binary (PAL_MEMBER_LOADER) maps its program, for that mm only.
+ * a loader-like listed binary (PAL_MEMBER_LOADER) maps its program; valid only for that
+ * address space and that exec (the kernel's self_exec_id, which every exec increments).
  */
 struct pal_proc_state {
 	__u64 program_mapped_mm;
+	__u64 exec_id;
 };
 
 /* One ring-buffer event per denied or audited operation (within the event budget). */
@@ -181,7 +183,7 @@ struct pal_lsm_event {
 #define PAL_SIZE_LSM_EVENT 232
 #define PAL_SIZE_LSM_ANC 16
 #define PAL_SIZE_LSM_INODE_CACHE 96
-#define PAL_SIZE_LSM_PROC_STATE 8
+#define PAL_SIZE_LSM_PROC_STATE 16
 
 /*
  * PAL_LSM_STATS: per-CPU u64 counters indexed like PAL_STATS (palisade_abi.h); the LSM

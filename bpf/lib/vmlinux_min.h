@@ -57,6 +57,7 @@ struct task_struct {
 	struct mm_struct *mm;
 	int tgid;
 	struct task_struct *group_leader;
+	__u64 self_exec_id;
 };
 
 struct vm_area_struct {

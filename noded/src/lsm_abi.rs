@@ -131,6 +131,7 @@ pub struct InodeCache {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ProcState {
     pub program_mapped_mm: u64,
+    pub exec_id: u64,
 }
 
 #[repr(C)]
