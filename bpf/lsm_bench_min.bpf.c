@@ -109,10 +109,10 @@ int BPF_PROG(pal_bench_hashcache_open, struct file *file, int ret)
 	k.ino = in->i_ino;
 	k.dev = in->i_sb->s_dev;
 	c = bpf_map_lookup_elem(&PAL_BENCH_CLEAN, &k);
-	if (c && c->generation == *gen && c->epoch == *epoch && (c->clean_ops & 1) == 1)
+	if (c && c->generation == *gen && c->seq == *epoch && (c->clean_ops & 1) == 1)
 		return 0;
 	fresh.generation = *gen;
-	fresh.epoch = *epoch;
+	fresh.seq = *epoch;
 	fresh.clean_ops = 1;
 	bpf_map_update_elem(&PAL_BENCH_CLEAN, &k, &fresh, BPF_ANY);
 	return 0;

@@ -14,7 +14,7 @@
 
 #include "palisade_abi.h"
 
-#define PAL_LSM_ABI_VERSION 1
+#define PAL_LSM_ABI_VERSION 2
 
 /* Operations (rule.ops mask, event.op). */
 #define PAL_OP_READ 1
@@ -29,12 +29,22 @@
 /* member.kind */
 #define PAL_MEMBER_EXCEPT_BIN 1 /* the calling process's binary is exempt from the rule */
 #define PAL_MEMBER_ALLOWED 2    /* allow-list member of an exec allow-only rule */
+#define PAL_MEMBER_LOADER 3     /* slot 0: a listed binary without an ELF interpreter (the
+                                 * dynamic loader, static programs): the first other file a
+                                 * process running it maps executable is its program */
 
 #define PAL_LSM_RULES_PER_INODE 4
 #define PAL_LSM_MAX_ALLOW_ONLY 4
 #define PAL_LSM_MAX_RULES 32768   /* both banks */
 #define PAL_LSM_MAX_INODES 65536
-#define PAL_LSM_MAX_DEPTH 32      /* directory levels walked up from a file */
+/*
+ * Directory levels walked up from a file (levels 0 .. PAL_LSM_MAX_WALK - 1). PATH_MAX (4096)
+ * keeps every path a process can name in one string well below it; a deeper dentry (built
+ * with relative names) whose rules are not found within the bound is decided as the
+ * strictest subtree rule for the operation would (fail closed), flagged PAL_EVENT_WALK_LIMIT.
+ */
+#define PAL_LSM_MAX_WALK 4096
+#define PAL_LEVEL_UNKNOWN 0xffffffff
 
 /* event.hook */
 #define PAL_HOOK_FILE_OPEN 1
@@ -43,6 +53,11 @@
 #define PAL_HOOK_UNLINK 4
 #define PAL_HOOK_RENAME 5
 #define PAL_HOOK_CREATE 6
+#define PAL_HOOK_MMAP 7      /* mmap of a file with PROT_EXEC */
+#define PAL_HOOK_MPROTECT 8  /* mprotect adding PROT_EXEC to a file mapping */
+
+/* event.flags */
+#define PAL_EVENT_WALK_LIMIT 1 /* decided by the walk bound, not by a rule (fail closed) */
 
 /* Kernel dev_t (MAJOR << 20 | MINOR) and inode number. */
 struct pal_inode_key {
@@ -84,20 +99,54 @@ struct pal_lsm_config {
 	__u32 allow_only[PAL_LSM_MAX_ALLOW_ONLY]; /* slots of exec allow-only rules, 0 = none */
 	__u32 events_per_sec;                     /* 0 means 1000 */
 	__u32 generation;                         /* plan generation: a change drops the cache */
-	__u32 exec_file_rules;                    /* nonzero: some file rule covers exec */
+	__u32 file_ops;    /* PAL_OP_* some file rule covers (others need no lookup at all) */
+	__u32 subtree_ops; /* PAL_OP_* some subtree rule covers (only these walk up) */
+	__u32 deny_ops;    /* PAL_OP_* some subtree rule denies (the walk bound's verdict) */
+	__u32 exec_deny;   /* nonzero: PAL_LSM_EXEC has entries */
+	/*
+	 * Kernel address of `rename_lock` (its first word is the sequence count every d_move
+	 * bumps, odd while one runs), from /proc/kallsyms; 0 = unknown: nothing is cached.
+	 */
+	__u64 rename_seq_addr;
+};
+
+/* A directory's nearest inode with a subtree rule for one operation. */
+struct pal_anc {
+	__u64 ino;   /* 0: no rule up to the filesystem's root */
+	__u32 dev;
+	__u32 depth; /* levels from the cached directory up to it (0: the directory itself) */
 };
 
 /*
- * PAL_LSM_ICACHE (inode local storage): operations for which no rule decides about this
- * inode, valid while the plan generation and the rename epoch (PAL_LSM_EPOCH[0], bumped by
- * every rename and link) are unchanged. Only kept for files with one link, since the walk
- * depends on the name used.
+ * PAL_LSM_ICACHE (inode local storage), valid for one plan generation and one value of the
+ * kernel's rename sequence (so any rename anywhere drops it), and only while the dentry it
+ * was computed for still has the same parent (dentry pointer and parent's inode number).
+ * Directories: per operation in dir_ops, the nearest inode at or above whose subtree rules
+ * decide for what is below (anc[0] read, [1] write, [2] exec), and root_depth, the levels up
+ * to the filesystem's root (PAL_LEVEL_UNKNOWN if not walked that far). Other files with one
+ * link: clean_ops, operations no rule decides for the file itself.
  */
 struct pal_inode_cache {
 	__u32 generation;
-	__u32 epoch;
+	__u32 seq;
+	__u64 dentry;
+	__u64 parent;
+	__u64 parent_ino;
 	__u32 clean_ops;
+	__u32 dir_ops;
+	__u32 root_depth;
 	__u32 _pad;
+	struct pal_anc anc[3];
+};
+
+/*
+ * PAL_LSM_PROCS (task local storage of a thread-group leader): set when a process running
+ * a loader-like listed binary (PAL_MEMBER_LOADER) maps its program; valid only for that
+ * address space and that exec (the kernel's self_exec_id, which every exec increments).
+ */
+struct pal_proc_state {
+	__u64 program_mapped_mm;
+	__u64 exec_id;
 };
 
 /* One ring-buffer event per denied or audited operation (within the event budget). */
@@ -118,8 +167,11 @@ struct pal_lsm_event {
 	__u32 uid;
 	__u32 depth;    /* levels from the file up to root_ino */
 	__u32 suppressed;
+	__u32 flags;    /* PAL_EVENT_* */
+	__u32 _pad;
 	char comm[16];
-	char name[128]; /* exec: the path given to execve; files: the file's own name */
+	char name[128]; /* exec decided on the binary itself: the path given to execve;
+			 * otherwise the file's own name */
 };
 
 #define PAL_SIZE_LSM_INODE_KEY 16
@@ -127,8 +179,16 @@ struct pal_lsm_event {
 #define PAL_SIZE_LSM_RULE 16
 #define PAL_SIZE_LSM_MEMBER_KEY 24
 #define PAL_SIZE_LSM_UID_KEY 8
-#define PAL_SIZE_LSM_CONFIG 28
-#define PAL_SIZE_LSM_EVENT 224
-#define PAL_SIZE_LSM_INODE_CACHE 16
+#define PAL_SIZE_LSM_CONFIG 48
+#define PAL_SIZE_LSM_EVENT 232
+#define PAL_SIZE_LSM_ANC 16
+#define PAL_SIZE_LSM_INODE_CACHE 96
+#define PAL_SIZE_LSM_PROC_STATE 16
+
+/*
+ * PAL_LSM_STATS: per-CPU u64 counters indexed like PAL_STATS (palisade_abi.h); the LSM
+ * programs use PAL_STAT_EVENTS_SUPPRESSED (budget) and PAL_STAT_RINGBUF_FULL, which the
+ * daemon reports as loss events.
+ */
 
 #endif

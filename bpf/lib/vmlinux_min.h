@@ -56,6 +56,12 @@ struct mm_struct {
 struct task_struct {
 	struct mm_struct *mm;
 	int tgid;
+	struct task_struct *group_leader;
+	__u64 self_exec_id;
+};
+
+struct vm_area_struct {
+	struct file *vm_file;
 };
 
 struct linux_binprm {

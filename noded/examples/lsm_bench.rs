@@ -2,9 +2,11 @@
 //! BPF-LSM programs only load there.
 //!
 //! Two loops, `open`+`close` of a file four directories deep and `fork`+`exec` of
-//! `/bin/true`, under: no program; the baseline, a minimal LSM program doing one inode hash
-//! lookup per hook (`bpf/lsm_bench_min.bpf.c`); Palisade's programs with 10 and with 10,000
-//! file rules (on other files, plus one exec deny rule). All in one boot. Every round
+//! `/bin/true`, and the open of a file 200 directories deep, first (a directory tree no
+//! program has seen: Palisade walks all 200 levels and remembers them) and repeated, under:
+//! no program; the baseline, a minimal LSM program doing one inode hash lookup per hook
+//! (`bpf/lsm_bench_min.bpf.c`); Palisade's programs with 10 and with 10,000 file rules (on
+//! other files, plus one exec deny rule). All in one boot. Every round
 //! measures each configuration back to back (programs are attached and detached between
 //! them, each measurement after a warm-up), in an order that rotates from round to round so
 //! that no configuration always comes first or last; a noisy neighbour hits all of them
@@ -23,6 +25,40 @@ use std::ffi::CString;
 use std::time::Instant;
 
 const TARGET: &str = "/bench/d1/d2/d3/file";
+/// Levels of the deep files: /bench/deep/<tree>/d/.../d/file.
+const DEEP: usize = 200;
+/// Fresh deep trees opened once per measurement ("first").
+const FRESH_PER_MEASURE: usize = 10;
+
+/// A file `DEEP` levels below the root of its filesystem, in tree `tree`.
+fn deep_file(tree: usize) -> String {
+    format!("/bench/deep/t{tree}{}/file", "/d".repeat(DEEP - 4))
+}
+
+/// Opens and closes `path` `n` times; ns per open+close.
+fn open_close_path(path: &str, n: usize) -> f64 {
+    let c = CString::new(path).unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        // SAFETY: plain syscalls on a NUL-terminated path we own.
+        unsafe {
+            let fd = libc::open(c.as_ptr(), libc::O_RDONLY);
+            assert!(fd >= 0, "open {path} failed");
+            libc::close(fd);
+        }
+    }
+    t.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// Opens each of the fresh trees' files once; ns per open+close.
+fn open_fresh(trees: std::ops::Range<usize>) -> f64 {
+    let n = trees.len();
+    let t = Instant::now();
+    for tree in trees {
+        open_close_path(&deep_file(tree), 1);
+    }
+    t.elapsed().as_nanos() as f64 / n as f64
+}
 
 fn open_close(n: usize) -> f64 {
     let path = CString::new(TARGET).unwrap();
@@ -58,12 +94,52 @@ fn fork_exec(n: usize) -> f64 {
     t.elapsed().as_nanos() as f64 / n as f64
 }
 
+/// One measurement: ns per open+close, fork+exec, first open of a fresh deep file and
+/// repeated open of one.
+#[derive(Clone, Copy, Default)]
+struct M {
+    open: f64,
+    exec: f64,
+    deep_first: f64,
+    deep_again: f64,
+}
+
 /// A warm-up (the emulator translates freshly attached programs on first use; the inode
-/// cache fills), then the timed loops.
-fn measure(open_n: usize, exec_n: usize) -> (f64, f64) {
+/// cache fills), then the timed loops, each in its own window of the programs' run
+/// statistics (`stats`, when there are programs): returns the times and ns per run of
+/// file_open and bprm_check over the open+close and fork+exec loops, and of file_open over
+/// the first opens of the fresh deep trees `fresh` (its first tree is the repeated one).
+fn measure(
+    open_n: usize,
+    exec_n: usize,
+    fresh: std::ops::Range<usize>,
+    stats: &dyn Fn() -> Option<[(std::time::Duration, u64); 2]>,
+) -> (M, [f64; 3]) {
+    let mut prog = [0.0; 3];
     open_close(open_n / 20 + 1);
     fork_exec(exec_n / 20 + 1);
-    (open_close(open_n), fork_exec(exec_n))
+    let again = deep_file(fresh.start);
+    open_close_path(&again, 2);
+    let before = stats();
+    let open = open_close(open_n);
+    let exec = fork_exec(exec_n);
+    if let (Some(b), Some(a)) = (before, stats()) {
+        let [o, e] = per_run(b, a);
+        prog[0] = o;
+        prog[1] = e;
+    }
+    let before = stats();
+    let deep_first = open_fresh(fresh.start + 1..fresh.end);
+    if let (Some(b), Some(a)) = (before, stats()) {
+        prog[2] = per_run(b, a)[0];
+    }
+    let m = M {
+        open,
+        exec,
+        deep_first,
+        deep_again: open_close_path(&again, open_n / 4 + 1),
+    };
+    (m, prog)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -164,6 +240,20 @@ fn main() {
         std::fs::write(&path, b"x").unwrap();
     }
     std::fs::write("/bench/denied-bin", b"#!/bin/true\n").unwrap();
+    // Deep trees, each opened by one measurement only: rule counts x rounds x
+    // configurations x FRESH_PER_MEASURE (+1 for the repeated file).
+    let trees = 2 * rounds * 3 * (FRESH_PER_MEASURE + 1);
+    for tree in 0..trees {
+        let f = deep_file(tree);
+        std::fs::create_dir_all(std::path::Path::new(&f).parent().unwrap()).unwrap();
+        std::fs::write(&f, b"deep").unwrap();
+    }
+    let mut next_tree = 0usize;
+    let mut fresh = || {
+        let r = next_tree..next_tree + FRESH_PER_MEASURE + 1;
+        next_tree += FRESH_PER_MEASURE + 1;
+        r
+    };
     let started = Instant::now();
     let phase = |name: &str| eprintln!("PALBENCH phase {name} at {:.0?}", started.elapsed());
 
@@ -193,8 +283,13 @@ fn main() {
         open_ratio: Vec<f64>,
         exec_ns: Vec<f64>,
         exec_ratio: Vec<f64>,
-        /// ns per run of the file_open and bprm_check programs.
-        prog_ns: [Vec<f64>; 2],
+        deep_first_ns: Vec<f64>,
+        deep_first_ratio: Vec<f64>,
+        deep_again_ns: Vec<f64>,
+        deep_again_ratio: Vec<f64>,
+        /// ns per run of the file_open and bprm_check programs, and of file_open on the
+        /// first opens of deep files.
+        prog_ns: [Vec<f64>; 3],
     }
     let row = |name: &str| Row {
         name: name.to_string(),
@@ -202,7 +297,11 @@ fn main() {
         open_ratio: Vec::new(),
         exec_ns: Vec::new(),
         exec_ratio: Vec::new(),
-        prog_ns: [Vec::new(), Vec::new()],
+        deep_first_ns: Vec::new(),
+        deep_first_ratio: Vec::new(),
+        deep_again_ns: Vec::new(),
+        deep_again_ratio: Vec::new(),
+        prog_ns: [Vec::new(), Vec::new(), Vec::new()],
     };
     const BASE_PROGS: [&str; 2] = ["pal_bench_file_open", "pal_bench_bprm_check"];
     const PAL_PROGS: [&str; 2] = ["pal_file_open", "pal_bprm_check"];
@@ -224,50 +323,46 @@ fn main() {
         assert!(unenforced.is_empty(), "unenforced: {unenforced:?}");
         let mut pal = row(&format!("palisade, {n} rules"));
         for round in 0..rounds {
-            let mut got = [(0.0, 0.0); 3];
-            let mut prog = [[0.0; 2]; 3];
+            let mut got = [M::default(); 3];
+            let mut prog = [[0.0; 3]; 3];
             for c in &orders[round % orders.len()] {
-                let m = match c {
-                    Config::None => measure(open_n, exec_n),
+                let trees = fresh();
+                let (m, p) = match c {
+                    Config::None => measure(open_n, exec_n, trees, &|| None),
                     Config::Baseline => {
                         let links = attach_baseline(&mut base);
-                        let before = stats_of(&base, BASE_PROGS);
-                        let m = measure(open_n, exec_n);
-                        prog[1] = per_run(before, stats_of(&base, BASE_PROGS));
+                        let r =
+                            measure(open_n, exec_n, trees, &|| Some(stats_of(&base, BASE_PROGS)));
                         drop(links);
-                        m
+                        r
                     }
                     Config::Palisade => {
                         lsm.set_attached(true).unwrap();
-                        let before = lsm_stats(&lsm);
-                        let m = measure(open_n, exec_n);
-                        prog[2] = per_run(before, lsm_stats(&lsm));
+                        let r = measure(open_n, exec_n, trees, &|| Some(lsm_stats(&lsm)));
                         lsm.set_attached(false).unwrap();
-                        m
+                        r
                     }
                 };
+                prog[*c as usize] = p;
                 if *c != Config::None {
                     settle();
                 }
                 got[*c as usize] = m;
             }
-            let (no, ne) = got[Config::None as usize];
-            let (bo, be) = got[Config::Baseline as usize];
-            let (po, pe) = got[Config::Palisade as usize];
-            for (k, (r, (o, e))) in [
-                (&mut none, (no, ne)),
-                (&mut baseline, (bo, be)),
-                (&mut pal, (po, pe)),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                r.prog_ns[0].push(prog[k][0]);
-                r.prog_ns[1].push(prog[k][1]);
-                r.open_ns.push(o);
-                r.exec_ns.push(e);
-                r.open_ratio.push(o / bo);
-                r.exec_ratio.push(e / be);
+            let b = got[Config::Baseline as usize];
+            for (k, r) in [&mut none, &mut baseline, &mut pal].into_iter().enumerate() {
+                let m = got[k];
+                for (j, v) in prog[k].iter().enumerate() {
+                    r.prog_ns[j].push(*v);
+                }
+                r.open_ns.push(m.open);
+                r.exec_ns.push(m.exec);
+                r.open_ratio.push(m.open / b.open);
+                r.exec_ratio.push(m.exec / b.exec);
+                r.deep_first_ns.push(m.deep_first);
+                r.deep_first_ratio.push(m.deep_first / b.deep_first);
+                r.deep_again_ns.push(m.deep_again);
+                r.deep_again_ratio.push(m.deep_again / b.deep_again);
             }
         }
         table.push(pal);
@@ -322,25 +417,55 @@ fn main() {
         let m = median(v.clone());
         println!("PALBENCH candidate {name:<28} {m:>7.0} ns {:>6.2}x", m / c0);
     }
+    println!(
+        "PALBENCH open+close of a file {DEEP} levels deep: first (a tree no program has seen; {FRESH_PER_MEASURE} per round) and repeated; ratio = to the baseline in the same round: median [lowest-highest]"
+    );
+    println!(
+        "PALBENCH {:<24} {:>10} {:>22} {:>12} {:>22}",
+        "", "first", "vs base", "repeated", "vs base"
+    );
+    for r in std::iter::once(&none)
+        .chain(std::iter::once(&baseline))
+        .chain(table.iter())
+    {
+        let (flo, fhi) = spread(&r.deep_first_ratio);
+        let (alo, ahi) = spread(&r.deep_again_ratio);
+        println!(
+            "PALBENCH {:<24} {:>7.0} ns {:>6.2}x [{:.2}-{:.2}] {:>9.0} ns {:>6.2}x [{:.2}-{:.2}]",
+            r.name,
+            median(r.deep_first_ns.clone()),
+            median(r.deep_first_ratio.clone()),
+            flo,
+            fhi,
+            median(r.deep_again_ns.clone()),
+            median(r.deep_again_ratio.clone()),
+            alo,
+            ahi
+        );
+    }
     // The programs' own cost, timed by the kernel (BPF_ENABLE_STATS): ns per run.
     println!(
-        "PALBENCH program cost per run (kernel run-time statistics, median of rounds): {:<10} {:>10} {:>8} {:>10} {:>8}",
-        "", "file_open", "vs base", "bprm_check", "vs base"
+        "PALBENCH program cost per run (kernel run-time statistics, median of rounds): {:<10} {:>10} {:>8} {:>10} {:>8} {:>14} {:>8}",
+        "", "file_open", "vs base", "bprm_check", "vs base", "deep first", "vs base"
     );
     let b = [
         median(baseline.prog_ns[0].clone()),
         median(baseline.prog_ns[1].clone()),
+        median(baseline.prog_ns[2].clone()),
     ];
     for r in std::iter::once(&baseline).chain(table.iter()) {
         let o = median(r.prog_ns[0].clone());
         let e = median(r.prog_ns[1].clone());
+        let d = median(r.prog_ns[2].clone());
         println!(
-            "PALBENCH {:<24} {:>7.0} ns {:>7.2}x {:>7.0} ns {:>7.2}x",
+            "PALBENCH {:<24} {:>7.0} ns {:>7.2}x {:>7.0} ns {:>7.2}x {:>11.0} ns {:>7.2}x",
             r.name,
             o,
             o / b[0],
             e,
-            e / b[1]
+            e / b[1],
+            d,
+            d / b[2]
         );
     }
 }

@@ -128,6 +128,11 @@ impl NetBackend for NetFirewall {
 pub trait PolicyHook: Send {
     fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<(), String>;
     fn status(&self, status: &mut v1::NodeStatus);
+    /// The hook's kernel counters of audit events it could not emit, indexed by
+    /// `abi::STAT_*` (only `STAT_EVENTS_SUPPRESSED` and `STAT_RINGBUF_FULL` are read).
+    fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+        None
+    }
 }
 
 pub struct Enforcer {
@@ -156,6 +161,23 @@ impl Enforcer {
     /// See [`NetBackend::fragments_tracked`].
     pub fn fragments_tracked(&self) -> Option<usize> {
         self.backend.fragments_tracked()
+    }
+
+    /// The kernel's counts of audit events it could not emit (`STAT_EVENTS_SUPPRESSED`,
+    /// `STAT_RINGBUF_FULL`), summed over the backend and every hook that has them; `None`
+    /// when none has.
+    pub fn loss_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+        let mut sum: Option<[u64; abi::STAT_MAX as usize]> = None;
+        let sources = std::iter::once(self.backend.kernel_stats())
+            .chain(self.hooks.iter().map(|h| h.kernel_stats()))
+            .flatten();
+        for s in sources {
+            let acc = sum.get_or_insert([0; abi::STAT_MAX as usize]);
+            for i in [abi::STAT_EVENTS_SUPPRESSED, abi::STAT_RINGBUF_FULL] {
+                acc[i as usize] += s[i as usize];
+            }
+        }
+        sum
     }
 
     pub fn new(backend: Box<dyn NetBackend>) -> Self {
@@ -356,5 +378,41 @@ pub fn action_name(action: u32) -> &'static str {
         abi::ACTION_DENY => "deny",
         abi::ACTION_AUDIT => "would-deny",
         _ => "allow",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hook with fixed kernel loss counters.
+    struct Losses([u64; abi::STAT_MAX as usize]);
+
+    impl PolicyHook for Losses {
+        fn apply(&mut self, _: &[(Policy, u64)]) -> Result<(), String> {
+            Ok(())
+        }
+        fn status(&self, _: &mut v1::NodeStatus) {}
+        fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+            Some(self.0)
+        }
+    }
+
+    #[test]
+    fn loss_counters_of_every_backend_are_summed() {
+        let mut e = Enforcer::new(Box::new(crate::nonet::NoNetwork));
+        assert_eq!(e.loss_stats(), None, "no backend counts losses");
+        let mut a = [0; abi::STAT_MAX as usize];
+        a[abi::STAT_EVENTS_SUPPRESSED as usize] = 5;
+        a[abi::STAT_RINGBUF_FULL as usize] = 2;
+        a[abi::STAT_SEEN as usize] = 1000; // traffic, not a loss
+        let mut b = [0; abi::STAT_MAX as usize];
+        b[abi::STAT_RINGBUF_FULL as usize] = 3;
+        e.add_hook(Box::new(Losses(a)));
+        e.add_hook(Box::new(Losses(b)));
+        let s = e.loss_stats().expect("hooks count losses");
+        assert_eq!(s[abi::STAT_EVENTS_SUPPRESSED as usize], 5);
+        assert_eq!(s[abi::STAT_RINGBUF_FULL as usize], 5);
+        assert_eq!(s[abi::STAT_SEEN as usize], 0);
     }
 }

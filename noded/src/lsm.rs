@@ -20,20 +20,33 @@
 //! never a gap. Files created later *inside* a protected directory need no re-resolution:
 //! the programs walk up to the directory.
 //!
-//! **Cache.** Walking up the directories costs one hash lookup per level, so the programs
-//! remember per inode (inode local storage) which operations no rule decides; the entry is
-//! valid for one plan generation and one rename epoch (every rename or hard link bumps it,
-//! since names moved), and only for files with a single link.
+//! **Walk and cache.** A rule on a directory is found by walking up the dentry tree, one
+//! hash lookup per level, to the root of the file's filesystem (at most
+//! `PAL_LSM_MAX_WALK` levels; a deeper file whose rules were not found is decided
+//! fail-closed, and the event says so). Directories remember what the walk found above them
+//! and files which operations no rule decides (inode local storage), for one plan
+//! generation and one value of the kernel's rename sequence (`rename_lock`, bumped by every
+//! rename when the move happens), whose address the daemon reads from `/proc/kallsyms` at
+//! load; without it nothing is cached and every access walks.
+//!
+//! **Executable mappings.** `mmap`/`mprotect` with `PROT_EXEC` of a file is checked like an
+//! exec of it by the mapping process (deny lists, file rules with `exec`; a process's own
+//! executable is not checked again); allow-only lists apply to the program a loader-like
+//! listed binary maps first (see `lsm_plan`), not to libraries.
+//!
+//! **Losses.** Events the per-CPU budget suppressed and events the ring buffer had no room
+//! for are counted in `PAL_LSM_STATS` ([`LsmEnforcer::loss_stats`]); the daemon turns their
+//! growth into `loss` events like the firewall's.
 
 use crate::enforce::PolicyHook;
 use crate::lsm_abi::{
     self as abi, InodeKey, InodeRules, LsmConfig, LsmEvent, LsmRule, MemberKey, UidKey,
 };
 use crate::lsm_plan::{self, LsmPlan, Resolver, SlotMeta, StatResolver};
-use aya::maps::{Array, HashMap, MapData, RingBuf};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::Lsm as LsmProgram;
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::{Btf, Ebpf};
+use aya::{Btf, Ebpf, EbpfLoader};
 use palisade_policy::ir::Policy;
 use palisade_proto::v1;
 use std::collections::VecDeque;
@@ -59,6 +72,8 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("pal_inode_rename", "inode_rename"),
     ("pal_inode_link", "inode_link"),
     ("pal_bprm_check", "bprm_check_security"),
+    ("pal_mmap_file", "mmap_file"),
+    ("pal_file_mprotect", "file_mprotect"),
 ];
 
 const KEPT_GENERATIONS: usize = 8;
@@ -106,6 +121,29 @@ pub struct LsmEnforcer {
     policies: Vec<(Policy, u64)>,
     history: VecDeque<(u32, LsmPlan)>,
     events_per_sec: u32,
+    /// Kernel address of `rename_lock`, 0 when /proc/kallsyms does not show it.
+    rename_seq_addr: u64,
+}
+
+/// The kernel address of `rename_lock` (whose first word is the sequence count `d_move`
+/// bumps) from `/proc/kallsyms`, or 0 when absent or hidden (`kptr_restrict`).
+pub fn rename_seq_addr() -> u64 {
+    use std::io::BufRead;
+    let Ok(f) = std::fs::File::open("/proc/kallsyms") else {
+        return 0;
+    };
+    for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
+        let mut it = line.split_whitespace();
+        let (Some(addr), Some(_kind), Some(name), None) =
+            (it.next(), it.next(), it.next(), it.next())
+        else {
+            continue;
+        };
+        if name == "rename_lock" {
+            return u64::from_str_radix(addr, 16).unwrap_or(0);
+        }
+    }
+    0
 }
 
 impl LsmEnforcer {
@@ -124,7 +162,9 @@ impl LsmEnforcer {
             }
             ok
         });
-        let mut ebpf = Ebpf::load(OBJECT)?;
+        // PAL_LSM_PROCS (task storage) is a map type aya 0.14 does not know; only the
+        // programs use it, so it need not be reachable from here.
+        let mut ebpf = EbpfLoader::new().allow_unsupported_maps().load(OBJECT)?;
         let mut links = Vec::new();
         for (name, hook) in PROGRAMS {
             let prog: &mut LsmProgram = ebpf
@@ -151,7 +191,13 @@ impl LsmEnforcer {
             policies: Vec::new(),
             history: VecDeque::new(),
             events_per_sec,
+            rename_seq_addr: rename_seq_addr(),
         };
+        if me.rename_seq_addr == 0 {
+            tracing::warn!(
+                "rename_lock is not in /proc/kallsyms (kptr_restrict?): the LSM programs cache nothing and walk the directories on every access"
+            );
+        }
         me.write_config(&LsmPlan::default(), 0)?;
         me._links = if let Some(base) = &pin_base {
             me.pin(base, links)?
@@ -159,6 +205,26 @@ impl LsmEnforcer {
             links.into_iter().map(|(_, l)| Held::Fd(l)).collect()
         };
         Ok(me)
+    }
+
+    /// Whether the programs can cache walks (the kernel's rename sequence was found).
+    pub fn caching(&self) -> bool {
+        self.rename_seq_addr != 0
+    }
+
+    /// Audit events the programs could not emit, indexed like `abi::STAT_*`
+    /// (`STAT_EVENTS_SUPPRESSED`: the budget, `STAT_RINGBUF_FULL`), summed over CPUs.
+    pub fn loss_stats(&self) -> Result<[u64; abi::STAT_MAX as usize], LsmError> {
+        let m: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
+            self.ebpf
+                .map("PAL_LSM_STATS")
+                .ok_or(LsmError::Missing("PAL_LSM_STATS"))?,
+        )?;
+        let mut out = [0u64; abi::STAT_MAX as usize];
+        for i in [abi::STAT_EVENTS_SUPPRESSED, abi::STAT_RINGBUF_FULL] {
+            out[i as usize] = m.get(&i, 0)?.iter().sum();
+        }
+        Ok(out)
     }
 
     /// The kernel's run statistics of one of the programs (see [`run_stats`]).
@@ -229,15 +295,15 @@ impl LsmEnforcer {
 
     fn write_config(&mut self, plan: &LsmPlan, generation: u32) -> Result<(), LsmError> {
         let allow_only = &plan.allow_only;
-        let exec_file_rules = plan.files.values().flatten().any(|slot| {
-            plan.rules
-                .get(slot)
-                .is_some_and(|r| r.ops & abi::OP_EXEC != 0)
-        });
+        let masks = plan.op_masks();
         let mut cfg = LsmConfig {
             events_per_sec: self.events_per_sec,
             generation,
-            exec_file_rules: exec_file_rules as u32,
+            file_ops: masks.file_ops,
+            subtree_ops: masks.subtree_ops,
+            deny_ops: masks.deny_ops,
+            exec_deny: !plan.exec.is_empty() as u32,
+            rename_seq_addr: self.rename_seq_addr,
             ..Default::default()
         };
         for (i, s) in allow_only.iter().take(abi::MAX_ALLOW_ONLY).enumerate() {
@@ -406,6 +472,14 @@ impl LsmEnforcer {
     pub fn plan(&self) -> &LsmPlan {
         &self.plan
     }
+
+    /// The path a plan of the kept generations resolved to inode `key`, if any.
+    pub fn name_of(&self, key: &InodeKey) -> Option<String> {
+        self.history
+            .iter()
+            .rev()
+            .find_map(|(_, p)| p.names.get(key).cloned())
+    }
 }
 
 /// The node's file/exec backend: loaded, or unavailable with the reason.
@@ -443,10 +517,17 @@ impl Lsm {
     /// A capability entry for registration.
     pub fn capability(&self) -> v1::Capability {
         match self {
-            Lsm::Active(_) => v1::Capability {
+            Lsm::Active(l) => v1::Capability {
                 name: "lsm".into(),
                 available: true,
-                detail: format!("{} BPF-LSM programs attached", PROGRAMS.len()),
+                detail: if l.caching() {
+                    format!("{} BPF-LSM programs attached", PROGRAMS.len())
+                } else {
+                    format!(
+                        "{} BPF-LSM programs attached; no walk cache (rename_lock not in /proc/kallsyms)",
+                        PROGRAMS.len()
+                    )
+                },
             },
             Lsm::Unavailable(why) => v1::Capability {
                 name: "lsm".into(),
@@ -481,6 +562,16 @@ impl LsmHook {
 }
 
 impl PolicyHook for LsmHook {
+    fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+        match &*self.lsm.lock().expect("lsm lock") {
+            Lsm::Active(l) => l
+                .loss_stats()
+                .inspect_err(|e| tracing::warn!(error = %e, "cannot read the LSM loss counters"))
+                .ok(),
+            Lsm::Unavailable(_) => None,
+        }
+    }
+
     fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<(), String> {
         self.unenforced = self
             .lsm
@@ -530,12 +621,18 @@ pub fn to_audit(node: &str, e: &LsmEvent, lsm: &Lsm, offset_ns: i64) -> v1::Audi
         dev: e.root_dev,
         pad: 0,
     };
-    let (meta, root_path) = match lsm {
-        Lsm::Active(l) => l.describe(e.generation, e.slot, &root),
-        Lsm::Unavailable(_) => (None, None),
+    let active = match lsm {
+        Lsm::Active(l) => Some(l),
+        Lsm::Unavailable(_) => None,
     };
+    let (meta, root_path) = match active {
+        Some(l) => l.describe(e.generation, e.slot, &root),
+        None => (None, None),
+    };
+    let limit = e.flags & abi::EVENT_WALK_LIMIT != 0;
     let name = abi::c_str(&e.name);
-    let kind = if e.hook == abi::HOOK_EXEC && meta.as_ref().is_none_or(|m| m.kind == "exec") {
+    let exec_hook = matches!(e.hook, abi::HOOK_EXEC | abi::HOOK_MMAP | abi::HOOK_MPROTECT);
+    let kind = if exec_hook && !limit && meta.as_ref().is_none_or(|m| m.kind == "exec") {
         "exec"
     } else {
         "file"
@@ -547,24 +644,52 @@ pub fn to_audit(node: &str, e: &LsmEvent, lsm: &Lsm, offset_ns: i64) -> v1::Audi
             (Some(r), 0) => r.clone(),
             (Some(r), 1) => format!("{}/{}", r.trim_end_matches('/'), name),
             (Some(r), _) => format!("{}/.../{}", r.trim_end_matches('/'), name),
+            (None, _) if limit => format!(".../{name}"),
             (None, _) => name.clone(),
         }
     };
+    let exe = InodeKey {
+        ino: e.exe_ino,
+        dev: e.exe_dev,
+        pad: 0,
+    };
     let binary = std::fs::read_link(format!("/proc/{}/exe", e.pid))
         .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| abi::c_str(&e.comm));
+        .ok()
+        .or_else(|| active.and_then(|l| l.name_of(&exe)))
+        .unwrap_or_else(|| abi::c_str(&e.comm));
+    let mut detail: Vec<String> = Vec::new();
+    if let Some(d) = abi::hook_detail(e.hook) {
+        detail.push(d.to_string());
+    }
+    if !limit
+        && e.depth > 1
+        && let Some(r) = &root_path
+    {
+        detail.push(format!("the rule is on {r}, {} levels above", e.depth));
+    }
+    if limit {
+        detail.push(format!(
+            "no rule found within {} directory levels above the file: decided as the strictest {} rule of this node would (fail closed)",
+            abi::MAX_WALK,
+            abi::op_name(e.op)
+        ));
+    }
+    let (policy, rule, revision) = match (&meta, limit) {
+        (_, true) => ("palisade".to_string(), "walk-limit".to_string(), 0),
+        (Some(m), false) => (m.policy.clone(), m.rule.clone(), m.revision),
+        (None, false) => (
+            "?".to_string(),
+            format!("slot{}@gen{}", e.slot, e.generation),
+            0,
+        ),
+    };
     v1::AuditEvent {
         time_unix_ns: e.ts_ns as i64 + offset_ns,
         node: node.to_string(),
-        policy: meta
-            .as_ref()
-            .map(|m| m.policy.clone())
-            .unwrap_or_else(|| "?".into()),
-        rule: meta
-            .as_ref()
-            .map(|m| m.rule.clone())
-            .unwrap_or_else(|| format!("slot{}@gen{}", e.slot, e.generation)),
-        revision: meta.as_ref().map(|m| m.revision).unwrap_or(0),
+        policy,
+        rule,
+        revision,
         action: crate::enforce::action_name(e.action).into(),
         kind: kind.into(),
         suppressed: e.suppressed.into(),
@@ -573,6 +698,7 @@ pub fn to_audit(node: &str, e: &LsmEvent, lsm: &Lsm, offset_ns: i64) -> v1::Audi
         binary,
         path,
         operation: abi::op_name(e.op).into(),
+        detail: detail.join("; "),
         ..Default::default()
     }
 }
@@ -591,4 +717,81 @@ pub fn wall_offset_ns() -> i64 {
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
     wall - mono
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(hook: u32, op: u32, flags: u32, depth: u32, name: &str) -> LsmEvent {
+        let mut e = LsmEvent {
+            ts_ns: 0,
+            ino: 1,
+            exe_ino: 0,
+            root_ino: 0,
+            dev: 0,
+            exe_dev: 0,
+            root_dev: 0,
+            slot: 0,
+            generation: 3,
+            action: crate::abi::ACTION_DENY,
+            op,
+            hook,
+            pid: u32::MAX, // no such process: the binary falls back to comm
+            uid: 0,
+            depth,
+            suppressed: 0,
+            flags,
+            pad: 0,
+            comm: [0; 16],
+            name: [0; 128],
+        };
+        e.comm[..4].copy_from_slice(b"prog");
+        e.name[..name.len()].copy_from_slice(name.as_bytes());
+        e
+    }
+
+    #[test]
+    fn walk_limit_and_mapping_events_say_why() {
+        let lsm = Lsm::Unavailable("test".into());
+        let a = to_audit(
+            "n",
+            &event(
+                abi::HOOK_FILE_OPEN,
+                abi::OP_READ,
+                abi::EVENT_WALK_LIMIT,
+                4096,
+                "f",
+            ),
+            &lsm,
+            0,
+        );
+        assert_eq!(
+            (a.policy.as_str(), a.rule.as_str()),
+            ("palisade", "walk-limit")
+        );
+        assert_eq!((a.kind.as_str(), a.action.as_str()), ("file", "deny"));
+        assert_eq!(a.path, ".../f");
+        assert!(
+            a.detail.contains("4096") && a.detail.contains("fail closed"),
+            "{}",
+            a.detail
+        );
+        assert_eq!(a.binary, "prog");
+        let m = to_audit(
+            "n",
+            &event(abi::HOOK_MMAP, abi::OP_EXEC, 0, 0, "libx.so"),
+            &lsm,
+            0,
+        );
+        assert_eq!((m.kind.as_str(), m.operation.as_str()), ("exec", "exec"));
+        assert!(m.detail.contains("mmap"), "{}", m.detail);
+        let p = to_audit(
+            "n",
+            &event(abi::HOOK_MPROTECT, abi::OP_EXEC, 0, 0, "x"),
+            &lsm,
+            0,
+        );
+        assert!(p.detail.contains("mprotect"), "{}", p.detail);
+    }
 }

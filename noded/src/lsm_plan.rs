@@ -6,6 +6,13 @@
 //! binary, following symlinks (a rule on `/usr/bin/nc -> nc.openbsd` names nc.openbsd's
 //! inode). A directory, or a path written with a trailing `/`, covers its subtree. Paths that
 //! do not exist are reported as unenforced (and resolved again by the re-scan, see `lsm`).
+//!
+//! Allow-listed binaries that are ELF files without an interpreter (`PT_INTERP`): the
+//! dynamic loader itself and static programs are also marked as *loaders*
+//! (`MEMBER_LOADER`): run as a program (`ld.so PROGRAM`), the loader maps the program it
+//! runs, and the first file such a process maps executable is checked against the lists
+//! like an exec. Libraries mapped by any other process are not programs: allow-only lists
+//! never apply to them.
 
 use crate::lsm_abi::{
     self as abi, InodeKey, LsmRule, MAX_ALLOW_ONLY, MemberKey, RULES_PER_INODE, UidKey,
@@ -39,6 +46,12 @@ pub struct Resolved {
 /// Resolves a path on the node (the real one calls `stat`).
 pub trait Resolver {
     fn resolve(&self, path: &str) -> std::io::Result<Resolved>;
+
+    /// For an ELF file: whether it names an interpreter (`PT_INTERP`); `None` for anything
+    /// else (scripts, unreadable files).
+    fn has_interpreter(&self, _path: &str) -> Option<bool> {
+        None
+    }
 }
 
 /// `stat(2)` following symlinks.
@@ -57,6 +70,50 @@ impl Resolver for StatResolver {
             is_dir: m.is_dir(),
         })
     }
+
+    fn has_interpreter(&self, path: &str) -> Option<bool> {
+        use std::io::Read;
+        let mut head = Vec::new();
+        std::fs::File::open(path)
+            .ok()?
+            .take(64 * 1024)
+            .read_to_end(&mut head)
+            .ok()?;
+        elf_has_interpreter(&head)
+    }
+}
+
+/// Whether the ELF image starting with `head` has a `PT_INTERP` program header (`None`: not
+/// ELF, or its program headers are not within `head`).
+pub fn elf_has_interpreter(head: &[u8]) -> Option<bool> {
+    const PT_INTERP: u32 = 3;
+    if head.len() < 52 || &head[..4] != b"\x7fELF" || head[5] != 1 {
+        return None; // not ELF, or not little-endian
+    }
+    let u16_at = |o: usize| -> Option<u64> {
+        Some(u16::from_le_bytes(head.get(o..o + 2)?.try_into().ok()?) as u64)
+    };
+    let u32_at = |o: usize| -> Option<u64> {
+        Some(u32::from_le_bytes(head.get(o..o + 4)?.try_into().ok()?) as u64)
+    };
+    let u64_at = |o: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(head.get(o..o + 8)?.try_into().ok()?))
+    };
+    let (phoff, entsize, num) = match head[4] {
+        1 => (u32_at(28)?, u16_at(42)?, u16_at(44)?),
+        2 => (u64_at(32)?, u16_at(54)?, u16_at(56)?),
+        _ => return None,
+    };
+    if entsize < 4 {
+        return None;
+    }
+    for i in 0..num {
+        let at = usize::try_from(phoff.checked_add(i.checked_mul(entsize)?)?).ok()?;
+        if u32_at(at)? == PT_INTERP as u64 {
+            return Some(true);
+        }
+    }
+    Some(false)
 }
 
 /// Exactly what the LSM maps must hold for one generation.
@@ -76,10 +133,39 @@ pub struct LsmPlan {
     pub unenforced: Vec<v1::Unenforced>,
 }
 
+/// What the programs' configuration says about the file rules of a plan (`OP_*` masks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpMasks {
+    /// Operations some file rule covers.
+    pub file_ops: u32,
+    /// Operations some subtree rule covers (only these walk up).
+    pub subtree_ops: u32,
+    /// Operations some subtree rule denies: what the walk bound decides (fail closed).
+    pub deny_ops: u32,
+}
+
 impl LsmPlan {
     /// Whether the plan has any file or exec rule at all.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// The operation masks of the plan's file rules.
+    pub fn op_masks(&self) -> OpMasks {
+        let mut m = OpMasks::default();
+        for slot in self.files.values().flatten() {
+            let Some(r) = self.rules.get(slot) else {
+                continue;
+            };
+            m.file_ops |= r.ops;
+            if r.flags & abi::RULE_SUBTREE != 0 {
+                m.subtree_ops |= r.ops;
+                if r.action == crate::abi::ACTION_DENY {
+                    m.deny_ops |= r.ops;
+                }
+            }
+        }
+        m
     }
 }
 
@@ -301,6 +387,15 @@ pub fn compile(
                             pad: 0,
                             ino: r.key.ino,
                         });
+                        if b.resolver.has_interpreter(bin) == Some(false) {
+                            b.plan.members.insert(MemberKey {
+                                slot: 0,
+                                kind: abi::MEMBER_LOADER,
+                                dev: r.key.dev,
+                                pad: 0,
+                                ino: r.key.ino,
+                            });
+                        }
                     }
                 }
             }
@@ -359,6 +454,13 @@ mod tests {
     struct Fake(HashMap<&'static str, (u64, bool)>);
 
     impl Resolver for Fake {
+        /// The loader and "static" programs have no interpreter; everything else does.
+        fn has_interpreter(&self, path: &str) -> Option<bool> {
+            self.0
+                .contains_key(path)
+                .then(|| !(path.contains("ld-linux") || path.contains("static")))
+        }
+
         fn resolve(&self, path: &str) -> std::io::Result<Resolved> {
             self.0
                 .get(path)
@@ -382,6 +484,8 @@ mod tests {
             ("/usr/bin/nc", (30, false)),
             ("/bin/nc.openbsd", (30, false)),
             ("/usr/bin/bash", (40, false)),
+            ("/lib64/ld-linux-x86-64.so.2", (50, false)),
+            ("/srv", (60, true)),
         ]))
     }
 
@@ -533,6 +637,92 @@ mod tests {
         let mut appeared = fake();
         appeared.0.insert("/srv/missing", (50, false));
         assert!(resolution_changed(&plan, &appeared));
+    }
+
+    /// An ELF64 little-endian header with program headers of the given types at 64.
+    fn elf(types: &[u32]) -> Vec<u8> {
+        let mut b = vec![0u8; 64 + 56 * types.len()];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2; // 64-bit
+        b[5] = 1; // little-endian
+        b[32..40].copy_from_slice(&64u64.to_le_bytes());
+        b[54..56].copy_from_slice(&56u16.to_le_bytes());
+        b[56..58].copy_from_slice(&(types.len() as u16).to_le_bytes());
+        for (i, t) in types.iter().enumerate() {
+            b[64 + 56 * i..68 + 56 * i].copy_from_slice(&t.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn elf_interpreters_are_found() {
+        const PT_LOAD: u32 = 1;
+        const PT_INTERP: u32 = 3;
+        const PT_PHDR: u32 = 6;
+        assert_eq!(
+            elf_has_interpreter(&elf(&[PT_PHDR, PT_INTERP, PT_LOAD])),
+            Some(true)
+        );
+        assert_eq!(elf_has_interpreter(&elf(&[PT_LOAD, PT_LOAD])), Some(false));
+        assert_eq!(elf_has_interpreter(b"#!/bin/sh\nexit 0\n"), None);
+        // Program headers beyond what was read: unknown, never "no interpreter".
+        let cut = elf(&[PT_LOAD, PT_INTERP]);
+        assert_eq!(elf_has_interpreter(&cut[..100]), None);
+        // The real files of this machine, when they are there.
+        for (path, want) in [
+            ("/lib64/ld-linux-x86-64.so.2", Some(false)),
+            ("/usr/bin/env", Some(true)),
+        ] {
+            if std::path::Path::new(path).exists() {
+                assert_eq!(StatResolver.has_interpreter(path), want, "{path}");
+            }
+        }
+    }
+
+    #[test]
+    fn allow_lists_mark_loaders_and_masks_follow_the_rules() {
+        let mut dir = file_rule(1, "/srv", vec![FileOp::Read, FileOp::Exec], Action::Deny);
+        dir.subtree = true;
+        let mut file = file_rule(2, "/etc/shadow", vec![FileOp::Write], Action::Audit);
+        file.subtree = false;
+        let exec = vec![ExecRule {
+            id: 3,
+            name: "only".into(),
+            mode: ExecMode::AllowOnly,
+            binaries: vec!["/usr/bin/bash".into(), "/lib64/ld-linux-x86-64.so.2".into()],
+            action: Action::Deny,
+            except_uids: vec![],
+            except_parents: vec![],
+            span: span(),
+        }];
+        let plan = compile(
+            &[(policy(Mode::Enforce, vec![dir, file], exec), 1)],
+            0,
+            1,
+            &fake(),
+        );
+        let loaders: Vec<u64> = plan
+            .members
+            .iter()
+            .filter(|m| m.kind == abi::MEMBER_LOADER)
+            .map(|m| {
+                assert_eq!(m.slot, 0);
+                m.ino
+            })
+            .collect();
+        assert_eq!(
+            loaders,
+            vec![50],
+            "only the loader: bash has an interpreter"
+        );
+        assert_eq!(
+            plan.op_masks(),
+            OpMasks {
+                file_ops: abi::OP_READ | abi::OP_WRITE | abi::OP_EXEC,
+                subtree_ops: abi::OP_READ | abi::OP_EXEC,
+                deny_ops: abi::OP_READ | abi::OP_EXEC,
+            }
+        );
     }
 
     #[test]

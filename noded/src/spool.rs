@@ -5,8 +5,8 @@
 //! is room, so received + reported lost always equals generated.
 //!
 //! The kernel's own losses (events suppressed by the per-CPU budget, ring buffer full) are
-//! read from the XDP program's counters by [`watch_kernel_counters`] and spooled as `loss`
-//! events too.
+//! read from the XDP and LSM programs' counters by [`watch_kernel_counters`] and spooled as
+//! `loss` events too.
 //!
 //! Spool file format: a header line `palisade-spool v1 STREAM NEXT_SEQ\n`, then records of
 //! a little-endian u32 length and an `AuditEvent` protobuf. Acknowledged records are
@@ -339,7 +339,7 @@ pub async fn collect(
 }
 
 /// Every `period`, turns growth of the kernel's loss counters (events suppressed by the
-/// budget, ring buffer full) into loss events.
+/// budget, ring buffer full; of the firewall and the LSM programs) into loss events.
 pub async fn watch_kernel_counters(
     enforcer: Arc<Mutex<Enforcer>>,
     spool: Arc<Mutex<Spool>>,
@@ -347,7 +347,7 @@ pub async fn watch_kernel_counters(
     period: Duration,
 ) {
     use crate::abi::{STAT_EVENTS_SUPPRESSED, STAT_RINGBUF_FULL};
-    let read = || enforcer.lock().expect("enforcer lock").kernel_stats();
+    let read = || enforcer.lock().expect("enforcer lock").loss_stats();
     let Some(mut prev) = read() else {
         return;
     };

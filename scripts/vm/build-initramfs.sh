@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the VM tier's base initramfs: static busybox, the kernel modules for virtio-net,
-# the node daemon (stripped, with the shared libraries `ldd` lists and the loader), and
-# /init (scripts/vm/guest-init.sh). Run scripts/vm/install-deps.sh first.
+# the node daemon (stripped, with the shared libraries `ldd` lists and the loader), the
+# guest helper and its test library (scripts/vm/palvm-helper.c, palvm-lib.c, built here
+# with gcc) and /init (scripts/vm/guest-init.sh). Run scripts/vm/install-deps.sh first.
 #
 # Usage: scripts/vm/build-initramfs.sh [OUT]     (default .cache/vm/base.cpio)
 # A run-specific archive (certificates, the script to run) is appended by the caller: the
@@ -24,6 +25,9 @@ for m in net/core/failover drivers/net/net_failover drivers/net/virtio_net; do
   xz -dc "$KDIR/lib/modules/$KVER/kernel/$m.ko.xz" >"$ROOT/lib/modules/$(basename "$m").ko"
 done
 strip --strip-debug -o "$ROOT/usr/local/bin/palisade-noded" "$BIN_DIR/palisade-noded"
+gcc -O2 -Wall -Werror -o "$ROOT/usr/local/bin/palvm-helper" scripts/vm/palvm-helper.c
+mkdir -p "$ROOT/usr/local/lib"
+gcc -O2 -Wall -Werror -shared -fPIC -o "$ROOT/usr/local/lib/palvm-lib.so" scripts/vm/palvm-lib.c
 for extra in ${PALISADE_VM_EXTRA_BINS:-}; do
   strip --strip-debug -o "$ROOT/usr/local/bin/$(basename "$extra")" "$extra"
 done

@@ -29,6 +29,7 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v cpio >/dev/null || need+=(cpio)
 command -v strip >/dev/null || need+=(binutils)
 command -v xz >/dev/null || need+=(xz-utils)
+command -v gcc >/dev/null || need+=(gcc libc6-dev)   # the guest helper (scripts/vm/palvm-helper.c)
 if [ ${#need[@]} -gt 0 ]; then
   echo ">> installing ${need[*]}"
   apt-get install -y -qq --no-install-recommends -t bookworm-backports "${need[@]}" >/dev/null \

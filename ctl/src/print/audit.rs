@@ -47,10 +47,14 @@ impl Render for v1::AuditEvent {
             self.rule,
         );
         let mut line = if self.kind == "file" || self.kind == "exec" {
-            format!(
+            let mut line = format!(
                 "{head} {} {} {} by pid {} uid {} ({})",
                 self.kind, self.operation, self.path, self.pid, self.uid, self.binary,
-            )
+            );
+            if !self.detail.is_empty() {
+                line.push_str(&format!(" [{}]", self.detail));
+            }
+            line
         } else {
             let mut line = format!(
                 "{head} {} {} {} -> {}",
@@ -95,6 +99,7 @@ impl Render for v1::AuditEvent {
             "binary": self.binary,
             "path": self.path,
             "operation": self.operation,
+            "detail": self.detail,
             "seq": self.seq,
             "lost": self.lost,
             "reason": self.reason,

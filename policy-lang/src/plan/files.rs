@@ -20,6 +20,14 @@
 //!   less specific entry is consulted.
 //! - No entry: allowed.
 //! - A policy in `audit` mode contributes `audit` where it says `deny`.
+//! - **The walk is bounded, and fails closed**: the kernel looks at levels `0 ..`
+//!   [`MAX_WALK`]` - 1` above a file (level 0 is the file itself). `PATH_MAX` (4096) keeps
+//!   every path a process can name in one string well inside that; a deeper one (built
+//!   with relative names) for which no entry decided within the bound gets, for an
+//!   operation some subtree entry covers, the strictest action among those entries (deny,
+//!   else audit), with no rule ([`FileVerdict::walk_limit`]). The kernel counts levels from
+//!   the root of the file's filesystem, this evaluator from `/`: the same on the root
+//!   filesystem.
 //!
 //! ## Exec semantics (`bprm_check_security`-style hook)
 //!
@@ -33,11 +41,27 @@
 //!    way: its action (deny, or audit with `.audit_mode()`).
 //!
 //! Ties go to the earliest source in that order. Nothing matched: allowed.
+//!
+//! ## Executable mappings (`mmap_file` / `file_mprotect` hooks)
+//!
+//! Mapping a file with `PROT_EXEC` (or `mprotect` adding it) is decided by
+//! [`FilePlan::decide_mapping`]: like an exec of that file by the mapping process (1 and 2
+//! above, with the process's executable as `P`), but allow lists do not apply: they name
+//! programs, and libraries are not programs. The one exception needs the node's files and
+//! is the kernel's alone: a listed binary without an ELF interpreter (the dynamic loader
+//! itself, static programs) that maps another file executable maps its program (`ld.so
+//! PROGRAM`), so that first mapping is checked against the allow lists like an exec. A
+//! process mapping its own executable is never checked again.
 
 use super::net::Enforced;
 use crate::ir::{Action, ExecMode, FileOp, Mode};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// Directory levels the kernel looks at above a file (levels `0 .. MAX_WALK - 1`); the
+/// same number as `PAL_LSM_MAX_WALK` in `bpf/lib/palisade_lsm.h` (a test in the node
+/// daemon checks).
+pub const MAX_WALK: usize = 4096;
 
 /// What an event names: the rule behind an entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +145,9 @@ pub struct FileVerdict {
     pub rule: Option<FileRuleMeta>,
     /// True when the deciding rule excepted this process (the action is then `Allow`).
     pub excepted: bool,
+    /// True when no rule decided within [`MAX_WALK`] levels and the bound did (fail
+    /// closed; `rule` is `None`).
+    pub walk_limit: bool,
     /// One sentence for `explain`.
     pub reason: String,
 }
@@ -131,6 +158,7 @@ impl FileVerdict {
             action: Action::Allow,
             rule: None,
             excepted: false,
+            walk_limit: false,
             reason,
         }
     }
@@ -280,9 +308,43 @@ impl FilePlan {
             .map(|i| &self.files[i])
     }
 
+    /// The strictest action of the subtree entries for `op` (what the walk bound decides),
+    /// or `None` when no subtree entry covers `op`.
+    fn limit_action(&self, op: FileOp) -> Option<Action> {
+        self.files
+            .iter()
+            .filter(|e| e.op == op && e.subtree)
+            .map(|e| {
+                if e.action == Action::Deny {
+                    Action::Deny
+                } else {
+                    Action::Audit
+                }
+            })
+            .max()
+    }
+
     /// Decides a file access (see the module docs).
     pub fn decide_file(&self, ev: &FileEvent) -> FileVerdict {
-        for (depth, candidate) in ancestors(&ev.path).into_iter().enumerate() {
+        let chain = ancestors(&ev.path);
+        for (depth, candidate) in chain.iter().copied().enumerate() {
+            if depth >= MAX_WALK {
+                let Some(action) = self.limit_action(ev.op) else {
+                    break;
+                };
+                return FileVerdict {
+                    action,
+                    rule: None,
+                    excepted: false,
+                    walk_limit: true,
+                    reason: format!(
+                        "no rule decides {} of {} within {MAX_WALK} directory levels above it; past that bound the strictest subtree rule for {} decides (fail closed)",
+                        op_name(ev.op),
+                        ev.path,
+                        op_name(ev.op)
+                    ),
+                };
+            }
             let Some(e) = self.file_entry(candidate, ev.op) else {
                 continue;
             };
@@ -306,6 +368,7 @@ impl FilePlan {
                     action: Action::Allow,
                     rule,
                     excepted: true,
+                    walk_limit: false,
                     reason: format!(
                         "rule {name:?} on {} is the most specific for {} of {}, and it excepts {why}",
                         e.path,
@@ -317,6 +380,7 @@ impl FilePlan {
                     action: e.action,
                     rule,
                     excepted: false,
+                    walk_limit: false,
                     reason: format!(
                         "rule {name:?} on {} is the most specific for {} of {}",
                         e.path,
@@ -335,6 +399,22 @@ impl FilePlan {
 
     /// Decides an exec (see the module docs).
     pub fn decide_exec(&self, ev: &ExecEvent) -> FileVerdict {
+        self.decide_code(ev, true)
+    }
+
+    /// Decides mapping `ev.binary` executable by a process running `ev.parent` (see the
+    /// module docs): deny lists and file rules as for an exec, allow lists not.
+    pub fn decide_mapping(&self, ev: &ExecEvent) -> FileVerdict {
+        if ev.binary == ev.parent {
+            return FileVerdict::nothing(format!(
+                "{} maps its own executable: decided when it was exec'd",
+                ev.parent
+            ));
+        }
+        self.decide_code(ev, false)
+    }
+
+    fn decide_code(&self, ev: &ExecEvent, allow_lists: bool) -> FileVerdict {
         let mut best: Option<FileVerdict> = None;
         let mut consider = |v: FileVerdict| {
             let stricter = match &best {
@@ -351,7 +431,7 @@ impl FilePlan {
             binary: ev.parent.clone(),
             uid: ev.uid,
         });
-        if fv.rule.is_some() {
+        if fv.rule.is_some() || fv.walk_limit {
             consider(fv);
         }
         let excepted = |uids: &[u32], parents: &[String]| -> Option<String> {
@@ -378,17 +458,19 @@ impl FilePlan {
                     action: Action::Allow,
                     rule,
                     excepted: true,
+                    walk_limit: false,
                     reason: format!("rule {name:?} lists {} but excepts {why}", ev.binary),
                 },
                 None => FileVerdict {
                     action: e.action,
                     rule,
                     excepted: false,
+                    walk_limit: false,
                     reason: format!("rule {name:?} lists {}", ev.binary),
                 },
             });
         }
-        for l in &self.allow_lists {
+        for l in self.allow_lists.iter().filter(|_| allow_lists) {
             if l.binaries.contains(&ev.binary) {
                 continue;
             }
@@ -402,6 +484,7 @@ impl FilePlan {
                     action: Action::Allow,
                     rule,
                     excepted: true,
+                    walk_limit: false,
                     reason: format!(
                         "allow list {name:?} does not list {} but excepts {why}",
                         ev.binary
@@ -411,6 +494,7 @@ impl FilePlan {
                     action: l.action,
                     rule,
                     excepted: false,
+                    walk_limit: false,
                     reason: format!("allow list {name:?} does not list {}", ev.binary),
                 },
             });
@@ -634,6 +718,92 @@ exec().allow_only(["/usr/bin/bash", "/usr/bin/nc", "/usr/local/bin/palisade-node
         );
     }
 
+    /// `/d/d/.../d` with `n` components below `base`.
+    fn deep_path(base: &str, n: usize) -> String {
+        format!("{base}{}", "/d".repeat(n))
+    }
+
+    #[test]
+    fn walk_bound_fails_closed() {
+        let p = plan(
+            "policy(\"w\");\nfiles().deny_read(\"/srv/\").named(\"srv\");\nfiles().audit_write(\"/var/log/\").named(\"logs\");\n",
+        );
+        let v = |path: &str, op| {
+            p.decide_file(&FileEvent {
+                path: path.into(),
+                op,
+                binary: "/usr/bin/cat".into(),
+                uid: 0,
+            })
+        };
+        // Levels 0 .. MAX_WALK - 1 are looked at; "/" of /home/d/.../d (n d's) is at n + 1.
+        let within = deep_path("/home", MAX_WALK - 2);
+        assert_eq!(ancestors(&within).len(), MAX_WALK);
+        let r = v(&within, FileOp::Read);
+        assert_eq!((r.action, r.walk_limit), (Action::Allow, false));
+        let beyond = deep_path("/home", MAX_WALK - 1);
+        let r = v(&beyond, FileOp::Read);
+        assert_eq!((r.action, r.walk_limit, r.rule), (Action::Deny, true, None));
+        assert!(r.reason.contains("fail closed"), "{}", r.reason);
+        // Inside the ruled tree: the rule decides while it is within the bound.
+        let r = v(&deep_path("/srv", MAX_WALK - 2), FileOp::Read);
+        assert_eq!((r.action, r.walk_limit), (Action::Deny, false));
+        assert_eq!(r.rule.map(|m| m.rule_name).as_deref(), Some("srv"));
+        let r = v(&deep_path("/srv", MAX_WALK + 10), FileOp::Read);
+        assert_eq!((r.action, r.walk_limit), (Action::Deny, true));
+        // Only audit subtree rules for write: the bound audits; nothing covers exec.
+        let r = v(&beyond, FileOp::Write);
+        assert_eq!((r.action, r.walk_limit), (Action::Audit, true));
+        let r = v(&beyond, FileOp::Exec);
+        assert_eq!((r.action, r.walk_limit), (Action::Allow, false));
+        // An exec by the bound: the file part of decide_exec counts it.
+        let p = plan("policy(\"x\");\nfiles().deny_exec(\"/tmp/\").named(\"tmp\");\n");
+        let v = p.decide_exec(&ExecEvent {
+            binary: deep_path("/opt", MAX_WALK),
+            uid: 1000,
+            parent: "/usr/bin/bash".into(),
+        });
+        assert_eq!((v.action, v.walk_limit), (Action::Deny, true));
+    }
+
+    #[test]
+    fn mappings_are_execs_without_allow_lists() {
+        let p = plan(SRC);
+        let map = |file: &str, process: &str, uid: u32| {
+            let v = p.decide_mapping(&ExecEvent {
+                binary: file.into(),
+                uid,
+                parent: process.into(),
+            });
+            (v.action, v.rule.map(|r| r.rule_name))
+        };
+        // `ld.so /usr/bin/nc`: the loader maps a deny-listed binary.
+        assert_eq!(
+            map("/usr/bin/nc", "/lib64/ld-linux-x86-64.so.2", 1000),
+            (Action::Deny, Some("no-nc".into()))
+        );
+        assert_eq!(map("/usr/bin/nc", "/usr/sbin/sshd", 1000).0, Action::Allow);
+        // A library of a file rule's tree, mapped by any process.
+        assert_eq!(
+            map("/srv/data/lib/libx.so", "/usr/bin/python3", 1000),
+            (Action::Deny, Some("data".into()))
+        );
+        // Libraries are not programs: the allow list (audit mode here) does not apply.
+        assert_eq!(
+            map("/usr/lib/x86_64-linux-gnu/libc.so.6", "/usr/bin/bash", 1000),
+            (Action::Allow, None)
+        );
+        // A process's own executable is decided when it was exec'd.
+        assert_eq!(map("/usr/bin/nc", "/usr/bin/nc", 1000).0, Action::Allow);
+        // The same exec through decide_exec: the allow list does apply there.
+        let v = p.decide_exec(&ExecEvent {
+            binary: "/usr/lib/x86_64-linux-gnu/libc.so.6".into(),
+            uid: 1000,
+            parent: "/usr/bin/bash".into(),
+        });
+        assert_eq!(v.action, Action::Audit);
+    }
+
     #[test]
     fn ancestors_walk() {
         assert_eq!(ancestors("/a/b/c"), vec!["/a/b/c", "/a/b", "/a", "/"]);
@@ -695,8 +865,86 @@ mod reference {
             })
     }
 
+    /// The deep reference: rules on prefixes of one path (a rule on the prefix of `k`
+    /// components is `file - k` levels above the file of `file` components). The most specific rule within MAX_WALK levels decides; nothing
+    /// found and the root beyond the bound: the strictest subtree action for the op.
+    fn deep_reference(
+        rules: &[(usize, &str, FileOp)],
+        level_of_file: usize,
+        op: FileOp,
+    ) -> (Action, bool) {
+        let action = |a: &str| match a {
+            "deny" => Action::Deny,
+            "audit" => Action::Audit,
+            _ => Action::Allow,
+        };
+        // Rules at prefix length k are at level (level_of_file - k) from the file.
+        let found = rules
+            .iter()
+            .filter(|(k, _, o)| *o == op && *k <= level_of_file)
+            .map(|(k, a, _)| (level_of_file - k, action(a)))
+            .fold(None::<(usize, Action)>, |best, (lvl, a)| match best {
+                Some((bl, ba)) if bl < lvl || (bl == lvl && ba >= a) => Some((bl, ba)),
+                _ => Some((lvl, a)),
+            });
+        match found {
+            Some((lvl, a)) if lvl < MAX_WALK => (a, false),
+            _ if level_of_file < MAX_WALK => (Action::Allow, false),
+            _ => {
+                let strictest = rules
+                    .iter()
+                    .filter(|(_, _, o)| *o == op)
+                    .map(|(_, a, _)| {
+                        if action(a) == Action::Deny {
+                            Action::Deny
+                        } else {
+                            Action::Audit
+                        }
+                    })
+                    .max();
+                match strictest {
+                    Some(a) => (a, true),
+                    None => (Action::Allow, false),
+                }
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+        /// Random deep paths (up to past the walk bound) with rules on random prefixes.
+        #[test]
+        fn deep_paths_agree_with_the_reference(
+            n in prop_oneof![0usize..200, 0usize..2000, (MAX_WALK - 8)..(MAX_WALK + 8), 0usize..6000],
+            rules in prop::collection::vec(
+                (0.0f64..=1.0, prop::sample::select(&["deny", "audit", "allow"][..]),
+                 prop::sample::select(&[FileOp::Read, FileOp::Write, FileOp::Exec][..])), 0..6),
+            at in 0.0f64..=1.0,
+            op in prop::sample::select(&[FileOp::Read, FileOp::Write, FileOp::Exec][..]),
+        ) {
+            // The path: "/" then n components "c".
+            let prefix = |k: usize| if k == 0 { "/".to_string() } else { "/c".repeat(k) };
+            let mut placed: Vec<(usize, &str, FileOp)> = Vec::new();
+            let mut src = String::from("policy(\"d\");\n");
+            for (frac, action, rop) in &rules {
+                let k = 1 + ((n.saturating_sub(1)) as f64 * frac) as usize;
+                if k > n || placed.iter().any(|(pk, _, po)| *pk == k && po == rop) {
+                    continue;
+                }
+                let name = match rop { FileOp::Read => "read", FileOp::Write => "write", FileOp::Exec => "exec" };
+                src.push_str(&format!("files().{action}({:?}, [{name:?}]);\n", prefix(k)));
+                placed.push((k, action, *rop));
+            }
+            let c = crate::check("d.rhai", &src);
+            prop_assume!(c.policy.is_some());
+            let p = c.policy.unwrap();
+            let plan = compile_files(&[Enforced { policy: &p, revision: 1 }]);
+            let file = (n as f64 * at) as usize;
+            let v = plan.decide_file(&FileEvent { path: prefix(file), op, binary: "/bin/x".into(), uid: 5 });
+            let want = deep_reference(&placed, file, op);
+            prop_assert_eq!((v.action, v.walk_limit), want, "{} levels, file at {}", n, file);
+        }
+
         #[test]
         fn plan_agrees_with_the_ir(rules in prop::collection::vec(rule(), 0..8),
                                    path in prop::sample::select(PATHS),

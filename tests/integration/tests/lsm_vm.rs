@@ -7,8 +7,19 @@
 //! (`scripts/vm/guest-lsm-tests.sh`): before each phase the guest asks the host, over HTTP
 //! on the same network, to apply that phase's revision and wait until the node enforces it.
 //! Audit events and node status are checked on the host with `palisadectl`.
+//!
+//! What the phases cover: file rules by inode (symlinks, hard links, renames, replaced and
+//! recreated paths), every operation at depths 1 to 1,000 below ruled directories and past
+//! the walk's bound, executable mappings (the dynamic loader, `dlopen`, `mmap`, `mprotect`),
+//! allow-only exec lists (copies, `memfd` executables, the loader), the gaps the language
+//! reference documents, audit mode, pinning and cleanup; and a property phase: a random
+//! tree up to 1,200 levels deep and a random policy, where every check the guest runs must
+//! come out as `plan::files` decides (seed in the output; `PALISADE_PROP_SEED` replays one).
 
 use palisade_integration::{ControlPlane, Proc, run, skip, wait_until, workspace};
+use palisade_policy::ir::{Action, FileOp};
+use palisade_policy::plan::Enforced;
+use palisade_policy::plan::files::{ExecEvent, FileEvent, compile_files};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -56,10 +67,229 @@ files().deny_write("/srv/wfile").named("wfile");
 files().deny_read("/srv/tree").named("tree");
 files().deny_read("/srv/data").named("data");
 files().deny_read("/srv/missing").named("missing");
-exec().deny(["/opt/deny/true"]).named("no-true");
+exec().deny(["/opt/deny/true", "/opt/deny/palvm-helper"]).named("no-true");
 files().deny_exec("/opt/noexec/").named("noexec");
+files().deny_exec("/tmp/").named("tmp-noexec");
+files().deny_read("/srv/deepr/").named("deep-read");
+files().deny_write("/srv/deepw/").named("deep-write");
+files().deny_read("/srv/burst").named("burst");
 "#
     )
+}
+
+/// Depths (levels from the file up to the ruled directory) the guest checks.
+const DEPTHS: [usize; 6] = [1, 31, 32, 33, 100, 1000];
+
+/// splitmix64: the property phase's random numbers, reproducible from the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// One check of the property phase and what `plan::files` predicts for it.
+struct PropCheck {
+    op: &'static str,
+    path: String,
+    expect: &'static str,
+    reason: String,
+}
+
+/// The property phase: a random tree (five spines of 1 to 1,200 directories below
+/// `/prop`), a random policy on it (deny / allow / audit of one or two operations, on
+/// directories or files, sometimes excepting busybox) and checks the guest runs, each
+/// predicted by `plan::files`.
+struct Prop {
+    policy: String,
+    manifest: String,
+    checks: Vec<PropCheck>,
+}
+
+fn prop_case(seed: u64) -> Prop {
+    let mut rng = Rng(seed);
+    let spines: Vec<Vec<String>> = (0..5)
+        .map(|k| {
+            let mut p = format!("/prop/s{k}");
+            let mut dirs = vec![p.clone()];
+            for _ in 0..1 + rng.below(1200) {
+                p.push('/');
+                p.push(['a', 'b', 'c'][rng.below(3)]);
+                dirs.push(p.clone());
+            }
+            dirs
+        })
+        .collect();
+    let mut manifest: String = spines
+        .iter()
+        .map(|d| format!("dir {}\n", d.last().unwrap()))
+        .collect();
+    let mut files = std::collections::BTreeSet::new();
+    let mut policy = format!("policy(\"{POLICY}\").nodes(#{{ role: \"vm\" }});\n");
+    let mut targets = std::collections::BTreeSet::new();
+    let ops_of = |x: usize| match x % 6 {
+        0 => "\"read\"",
+        1 => "\"write\"",
+        2 => "\"exec\"",
+        3 => "\"read\", \"write\"",
+        4 => "\"read\", \"exec\"",
+        _ => "\"write\", \"exec\"",
+    };
+    // A deny near the top of most spines (so that deep checks meet it), then rules of
+    // every kind anywhere: allows and audits inside denied trees, denies below allows.
+    for r in 0..12 {
+        let (dirs, action) = if r < 4 {
+            (&spines[r], "deny")
+        } else {
+            (
+                &spines[rng.below(spines.len())],
+                ["deny", "deny", "allow", "allow", "audit"][rng.below(5)],
+            )
+        };
+        let level = if r < 4 {
+            rng.below(dirs.len().min(40))
+        } else {
+            rng.below(dirs.len())
+        };
+        let dir = &dirs[level];
+        let target = if rng.below(5) == 0 {
+            files.insert(format!("file {dir}/f"));
+            format!("{dir}/f")
+        } else {
+            dir.clone()
+        };
+        if !targets.insert(target.clone()) {
+            continue;
+        }
+        let ops = ops_of(rng.below(6));
+        let except = if rng.below(10) == 0 {
+            ".except_binary(\"/bin/busybox\")"
+        } else {
+            ""
+        };
+        policy.push_str(&format!(
+            "files().{action}({target:?}, [{ops}]){except}.named(\"p{r}\");\n"
+        ));
+    }
+    let mut checks = Vec::new();
+    for _ in 0..60 {
+        let dirs = &spines[rng.below(spines.len())];
+        let dir = &dirs[rng.below(dirs.len())];
+        let op = ["read", "write", "exec"][rng.below(3)];
+        let path = if op == "exec" {
+            files.insert(format!("exec {dir}/x"));
+            format!("{dir}/x")
+        } else {
+            files.insert(format!("file {dir}/f"));
+            format!("{dir}/f")
+        };
+        checks.push(PropCheck {
+            op,
+            path,
+            expect: "",
+            reason: String::new(),
+        });
+    }
+    for f in &files {
+        manifest.push_str(f);
+        manifest.push('\n');
+    }
+    for (i, c) in checks.iter().enumerate() {
+        manifest.push_str(&format!("check {i} {} {}\n", c.op, c.path));
+    }
+    let ir = palisade_policy::compile("prop.rhai", &policy).unwrap_or_else(|e| {
+        panic!("the generated policy (seed {seed}) does not compile: {e:?}\n{policy}")
+    });
+    let plan = compile_files(&[Enforced {
+        policy: &ir,
+        revision: 1,
+    }]);
+    let busybox = "/bin/busybox".to_string();
+    for c in &mut checks {
+        let file = |op| {
+            plan.decide_file(&FileEvent {
+                path: c.path.clone(),
+                op,
+                binary: busybox.clone(),
+                uid: 0,
+            })
+        };
+        let v = match c.op {
+            "read" => file(FileOp::Read),
+            "write" => file(FileOp::Write),
+            _ => {
+                // An exec of the script, then its interpreter (busybox sh) opens it to read.
+                let v = plan.decide_exec(&ExecEvent {
+                    binary: c.path.clone(),
+                    uid: 0,
+                    parent: busybox.clone(),
+                });
+                if v.action == Action::Deny {
+                    v
+                } else {
+                    file(FileOp::Read)
+                }
+            }
+        };
+        c.expect = if v.action == Action::Deny {
+            "eperm"
+        } else {
+            "ok"
+        };
+        c.reason = v.reason;
+    }
+    Prop {
+        policy,
+        manifest,
+        checks,
+    }
+}
+
+/// Compares the guest's PALPROP lines with the predictions.
+fn prop_mismatches(prop: &Prop, console: &str) -> Vec<String> {
+    let got: std::collections::BTreeMap<usize, &str> = console
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.trim().strip_prefix("PALPROP ")?.split_whitespace();
+            Some((it.next()?.parse().ok()?, it.next()?))
+        })
+        .collect();
+    let short = |p: &str| {
+        if p.len() > 60 {
+            format!(
+                "{}...{} ({} levels)",
+                &p[..25],
+                &p[p.len() - 25..],
+                p.matches('/').count()
+            )
+        } else {
+            p.to_string()
+        }
+    };
+    prop.checks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match got.get(&i) {
+            Some(g) if *g == c.expect => None,
+            Some(g) => Some(format!(
+                "check {i}: {} {}: kernel {g}, plan::files {} ({})",
+                c.op,
+                short(&c.path),
+                c.expect,
+                c.reason
+            )),
+            None => Some(format!("check {i}: {} {}: never run", c.op, short(&c.path))),
+        })
+        .collect()
 }
 
 fn audit_policy() -> String {
@@ -73,7 +303,7 @@ fn audit_policy() -> String {
 fn allow_only_policy() -> String {
     format!(
         r#"policy("{POLICY}").nodes(#{{ role: "vm" }});
-exec().allow_only(["/bin/busybox", "/usr/local/bin/palisade-noded", "/opt/allowed/true"]).named("only");
+exec().allow_only(["/bin/busybox", "/usr/local/bin/palisade-noded", "/opt/allowed/true", "/usr/local/bin/palvm-helper", "/lib64/ld-linux-x86-64.so.2"]).named("only");
 "#
     )
 }
@@ -126,6 +356,9 @@ struct Host<'a> {
     cp: &'a ControlPlane,
     rev_enforce: u64,
     rev_audit: u64,
+    rev_allow_only: u64,
+    rev_again: u64,
+    prop: &'a Prop,
     host_checks: Vec<(String, Result<(), String>)>,
 }
 
@@ -153,6 +386,144 @@ impl Host<'_> {
                     .collect::<Vec<_>>()
             )
         })
+    }
+
+    /// Invariant 10 for the LSM programs: the burst's events received plus what `loss`
+    /// events report lost equal the refused opens, and both the budget and the full ring
+    /// buffer lost some (the burst is long enough for both).
+    fn burst_accounted(&self, generated: u64) -> Result<(), String> {
+        let rev = self.rev_again;
+        let tally = || {
+            let events = self.cp.audit(50_000);
+            let received = events
+                .iter()
+                .filter(|e| e["rule"] == "burst" && e["revision"].as_u64() == Some(rev))
+                .count() as u64;
+            let lost = |why: &str| -> u64 {
+                events
+                    .iter()
+                    .filter(|e| e["kind"] == "loss" && e["action"] == why)
+                    .filter_map(|e| e["lost"].as_u64())
+                    .sum()
+            };
+            let other: u64 = events
+                .iter()
+                .filter(|e| {
+                    e["kind"] == "loss"
+                        && e["action"] != "rate-limited"
+                        && e["action"] != "ringbuf-full"
+                })
+                .filter_map(|e| e["lost"].as_u64())
+                .sum();
+            (received, lost("rate-limited"), lost("ringbuf-full"), other)
+        };
+        let mut last = (0, 0, 0, 0);
+        let ok = wait_until(Duration::from_secs(60), || {
+            last = tally();
+            let (r, a, b, o) = last;
+            r + a + b + o == generated && a > 0 && b > 0
+        });
+        let (r, a, b, o) = last;
+        if ok {
+            eprintln!(
+                "VM tier: burst of {generated} refused opens: {r} events received, {a} lost to the budget, {b} to a full ring buffer, {o} otherwise"
+            );
+            Ok(())
+        } else {
+            Err(format!(
+                "burst of {generated} refused opens: received {r} + rate-limited {a} + ringbuf-full {b} + other losses {o} = {} (want {generated}, with both kinds of kernel loss)",
+                r + a + b + o
+            ))
+        }
+    }
+
+    /// Events of the deep, mapping and bound checks of the enforce phase name their rule.
+    fn deep_events(&mut self, rev: u64) {
+        let ends = |e: &Value, tail: &str| e["path"].as_str().is_some_and(|p| p.ends_with(tail));
+        let deny = |e: &Value, rule: &str| {
+            e["action"] == "deny" && e["rule"] == rule && e["revision"].as_u64() == Some(rev)
+        };
+        for n in [32, 1000] {
+            let levels = |e: &Value| {
+                e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(&format!(", {n} levels above")))
+            };
+            let r = self
+                .find_event(|e| {
+                    deny(e, "deep-read")
+                        && e["operation"] == "read"
+                        && e["path"] == format!("/srv/deepr/.../r{n}").as_str()
+                        && levels(e)
+                })
+                .map(|_| ());
+            self.check(&format!("event-deep-read-{n}"), r);
+            let r = self
+                .find_event(|e| {
+                    deny(e, "deep-write")
+                        && e["operation"] == "write"
+                        && ends(e, &format!("/w{n}"))
+                        && levels(e)
+                })
+                .map(|_| ());
+            self.check(&format!("event-deep-write-{n}"), r);
+            let r = self
+                .find_event(|e| {
+                    deny(e, "tmp-noexec")
+                        && e["operation"] == "exec"
+                        && e["path"] == "/tmp/.../true"
+                        && levels(e)
+                })
+                .map(|_| ());
+            self.check(&format!("event-deep-exec-{n}"), r);
+        }
+        let r = self
+            .find_event(|e| {
+                deny(e, "tmp-noexec")
+                    && e["operation"] == "exec"
+                    && ends(e, "palvm-lib.so")
+                    && e["detail"].as_str().is_some_and(|d| d.contains("mmap"))
+                    && e["binary"]
+                        .as_str()
+                        .is_some_and(|b| b.contains("palvm-helper"))
+            })
+            .map(|_| ());
+        self.check("event-dlopen-denied", r);
+        let r = self
+            .find_event(|e| {
+                deny(e, "tmp-noexec")
+                    && e["detail"].as_str().is_some_and(|d| d.contains("mprotect"))
+            })
+            .map(|_| ());
+        self.check("event-mprotect-denied", r);
+        let r = self
+            .find_event(|e| {
+                deny(e, "no-true")
+                    && e["kind"] == "exec"
+                    && e["detail"].as_str().is_some_and(|d| d.contains("mmap"))
+                    && e["binary"].as_str().is_some_and(|b| b.contains("ld-linux"))
+            })
+            .map(|_| ());
+        self.check("event-loader-deny-listed", r);
+        let r = self
+            .find_event(|e| {
+                deny(e, "tmp-noexec")
+                    && ends(e, "palvm-helper")
+                    && e["detail"].as_str().is_some_and(|d| d.contains("mmap"))
+                    && e["binary"].as_str().is_some_and(|b| b.contains("ld-linux"))
+            })
+            .map(|_| ());
+        self.check("event-loader-denied-tree", r);
+        let r = self
+            .find_event(|e| {
+                e["action"] == "deny"
+                    && e["rule"] == "walk-limit"
+                    && e["operation"] == "read"
+                    && e["detail"].as_str().is_some_and(|d| d.contains("4096"))
+                    && ends(e, "/r")
+            })
+            .map(|_| ());
+        self.check("event-walk-limit", r);
     }
 
     fn step(&mut self, name: &str) -> Result<(), String> {
@@ -252,6 +623,7 @@ impl Host<'_> {
                     })
                     .map(|_| ());
                 self.check("audit-subtree-deny-event", r);
+                self.deep_events(rev);
                 let audit_rev = self.rev_audit;
                 for (rule, kind) in [("secret", "file"), ("no-true", "exec")] {
                     let r = self
@@ -267,11 +639,38 @@ impl Host<'_> {
                 Ok(())
             }
             "allow-only" => {
-                apply_and_wait(self.cp, "allow-only.rhai", &allow_only_policy()).map(|_| ())
+                let rev = apply_and_wait(self.cp, "allow-only.rhai", &allow_only_policy())?;
+                self.rev_allow_only = rev;
+                Ok(())
             }
+            "allow-only-events" => {
+                let rev = self.rev_allow_only;
+                let r = self
+                    .find_event(|e| {
+                        e["action"] == "deny"
+                            && e["rule"] == "only"
+                            && e["revision"].as_u64() == Some(rev)
+                            && e["kind"] == "exec"
+                            && e["detail"].as_str().is_some_and(|d| d.contains("mmap"))
+                            && e["binary"].as_str().is_some_and(|b| b.contains("ld-linux"))
+                    })
+                    .map(|_| ());
+                self.check("event-allow-only-loader-program", r);
+                Ok(())
+            }
+            "prop" => apply_and_wait(self.cp, "prop.rhai", &self.prop.policy).map(|_| ()),
             "lifted" => apply_and_wait(self.cp, "lifted.rhai", &lifted_policy()).map(|_| ()),
             "enforce-again" => {
-                apply_and_wait(self.cp, "enforce-again.rhai", &enforce_policy()).map(|_| ())
+                self.rev_again = apply_and_wait(self.cp, "enforce-again.rhai", &enforce_policy())?;
+                Ok(())
+            }
+            burst if burst.starts_with("burst-") => {
+                let generated: u64 = burst["burst-".len()..]
+                    .parse()
+                    .map_err(|_| format!("bad step {burst}"))?;
+                let r = self.burst_accounted(generated);
+                self.check("burst-received-plus-lost-equals-generated", r);
+                Ok(())
             }
             "done" => Ok(()),
             other => Err(format!("unknown step {other}")),
@@ -280,7 +679,7 @@ impl Host<'_> {
 }
 
 /// Writes the run-specific archive and returns base + run archives concatenated.
-fn build_initrd(cp: &ControlPlane, sync_port: u16) -> std::path::PathBuf {
+fn build_initrd(cp: &ControlPlane, sync_port: u16, prop: &Prop) -> std::path::PathBuf {
     let dir = cp.dir.path();
     let base = dir.join("base.cpio");
     run(Command::new("bash")
@@ -308,6 +707,7 @@ fn build_initrd(cp: &ControlPlane, sync_port: u16) -> std::path::PathBuf {
         ov.join("palisade/run.sh"),
     )
     .unwrap();
+    std::fs::write(ov.join("palisade/prop.txt"), &prop.manifest).unwrap();
     let ov_cpio = dir.join("overlay.cpio");
     run(Command::new("sh").arg("-c").arg(format!(
         "cd {} && find . | cpio -o -H newc --quiet > {}",
@@ -369,7 +769,22 @@ fn lsm_file_and_exec_enforcement_in_a_vm() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let sync_port = listener.local_addr().unwrap().port();
-    let initrd = build_initrd(&cp, sync_port);
+    let seed = std::env::var("PALISADE_PROP_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    let prop = prop_case(seed);
+    eprintln!(
+        "VM tier: property phase seed {seed} ({} checks, {} denied by plan::files; PALISADE_PROP_SEED={seed} replays it)",
+        prop.checks.len(),
+        prop.checks.iter().filter(|c| c.expect == "eperm").count()
+    );
+    let initrd = build_initrd(&cp, sync_port, &prop);
 
     let mut qemu = Proc::spawn(
         "qemu",
@@ -382,6 +797,9 @@ fn lsm_file_and_exec_enforcement_in_a_vm() {
         cp: &cp,
         rev_enforce: 0,
         rev_audit: 0,
+        rev_allow_only: 0,
+        rev_again: 0,
+        prop: &prop,
         host_checks: Vec::new(),
     };
     let start = Instant::now();
@@ -416,6 +834,21 @@ fn lsm_file_and_exec_enforcement_in_a_vm() {
         .map(str::trim)
         .filter(|l| l.starts_with("PALCHECK "))
         .collect();
+    let prop_bad = prop_mismatches(&prop, &console);
+    host.check(
+        "prop-kernel-agrees-with-plan-files",
+        if prop_bad.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "seed {seed}: {} of {} checks differ:\n{}\npolicy:\n{}",
+                prop_bad.len(),
+                prop.checks.len(),
+                prop_bad.join("\n"),
+                prop.policy
+            ))
+        },
+    );
     let failed: Vec<String> = guest_checks
         .iter()
         .filter(|l| !l.ends_with(" ok"))
@@ -426,7 +859,7 @@ fn lsm_file_and_exec_enforcement_in_a_vm() {
                 .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("host {n}: {e}"))),
         )
         .collect();
-    let expected = [
+    let mut expected: Vec<String> = [
         "read-denied",
         "read-excepted-binary",
         "read-excepted-uid",
@@ -449,13 +882,62 @@ fn lsm_file_and_exec_enforcement_in_a_vm() {
         "lifted-exec",
         "pinned-after-daemon-exit",
         "after-cleanup-read",
-    ];
-    let missing: Vec<&&str> = expected
+        "bound-ruled-denied",
+        "bound-free-within-ok",
+        "bound-free-beyond-denied",
+        "dynamic-program-runs",
+        "loader-runs-program-outside",
+        "loader-exec-denied-tree",
+        "loader-exec-deny-listed",
+        "exec-deny-listed-dynamic",
+        "dlopen-outside-ok",
+        "dlopen-denied-tree",
+        "mmap-exec-outside-ok",
+        "mmap-exec-denied-tree",
+        "mprotect-outside-ok",
+        "mprotect-denied-tree",
+        "exec-denied-tree-readable",
+        "gap-script-exec-denied",
+        "gap-script-via-interpreter-runs",
+        "gap-copy-out-of-tree-runs",
+        "gap-memfd-from-denied-tree-runs",
+        "gap-anonymous-exec-memory",
+        "gap-open-before-rule-writes",
+        "write-after-rule-denied",
+        "gap-mount-below-ruled-dir-readable",
+        "bind-mount-of-ruled-tree-denied",
+        "allow-only-copy-of-listed",
+        "allow-only-dynamic-listed",
+        "allow-only-listed-dlopen",
+        "allow-only-memfd",
+        "allow-only-loader-listed",
+        "allow-only-loader-unlisted",
+        "burst-all-refused",
+    ]
+    .map(String::from)
+    .to_vec();
+    for n in DEPTHS {
+        for op in [
+            "read",
+            "write",
+            "create",
+            "truncate",
+            "rename",
+            "unlink",
+            "exec",
+            "free-read",
+            "free-write",
+            "free-exec",
+        ] {
+            expected.push(format!("deep-{op}-{n}"));
+        }
+    }
+    let missing: Vec<&String> = expected
         .iter()
         .filter(|n| {
             !guest_checks
                 .iter()
-                .any(|l| l.split_whitespace().nth(1) == Some(**n))
+                .any(|l| l.split_whitespace().nth(1) == Some(n.as_str()))
         })
         .collect();
     eprintln!(
