@@ -26,7 +26,7 @@ impl NetBackend for NoKernel {
         &mut self,
         _plan: &palisade_policy::plan::NetPlan,
         _generation: u32,
-    ) -> Result<(), palisade_noded::xdp::XdpError> {
+    ) -> Result<(), palisade_noded::net::xdp::XdpError> {
         Ok(())
     }
     fn describe(&self) -> String {
@@ -36,7 +36,7 @@ impl NetBackend for NoKernel {
 
 fn event(i: u64) -> AuditEvent {
     AuditEvent {
-        time_unix_ns: palisade_noded::spool::now_ns(),
+        time_unix_ns: palisade_noded::session::spool::now_ns(),
         policy: "bench".into(),
         rule: "peer".into(),
         revision: 1,

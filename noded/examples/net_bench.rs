@@ -15,7 +15,7 @@
 use aya::Ebpf;
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use ipnet::{IpNet, Ipv4Net};
-use palisade_noded::xdp::NetFirewall;
+use palisade_noded::net::xdp::NetFirewall;
 use palisade_policy::ir::Policy;
 use palisade_policy::plan::{Enforced, NetPlan, compile_network};
 use std::collections::BTreeSet;
@@ -101,7 +101,7 @@ fn packet(src: Ipv4Addr) -> Vec<u8> {
 /// `BPF_PROG_TEST_RUN`: (average ns per run, return code).
 fn test_run(prog_fd: RawFd, data: &[u8], repeat: u32) -> (u32, u32) {
     let (retval, ns) =
-        palisade_noded::xdp::test_run(prog_fd, data, repeat).expect("BPF_PROG_TEST_RUN");
+        palisade_noded::net::xdp::test_run(prog_fd, data, repeat).expect("BPF_PROG_TEST_RUN");
     (ns, retval)
 }
 
@@ -157,7 +157,7 @@ fn prog_cost(sizes: &[usize], repeat: u32) {
         let pkts: Vec<(Option<Ipv4Addr>, u32)> = vec![(host, 1), (net24, 1), (Some(miss), 2)];
 
         // Palisade.
-        let _ = palisade_noded::pinning::cleanup(root);
+        let _ = palisade_noded::net::pinning::cleanup(root);
         std::fs::create_dir_all(root).unwrap();
         let mut fw = NetFirewall::load(root, "bench", 1000).expect("load");
         let pl = plan(&nets);
@@ -198,7 +198,7 @@ fn prog_cost(sizes: &[usize], repeat: u32) {
         }
         shape_rows.push((n, shape_costs));
         drop(fw);
-        let _ = palisade_noded::pinning::cleanup(root);
+        let _ = palisade_noded::net::pinning::cleanup(root);
 
         // LPM trie only.
         let mut ebpf = Ebpf::load(LPM_OBJECT).expect("load lpm");

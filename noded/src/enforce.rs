@@ -3,8 +3,8 @@
 //! It keeps the rule tables of the last few generations so that an event the kernel
 //! emitted just before a switch still names the rule of the revision that dropped it.
 
-use crate::abi;
-use crate::xdp::{Counter, NetFirewall, XdpError};
+use crate::net::abi;
+use crate::net::xdp::{Counter, NetFirewall, XdpError};
 use palisade_policy::ir::{Direction, Policy};
 use palisade_policy::plan::{self, Enforced, NetPlan, RuleMeta};
 use palisade_proto::{revision_set, v1};
@@ -400,7 +400,7 @@ mod tests {
 
     #[test]
     fn loss_counters_of_every_backend_are_summed() {
-        let mut e = Enforcer::new(Box::new(crate::nonet::NoNetwork));
+        let mut e = Enforcer::new(Box::new(crate::net::disabled::NoNetwork));
         assert_eq!(e.loss_stats(), None, "no backend counts losses");
         let mut a = [0; abi::STAT_MAX as usize];
         a[abi::STAT_EVENTS_SUPPRESSED as usize] = 5;

@@ -1,41 +1,33 @@
-//! Palisade's node daemon as a library: the binary in `main.rs` is glue.
+//! Palisade's node daemon as a library; the binary (`bin/palisade-noded/`) is glue.
 //!
-//! - [`abi`]: Rust mirrors of the kernel ABI in `bpf/lib/palisade_abi.h`.
-//! - [`xdp`]: the network firewall: XDP ingress + TC egress (load or adopt, attach, pin,
-//!   switch plans without a gap, per-rule counters).
-//! - [`pinning`]: the bpffs pin layout and `cleanup`.
+//! One folder per policy kind, as in `palisade_policy::plan`, each a backend the
+//! [`enforce::Enforcer`] drives:
+//!
+//! - [`net`]: network rules: XDP ingress + TC egress firewall, its ABI mirror, its audit
+//!   events, bpffs pinning, and the disabled backend for nodes without `--iface`.
+//! - [`lsm`]: file and exec rules: BPF-LSM programs, the inode-resolved plan, ABI mirror,
+//!   audit events.
+//! - [`seccomp`]: seccomp profiles compiled to seccomp-BPF; the profiles in force, as OCI
+//!   JSON.
+//! - [`sched`]: scheduler classes (`sched_setattr`, CPU cgroups).
+//! - [`process`]: exec tracking and the process table `sched` and the local API share.
+//!
+//! Around them:
+//!
+//! - [`enforce`]: desired policy set → plan → backends; what is realized and what is not.
 //! - [`probes`]: kernel feature probes run at start; rules needing a missing feature.
-//! - [`enforce`]: desired policy set -> plan -> backend; what is realized and what is not.
-//! - [`events`]: ring buffer -> audit events naming policy, rule and revision.
-//! - [`lsm`], [`lsm_plan`], [`lsm_abi`], [`lsm_events`]: BPF-LSM file and exec enforcement
-//!   (programs, inode-resolved plan, kernel ABI mirror, audit events).
-//! - [`nonet`]: running without `--iface` (network rules reported unenforced).
-//! - [`node_cache`]: the last enforced desired state in sled, re-applied at start.
+//! - [`session`]: the mutual-TLS session with the control plane (reconnects), the audit
+//!   spool, the node cache, the node's metrics.
+//! - [`localapi`]: the unix-socket API of `palisade-noded exec` and local tools.
 //! - [`sim`]: fleet simulation: many node sessions in one process, a recording backend.
-//! - [`session`]: the mutual-TLS session with the control plane, with reconnects.
-//! - [`node_metrics`]: Prometheus text for `--metrics ADDR`.
-//! - [`spool`]: audit sequence numbers, the bounded spool (memory or file), loss events.
 
-pub mod abi;
 pub mod enforce;
-pub mod events;
-pub mod exec_abi;
-pub mod exectrack;
 pub mod localapi;
 pub mod lsm;
-pub mod lsm_abi;
-pub mod lsm_events;
-pub mod lsm_plan;
-pub mod node_cache;
-pub mod node_metrics;
-pub mod nonet;
-pub mod pinning;
+pub mod net;
 pub mod probes;
-pub mod proctable;
-pub mod profiles;
+pub mod process;
 pub mod sched;
 pub mod seccomp;
 pub mod session;
 pub mod sim;
-pub mod spool;
-pub mod xdp;

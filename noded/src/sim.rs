@@ -18,8 +18,8 @@
 
 use crate::enforce::{Enforcer, NetBackend, PolicyHook};
 use crate::session::{self, SessionConfig};
-use crate::spool::Spool;
-use crate::xdp::XdpError;
+use crate::session::spool::Spool;
+use crate::net::xdp::XdpError;
 use palisade_pki::{PkiDir, Role};
 use palisade_policy::ir::Policy;
 use palisade_policy::plan::NetPlan;

@@ -6,7 +6,7 @@ mod netlab;
 
 use netlab::{PinRoot, UdpSink, plan, pol, tcp_from_host, tcp_from_ns, udp_from_ns, unavailable};
 use palisade_integration::Lab;
-use palisade_noded::xdp::NetFirewall;
+use palisade_noded::net::xdp::NetFirewall;
 use palisade_policy::ir::Mode;
 
 #[test]
@@ -135,7 +135,7 @@ fn default_deny_with_exceptions_and_audit_mode() {
     // Replies to connections this host opens pass the default (the RST comes back).
     assert_eq!(tcp_from_host(&lab.peer_v4, 9), "refused");
     assert_eq!(tcp_from_host(&lab.peer_v6, 9), "refused");
-    assert!(fw.stats().unwrap()[palisade_noded::abi::STAT_REPLY_ALLOWED as usize] >= 2);
+    assert!(fw.stats().unwrap()[palisade_noded::net::abi::STAT_REPLY_ALLOWED as usize] >= 2);
 
     // The same policy in audit mode lets everything through and counts the would-denies.
     let mut audit = strict.clone();
@@ -152,7 +152,7 @@ fn default_deny_with_exceptions_and_audit_mode() {
         "audited packets are counted on the default: {c:?}"
     );
     let stats = fw.stats().unwrap();
-    assert!(stats[palisade_noded::abi::STAT_AUDITED as usize] >= 4);
+    assert!(stats[palisade_noded::net::abi::STAT_AUDITED as usize] >= 4);
 }
 
 #[test]
@@ -188,7 +188,7 @@ fn rate_limit_cuts_a_flooding_source_and_spares_another() {
         "flooder got {f} through, expected about 200-300"
     );
     let stats = fw.stats().unwrap();
-    assert!(stats[palisade_noded::abi::STAT_RATE_LIMITED as usize] >= 1000);
+    assert!(stats[palisade_noded::net::abi::STAT_RATE_LIMITED as usize] >= 1000);
 }
 
 #[test]
@@ -218,7 +218,7 @@ fn counters_match_the_traffic_sent() {
     let c = fw.counters(pl.rules.len()).unwrap();
     let by_name = |n: &str| {
         let r = pl.rules.iter().position(|r| r.rule_name == n).unwrap() + 1;
-        palisade_noded::xdp::Counter {
+        palisade_noded::net::xdp::Counter {
             rule_ref: r as u32,
             packets: c[r].packets - pl_before[r].packets,
             bytes: c[r].bytes - pl_before[r].bytes,
@@ -277,5 +277,5 @@ fn revision_switches_under_steady_traffic_let_nothing_through() {
         "packets passed during {switches} switches"
     );
     let stats = fw.stats().unwrap();
-    assert!(stats[palisade_noded::abi::STAT_DROPPED as usize] >= 10_000);
+    assert!(stats[palisade_noded::net::abi::STAT_DROPPED as usize] >= 10_000);
 }

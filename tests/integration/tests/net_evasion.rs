@@ -13,8 +13,8 @@ mod netlab;
 use netlab::raw::{RawSock, in_ns, mac_here, syn_ack_to};
 use netlab::{PinRoot, plan, pol, unavailable};
 use palisade_integration::Lab;
-use palisade_noded::abi;
-use palisade_noded::xdp::NetFirewall;
+use palisade_noded::net::abi;
+use palisade_noded::net::xdp::NetFirewall;
 use palisade_policy::ir::{Direction, Mode};
 use palisade_policy::plan::NetPlan;
 use palisade_policy::plan::frame::{self, Ext, L4};
@@ -996,7 +996,7 @@ fn kernel_drops(fw: &mut NetFirewall, d: Direction, frame: &[u8]) -> Option<bool
     let egress = d == Direction::Egress;
     let ret = match fw.test_run(egress, frame, 1) {
         Ok((ret, _)) => ret,
-        Err(palisade_noded::xdp::XdpError::TestRun(e))
+        Err(palisade_noded::net::xdp::XdpError::TestRun(e))
             if egress
                 && e.raw_os_error() == Some(libc::EINVAL)
                 && frame.len() < 14 + 4 * 3 + 40 =>
@@ -1119,7 +1119,7 @@ fn fragments_tags_and_icmp_errors_in_the_kernel() {
     if unavailable("net_evasion_kernel_stateful") {
         return;
     }
-    use palisade_noded::abi::{NetEvent, Record};
+    use palisade_noded::net::abi::{NetEvent, Record};
     let pins = PinRoot::new("evk");
     std::fs::create_dir_all(&pins.0).unwrap();
     let mut fw = NetFirewall::load(&pins.0, "stateful", 100_000).unwrap();

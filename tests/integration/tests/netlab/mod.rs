@@ -44,14 +44,14 @@ pub struct PinRoot(pub PathBuf);
 impl PinRoot {
     pub fn new(test: &str) -> PinRoot {
         let p = PathBuf::from(format!("/sys/fs/bpf/paln-{test}/v1"));
-        let _ = palisade_noded::pinning::cleanup(&p);
+        let _ = palisade_noded::net::pinning::cleanup(&p);
         PinRoot(p)
     }
 }
 
 impl Drop for PinRoot {
     fn drop(&mut self) {
-        let _ = palisade_noded::pinning::cleanup(&self.0);
+        let _ = palisade_noded::net::pinning::cleanup(&self.0);
     }
 }
 
@@ -280,7 +280,7 @@ pub fn links_on(ifindex: u32) -> Vec<(u32, String)> {
 }
 
 pub fn ifindex(iface: &str) -> u32 {
-    palisade_noded::pinning::ifindex(iface).unwrap()
+    palisade_noded::net::pinning::ifindex(iface).unwrap()
 }
 
 /// Starts `palisade-noded` for `name` on `iface` with its own pin root, and waits until it

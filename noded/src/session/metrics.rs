@@ -2,9 +2,9 @@
 //! pending, overflowed, kernel losses) and the XDP program's packet counters (outcomes,
 //! packet shapes, fragment tracking).
 
-use crate::abi;
+use crate::net::abi;
 use crate::enforce::Enforcer;
-use crate::spool::Spool;
+use crate::session::spool::Spool;
 use palisade_ops::metrics::{Exposition, MetricsError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -57,7 +57,7 @@ fn iface_dir_name(iface: &str, idx: u32) -> String {
     format!(
         "{}-{idx}-v{}",
         iface.replace('.', ":"),
-        crate::abi::ABI_VERSION
+        crate::net::abi::ABI_VERSION
     )
 }
 
@@ -163,7 +163,7 @@ mod tests {
         assert!(!name.contains('.'), "bpffs refuses dots: {name}");
         assert_eq!(
             p(&name),
-            Some(("eth0.100".into(), 7, crate::abi::ABI_VERSION))
+            Some(("eth0.100".into(), 7, crate::net::abi::ABI_VERSION))
         );
     }
 }

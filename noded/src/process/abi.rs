@@ -26,7 +26,7 @@ fn c_str(b: &[u8]) -> String {
 }
 
 // SAFETY: repr(C) of integers and byte arrays.
-unsafe impl crate::abi::Record for ExecEvent {}
+unsafe impl crate::net::abi::Record for ExecEvent {}
 
 impl ExecEvent {
     pub fn comm(&self) -> String {
@@ -46,11 +46,11 @@ impl ExecEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi::Record;
+    use crate::net::abi::Record;
     use std::mem::{offset_of, size_of};
 
     fn header_number(name: &str) -> usize {
-        let h = include_str!("../../bpf/lib/exec_abi.h");
+        let h = include_str!("../../../bpf/lib/exec_abi.h");
         let line = h
             .lines()
             .find(|l| l.starts_with(&format!("#define {name} ")))

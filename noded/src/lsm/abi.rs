@@ -38,8 +38,8 @@ pub const HOOK_MPROTECT: u32 = 8;
 /// `event.flags`: decided by the walk bound, not by a rule (fail closed).
 pub const EVENT_WALK_LIMIT: u32 = 1;
 
-/// Indices of `PAL_LSM_STATS` (the same as `PAL_STATS`'s, see `crate::abi`).
-pub use crate::abi::{STAT_EVENTS_SUPPRESSED, STAT_MAX, STAT_RINGBUF_FULL};
+/// Indices of `PAL_LSM_STATS` (the same as `PAL_STATS`'s, see `crate::net::abi`).
+pub use crate::net::abi::{STAT_EVENTS_SUPPRESSED, STAT_MAX, STAT_RINGBUF_FULL};
 
 /// A file by kernel device number (`MAJOR << 20 | MINOR`) and inode number.
 #[repr(C)]
@@ -170,7 +170,7 @@ unsafe impl aya::Pod for LsmConfig {}
 unsafe impl aya::Pod for InodeCache {}
 
 // SAFETY: repr(C) of integers and byte arrays.
-unsafe impl crate::abi::Record for LsmEvent {}
+unsafe impl crate::net::abi::Record for LsmEvent {}
 
 /// A NUL-terminated C string field as text.
 pub fn c_str(b: &[u8]) -> String {
@@ -209,7 +209,7 @@ mod tests {
     use std::mem::{offset_of, size_of};
 
     fn header_number(name: &str) -> usize {
-        let h = include_str!("../../bpf/lib/palisade_lsm.h");
+        let h = include_str!("../../../bpf/lib/palisade_lsm.h");
         let line = h
             .lines()
             .find(|l| l.starts_with(&format!("#define {name} ")))

@@ -346,7 +346,7 @@ pub async fn watch_kernel_counters(
     notify: Arc<Notify>,
     period: Duration,
 ) {
-    use crate::abi::{STAT_EVENTS_SUPPRESSED, STAT_RINGBUF_FULL};
+    use crate::net::abi::{STAT_EVENTS_SUPPRESSED, STAT_RINGBUF_FULL};
     let read = || enforcer.lock().expect("enforcer lock").loss_stats();
     let Some(mut prev) = read() else {
         return;

@@ -38,11 +38,15 @@
 //! for are counted in `PAL_LSM_STATS` ([`LsmEnforcer::loss_stats`]); the daemon turns their
 //! growth into `loss` events like the firewall's.
 
+pub mod abi;
+pub mod events;
+pub mod plan;
+
 use crate::enforce::PolicyHook;
-use crate::lsm_abi::{
-    self as abi, InodeKey, InodeRules, LsmConfig, LsmEvent, LsmRule, MemberKey, UidKey,
+use crate::lsm::abi::{
+    InodeKey, InodeRules, LsmConfig, LsmEvent, LsmRule, MemberKey, UidKey,
 };
-use crate::lsm_plan::{self, LsmPlan, Resolver, SlotMeta, StatResolver};
+use crate::lsm::plan::{LsmPlan, Resolver, SlotMeta, StatResolver};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::Lsm as LsmProgram;
 use aya::programs::links::{FdLink, PinnedLink};
@@ -326,7 +330,7 @@ impl LsmEnforcer {
 
     /// Re-resolves every path; switches the plan when an inode changed. Returns whether it did.
     pub fn rescan(&mut self) -> Result<bool, LsmError> {
-        if self.plan.lookups.is_empty() || !lsm_plan::resolution_changed(&self.plan, &StatResolver)
+        if self.plan.lookups.is_empty() || !plan::resolution_changed(&self.plan, &StatResolver)
         {
             return Ok(false);
         }
@@ -340,7 +344,7 @@ impl LsmEnforcer {
     fn switch(&mut self, resolver: &dyn Resolver) -> Result<Vec<v1::Unenforced>, LsmError> {
         let bank = 1 - self.bank;
         let generation = self.generation.wrapping_add(1).max(1);
-        let next = lsm_plan::compile(&self.policies, bank, generation, resolver);
+        let next = plan::compile(&self.policies, bank, generation, resolver);
         let old = std::mem::take(&mut self.plan);
         let pad = |v: &Vec<u32>| {
             let mut r = InodeRules::default();
@@ -500,7 +504,7 @@ impl Lsm {
     pub fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<Vec<v1::Unenforced>, LsmError> {
         match self {
             Lsm::Active(e) => e.apply(policies),
-            Lsm::Unavailable(why) => Ok(lsm_plan::all_unenforced(
+            Lsm::Unavailable(why) => Ok(plan::all_unenforced(
                 policies,
                 &format!("BPF LSM is unavailable on this node: {why}"),
             )),
@@ -734,7 +738,7 @@ mod tests {
             root_dev: 0,
             slot: 0,
             generation: 3,
-            action: crate::abi::ACTION_DENY,
+            action: crate::net::abi::ACTION_DENY,
             op,
             hook,
             pid: u32::MAX, // no such process: the binary falls back to comm

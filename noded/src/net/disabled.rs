@@ -3,7 +3,7 @@
 //! unenforced in the status.
 
 use crate::enforce::{NetBackend, PolicyHook};
-use crate::xdp::XdpError;
+use crate::net::xdp::XdpError;
 use palisade_policy::ir::Policy;
 use palisade_policy::plan::NetPlan;
 use palisade_proto::v1;

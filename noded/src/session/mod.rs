@@ -6,9 +6,13 @@
 //! Audit events go through the [`Spool`]: each session (re)sends every unacknowledged
 //! event in batches, and forgets them as the control plane acknowledges them.
 
+pub mod cache;
+pub mod metrics;
+pub mod spool;
+
 use crate::enforce::Enforcer;
-use crate::node_cache::NodeCache;
-use crate::spool::{self, Spool, SpoolError};
+use crate::session::cache::NodeCache;
+use crate::session::spool::{Spool, SpoolError};
 use palisade_pki::{CertPaths, PkiDir, PkiError};
 use palisade_proto::v1::{self, control_message, node_message, nodes_client::NodesClient};
 use std::collections::BTreeMap;
@@ -118,7 +122,7 @@ pub async fn run(
     let connected = Arc::new(AtomicBool::new(false));
     if let Some(addr) = &cfg.metrics {
         let at =
-            crate::node_metrics::serve(addr, enforcer.clone(), spool.clone(), connected.clone())
+            crate::session::metrics::serve(addr, enforcer.clone(), spool.clone(), connected.clone())
                 .await
                 .map_err(|e| SessionError::Metrics(e.to_string()))?;
         tracing::info!(addr = %at, "metrics on http://{at}/metrics");

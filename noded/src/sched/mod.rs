@@ -9,8 +9,8 @@
 //! Classes are ordered by policy name then source order; the first match wins.
 
 use crate::enforce::PolicyHook;
-use crate::exec_abi::ExecEvent;
-use crate::proctable::{self, ProcInfo, ProcTable};
+use crate::process::abi::ExecEvent;
+use crate::process::table::{self as proctable, ProcInfo, ProcTable};
 use palisade_policy::ir::{Policy, SchedClass, SchedPolicy};
 use palisade_policy::plan::Enforced;
 use palisade_policy::plan::sched::{Process, compile_sched, matches};
@@ -179,7 +179,7 @@ impl CpuCgroup {
         Some(
             self.root()?
                 .join("palisade")
-                .join(crate::profiles::file_stem(class)),
+                .join(crate::seccomp::profiles::file_stem(class)),
         )
     }
 
@@ -210,7 +210,7 @@ impl CpuCgroup {
         };
         let f = dir.join(file);
         std::fs::write(&f, value.to_string()).map_err(err(&f))?;
-        let rel = format!("/palisade/{}", crate::profiles::file_stem(class));
+        let rel = format!("/palisade/{}", crate::seccomp::profiles::file_stem(class));
         Ok((rel, detail))
     }
 
@@ -422,7 +422,7 @@ impl SchedManager {
             .classes
             .iter()
             .filter(|c| c.class.cpu_weight.is_some())
-            .map(|c| crate::profiles::file_stem(&c.class.name))
+            .map(|c| crate::seccomp::profiles::file_stem(&c.class.name))
             .collect();
         for e in dir.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -539,7 +539,7 @@ impl SchedManager {
             ..Default::default()
         };
         if c.cpu_weight.is_some() && self.cgroup != CpuCgroup::None {
-            let rel = format!("/palisade/{}", crate::profiles::file_stem(class));
+            let rel = format!("/palisade/{}", crate::seccomp::profiles::file_stem(class));
             if self.cgroup.path_of(pid).as_deref() != Some(rel.as_str()) {
                 self.cgroup.move_process(pid, &rel)?;
             }

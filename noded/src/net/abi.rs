@@ -193,7 +193,7 @@ mod tests {
     use std::mem::{offset_of, size_of};
 
     fn header_number(name: &str) -> usize {
-        let h = include_str!("../../bpf/lib/palisade_abi.h");
+        let h = include_str!("../../../bpf/lib/palisade_abi.h");
         let line = h
             .lines()
             .find(|l| l.starts_with(&format!("#define {name} ")))

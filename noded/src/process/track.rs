@@ -1,8 +1,8 @@
 //! Loads `bpf/exec_track.bpf.c` (`tp_btf/sched_process_exec`) and delivers every exec event
 //! to a callback from a reader thread.
 
-use crate::abi::Record;
-use crate::exec_abi::ExecEvent;
+use crate::net::abi::Record;
+use crate::process::abi::ExecEvent;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::BtfTracePoint;
 use aya::{Btf, Ebpf};

@@ -2,9 +2,9 @@
 //! node, policy, rule, revision, process, binary, path and operation; sent up the same
 //! channel as the firewall's events.
 
-use crate::abi::Record;
+use crate::net::abi::Record;
 use crate::lsm::{self, Lsm};
-use crate::lsm_abi::LsmEvent;
+use crate::lsm::abi::LsmEvent;
 use aya::maps::{MapData, RingBuf};
 use palisade_proto::v1::AuditEvent;
 use std::sync::{Arc, Mutex};

@@ -14,7 +14,7 @@
 //! like an exec. Libraries mapped by any other process are not programs: allow-only lists
 //! never apply to them.
 
-use crate::lsm_abi::{
+use crate::lsm::abi::{
     self as abi, InodeKey, LsmRule, MAX_ALLOW_ONLY, MemberKey, RULES_PER_INODE, UidKey,
 };
 use palisade_policy::ir::{Action, ExecMode, FileOp, Mode, Policy};
@@ -160,7 +160,7 @@ impl LsmPlan {
             m.file_ops |= r.ops;
             if r.flags & abi::RULE_SUBTREE != 0 {
                 m.subtree_ops |= r.ops;
-                if r.action == crate::abi::ACTION_DENY {
+                if r.action == crate::net::abi::ACTION_DENY {
                     m.deny_ops |= r.ops;
                 }
             }
@@ -181,9 +181,9 @@ fn ops_mask(ops: &[FileOp]) -> u32 {
 
 fn kernel_action(mode: Mode, action: Action) -> Option<u32> {
     match (mode, action) {
-        (_, Action::Allow) => Some(crate::abi::ACTION_ALLOW),
-        (Mode::Audit, _) | (_, Action::Audit) => Some(crate::abi::ACTION_AUDIT),
-        (Mode::Enforce, Action::Deny) => Some(crate::abi::ACTION_DENY),
+        (_, Action::Allow) => Some(crate::net::abi::ACTION_ALLOW),
+        (Mode::Audit, _) | (_, Action::Audit) => Some(crate::net::abi::ACTION_AUDIT),
+        (Mode::Enforce, Action::Deny) => Some(crate::net::abi::ACTION_DENY),
     }
 }
 
@@ -342,7 +342,7 @@ pub fn compile(
                 path: rule.binaries.join(","),
             };
             let Some(action) =
-                kernel_action(policy.mode, rule.action).filter(|a| *a != crate::abi::ACTION_ALLOW)
+                kernel_action(policy.mode, rule.action).filter(|a| *a != crate::net::abi::ACTION_ALLOW)
             else {
                 continue;
             };
@@ -544,7 +544,7 @@ mod tests {
         assert_eq!(plan.files[&etc], vec![2]);
         let r1 = plan.rules[&1];
         assert_eq!(r1.ops, abi::OP_READ);
-        assert_eq!(r1.action, crate::abi::ACTION_DENY);
+        assert_eq!(r1.action, crate::net::abi::ACTION_DENY);
         assert_eq!(r1.generation, 5);
         assert_eq!(
             r1.flags & (abi::RULE_UID_EXC | abi::RULE_BIN_EXC),
@@ -555,7 +555,7 @@ mod tests {
             abi::RULE_SUBTREE,
             "DSL sets subtree"
         );
-        assert_eq!(plan.rules[&2].action, crate::abi::ACTION_AUDIT);
+        assert_eq!(plan.rules[&2].action, crate::net::abi::ACTION_AUDIT);
         assert_ne!(
             plan.rules[&2].flags & abi::RULE_SUBTREE,
             0,
@@ -607,7 +607,7 @@ mod tests {
         assert!(
             plan.rules
                 .values()
-                .all(|r| r.action == crate::abi::ACTION_AUDIT)
+                .all(|r| r.action == crate::net::abi::ACTION_AUDIT)
         );
         // The missing path is reported, the others are in force.
         assert_eq!(plan.unenforced.len(), 1);

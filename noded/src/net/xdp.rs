@@ -1,5 +1,5 @@
 //! The network firewall backend: XDP on ingress and a TC classifier (TCX) on egress, both
-//! from `bpf/xdp_firewall.bpf.c`, sharing maps pinned under [`crate::pinning`].
+//! from `bpf/xdp_firewall.bpf.c`, sharing maps pinned under [`crate::net::pinning`].
 //!
 //! **Attach or adopt.** If the interface's pin directory already holds a link (a previous
 //! daemon was killed or stopped), the program it keeps attached is adopted as it is: the
@@ -14,8 +14,8 @@
 //! rules or the new ones, never a mixture or nothing. The old half is left intact until the
 //! next apply clears it, long after any packet that read the old index has finished.
 
-use crate::abi::{self, ClauseSet, Config, Half, RuleStat};
-use crate::pinning::{self, LINK_TC_EGRESS, LINK_XDP};
+use crate::net::abi::{self, ClauseSet, Config, Half, RuleStat};
+use crate::net::pinning::{self, LINK_TC_EGRESS, LINK_XDP};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, RingBuf};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{self, TcAttachOptions};

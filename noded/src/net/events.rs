@@ -1,8 +1,8 @@
 //! Reads the kernel's ring buffer and turns each record into an audit event that names the
 //! node, policy, rule and revision.
 
-use crate::abi::Record;
-use crate::abi::{self, NetEvent};
+use crate::net::abi::Record;
+use crate::net::abi::{self, NetEvent};
 use crate::enforce::{Enforcer, action_name};
 use aya::maps::{MapData, RingBuf};
 use palisade_policy::plan::frame::Unread;

@@ -1,0 +1,9 @@
+//! Seccomp profiles: compiled to seccomp-BPF here, installed by `palisade-noded exec`,
+//! exported as OCI JSON for container runtimes.
+//!
+//! - [`compile`]: IR profile → seccomp-BPF (binary-search dispatch + argument comparisons),
+//!   checked against `plan::seccomp::decide_syscall`; installing it on the calling thread.
+//! - [`profiles`]: the profiles in force; OCI JSON files in `/var/lib/palisade/seccomp`.
+
+pub mod compile;
+pub mod profiles;
