@@ -10,7 +10,8 @@
 use palisade_controlplane::audit::AuditHub;
 use palisade_controlplane::auditlog::SledAuditLog;
 use palisade_controlplane::{ControlPlane, serve, store::SledStore};
-use palisade_noded::enforce::{Enforcer, NetBackend};
+use palisade_noded::enforce::Enforcer;
+use palisade_noded::net::Datapath;
 use palisade_noded::session::{self, SessionConfig};
 use palisade_pki::{PkiDir, Role, SERVER_NAME};
 use palisade_proto::v1::AuditEvent;
@@ -21,12 +22,12 @@ use std::time::{Duration, Instant};
 
 struct NoKernel;
 
-impl NetBackend for NoKernel {
+impl Datapath for NoKernel {
     fn apply(
         &mut self,
         _plan: &palisade_policy::plan::NetPlan,
         _generation: u32,
-    ) -> Result<(), palisade_noded::net::xdp::XdpError> {
+    ) -> Result<(), palisade_noded::backend::BackendError> {
         Ok(())
     }
     fn describe(&self) -> String {

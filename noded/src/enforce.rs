@@ -1,17 +1,16 @@
 //! The enforcer: turns a desired policy set into kernel state and says what it realized.
 //!
-//! It keeps the rule tables of the last few generations so that an event the kernel
-//! emitted just before a switch still names the rule of the revision that dropped it.
+//! It parses each desired state once and hands it to every [`Backend`]: the network
+//! first (its failure leaves the whole previous state in force), then the others. Which
+//! rules could not be enforced, by any backend or for lack of a kernel feature, is the
+//! status's `unenforced` list.
 
+use crate::backend::{Backend, BackendError, Desired, KernelStats};
 use crate::net::abi;
-use crate::net::xdp::{Counter, NetFirewall, XdpError};
-use palisade_policy::ir::{Direction, Policy};
-use palisade_policy::plan::{self, Enforced, NetPlan, RuleMeta};
+use crate::net::{Datapath, Network};
+use palisade_policy::ir::Policy;
+use palisade_policy::plan::RuleMeta;
 use palisade_proto::{revision_set, v1};
-use std::collections::VecDeque;
-use std::sync::Arc;
-
-const KEPT_GENERATIONS: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnforceError {
@@ -21,125 +20,18 @@ pub enum EnforceError {
         revision: u64,
         source: serde_json::Error,
     },
+    /// The network plan was not applied: nothing of the desired state was.
     #[error(transparent)]
-    Xdp(#[from] XdpError),
-    #[error("{0}")]
-    Hooks(String),
-}
-
-/// A kernel backend the enforcer drives. The real one is XDP + TC; tests may record instead.
-pub trait NetBackend: Send {
-    fn apply(&mut self, plan: &NetPlan, generation: u32) -> Result<(), XdpError>;
-    fn describe(&self) -> String;
-    /// Per-rule counters of the plan in force (slots `0..=rules`).
-    fn counters(&self, _rules: usize) -> Vec<Counter> {
-        Vec::new()
-    }
-    /// Why egress rules cannot be enforced, if they cannot.
-    fn egress_unavailable(&self) -> Option<String> {
-        None
-    }
-    /// The generation the kernel holds (an adopted state's), so new ones never repeat it.
-    fn kernel_generation(&self) -> u32 {
-        0
-    }
-    /// The backend as the status reports it, with `rules` network rules in force.
-    fn status(&self, rules: usize) -> v1::BackendStatus {
-        v1::BackendStatus {
-            name: "network".into(),
-            attached: true,
-            detail: self.describe(),
-            entries_used: rules as u64,
-            capacity: (plan::net::MAX_RULES - 1) as u64,
-        }
-    }
-    /// The kernel's loss and traffic counters, indexed by `abi::STAT_*`, when the backend
-    /// has them.
-    fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
-        None
-    }
-    /// Datagrams whose first fragment the kernel remembers, when the backend tracks them.
-    fn fragments_tracked(&self) -> Option<usize> {
-        None
-    }
-}
-
-impl NetBackend for NetFirewall {
-    fn apply(&mut self, plan: &NetPlan, generation: u32) -> Result<(), XdpError> {
-        NetFirewall::apply(self, plan, generation)
-    }
-
-    fn describe(&self) -> String {
-        let mut d = format!(
-            "xdp on {} ({}), egress {}",
-            self.iface(),
-            self.xdp.mode,
-            self.tc
-                .as_ref()
-                .map(|t| t.mode.as_str())
-                .unwrap_or("unavailable")
-        );
-        // Fragment tracking under pressure means later fragments fail closed.
-        if let Ok(n) = self.fragments_tracked() {
-            d.push_str(&format!(", fragments tracked {n}/{}", abi::FRAGS_MAX));
-        }
-        if let Ok(s) = self.stats() {
-            let failed = s[abi::STAT_FAIL_CLOSED as usize];
-            if failed > 0 {
-                d.push_str(&format!(
-                    ", {failed} packets failed closed ({} untracked fragments, {} short, {} extension chains, {} unreadable)",
-                    s[abi::STAT_FRAG_UNTRACKED as usize],
-                    s[abi::STAT_PORTS_SHORT as usize],
-                    s[abi::STAT_EXT_UNDECIDED as usize],
-                    s[abi::STAT_BAD_HEADER as usize],
-                ));
-            }
-        }
-        d
-    }
-
-    fn fragments_tracked(&self) -> Option<usize> {
-        NetFirewall::fragments_tracked(self).ok()
-    }
-
-    fn counters(&self, rules: usize) -> Vec<Counter> {
-        self.counters(rules).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read rule counters");
-            Vec::new()
-        })
-    }
-
-    fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
-        self.stats().ok()
-    }
-
-    fn egress_unavailable(&self) -> Option<String> {
-        self.tc_error.clone()
-    }
-
-    fn kernel_generation(&self) -> u32 {
-        self.active_generation().unwrap_or(0)
-    }
-}
-
-/// Another node backend driven by the same desired state (seccomp profiles, scheduler
-/// classes, ...): it sees every enforced policy after the network plan is applied and
-/// adds to the status.
-pub trait PolicyHook: Send {
-    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<(), String>;
-    fn status(&self, status: &mut v1::NodeStatus);
-    /// The hook's kernel counters of audit events it could not emit, indexed by
-    /// `abi::STAT_*` (only `STAT_EVENTS_SUPPRESSED` and `STAT_RINGBUF_FULL` are read).
-    fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
-        None
-    }
+    Network(BackendError),
+    /// The network plan was applied; these other backends failed.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Backends(Vec<BackendError>),
 }
 
 pub struct Enforcer {
-    backend: Box<dyn NetBackend>,
-    hooks: Vec<Box<dyn PolicyHook>>,
-    generation: u32,
-    plans: VecDeque<(u32, Arc<NetPlan>)>,
+    network: Network,
+    /// Every other backend, in the order they apply and report.
+    backends: Vec<Box<dyn Backend>>,
     realized: Vec<v1::RealizedPolicy>,
     unenforced: Vec<v1::Unenforced>,
     last_error: String,
@@ -153,23 +45,40 @@ pub struct Enforcer {
 }
 
 impl Enforcer {
-    /// The backend's kernel counters (see [`NetBackend::kernel_stats`]).
-    pub fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
-        self.backend.kernel_stats()
+    pub fn new(datapath: Box<dyn Datapath>) -> Self {
+        Enforcer {
+            network: Network::new(datapath),
+            backends: Vec::new(),
+            realized: Vec::new(),
+            unenforced: Vec::new(),
+            last_error: String::new(),
+            attempted: Vec::new(),
+            applied_once: false,
+            capabilities: Vec::new(),
+        }
     }
 
-    /// See [`NetBackend::fragments_tracked`].
+    /// Adds a backend; it sees every desired state after the network plan is applied.
+    pub fn add_backend(&mut self, backend: Box<dyn Backend>) {
+        self.backends.push(backend);
+    }
+
+    /// The network datapath's kernel counters (see [`Datapath::kernel_stats`]).
+    pub fn kernel_stats(&self) -> Option<KernelStats> {
+        self.network.kernel_stats()
+    }
+
+    /// See [`Datapath::fragments_tracked`].
     pub fn fragments_tracked(&self) -> Option<usize> {
-        self.backend.fragments_tracked()
+        self.network.fragments_tracked()
     }
 
     /// The kernel's counts of audit events it could not emit (`STAT_EVENTS_SUPPRESSED`,
-    /// `STAT_RINGBUF_FULL`), summed over the backend and every hook that has them; `None`
-    /// when none has.
-    pub fn loss_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
-        let mut sum: Option<[u64; abi::STAT_MAX as usize]> = None;
-        let sources = std::iter::once(self.backend.kernel_stats())
-            .chain(self.hooks.iter().map(|h| h.kernel_stats()))
+    /// `STAT_RINGBUF_FULL`), summed over every backend that has them; `None` when none has.
+    pub fn loss_stats(&self) -> Option<KernelStats> {
+        let mut sum: Option<KernelStats> = None;
+        let sources = std::iter::once(self.network.kernel_stats())
+            .chain(self.backends.iter().map(|b| b.kernel_stats()))
             .flatten();
         for s in sources {
             let acc = sum.get_or_insert([0; abi::STAT_MAX as usize]);
@@ -178,26 +87,6 @@ impl Enforcer {
             }
         }
         sum
-    }
-
-    pub fn new(backend: Box<dyn NetBackend>) -> Self {
-        let generation = backend.kernel_generation();
-        Enforcer {
-            capabilities: Vec::new(),
-            backend,
-            hooks: Vec::new(),
-            generation,
-            plans: VecDeque::new(),
-            realized: Vec::new(),
-            unenforced: Vec::new(),
-            last_error: String::new(),
-            attempted: Vec::new(),
-            applied_once: false,
-        }
-    }
-
-    pub fn add_hook(&mut self, hook: Box<dyn PolicyHook>) {
-        self.hooks.push(hook);
     }
 
     /// Whether `desired` is exactly what is in force: the same (policy, revision, content)
@@ -240,64 +129,47 @@ impl Enforcer {
             })?;
             policies.push((ir, p.revision));
         }
-        let enforced: Vec<Enforced<'_>> = policies
-            .iter()
-            .map(|(policy, revision)| Enforced {
-                policy,
-                revision: *revision,
-            })
-            .collect();
-        let plan = plan::compile_network(&enforced);
-        let generation = self.generation.wrapping_add(1).max(1);
-        self.backend.apply(&plan, generation)?;
-        self.generation = generation;
-        let hook_errors: Vec<String> = self
-            .hooks
-            .iter_mut()
-            .filter_map(|h| h.apply(&policies).err())
-            .collect();
-
-        let mut unenforced: Vec<v1::Unenforced> = Vec::new();
-        if let Some(why) = self.backend.egress_unavailable() {
-            unenforced.extend(
-                plan.rules
-                    .iter()
-                    .filter(|r| r.direction == Direction::Egress)
-                    .map(|r| v1::Unenforced {
-                        policy: r.policy.clone(),
-                        rule: r.rule_name.clone(),
-                        reason: format!("egress filtering (TC) is unavailable: {why}"),
-                    }),
-            );
-        }
-        for (rule_ref, why) in &plan.truncated {
-            if let Some(r) = plan.rule(*rule_ref) {
-                unenforced.push(v1::Unenforced {
-                    policy: r.policy.clone(),
-                    rule: r.rule_name.clone(),
-                    reason: why.clone(),
-                });
-            }
-        }
+        let enforced = Desired::enforced(&policies);
+        let desired = Desired {
+            policies: &policies,
+            enforced: &enforced,
+        };
+        let mut unenforced = self
+            .network
+            .apply(&desired)
+            .map_err(EnforceError::Network)?;
         unenforced.extend(crate::probes::unenforced_for(
             &policies.iter().map(|(p, _)| p).collect::<Vec<_>>(),
             &self.capabilities,
         ));
-        self.unenforced = unenforced;
-        self.plans.push_back((generation, Arc::new(plan)));
-        while self.plans.len() > KEPT_GENERATIONS {
-            self.plans.pop_front();
+        let mut errors = Vec::new();
+        for backend in &mut self.backends {
+            match backend.apply(&desired) {
+                // A rule another backend or a probe already reports is listed once.
+                Ok(theirs) => {
+                    for u in theirs {
+                        if !unenforced
+                            .iter()
+                            .any(|s| s.policy == u.policy && s.rule == u.rule)
+                        {
+                            unenforced.push(u);
+                        }
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
         }
+        self.unenforced = unenforced;
         // Set by `apply` just before: the desired set now in force.
         self.realized = self.attempted.clone();
         tracing::info!(
-            generation,
-            backend = %self.backend.describe(),
+            generation = self.network.generation(),
+            backend = %self.network.describe(),
             policies = ?self.realized.iter().map(|p| format!("{}@{}", p.name, p.revision)).collect::<Vec<_>>(),
             "desired state enforced"
         );
-        if !hook_errors.is_empty() {
-            return Err(EnforceError::Hooks(hook_errors.join("; ")));
+        if !errors.is_empty() {
+            return Err(EnforceError::Backends(errors));
         }
         Ok(())
     }
@@ -316,59 +188,21 @@ impl Enforcer {
             counters: self.counters(),
             ..Default::default()
         };
-        let rules = self.plans.back().map(|(_, p)| p.rules.len()).unwrap_or(0);
-        status.backends.push(self.backend.status(rules));
-        for h in &self.hooks {
-            h.status(&mut status);
+        self.network.status(&mut status);
+        for b in &self.backends {
+            b.status(&mut status);
         }
         status
     }
 
-    /// Packet and byte counters of every rule of the plan in force.
+    /// Packet and byte counters of every rule of the network plan in force.
     pub fn counters(&self) -> Vec<v1::RuleCounter> {
-        let Some((_, plan)) = self.plans.back() else {
-            return Vec::new();
-        };
-        self.backend
-            .counters(plan.rules.len())
-            .into_iter()
-            .filter_map(|c| {
-                let (policy, rule, revision, direction, action) = match plan.rule(c.rule_ref) {
-                    Some(r) => (
-                        r.policy.clone(),
-                        r.rule_name.clone(),
-                        r.revision,
-                        r.direction.as_str().to_string(),
-                        r.action.as_str().to_string(),
-                    ),
-                    None if c.rule_ref == 0 => (
-                        String::new(),
-                        "(no rule: default allow)".into(),
-                        0,
-                        String::new(),
-                        "allow".into(),
-                    ),
-                    None => return None,
-                };
-                Some(v1::RuleCounter {
-                    policy,
-                    rule,
-                    revision,
-                    direction,
-                    action,
-                    packets: c.packets,
-                    bytes: c.bytes,
-                })
-            })
-            .collect()
+        self.network.counters()
     }
 
-    /// The rule an event of `generation` refers to.
+    /// The network rule an event of `generation` refers to.
     pub fn rule(&self, generation: u32, rule_ref: u32) -> Option<RuleMeta> {
-        self.plans
-            .iter()
-            .find(|(g, _)| *g == generation)
-            .and_then(|(_, p)| p.rule(rule_ref).cloned())
+        self.network.rule(generation, rule_ref)
     }
 }
 
@@ -388,12 +222,12 @@ mod tests {
     /// A hook with fixed kernel loss counters.
     struct Losses([u64; abi::STAT_MAX as usize]);
 
-    impl PolicyHook for Losses {
-        fn apply(&mut self, _: &[(Policy, u64)]) -> Result<(), String> {
-            Ok(())
+    impl Backend for Losses {
+        fn apply(&mut self, _: &Desired<'_>) -> Result<Vec<v1::Unenforced>, BackendError> {
+            Ok(Vec::new())
         }
         fn status(&self, _: &mut v1::NodeStatus) {}
-        fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+        fn kernel_stats(&self) -> Option<KernelStats> {
             Some(self.0)
         }
     }
@@ -408,9 +242,9 @@ mod tests {
         a[abi::STAT_SEEN as usize] = 1000; // traffic, not a loss
         let mut b = [0; abi::STAT_MAX as usize];
         b[abi::STAT_RINGBUF_FULL as usize] = 3;
-        e.add_hook(Box::new(Losses(a)));
-        e.add_hook(Box::new(Losses(b)));
-        let s = e.loss_stats().expect("hooks count losses");
+        e.add_backend(Box::new(Losses(a)));
+        e.add_backend(Box::new(Losses(b)));
+        let s = e.loss_stats().expect("backends count losses");
         assert_eq!(s[abi::STAT_EVENTS_SUPPRESSED as usize], 5);
         assert_eq!(s[abi::STAT_RINGBUF_FULL as usize], 5);
         assert_eq!(s[abi::STAT_SEEN as usize], 0);

@@ -14,19 +14,23 @@
 //!
 //! Around them:
 //!
-//! - [`enforce`]: desired policy set → plan → backends; what is realized and what is not.
+//! - [`backend`]: the `Backend` trait they all implement and `BackendError`.
+//! - [`enforce`]: desired policy set → backends; what is realized and what is not.
 //! - [`probes`]: kernel feature probes run at start; rules needing a missing feature.
 //! - [`session`]: the mutual-TLS session with the control plane (reconnects), the audit
 //!   spool, the node cache, the node's metrics.
+//! - [`ringbuf`]: every ring buffer read the same way; the kernel-to-wall clock offset.
 //! - [`localapi`]: the unix-socket API of `palisade-noded exec` and local tools.
 //! - [`sim`]: fleet simulation: many node sessions in one process, a recording backend.
 
+pub mod backend;
 pub mod enforce;
 pub mod localapi;
 pub mod lsm;
 pub mod net;
 pub mod probes;
 pub mod process;
+pub mod ringbuf;
 pub mod sched;
 pub mod seccomp;
 pub mod session;

@@ -16,12 +16,13 @@
 //! `fail_rule` fails to apply, exactly as a real backend error would (the previous state
 //! stays in force and the status carries the error).
 
-use crate::enforce::{Enforcer, NetBackend, PolicyHook};
+use crate::backend::{Backend, BackendError, Desired};
+use crate::enforce::Enforcer;
+use crate::net::Datapath;
 use crate::session::{self, SessionConfig};
 use crate::session::spool::Spool;
 use crate::net::xdp::XdpError;
 use palisade_pki::{PkiDir, Role};
-use palisade_policy::ir::Policy;
 use palisade_policy::plan::NetPlan;
 use palisade_proto::v1;
 use std::collections::{BTreeMap, BTreeSet};
@@ -154,15 +155,29 @@ pub struct RecordingBackend {
     record: Option<Recorder>,
 }
 
-impl NetBackend for RecordingBackend {
-    fn apply(&mut self, plan: &NetPlan, _generation: u32) -> Result<(), XdpError> {
-        let err = if let Some(why) = plan.capacity_error() {
-            Some(XdpError::Capacity(why))
+/// The failure the simulation injects (`--fail-rule`).
+#[derive(Debug, thiserror::Error)]
+#[error("simulated apply failure: node {node} refuses rule {rule}")]
+pub struct Refusal {
+    pub node: String,
+    pub rule: String,
+}
+
+impl Datapath for RecordingBackend {
+    fn apply(&mut self, plan: &NetPlan, _generation: u32) -> Result<(), BackendError> {
+        let err: Option<BackendError> = if let Some(why) = plan.capacity_error() {
+            Some(XdpError::Capacity(why).into())
         } else {
             self.fail_rule
                 .as_ref()
                 .filter(|r| plan.rules.iter().any(|m| &m.rule_name == *r))
-                .map(|r| XdpError::Simulated(format!("node {} refuses rule {r}", self.node)))
+                .map(|r| {
+                    Refusal {
+                        node: self.node.clone(),
+                        rule: r.clone(),
+                    }
+                    .into()
+                })
         };
         if let Some(e) = err {
             if let Some(rec) = &self.record {
@@ -203,16 +218,17 @@ struct RecordingHook {
     record: Recorder,
 }
 
-impl PolicyHook for RecordingHook {
-    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<(), String> {
-        let map: BTreeMap<&str, u64> = policies
+impl Backend for RecordingHook {
+    fn apply(&mut self, desired: &Desired<'_>) -> Result<Vec<v1::Unenforced>, BackendError> {
+        let map: BTreeMap<&str, u64> = desired
+            .policies
             .iter()
             .map(|(p, r)| (p.name.as_str(), *r))
             .collect();
         let _ = self.record.send(serde_json::json!({
             "node": self.node, "t_unix_ns": now_ns(), "policies": map, "ok": true, "error": "",
         }));
-        Ok(())
+        Ok(Vec::new())
     }
 
     fn status(&self, _status: &mut v1::NodeStatus) {}
@@ -331,7 +347,7 @@ pub async fn run(cfg: SimConfig) -> Result<(), SimError> {
             };
             let mut enforcer = Enforcer::new(Box::new(backend));
             if let Some(rec) = &record {
-                enforcer.add_hook(Box::new(RecordingHook {
+                enforcer.add_backend(Box::new(RecordingHook {
                     node: name.clone(),
                     record: rec.clone(),
                 }));
@@ -435,7 +451,7 @@ mod tests {
 
     #[test]
     fn recording_backend_fails_only_on_the_chosen_rule() {
-        let policy: Policy = serde_json::from_value(serde_json::json!({
+        let policy: palisade_policy::ir::Policy = serde_json::from_value(serde_json::json!({
             "ir_version": 1, "name": "web", "mode": "enforce",
         }))
         .unwrap();

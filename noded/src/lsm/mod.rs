@@ -42,7 +42,7 @@ pub mod abi;
 pub mod events;
 pub mod plan;
 
-use crate::enforce::PolicyHook;
+use crate::backend::{Backend, BackendError, Desired, KernelStats};
 use crate::lsm::abi::{
     InodeKey, InodeRules, LsmConfig, LsmEvent, LsmRule, MemberKey, UidKey,
 };
@@ -549,24 +549,20 @@ pub fn run_stats(ebpf: &Ebpf, name: &str) -> Option<(std::time::Duration, u64)> 
     Some((info.run_time(), info.run_count()))
 }
 
-/// The enforcer's hook for file and exec rules: applies them to the LSM maps and adds what
-/// is not enforced to the status (skipping rules the feature probes already reported).
+/// The enforcer's backend for file and exec rules: applies them to the LSM maps and
+/// returns the rules it cannot enforce.
 pub struct LsmHook {
     pub lsm: Arc<Mutex<Lsm>>,
-    unenforced: Vec<v1::Unenforced>,
 }
 
 impl LsmHook {
     pub fn new(lsm: Arc<Mutex<Lsm>>) -> Self {
-        LsmHook {
-            lsm,
-            unenforced: Vec::new(),
-        }
+        LsmHook { lsm }
     }
 }
 
-impl PolicyHook for LsmHook {
-    fn kernel_stats(&self) -> Option<[u64; abi::STAT_MAX as usize]> {
+impl Backend for LsmHook {
+    fn kernel_stats(&self) -> Option<KernelStats> {
         match &*self.lsm.lock().expect("lsm lock") {
             Lsm::Active(l) => l
                 .loss_stats()
@@ -576,14 +572,8 @@ impl PolicyHook for LsmHook {
         }
     }
 
-    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<(), String> {
-        self.unenforced = self
-            .lsm
-            .lock()
-            .expect("lsm lock")
-            .apply(policies)
-            .map_err(|e| e.to_string())?;
-        Ok(())
+    fn apply(&mut self, desired: &Desired<'_>) -> Result<Vec<v1::Unenforced>, BackendError> {
+        Ok(self.lsm.lock().expect("lsm lock").apply(desired.policies)?)
     }
 
     fn status(&self, status: &mut v1::NodeStatus) {
@@ -606,15 +596,6 @@ impl PolicyHook for LsmHook {
                     ..Default::default()
                 },
             });
-        for u in &self.unenforced {
-            if !status
-                .unenforced
-                .iter()
-                .any(|s| s.policy == u.policy && s.rule == u.rule)
-            {
-                status.unenforced.push(u.clone());
-            }
-        }
     }
 }
 
@@ -707,21 +688,6 @@ pub fn to_audit(node: &str, e: &LsmEvent, lsm: &Lsm, offset_ns: i64) -> v1::Audi
     }
 }
 
-/// Mapping from the kernel's monotonic clock to wall time, like the network events.
-pub fn wall_offset_ns() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let mono = ts.tv_sec * 1_000_000_000 + ts.tv_nsec;
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
-    wall - mono
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,23 +1,26 @@
 //! A node daemon run without `--iface` (e.g. a node that only enforces file and exec rules,
-//! like the VM tier's guest): no network backend, and every network rule is reported as
+//! like the VM tier's guest): no network datapath, and every network rule is reported as
 //! unenforced in the status.
 
-use crate::enforce::{NetBackend, PolicyHook};
-use crate::net::xdp::XdpError;
-use palisade_policy::ir::Policy;
+use crate::backend::BackendError;
+use crate::net::Datapath;
 use palisade_policy::plan::NetPlan;
 use palisade_proto::v1;
 
-/// The network backend that enforces nothing.
+/// The network datapath that enforces nothing.
 pub struct NoNetwork;
 
-impl NetBackend for NoNetwork {
-    fn apply(&mut self, _plan: &NetPlan, _generation: u32) -> Result<(), XdpError> {
+impl Datapath for NoNetwork {
+    fn apply(&mut self, _plan: &NetPlan, _generation: u32) -> Result<(), BackendError> {
         Ok(())
     }
 
     fn describe(&self) -> String {
         "no network backend (no --iface)".into()
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        Some("this node daemon runs without --iface: no network enforcement".into())
     }
 
     fn status(&self, _rules: usize) -> v1::BackendStatus {
@@ -27,31 +30,5 @@ impl NetBackend for NoNetwork {
             detail: self.describe(),
             ..Default::default()
         }
-    }
-}
-
-/// Reports every network rule of the enforced policies as unenforced.
-#[derive(Default)]
-pub struct NoNetworkHook {
-    unenforced: Vec<v1::Unenforced>,
-}
-
-impl PolicyHook for NoNetworkHook {
-    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<(), String> {
-        self.unenforced = policies
-            .iter()
-            .flat_map(|(p, _)| {
-                p.network.rules.iter().map(|r| v1::Unenforced {
-                    policy: p.name.clone(),
-                    rule: r.name.clone(),
-                    reason: "this node daemon runs without --iface: no network enforcement".into(),
-                })
-            })
-            .collect();
-        Ok(())
-    }
-
-    fn status(&self, status: &mut v1::NodeStatus) {
-        status.unenforced.extend(self.unenforced.iter().cloned());
     }
 }

@@ -1,7 +1,6 @@
 //! Reads the kernel's ring buffer and turns each record into an audit event that names the
 //! node, policy, rule and revision.
 
-use crate::net::abi::Record;
 use crate::net::abi::{self, NetEvent};
 use crate::enforce::{Enforcer, action_name};
 use aya::maps::{MapData, RingBuf};
@@ -9,24 +8,7 @@ use palisade_policy::plan::frame::Unread;
 use palisade_proto::v1::AuditEvent;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
-use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
-
-/// Offset from `CLOCK_MONOTONIC` (what `bpf_ktime_get_ns` reads) to the wall clock.
-fn monotonic_to_wall_ns() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let mono = ts.tv_sec * 1_000_000_000 + ts.tv_nsec;
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
-    wall - mono
-}
 
 pub fn protocol_name(proto: u8) -> String {
     match proto {
@@ -105,33 +87,12 @@ pub async fn read_ring(
     enforcer: Arc<Mutex<Enforcer>>,
     tx: mpsc::Sender<AuditEvent>,
 ) -> std::io::Result<()> {
-    let offset = monotonic_to_wall_ns();
-    // SAFETY: the ring buffer owns its fd and lives inside the AsyncFd, so the fd stays
-    // open for as long as it is registered.
-    let mut fd = unsafe { AsyncFd::register(ring) }.map_err(std::io::Error::from)?;
-    loop {
-        let mut guard = fd.readable_mut().await?;
-        let mut batch = Vec::new();
-        {
-            let ring = guard.get_inner_mut();
-            while let Some(item) = ring.next() {
-                if let Some(ev) = NetEvent::from_bytes(&item) {
-                    batch.push(ev);
-                }
-            }
-        }
-        guard.clear_ready();
-        let events: Vec<AuditEvent> = {
-            let enf = enforcer.lock().expect("enforcer lock");
-            batch
-                .iter()
-                .map(|e| to_audit(&node, e, &enf, offset))
-                .collect()
-        };
-        for ev in events {
-            if tx.send(ev).await.is_err() {
-                return Ok(());
-            }
-        }
-    }
+    crate::ringbuf::forward_audit(ring, tx, |batch: &[NetEvent], offset| {
+        let enf = enforcer.lock().expect("enforcer lock");
+        batch
+            .iter()
+            .map(|e| to_audit(&node, e, &enf, offset))
+            .collect()
+    })
+    .await
 }

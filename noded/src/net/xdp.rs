@@ -64,9 +64,6 @@ pub enum XdpError {
     Cpus(String),
     #[error("BPF_PROG_TEST_RUN: {0}")]
     TestRun(std::io::Error),
-    /// Only the fleet simulation's recording backend fails this way (failure injection).
-    #[error("simulated apply failure: {0}")]
-    Simulated(String),
 }
 
 /// How a program is attached.

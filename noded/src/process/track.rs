@@ -1,12 +1,10 @@
 //! Loads `bpf/exec_track.bpf.c` (`tp_btf/sched_process_exec`) and delivers every exec event
 //! to a callback from a reader thread.
 
-use crate::net::abi::Record;
 use crate::process::abi::ExecEvent;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::BtfTracePoint;
 use aya::{Btf, Ebpf};
-use std::os::fd::AsRawFd;
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/exec_track.bpf.o"));
 
@@ -47,25 +45,8 @@ impl ExecTracker {
         let map = ebpf
             .take_map("PAL_EXEC_EVENTS")
             .ok_or(ExecTrackError::Missing("PAL_EXEC_EVENTS"))?;
-        let mut ring: RingBuf<MapData> = RingBuf::try_from(map)?;
-        std::thread::Builder::new()
-            .name("exec-track".into())
-            .spawn(move || {
-                loop {
-                    let mut pfd = libc::pollfd {
-                        fd: ring.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd we own.
-                    unsafe { libc::poll(&mut pfd, 1, 500) };
-                    while let Some(item) = ring.next() {
-                        if let Some(e) = ExecEvent::from_bytes(&item) {
-                            on_event(e);
-                        }
-                    }
-                }
-            })
+        let ring: RingBuf<MapData> = RingBuf::try_from(map)?;
+        crate::ringbuf::spawn_reader("exec-track", ring, move |e: ExecEvent| on_event(e))
             .map_err(ExecTrackError::Thread)?;
         Ok(ExecTracker { ebpf })
     }

@@ -8,10 +8,10 @@
 //!
 //! Classes are ordered by policy name then source order; the first match wins.
 
-use crate::enforce::PolicyHook;
+use crate::backend::{Backend, BackendError, Desired};
 use crate::process::abi::ExecEvent;
 use crate::process::table::{self as proctable, ProcInfo, ProcTable};
-use palisade_policy::ir::{Policy, SchedClass, SchedPolicy};
+use palisade_policy::ir::{SchedClass, SchedPolicy};
 use palisade_policy::plan::Enforced;
 use palisade_policy::plan::sched::{Process, compile_sched, matches};
 use palisade_proto::v1;
@@ -40,6 +40,9 @@ pub enum SchedError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Classes in force, but some processes or cgroups could not be set (each says why).
+    #[error("{}", .0.join("; "))]
+    NotApplied(Vec<String>),
 }
 
 /// `struct sched_attr` (SCHED_ATTR_SIZE_VER0 prefix).
@@ -326,16 +329,9 @@ impl SchedManager {
     }
 
     /// Makes the classes of `policies` the ones in force and reclassifies every process.
-    pub fn set_classes(&mut self, policies: &[(Policy, u64)]) -> Result<(), String> {
-        let enforced: Vec<Enforced<'_>> = policies
-            .iter()
-            .map(|(policy, revision)| Enforced {
-                policy,
-                revision: *revision,
-            })
-            .collect();
+    pub fn set_classes(&mut self, enforced: &[Enforced<'_>]) -> Result<(), SchedError> {
         let mut classes: Vec<ClassInForce> = Vec::new();
-        for planned in compile_sched(&enforced).classes {
+        for planned in compile_sched(enforced).classes {
             let c = planned.class;
             // A class name is one cgroup and one count on the node: the first one wins.
             if classes.iter().any(|have| have.class.name == c.name) {
@@ -406,7 +402,7 @@ impl SchedManager {
         if self.errors.is_empty() {
             Ok(())
         } else {
-            Err(self.errors.join("; "))
+            Err(SchedError::NotApplied(self.errors.clone()))
         }
     }
 
@@ -660,9 +656,13 @@ pub fn descendants(pid: u32) -> Vec<u32> {
 /// Drives [`SchedManager`] from the enforcer.
 pub struct SchedHook(pub Arc<Mutex<SchedManager>>);
 
-impl PolicyHook for SchedHook {
-    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<(), String> {
-        self.0.lock().expect("sched lock").set_classes(policies)
+impl Backend for SchedHook {
+    fn apply(&mut self, desired: &Desired<'_>) -> Result<Vec<v1::Unenforced>, BackendError> {
+        self.0
+            .lock()
+            .expect("sched lock")
+            .set_classes(desired.enforced)?;
+        Ok(Vec::new())
     }
 
     fn status(&self, status: &mut v1::NodeStatus) {

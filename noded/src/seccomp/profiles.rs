@@ -6,7 +6,7 @@
 //! applied). When two enforced policies define the same name, `NAME` is the one from the
 //! policy that sorts first and `POLICY/NAME` addresses either (file `POLICY_NAME.json`).
 
-use crate::enforce::PolicyHook;
+use crate::backend::{Backend, BackendError, Desired};
 use palisade_policy::ir::{Mode, Policy, SeccompProfile};
 use palisade_policy::oci::export_oci;
 use palisade_policy::plan::Enforced;
@@ -175,13 +175,10 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ProfilesError> {
 /// Drives [`Profiles`] from the enforcer.
 pub struct ProfilesHook(pub Arc<Mutex<Profiles>>);
 
-impl PolicyHook for ProfilesHook {
-    fn apply(&mut self, policies: &[(Policy, u64)]) -> Result<(), String> {
-        self.0
-            .lock()
-            .expect("profiles lock")
-            .set(policies)
-            .map_err(|e| e.to_string())
+impl Backend for ProfilesHook {
+    fn apply(&mut self, desired: &Desired<'_>) -> Result<Vec<v1::Unenforced>, BackendError> {
+        self.0.lock().expect("profiles lock").set(desired.policies)?;
+        Ok(Vec::new())
     }
 
     fn status(&self, status: &mut v1::NodeStatus) {

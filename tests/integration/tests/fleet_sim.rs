@@ -199,13 +199,32 @@ fn thousand_simulated_nodes_canary_gate_fails_in_wave_two_and_exactly_the_update
         untouched,
         "nodes of later waves must only ever have applied v1"
     );
-    // The control plane agrees: every node realizes v1, wave nodes are rolled back.
+    // The control plane agrees: every node realizes v1, wave nodes are rolled back. Node
+    // states follow the nodes' reports, which may still be arriving when `apply -w` returns
+    // (on a loaded machine): read the status until the count settles, then check it.
+    let rolled_of = |st: &Value| {
+        st["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["state"] == "rolled-back" || n["state"] == "failed")
+            .count()
+    };
+    let status = || -> Value {
+        serde_json::from_str(
+            cp.ctl_ok(&["rollout", "status", "sim-web", "-o", "json"])
+                .trim(),
+        )
+        .unwrap()
+    };
+    let mut st = status();
+    wait_until(Duration::from_secs(30), || {
+        st = status();
+        rolled_of(&st) >= 110
+    });
     let nodes = st["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), NODES);
-    let rolled = nodes
-        .iter()
-        .filter(|n| n["state"] == "rolled-back" || n["state"] == "failed")
-        .count();
+    let rolled = rolled_of(&st);
     assert_eq!(rolled, 110, "{:#?}", &nodes[..3]);
     assert!(
         nodes[110..].iter().all(|n| n["state"] == "pending"),

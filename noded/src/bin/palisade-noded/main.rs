@@ -2,12 +2,13 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use palisade_noded::enforce::{Enforcer, NetBackend};
+use palisade_noded::enforce::Enforcer;
+use palisade_noded::net::Datapath;
 use palisade_noded::localapi;
 use palisade_noded::lsm::{Lsm, LsmHook};
 use palisade_noded::lsm::events as lsm_events;
 use palisade_noded::session::cache::NodeCache;
-use palisade_noded::net::disabled::{NoNetwork, NoNetworkHook};
+use palisade_noded::net::disabled::NoNetwork;
 use palisade_noded::seccomp::profiles::{self, Profiles, ProfilesHook};
 use palisade_noded::sched::SchedHook;
 use palisade_noded::session::{self, SessionConfig};
@@ -270,9 +271,8 @@ async fn main() -> Result<()> {
     for c in &capabilities {
         tracing::info!(capability = %c.name, available = c.available, detail = %c.detail, "probe");
     }
-    let backend: Box<dyn NetBackend>;
+    let backend: Box<dyn Datapath>;
     let mut net_ring = None;
-    let no_network = args.iface.is_none();
     if let Some(iface) = args.iface.clone() {
         let mut fw = NetFirewall::attach(&iface, &args.bpffs_root, args.events_per_sec)
             .with_context(|| {
@@ -357,14 +357,11 @@ async fn main() -> Result<()> {
         .map_err(|_| anyhow::anyhow!("starting exec tracking panicked"))?;
     capabilities.extend(sched_caps);
     let mut enforcer = Enforcer::new(backend);
-    enforcer.add_hook(Box::new(LsmHook::new(lsm.clone())));
-    if no_network {
-        enforcer.add_hook(Box::new(NoNetworkHook::default()));
-    }
+    enforcer.add_backend(Box::new(LsmHook::new(lsm.clone())));
     enforcer.set_capabilities(capabilities.clone());
     let profiles = Arc::new(Mutex::new(Profiles::new(Some(args.seccomp_dir.clone()))));
-    enforcer.add_hook(Box::new(ProfilesHook(profiles.clone())));
-    enforcer.add_hook(Box::new(SchedHook(sched.clone())));
+    enforcer.add_backend(Box::new(ProfilesHook(profiles.clone())));
+    enforcer.add_backend(Box::new(SchedHook(sched.clone())));
     // The last desired state this node enforced: applied again before the control plane is
     // reached, so every backend enforces it and the status names its revisions.
     let cache = match NodeCache::open(&args.state_dir) {
