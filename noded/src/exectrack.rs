@@ -8,7 +8,7 @@ use aya::programs::BtfTracePoint;
 use aya::{Btf, Ebpf};
 use std::os::fd::AsRawFd;
 
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/exec_track.bpf.o"));
+use crate::objects::EXEC_TRACK as OBJECT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecTrackError {

@@ -15,6 +15,7 @@
 //! - [`session`]: the mutual-TLS session with the control plane, with reconnects.
 //! - [`node_metrics`]: Prometheus text for `--metrics ADDR`.
 //! - [`spool`]: audit sequence numbers, the bounded spool (memory or file), loss events.
+//! - [`objects`]: the BPF objects the daemon embeds (one place names them all).
 
 pub mod abi;
 pub mod enforce;
@@ -29,6 +30,7 @@ pub mod lsm_plan;
 pub mod node_cache;
 pub mod node_metrics;
 pub mod nonet;
+pub mod objects;
 pub mod pinning;
 pub mod probes;
 pub mod proctable;

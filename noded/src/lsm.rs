@@ -53,12 +53,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lsm_files.bpf.o"));
-
-/// The benchmark's baseline object (`bpf/lsm_bench_min.bpf.c`): one inode hash lookup on
-/// `file_open` and on `bprm_check_security`. Never loaded by the daemon.
-pub static BENCH_BASELINE_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lsm_bench_min.bpf.o"));
+use crate::objects::LSM_FILES as OBJECT;
 
 /// (C function name, LSM hook name) of every program in the object.
 pub const PROGRAMS: &[(&str, &str)] = &[
