@@ -277,7 +277,8 @@ fn main() {
         p.load(hook, &btf).expect("load baseline program");
     }
     phase("load palisade");
-    let mut lsm = LsmEnforcer::load(1000, None).expect("load Palisade's LSM programs");
+    let mut lsm = LsmEnforcer::load(1000, palisade_noded::lsm::DEFAULT_RINGBUF_BYTES, None)
+        .expect("load Palisade's LSM programs");
     lsm.set_attached(false).unwrap();
     settle();
 

@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use palisade_noded::enforce::{Enforcer, NetBackend};
 use palisade_noded::localapi;
-use palisade_noded::lsm::{Lsm, LsmHook};
+use palisade_noded::lsm::{self, Lsm, LsmHook};
 use palisade_noded::lsm_events;
 use palisade_noded::node_cache::NodeCache;
 use palisade_noded::nonet::{NoNetwork, NoNetworkHook};
@@ -90,6 +90,16 @@ struct Args {
     /// How often protected paths are resolved to inodes again, in milliseconds (0: never).
     #[arg(long, default_value_t = 1000)]
     lsm_rescan_ms: u64,
+    /// Size of the LSM programs' event ring buffer, in bytes: a power-of-two multiple of
+    /// the page size. Events that find it full are counted and reported as lost.
+    #[arg(
+        long,
+        env = "PALISADE_LSM_RINGBUF_BYTES",
+        value_name = "BYTES",
+        default_value_t = lsm::DEFAULT_RINGBUF_BYTES,
+        value_parser = lsm::parse_ringbuf_bytes
+    )]
+    lsm_ringbuf_bytes: u32,
     /// Where programs, links and maps are pinned (a directory on a BPF filesystem). Killing
     /// the daemon leaves the last state enforced from there; a restart adopts it.
     #[arg(long, env = "PALISADE_BPFFS_ROOT", default_value = pinning::DEFAULT_ROOT)]
@@ -337,10 +347,17 @@ async fn main() -> Result<()> {
     let lsm = if args.no_lsm {
         Lsm::Unavailable("disabled with --no-lsm".into())
     } else {
-        Lsm::load(args.events_per_sec, Some(&args.bpffs_root))
+        Lsm::load(
+            args.events_per_sec,
+            args.lsm_ringbuf_bytes,
+            Some(&args.bpffs_root),
+        )
     };
     match &lsm {
-        Lsm::Active(_) => tracing::info!("BPF-LSM file/exec programs attached"),
+        Lsm::Active(_) => tracing::info!(
+            ringbuf_bytes = args.lsm_ringbuf_bytes,
+            "BPF-LSM file/exec programs attached"
+        ),
         Lsm::Unavailable(why) => {
             tracing::warn!(reason = %why, "BPF-LSM programs not loaded: file and exec rules will be reported unenforced")
         }
