@@ -452,6 +452,11 @@ async fn main() -> Result<()> {
         spool: args.spool.clone(),
         spool_max_events: args.spool_max_events,
         metrics: args.metrics.clone(),
+        exec_events_lost: tracker
+            .lock()
+            .expect("tracker lock")
+            .as_ref()
+            .map(|t| t.lost_counter()),
         status_every: SessionConfig::STATUS_EVERY,
     };
     let sess = tokio::spawn(session::run(cfg, enforcer.clone(), ev_rx, cache));
