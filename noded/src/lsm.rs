@@ -87,9 +87,15 @@ fn page_size() -> u32 {
 /// only a power-of-two multiple of the page size.
 pub fn parse_ringbuf_bytes(s: &str) -> Result<u32, String> {
     let page = page_size();
-    let n: u32 = s.trim().parse().map_err(|_| {
+    let n: u64 = s.trim().parse().map_err(|_| {
         format!("{s:?} is not a number of bytes (a power-of-two multiple of the page size, {page} bytes, e.g. {DEFAULT_RINGBUF_BYTES})")
     })?;
+    let Ok(n) = u32::try_from(n) else {
+        return Err(format!(
+            "{n} bytes is too large: at most {} (2 GiB)",
+            1u32 << 31
+        ));
+    };
     if n >= page && n.is_power_of_two() {
         return Ok(n);
     }
@@ -802,6 +808,12 @@ mod tests {
         }
         let e = parse_ringbuf_bytes("1000000").unwrap_err();
         assert!(e.contains("524288 and 1048576"), "{e}");
+        assert!(
+            parse_ringbuf_bytes("4294967296")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert_eq!(parse_ringbuf_bytes("2147483648"), Ok(1 << 31));
         assert!(
             parse_ringbuf_bytes("1M")
                 .unwrap_err()
