@@ -3,7 +3,9 @@
  * Exec tracker: one ring-buffer event per successful exec (sched_process_exec fires after
  * the new image is committed), naming the process, its parent, uid, the executed file
  * (device, inode, path as given) and its cgroup. The daemon keeps its process table from
- * these events; a full ring buffer drops events and counts them in PAL_EXEC_DROPS.
+ * these events, so there is no event budget (lib/pal_events.h is used without one): every
+ * exec is sent. What a full ring buffer cannot take is counted in PAL_EXEC_DROPS, which the
+ * daemon reports (a metric and a warning).
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -12,6 +14,7 @@
 
 #include "lib/exec_vmlinux.h"
 #include "lib/exec_abi.h"
+#include "lib/pal_events.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -22,20 +25,18 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, __u64);
-	__uint(max_entries, 1);
+	__uint(max_entries, PAL_EXEC_DROPS_SLOTS);
 } PAL_EXEC_DROPS SEC(".maps");
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(palisade_exec, struct task_struct *p, int old_pid, struct linux_binprm *bprm)
 {
-	struct pal_exec_event *e = bpf_ringbuf_reserve(&PAL_EXEC_EVENTS, sizeof(*e), 0);
-	if (!e) {
-		__u32 zero = 0;
-		__u64 *drops = bpf_map_lookup_elem(&PAL_EXEC_DROPS, &zero);
-		if (drops)
-			*drops += 1;
+	__u32 zero = 0;
+	struct pal_exec_event *e =
+		pal_event_reserve(&PAL_EXEC_EVENTS, sizeof(*e), bpf_map_lookup_elem(&PAL_EXEC_DROPS, &zero));
+
+	if (!e)
 		return 0;
-	}
 	e->pid = BPF_CORE_READ(p, tgid);
 	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
 	e->uid = (__u32)bpf_get_current_uid_gid();

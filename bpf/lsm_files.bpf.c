@@ -27,9 +27,10 @@
  * checked again; allow-only lists apply to the program a loader-like listed binary maps
  * first, see PAL_MEMBER_LOADER).
  *
- * A deny returns -EPERM; deny and audit both emit a pal_lsm_event within a per-CPU budget.
- * Events the budget suppresses and events the ring buffer has no room for are counted in
- * PAL_LSM_STATS, which the daemon reports as loss events.
+ * A deny returns -EPERM; deny and audit both emit a pal_lsm_event within a per-CPU budget
+ * (lib/pal_events.h, the budget in PAL_LSM_BUDGET). Events the budget suppresses and events
+ * the ring buffer has no room for are counted in PAL_LSM_STATS, which the daemon reports as
+ * loss events. The ring buffer's size is set at load (`--lsm-ringbuf-bytes`).
  */
 #include <linux/bpf.h>
 #include <linux/errno.h>
@@ -38,6 +39,7 @@
 
 #include "lib/vmlinux_min.h"
 #include "lib/palisade_lsm.h"
+#include "lib/pal_events.h"
 
 #define FMODE_READ 0x1
 #define FMODE_WRITE 0x2
@@ -187,14 +189,6 @@ static __always_inline __u32 env_seq(struct env *env)
 		env->seq_read = 1;
 	}
 	return env->seq;
-}
-
-static __always_inline void count(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&PAL_LSM_STATS, &idx);
-
-	if (v)
-		*v += 1;
 }
 
 static __always_inline __u64 ino_of(struct dentry *d)
@@ -747,79 +741,56 @@ static __always_inline void remember_clean(struct inode *in, struct dentry *d, _
 	c->generation = env->generation;
 }
 
-/* Returns how many events were suppressed before this one, or -1 to skip this event. */
-static __always_inline long take_budget(__u64 now, const struct pal_lsm_config *cfg)
+/* Where this CPU's events are budgeted and their losses counted (lib/pal_events.h). */
+static __always_inline void event_out(struct pal_event_out *o, const struct pal_lsm_config *cfg)
 {
-	__u32 zero = 0;
-	struct pal_event_budget *b = bpf_map_lookup_elem(&PAL_LSM_BUDGET, &zero);
-	__u32 limit = 1000;
-	long suppressed;
+	__u32 zero = 0, suppressed = PAL_STAT_EVENTS_SUPPRESSED, full = PAL_STAT_RINGBUF_FULL;
 
-	if (!b) {
-		count(PAL_STAT_EVENTS_SUPPRESSED);
-		return -1;
-	}
-	if (cfg && cfg->events_per_sec)
-		limit = cfg->events_per_sec;
-	if (now - b->window_start_ns > 1000000000ULL) {
-		b->window_start_ns = now;
-		b->emitted = 0;
-	}
-	if (b->emitted >= limit) {
-		b->suppressed += 1;
-		count(PAL_STAT_EVENTS_SUPPRESSED);
-		return -1;
-	}
-	b->emitted += 1;
-	suppressed = b->suppressed;
-	b->suppressed = 0;
-	return suppressed;
+	o->budget = bpf_map_lookup_elem(&PAL_LSM_BUDGET, &zero);
+	o->suppressed = bpf_map_lookup_elem(&PAL_LSM_STATS, &suppressed);
+	o->ring_full = bpf_map_lookup_elem(&PAL_LSM_STATS, &full);
+	o->limit = cfg ? cfg->events_per_sec : 0;
 }
 
 /* Reports a deny or audit hit and returns the hook's verdict. */
 static __always_inline int verdict(struct hit *h, __u32 op, __u32 hook, __u64 ino, __u32 dev,
 				   const void *name)
 {
-	__u32 zero = 0;
-	__u64 now;
-	long suppressed;
+	__u32 zero = 0, suppressed = 0;
+	struct pal_event_out out;
 	struct pal_lsm_event *e;
+	__u64 now;
 
 	if (!h->action || h->action == PAL_ACTION_ALLOW)
 		return 0;
 	now = bpf_ktime_get_ns();
-	suppressed = take_budget(now, bpf_map_lookup_elem(&PAL_LSM_CONFIG, &zero));
-	if (suppressed >= 0) {
-		e = bpf_ringbuf_reserve(&PAL_LSM_EVENTS, sizeof(*e), 0);
-		if (!e) {
-			/* The suppressed ones it would carry were counted when suppressed. */
-			count(PAL_STAT_RINGBUF_FULL);
-		} else {
-			current_exe(h);
-			e->ts_ns = now;
-			e->ino = ino;
-			e->dev = dev;
-			e->exe_ino = h->exe_ino;
-			e->exe_dev = h->exe_dev;
-			e->root_ino = h->root_ino;
-			e->root_dev = h->root_dev;
-			e->slot = h->slot;
-			e->generation = h->generation;
-			e->action = h->action;
-			e->op = op;
-			e->hook = hook;
-			e->pid = bpf_get_current_pid_tgid() >> 32;
-			e->uid = (__u32)bpf_get_current_uid_gid();
-			e->depth = h->depth;
-			e->suppressed = (__u32)suppressed;
-			e->flags = h->flags;
-			e->_pad = 0;
-			bpf_get_current_comm(e->comm, sizeof(e->comm));
-			e->name[0] = 0;
-			if (name)
-				bpf_probe_read_kernel_str(e->name, sizeof(e->name), name);
-			bpf_ringbuf_submit(e, 0);
-		}
+	event_out(&out, bpf_map_lookup_elem(&PAL_LSM_CONFIG, &zero));
+	e = pal_event_begin(&out, &PAL_LSM_EVENTS, sizeof(*e), now, &suppressed);
+	if (e) {
+		current_exe(h);
+		e->ts_ns = now;
+		e->ino = ino;
+		e->dev = dev;
+		e->exe_ino = h->exe_ino;
+		e->exe_dev = h->exe_dev;
+		e->root_ino = h->root_ino;
+		e->root_dev = h->root_dev;
+		e->slot = h->slot;
+		e->generation = h->generation;
+		e->action = h->action;
+		e->op = op;
+		e->hook = hook;
+		e->pid = bpf_get_current_pid_tgid() >> 32;
+		e->uid = (__u32)bpf_get_current_uid_gid();
+		e->depth = h->depth;
+		e->suppressed = suppressed;
+		e->flags = h->flags;
+		e->_pad = 0;
+		bpf_get_current_comm(e->comm, sizeof(e->comm));
+		e->name[0] = 0;
+		if (name)
+			bpf_probe_read_kernel_str(e->name, sizeof(e->name), name);
+		bpf_ringbuf_submit(e, 0);
 	}
 	return h->action == PAL_ACTION_DENY ? -EPERM : 0;
 }

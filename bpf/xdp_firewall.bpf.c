@@ -32,8 +32,9 @@
  *     replies do (path-MTU discovery).
  *
  * Denied and audited packets are reported over the ring buffer within a per-CPU event
- * budget (what the budget skips is counted and reported with the next event); every
- * decision is counted per rule.
+ * budget (lib/pal_events.h: what the budget skips and what the full ring buffer cannot take
+ * are counted in PAL_STATS; the daemon reports both as loss events); every decision is
+ * counted per rule.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -48,6 +49,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "lib/palisade_abi.h"
+#include "lib/pal_events.h"
 
 #define PAL_MAX_PFX4 (1 << 21)
 #define PAL_MAX_PFX6 (1 << 18)
@@ -171,35 +173,6 @@ static __always_inline void count(__u32 slot)
 		st->c[slot] += 1;
 }
 
-/* Returns how many events were suppressed before this one, or -1 to skip this event. */
-static __always_inline long take_budget(__u64 now, struct pal_stats *st)
-{
-	__u32 zero = 0;
-	struct pal_event_budget *b;
-	struct pal_config *cfg = bpf_map_lookup_elem(&PAL_CONFIG, &zero);
-	__u32 limit = 1000;
-	long suppressed;
-
-	if (!st)
-		return -1;
-	b = &st->budget;
-	if (cfg && cfg->events_per_sec)
-		limit = cfg->events_per_sec;
-	if (now - b->window_start_ns > 1000000000ULL) {
-		b->window_start_ns = now;
-		b->emitted = 0;
-	}
-	if (b->emitted >= limit) {
-		b->suppressed += 1;
-		st->c[PAL_STAT_EVENTS_SUPPRESSED] += 1;
-		return -1;
-	}
-	b->emitted += 1;
-	suppressed = b->suppressed;
-	b->suppressed = 0;
-	return suppressed;
-}
-
 struct pkt {
 	__u8 family;
 	__u8 proto;
@@ -246,24 +219,29 @@ struct verdict {
 static __always_inline void report(const struct pkt *p, const struct verdict *v,
 				   struct pal_stats *st)
 {
-	__u64 now = bpf_ktime_get_ns();
-	long suppressed = take_budget(now, st);
+	__u32 zero = 0, suppressed = 0;
+	struct pal_config *cfg;
+	struct pal_event_out out;
 	struct pal_net_event *e;
+	__u64 now;
 
-	if (suppressed < 0)
+	if (!st) /* no counters and no budget (cannot happen: PAL_STATS is an array) */
 		return;
-	e = bpf_ringbuf_reserve(&PAL_EVENTS, sizeof(*e), 0);
-	if (!e) {
-		if (st)
-			st->c[PAL_STAT_RINGBUF_FULL] += 1;
+	cfg = bpf_map_lookup_elem(&PAL_CONFIG, &zero);
+	out.budget = &st->budget;
+	out.suppressed = &st->c[PAL_STAT_EVENTS_SUPPRESSED];
+	out.ring_full = &st->c[PAL_STAT_RINGBUF_FULL];
+	out.limit = cfg ? cfg->events_per_sec : 0;
+	now = bpf_ktime_get_ns();
+	e = pal_event_begin(&out, &PAL_EVENTS, sizeof(*e), now, &suppressed);
+	if (!e)
 		return;
-	}
 	__builtin_memset(e, 0, sizeof(*e));
 	e->ts_ns = now;
 	e->rule_ref = v->rule_ref;
 	e->generation = v->generation;
 	e->action = v->action;
-	e->suppressed = (__u32)suppressed;
+	e->suppressed = suppressed;
 	e->pkt_len = p->len;
 	e->sport = p->sport;
 	e->dport = p->dport;

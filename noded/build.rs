@@ -1,17 +1,31 @@
-//! Builds every `bpf/*.bpf.c` with clang into OUT_DIR; the daemon embeds the objects.
+//! Builds every BPF program with clang into OUT_DIR: `bpf/*.bpf.c` (the daemon embeds
+//! these, see `src/objects.rs`) and the benchmark-only `bpf/bench/*.bpf.c` into
+//! `OUT_DIR/bench/` (used only by the examples).
 //!
 //! The compiler is `$PALISADE_CLANG`, else `clang-19`, else `clang`. Install it with
 //! `scripts/install-deps.sh`.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The `*.bpf.c` files directly in `dir`, sorted.
+fn sources(dir: &Path) -> Vec<PathBuf> {
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".bpf.c"))
+        .collect();
+    sources.sort();
+    sources
+}
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let bpf_dir = manifest.join("../bpf");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     println!("cargo:rerun-if-env-changed=PALISADE_CLANG");
-    println!("cargo:rerun-if-changed={}", bpf_dir.display());
-    println!("cargo:rerun-if-changed={}", bpf_dir.join("lib").display());
+    for d in ["", "lib", "bench"] {
+        println!("cargo:rerun-if-changed={}", bpf_dir.join(d).display());
+    }
 
     let clang = std::env::var("PALISADE_CLANG").ok().unwrap_or_else(|| {
         ["clang-19", "clang"]
@@ -23,20 +37,24 @@ fn main() {
             .to_string()
     });
 
-    let mut sources: Vec<PathBuf> = std::fs::read_dir(&bpf_dir)
-        .expect("read bpf/")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(".bpf.c"))
-        .collect();
-    sources.sort();
-    for src in sources {
+    let bench_out = out.join("bench");
+    std::fs::create_dir_all(&bench_out).expect("create OUT_DIR/bench");
+    let jobs = sources(&bpf_dir)
+        .into_iter()
+        .map(|s| (s, out.clone()))
+        .chain(
+            sources(&bpf_dir.join("bench"))
+                .into_iter()
+                .map(|s| (s, bench_out.clone())),
+        );
+    for (src, dest) in jobs {
         println!("cargo:rerun-if-changed={}", src.display());
         let stem = src
             .file_name()
             .unwrap()
             .to_string_lossy()
             .replace(".bpf.c", "");
-        let obj = out.join(format!("{stem}.bpf.o"));
+        let obj = dest.join(format!("{stem}.bpf.o"));
         let status = Command::new(&clang)
             .args([
                 "-g",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Per-packet cost of the Palisade XDP program via BPF_PROG_TEST_RUN with 1, 1,000, 100,000
 # and 1,000,000 deny CIDRs of mixed prefix lengths, beside a minimal LPM-trie-only XDP
-# program with the same entries (bpf/bench_lpm.bpf.c). Run by hand, as root:
+# program with the same entries (bpf/bench/bench_lpm.bpf.c). Run by hand, as root:
 #
 #   bash bench/net/prog_cost.sh [SIZES] [REPEAT]      e.g. 1,1000 100000
 #

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CPU per packet at a fixed packet rate through a veth pair, side by side in one run:
 #   none      no filter
-#   xdp-min   a minimal XDP program (one lookup in an empty LPM trie, bench_lpm.bpf.o):
+#   xdp-min   a minimal XDP program (one lookup in an empty LPM trie, bench/bench_lpm.bpf.o):
 #             what native XDP on a veth costs by itself (the veth driver has to give
 #             every skb XDP headroom), to tell it apart from the cost of the rules
 #   palisade  Palisade's XDP program with RULES deny CIDRs (mixed prefix lengths)
@@ -35,7 +35,7 @@ command -v trafgen >/dev/null || { echo "trafgen missing: apt-get install netsni
 command -v nft >/dev/null || { echo "nft missing: apt-get install nftables" >&2; exit 1; }
 cargo build --release -p palisade-noded --example net_bench >&2
 cargo build -p palisade-noded --bin palisade-noded >&2
-XDP_MIN=$(ls -t target/release/build/palisade-noded-*/out/bench_lpm.bpf.o | head -1)
+XDP_MIN=$(ls -t target/release/build/palisade-noded-*/out/bench/bench_lpm.bpf.o | head -1)
 
 cleanup() {
   nft delete table netdev palbench 2>/dev/null || true

@@ -25,6 +25,12 @@ struct pal_exec_event {
 	char path[PAL_EXEC_PATH_LEN]; /* the path given to execve, NUL-terminated */
 };
 
+/*
+ * PAL_EXEC_DROPS[0] (per CPU, __u64): exec events the ring buffer had no room for
+ * (pal_event_reserve in pal_events.h; there is no budget). The daemon sums it over CPUs.
+ */
+#define PAL_EXEC_DROPS_SLOTS 1
+
 #define PAL_SIZE_EXEC_EVENT 312
 #define PAL_OFF_EXEC_KTIME 32
 #define PAL_OFF_EXEC_COMM 40

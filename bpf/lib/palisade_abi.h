@@ -234,7 +234,11 @@ struct pal_net_event {
 	__u8 dst[16];
 };
 
-/* Per-CPU event budget (in PAL_STATS): at most `config.events_per_sec` events per CPU per second. */
+/*
+ * Per-CPU event budget: at most `config.events_per_sec` events per CPU per second (the
+ * firewall's in struct pal_stats, the LSM programs' in PAL_LSM_BUDGET); kept by
+ * pal_take_budget in pal_events.h.
+ */
 struct pal_event_budget {
 	__u64 window_start_ns;
 	__u32 emitted;
@@ -290,5 +294,6 @@ struct pal_stats {
 #define PAL_SIZE_FRAG_KEY 40
 #define PAL_SIZE_FRAG_ENTRY 16
 #define PAL_SIZE_STATS 160
+#define PAL_SIZE_EVENT_BUDGET 16
 
 #endif

@@ -188,7 +188,9 @@ struct pal_lsm_event {
 /*
  * PAL_LSM_STATS: per-CPU u64 counters indexed like PAL_STATS (palisade_abi.h); the LSM
  * programs use PAL_STAT_EVENTS_SUPPRESSED (budget) and PAL_STAT_RINGBUF_FULL, which the
- * daemon reports as loss events.
+ * daemon reports as loss events. PAL_LSM_BUDGET[0]: the per-CPU struct pal_event_budget.
+ * Both are kept by pal_events.h. PAL_LSM_EVENTS (the ring buffer) is 1 MiB unless the
+ * daemon sets another size at load (a power-of-two number of pages).
  */
 
 #endif

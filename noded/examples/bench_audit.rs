@@ -157,6 +157,7 @@ async fn main() {
         spool: None,
         spool_max_events: 1_000_000,
         metrics: None,
+        exec_events_lost: None,
         status_every: session::SessionConfig::STATUS_EVERY,
     };
     tokio::spawn(session::run(cfg, enforcer, rx, None));

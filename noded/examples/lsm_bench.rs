@@ -5,7 +5,7 @@
 //! `/bin/true`, and the open of a file 200 directories deep, first (a directory tree no
 //! program has seen: Palisade walks all 200 levels and remembers them) and repeated, under:
 //! no program; the baseline, a minimal LSM program doing one inode hash lookup per hook
-//! (`bpf/lsm_bench_min.bpf.c`); Palisade's programs with 10 and with 10,000 file rules (on
+//! (`bpf/bench/lsm_bench_min.bpf.c`); Palisade's programs with 10 and with 10,000 file rules (on
 //! other files, plus one exec deny rule). All in one boot. Every round
 //! measures each configuration back to back (programs are attached and detached between
 //! them, each measurement after a warm-up), in an order that rotates from round to round so
@@ -18,11 +18,16 @@
 
 use aya::programs::Lsm as LsmProgram;
 use aya::{Btf, Ebpf};
-use palisade_noded::lsm::{BENCH_BASELINE_OBJECT, LsmEnforcer};
+use palisade_noded::lsm::LsmEnforcer;
 use palisade_policy::diagnostic::Span;
 use palisade_policy::ir::{Action, ExecMode, ExecRule, FileOp, FileRule, Mode, Policy};
 use std::ffi::CString;
 use std::time::Instant;
+
+/// The baseline object (`bpf/bench/lsm_bench_min.bpf.c`): one inode hash lookup on
+/// `file_open` and on `bprm_check_security`. Benchmark-only: not embedded in the daemon.
+static BENCH_BASELINE_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench/lsm_bench_min.bpf.o"));
 
 const TARGET: &str = "/bench/d1/d2/d3/file";
 /// Levels of the deep files: /bench/deep/<tree>/d/.../d/file.
@@ -272,7 +277,8 @@ fn main() {
         p.load(hook, &btf).expect("load baseline program");
     }
     phase("load palisade");
-    let mut lsm = LsmEnforcer::load(1000, None).expect("load Palisade's LSM programs");
+    let mut lsm = LsmEnforcer::load(1000, palisade_noded::lsm::DEFAULT_RINGBUF_BYTES, None)
+        .expect("load Palisade's LSM programs");
     lsm.set_attached(false).unwrap();
     settle();
 

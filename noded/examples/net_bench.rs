@@ -3,7 +3,7 @@
 //! - `net_bench prog-cost [SIZES] [REPEAT]`: per-packet cost of the Palisade XDP program
 //!   via `BPF_PROG_TEST_RUN`, for rule sets of SIZES (default 1,1000,100000,1000000)
 //!   deny CIDRs of mixed prefix lengths, beside a minimal LPM-trie-only XDP program
-//!   (`bpf/bench_lpm.bpf.c`) holding the same entries. Packets: a source hitting a /32,
+//!   (`bpf/bench/bench_lpm.bpf.c`) holding the same entries. Packets: a source hitting a /32,
 //!   one hitting a /24, one matching nothing; then, from a source matching nothing, other
 //!   shapes: a plain IPv4 packet, the first and a later fragment of a datagram (its first
 //!   fragment tracked), a plain IPv6 packet and one behind two extension headers.
@@ -23,8 +23,9 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::Path;
 
+/// The baseline (`bpf/bench/bench_lpm.bpf.c`), benchmark-only: not embedded in the daemon.
 static LPM_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench_lpm.bpf.o"));
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench/bench_lpm.bpf.o"));
 
 /// N distinct IPv4 prefixes of mixed lengths (50% /32, 25% /24, 10% /28, 8% /20, 5% /16,
 /// 2% /12), outside 10.0.0.0/8 and 240.0.0.0/4 (where the benchmark traffic comes from).

@@ -22,12 +22,14 @@
 //! - [`ringbuf`]: every ring buffer read the same way; the kernel-to-wall clock offset.
 //! - [`localapi`]: the unix-socket API of `palisade-noded exec` and local tools.
 //! - [`sim`]: fleet simulation: many node sessions in one process, a recording backend.
+//! - [`objects`]: the BPF objects the daemon embeds (one place names them all).
 
 pub mod backend;
 pub mod enforce;
 pub mod localapi;
 pub mod lsm;
 pub mod net;
+pub mod objects;
 pub mod probes;
 pub mod process;
 pub mod ringbuf;

@@ -17,7 +17,7 @@ use palisade_policy::ir::Policy;
 use palisade_proto::v1;
 use std::process::Command;
 
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probes.bpf.o"));
+use crate::objects::PROBES as OBJECT;
 
 pub const XDP_NATIVE: &str = "xdp-native";
 pub const XDP_GENERIC: &str = "xdp-generic";

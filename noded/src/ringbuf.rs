@@ -58,14 +58,17 @@ pub async fn forward_audit<R: Record>(
 }
 
 /// Reads `ring` on a thread of its own (for consumers outside the async runtime, such as
-/// exec tracking, which must not wait for it), calling `on_record` for every record.
+/// exec tracking, which must not wait for it), calling `on_record` for every record and
+/// `on_wake` at least every half second (e.g. to read loss counters).
 pub fn spawn_reader<R: Record + Send + 'static>(
     name: &str,
     mut ring: RingBuf<MapData>,
     mut on_record: impl FnMut(R) + Send + 'static,
+    mut on_wake: impl FnMut() + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name(name.into()).spawn(move || {
         loop {
+            on_wake();
             let mut pfd = libc::pollfd {
                 fd: ring.as_raw_fd(),
                 events: libc::POLLIN,

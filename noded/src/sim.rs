@@ -367,6 +367,7 @@ pub async fn run(cfg: SimConfig) -> Result<(), SimError> {
                 spool: None,
                 spool_max_events: 10_000,
                 metrics: None,
+                exec_events_lost: None,
                 status_every: SessionConfig::STATUS_EVERY,
             };
             let spool = Arc::new(Mutex::new(

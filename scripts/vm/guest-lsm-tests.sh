@@ -109,9 +109,25 @@ cp /usr/local/bin/palvm-helper /opt/copy/palvm-helper
 chmod -R a+rX /srv
 prop_setup
 
-palisade-noded --controlplane "$CP_URL" --pki /palisade/pki --name "$NODE" --label role=vm \
-  --lsm-rescan-ms 500 >/tmp/noded.log 2>&1 &
-NODED=$!
+# start_daemon [FLAG...]: the node daemon, in the background (NODED), logging to /tmp/noded.log.
+start_daemon() {
+  palisade-noded --controlplane "$CP_URL" --pki /palisade/pki --name "$NODE" --label role=vm \
+    --lsm-rescan-ms 500 "$@" >>/tmp/noded.log 2>&1 &
+  NODED=$!
+}
+METRICS=127.0.0.1:9465
+metrics() { wget -q -O - "http://$METRICS/metrics"; }
+# Waits up to 180 s (the guest is emulated) until the daemon's session is up.
+connected() {
+  i=0
+  while [ $i -lt 360 ]; do
+    metrics 2>/dev/null | grep -q '^palisade_node_session_connected 1' && return 0
+    sleep 0.5; i=$((i+1))
+  done
+  return 1
+}
+
+start_daemon
 
 # A descriptor opened for writing before any rule exists (see gap-open-before-rule-writes).
 echo held >/srv/deepw/held.txt
@@ -236,8 +252,17 @@ check lifted-other ok /opt/other/true
 # --- programs stay pinned without the daemon; cleanup removes them ----------------------
 step enforce-again
 check again-denied eperm cat /srv/secret
-# Lost events are counted: with the daemon stopped, a burst of denied opens overruns the
-# per-CPU budget and then the ring buffer; the host checks received + lost = generated.
+# Lost events are counted, exactly, with the LSM ring buffer made small: the daemon is
+# restarted with --lsm-ringbuf-bytes 4096 (one page: 17 events), enforces its cached
+# desired state and reconnects; then, with it stopped, a burst of denied opens overruns the
+# per-CPU budget and, certainly, the ring buffer; the host checks, through `palisadectl
+# audit tail`, that received + lost = generated with both kinds of loss.
+kill $NODED; wait $NODED 2>/dev/null
+start_daemon --lsm-ringbuf-bytes 4096 --metrics $METRICS
+check small-ring-daemon-connected ok connected
+check small-ring-size-in-force ok sh -c "grep 'BPF-LSM file/exec programs attached' /tmp/noded.log | grep -q 'ringbuf_bytes=4096'"
+check exec-loss-metric ok sh -c "wget -q -O - http://$METRICS/metrics | grep -q '^palisade_node_exec_events_lost_total [0-9]'"
+check small-ring-again-denied eperm cat /srv/secret
 kill -STOP $NODED
 burst=$(palvm-helper burst /srv/burst 7)
 kill -CONT $NODED

@@ -36,7 +36,8 @@
 //!
 //! **Losses.** Events the per-CPU budget suppressed and events the ring buffer had no room
 //! for are counted in `PAL_LSM_STATS` ([`LsmEnforcer::loss_stats`]); the daemon turns their
-//! growth into `loss` events like the firewall's.
+//! growth into `loss` events like the firewall's. The ring buffer's size is set at load
+//! (`--lsm-ringbuf-bytes`, default [`DEFAULT_RINGBUF_BYTES`]; see [`parse_ringbuf_bytes`]).
 
 pub mod abi;
 pub mod events;
@@ -57,12 +58,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lsm_files.bpf.o"));
-
-/// The benchmark's baseline object (`bpf/lsm_bench_min.bpf.c`): one inode hash lookup on
-/// `file_open` and on `bprm_check_security`. Never loaded by the daemon.
-pub static BENCH_BASELINE_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lsm_bench_min.bpf.o"));
+use crate::objects::LSM_FILES as OBJECT;
 
 /// (C function name, LSM hook name) of every program in the object.
 pub const PROGRAMS: &[(&str, &str)] = &[
@@ -81,6 +77,43 @@ pub const PROGRAMS: &[(&str, &str)] = &[
 ];
 
 const KEPT_GENERATIONS: usize = 8;
+
+/// The default size of the LSM events ring buffer (`PAL_LSM_EVENTS`), in bytes: 1 MiB.
+pub const DEFAULT_RINGBUF_BYTES: u32 = 1 << 20;
+
+fn page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(n).ok().filter(|n| *n > 0).unwrap_or(4096)
+}
+
+/// Checks a size for the LSM events ring buffer (`--lsm-ringbuf-bytes`): the kernel takes
+/// only a power-of-two multiple of the page size.
+pub fn parse_ringbuf_bytes(s: &str) -> Result<u32, String> {
+    let page = page_size();
+    let n: u64 = s.trim().parse().map_err(|_| {
+        format!("{s:?} is not a number of bytes (a power-of-two multiple of the page size, {page} bytes, e.g. {DEFAULT_RINGBUF_BYTES})")
+    })?;
+    let Ok(n) = u32::try_from(n) else {
+        return Err(format!(
+            "{n} bytes is too large: at most {} (2 GiB)",
+            1u32 << 31
+        ));
+    };
+    if n >= page && n.is_power_of_two() {
+        return Ok(n);
+    }
+    let what = format!("{n} bytes is not a power-of-two multiple of the page size ({page} bytes)");
+    Err(if n < page {
+        format!("{what}; the smallest size is {page}")
+    } else {
+        let down = 1u32 << (31 - n.leading_zeros());
+        match down.checked_mul(2) {
+            Some(up) => format!("{what}; the nearest sizes are {down} and {up}"),
+            None => format!("{what}; the nearest size is {down}"),
+        }
+    })
+}
 
 /// A link the daemon holds (closing it detaches the program unless it is pinned).
 #[allow(dead_code, reason = "held only for its Drop")]
@@ -156,8 +189,13 @@ impl LsmEnforcer {
         self.plan.files.values().map(Vec::len).sum::<usize>() + self.plan.exec.len()
     }
 
-    /// Loads and attaches every program; pins the links under `pin_root` when given.
-    pub fn load(events_per_sec: u32, pin_root: Option<&Path>) -> Result<Self, LsmError> {
+    /// Loads and attaches every program, with an events ring buffer of `ringbuf_bytes`
+    /// (checked by [`parse_ringbuf_bytes`]); pins the links under `pin_root` when given.
+    pub fn load(
+        events_per_sec: u32,
+        ringbuf_bytes: u32,
+        pin_root: Option<&Path>,
+    ) -> Result<Self, LsmError> {
         let btf = Btf::from_sys_fs()?;
         let pin_base = pin_root.map(pin_dir).filter(|d| {
             let ok = std::fs::create_dir_all(d).is_ok();
@@ -168,7 +206,10 @@ impl LsmEnforcer {
         });
         // PAL_LSM_PROCS (task storage) is a map type aya 0.14 does not know; only the
         // programs use it, so it need not be reachable from here.
-        let mut ebpf = EbpfLoader::new().allow_unsupported_maps().load(OBJECT)?;
+        let mut ebpf = EbpfLoader::new()
+            .allow_unsupported_maps()
+            .map_max_entries("PAL_LSM_EVENTS", ringbuf_bytes)
+            .load(OBJECT)?;
         let mut links = Vec::new();
         for (name, hook) in PROGRAMS {
             let prog: &mut LsmProgram = ebpf
@@ -494,8 +535,8 @@ pub enum Lsm {
 
 impl Lsm {
     /// Loads the programs, or records why they cannot be.
-    pub fn load(events_per_sec: u32, pin_root: Option<&Path>) -> Lsm {
-        match LsmEnforcer::load(events_per_sec, pin_root) {
+    pub fn load(events_per_sec: u32, ringbuf_bytes: u32, pin_root: Option<&Path>) -> Lsm {
+        match LsmEnforcer::load(events_per_sec, ringbuf_bytes, pin_root) {
             Ok(e) => Lsm::Active(Box::new(e)),
             Err(e) => Lsm::Unavailable(e.to_string()),
         }
@@ -719,6 +760,35 @@ mod tests {
         e.comm[..4].copy_from_slice(b"prog");
         e.name[..name.len()].copy_from_slice(name.as_bytes());
         e
+    }
+
+    #[test]
+    fn ringbuf_sizes_are_power_of_two_pages() {
+        let page = page_size();
+        assert_eq!(parse_ringbuf_bytes("1048576"), Ok(DEFAULT_RINGBUF_BYTES));
+        assert_eq!(parse_ringbuf_bytes(&page.to_string()), Ok(page));
+        assert_eq!(parse_ringbuf_bytes(&(4 * page).to_string()), Ok(4 * page));
+        for bad in [0, 1, page / 2, 3 * page, page + 1, 1_000_000] {
+            let e = parse_ringbuf_bytes(&bad.to_string()).unwrap_err();
+            assert!(
+                e.contains("power-of-two multiple of the page size")
+                    && e.contains(&page.to_string()),
+                "{bad}: {e}"
+            );
+        }
+        let e = parse_ringbuf_bytes("1000000").unwrap_err();
+        assert!(e.contains("524288 and 1048576"), "{e}");
+        assert!(
+            parse_ringbuf_bytes("4294967296")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert_eq!(parse_ringbuf_bytes("2147483648"), Ok(1 << 31));
+        assert!(
+            parse_ringbuf_bytes("1M")
+                .unwrap_err()
+                .contains("not a number")
+        );
     }
 
     #[test]

@@ -211,6 +211,15 @@ mod tests {
         assert_eq!(offset_of!(DirTable, undecided_rule_ref), 176);
         assert_eq!(FRAG_KEY_SIZE, header_number("PAL_SIZE_FRAG_KEY"));
         assert_eq!(size_of::<Stats>(), header_number("PAL_SIZE_STATS"));
+        // struct pal_event_budget, the tail of struct pal_stats (and PAL_LSM_BUDGET's value).
+        assert_eq!(
+            offset_of!(Stats, budget_window_start_ns),
+            8 * STAT_MAX as usize
+        );
+        assert_eq!(
+            size_of::<Stats>() - offset_of!(Stats, budget_window_start_ns),
+            header_number("PAL_SIZE_EVENT_BUDGET")
+        );
         assert_eq!(FRAG_ENTRY_SIZE, header_number("PAL_SIZE_FRAG_ENTRY"));
         assert_eq!(header_number("PAL_FRAGS_MAX") as u32, FRAGS_MAX);
         use palisade_policy::plan::frame::Unread;

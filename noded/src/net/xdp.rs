@@ -24,8 +24,7 @@ use aya::{Ebpf, EbpfLoader};
 use palisade_policy::plan::{Bucket, DirTable, NetPlan};
 use std::path::{Path, PathBuf};
 
-pub static OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp_firewall.bpf.o"));
+pub use crate::objects::XDP_FIREWALL as OBJECT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {

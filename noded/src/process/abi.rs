@@ -1,8 +1,11 @@
-//! Rust mirror of `bpf/lib/exec_abi.h` (the exec tracker's ring-buffer record).
+//! Rust mirror of `bpf/lib/exec_abi.h` (the exec tracker's ring-buffer record and its
+//! loss counter).
 
 pub const EXEC_ABI_VERSION: u32 = 1;
 pub const COMM_LEN: usize = 16;
 pub const PATH_LEN: usize = 256;
+/// Entries of `PAL_EXEC_DROPS` (per-CPU `u64`: events the ring buffer had no room for).
+pub const EXEC_DROPS_SLOTS: u32 = 1;
 
 /// `struct pal_exec_event`.
 #[repr(C)]
@@ -75,6 +78,10 @@ mod tests {
         );
         assert_eq!(header_number("PAL_EXEC_COMM_LEN"), COMM_LEN);
         assert_eq!(header_number("PAL_EXEC_PATH_LEN"), PATH_LEN);
+        assert_eq!(
+            header_number("PAL_EXEC_DROPS_SLOTS") as u32,
+            EXEC_DROPS_SLOTS
+        );
         assert_eq!(
             header_number("PAL_EXEC_ABI_VERSION") as u32,
             EXEC_ABI_VERSION

@@ -1,12 +1,20 @@
 //! Loads `bpf/exec_track.bpf.c` (`tp_btf/sched_process_exec`) and delivers every exec event
 //! to a callback from a reader thread.
+//!
+//! There is no event budget (the process table needs every exec); events the ring buffer
+//! had no room for are counted by the program (`PAL_EXEC_DROPS`). The reader thread reads
+//! that counter about once a second, logs a warning when it grew and keeps the total for
+//! [`ExecTracker::dropped`] and the `palisade_node_exec_events_lost_total` metric.
 
 use crate::process::abi::ExecEvent;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::BtfTracePoint;
 use aya::{Btf, Ebpf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/exec_track.bpf.o"));
+use crate::objects::EXEC_TRACK as OBJECT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecTrackError {
@@ -26,8 +34,12 @@ pub enum ExecTrackError {
 
 /// The attached tracker; detached when dropped.
 pub struct ExecTracker {
-    ebpf: Ebpf,
+    _ebpf: Ebpf,
+    lost: Arc<AtomicU64>,
 }
+
+/// How often the reader thread reads the loss counter.
+const LOSS_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 impl ExecTracker {
     /// Attaches the program and starts a thread calling `on_event` for every exec.
@@ -46,18 +58,51 @@ impl ExecTracker {
             .take_map("PAL_EXEC_EVENTS")
             .ok_or(ExecTrackError::Missing("PAL_EXEC_EVENTS"))?;
         let ring: RingBuf<MapData> = RingBuf::try_from(map)?;
-        crate::ringbuf::spawn_reader("exec-track", ring, move |e: ExecEvent| on_event(e))
+        let drops: PerCpuArray<MapData, u64> = PerCpuArray::try_from(
+            ebpf.take_map("PAL_EXEC_DROPS")
+                .ok_or(ExecTrackError::Missing("PAL_EXEC_DROPS"))?,
+        )?;
+        let lost = Arc::new(AtomicU64::new(0));
+        let total = lost.clone();
+        let mut checked = Instant::now();
+        crate::ringbuf::spawn_reader(
+            "exec-track",
+            ring,
+            move |e: ExecEvent| on_event(e),
+            move || {
+                if checked.elapsed() >= LOSS_CHECK_EVERY {
+                    checked = Instant::now();
+                    note_losses(&drops, &total);
+                }
+            },
+        )
             .map_err(ExecTrackError::Thread)?;
-        Ok(ExecTracker { ebpf })
+        Ok(ExecTracker { _ebpf: ebpf, lost })
     }
 
-    /// Events the kernel could not deliver because the ring buffer was full.
+    /// Events the kernel could not deliver because the ring buffer was full (as of the
+    /// reader's last look, at most about a second ago).
     pub fn dropped(&self) -> u64 {
-        self.ebpf
-            .map("PAL_EXEC_DROPS")
-            .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
-            .and_then(|a| a.get(&0, 0).ok())
-            .map(|v| v.iter().sum())
-            .unwrap_or(0)
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// The counter behind [`ExecTracker::dropped`], for the metrics.
+    pub fn lost_counter(&self) -> Arc<AtomicU64> {
+        self.lost.clone()
+    }
+}
+
+/// Reads the program's loss counter (summed over CPUs) into `total`; warns when it grew.
+fn note_losses(drops: &PerCpuArray<MapData, u64>, total: &AtomicU64) {
+    let Ok(now) = drops.get(&0, 0).map(|v| v.iter().sum::<u64>()) else {
+        return;
+    };
+    let before = total.swap(now, Ordering::Relaxed);
+    if now > before {
+        tracing::warn!(
+            lost = now - before,
+            total = now,
+            "exec tracking: the ring buffer was full and exec events were lost; the process table misses those processes until they exec again"
+        );
     }
 }

@@ -82,7 +82,15 @@ mod tests {
         c.store(&desired(3)).unwrap();
         c.store(&desired(4)).unwrap();
         drop(c);
-        let c = NodeCache::open(dir.path()).unwrap();
+        // sled's flusher thread may hold the directory's lock for a moment after the drop
+        // (as the previous daemon's process would until it exits): retry the reopen briefly.
+        let c = (0..100)
+            .find_map(|_| {
+                NodeCache::open(dir.path())
+                    .inspect_err(|_| std::thread::sleep(std::time::Duration::from_millis(20)))
+                    .ok()
+            })
+            .expect("the cache reopens once the previous handle is gone");
         assert_eq!(c.load().unwrap(), Some(desired(4)));
     }
 

@@ -1,15 +1,20 @@
 //! The node daemon's Prometheus metrics: session state, audit spool (events in, acked,
 //! pending, overflowed, kernel losses) and the XDP program's packet counters (outcomes,
-//! packet shapes, fragment tracking).
+//! packet shapes, fragment tracking) and exec events lost by exec tracking.
 
 use crate::net::abi;
 use crate::enforce::Enforcer;
 use crate::session::spool::Spool;
 use palisade_ops::metrics::{Exposition, MetricsError};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-pub fn render(enforcer: &Mutex<Enforcer>, spool: &Mutex<Spool>, connected: &AtomicBool) -> String {
+pub fn render(
+    enforcer: &Mutex<Enforcer>,
+    spool: &Mutex<Spool>,
+    connected: &AtomicBool,
+    exec_lost: Option<&AtomicU64>,
+) -> String {
     let mut e = Exposition::default();
     e.gauge(
         "palisade_node_session_connected",
@@ -50,6 +55,13 @@ pub fn render(enforcer: &Mutex<Enforcer>, spool: &Mutex<Spool>, connected: &Atom
         "Audit events the kernel did not emit (budget, ring buffer full; reported as loss events).",
         get(&c.kernel_lost),
     );
+    if let Some(lost) = exec_lost {
+        e.counter(
+            "palisade_node_exec_events_lost_total",
+            "Exec events the exec tracker's ring buffer had no room for (the process table misses those processes).",
+            get(lost),
+        );
+    }
     let (stats, frags) = {
         let enf = enforcer.lock().expect("enforcer lock");
         (enf.kernel_stats(), enf.fragments_tracked())
@@ -117,10 +129,32 @@ pub async fn serve(
     enforcer: Arc<Mutex<Enforcer>>,
     spool: Arc<Mutex<Spool>>,
     connected: Arc<AtomicBool>,
+    exec_lost: Option<Arc<AtomicU64>>,
 ) -> Result<std::net::SocketAddr, MetricsError> {
     palisade_ops::metrics::serve(
         addr,
-        Arc::new(move || render(&enforcer, &spool, &connected)),
+        Arc::new(move || render(&enforcer, &spool, &connected, exec_lost.as_deref())),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_losses_are_a_counter_when_exec_tracking_runs() {
+        let enforcer = Mutex::new(Enforcer::new(Box::new(crate::net::disabled::NoNetwork)));
+        let spool = Mutex::new(Spool::open(None, 10).unwrap());
+        let connected = AtomicBool::new(true);
+        let lost = AtomicU64::new(7);
+        let text = render(&enforcer, &spool, &connected, Some(&lost));
+        assert!(
+            text.contains("# TYPE palisade_node_exec_events_lost_total counter\n")
+                && text.contains("\npalisade_node_exec_events_lost_total 7\n"),
+            "{text}"
+        );
+        let text = render(&enforcer, &spool, &connected, None);
+        assert!(!text.contains("exec_events_lost"), "{text}");
+    }
 }

@@ -17,7 +17,7 @@ use palisade_pki::{CertPaths, PkiDir, PkiError};
 use palisade_proto::v1::{self, control_message, node_message, nodes_client::NodesClient};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -71,6 +71,9 @@ pub struct SessionConfig {
     pub spool_max_events: usize,
     /// Serve Prometheus metrics on this address.
     pub metrics: Option<String>,
+    /// Exec events the exec tracker lost to a full ring buffer (`None`: no exec tracking),
+    /// exposed by the metrics.
+    pub exec_events_lost: Option<Arc<AtomicU64>>,
     /// How often the status (with rule counters) is re-sent even when nothing changed.
     pub status_every: Duration,
 }
@@ -121,10 +124,15 @@ pub async fn run(
     )?));
     let connected = Arc::new(AtomicBool::new(false));
     if let Some(addr) = &cfg.metrics {
-        let at =
-            crate::session::metrics::serve(addr, enforcer.clone(), spool.clone(), connected.clone())
-                .await
-                .map_err(|e| SessionError::Metrics(e.to_string()))?;
+        let at = crate::session::metrics::serve(
+            addr,
+            enforcer.clone(),
+            spool.clone(),
+            connected.clone(),
+            cfg.exec_events_lost.clone(),
+        )
+        .await
+        .map_err(|e| SessionError::Metrics(e.to_string()))?;
         tracing::info!(addr = %at, "metrics on http://{at}/metrics");
     }
     run_with_spool(cfg, enforcer, events, spool, connected, cache).await;

@@ -1,5 +1,6 @@
 //! Process tier: the control plane configured from a TOML file (with the environment
-//! overriding it), serving Prometheus metrics.
+//! overriding it), serving Prometheus metrics; the node daemon's `--lsm-ringbuf-bytes`
+//! checked from its flag, environment variable and config file.
 
 use palisade_integration::{Proc, bin, free_port, run, wait_until};
 use std::io::{Read, Write};
@@ -91,4 +92,60 @@ fn config_file_environment_and_metrics() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown setting \"lisen\""), "{err}");
     assert!(err.contains("cp.toml"), "{err}");
+}
+
+/// `--lsm-ringbuf-bytes` (and its environment variable and config key) takes only a
+/// power-of-two multiple of the page size, and says so before anything is loaded.
+#[test]
+fn lsm_ringbuf_size_is_checked_from_flag_environment_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let noded = || {
+        let mut c = Command::new(bin("palisade-noded"));
+        c.args(["--name", "n1", "--pki"])
+            .arg(dir.path().join("no-pki"))
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .env_remove("PALISADE_LSM_RINGBUF_BYTES")
+            .env_remove("PALISADE_CONFIG");
+        c
+    };
+    let stderr = |out: std::process::Output| {
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let cfg = dir.path().join("noded.toml");
+    std::fs::write(&cfg, "lsm_ringbuf_bytes = 5000\n").unwrap();
+    for (how, out) in [
+        (
+            "flag",
+            noded()
+                .args(["--lsm-ringbuf-bytes", "5000"])
+                .output()
+                .unwrap(),
+        ),
+        (
+            "environment",
+            noded()
+                .env("PALISADE_LSM_RINGBUF_BYTES", "5000")
+                .output()
+                .unwrap(),
+        ),
+        ("file", noded().arg("--config").arg(&cfg).output().unwrap()),
+    ] {
+        let err = stderr(out);
+        assert!(
+            err.contains("--lsm-ringbuf-bytes")
+                && err.contains("5000 bytes is not a power-of-two multiple of the page size")
+                && err.contains("the nearest sizes are 4096 and 8192"),
+            "{how}: {err}"
+        );
+    }
+    // A valid size is accepted (the daemon goes on and stops at the missing certificate).
+    let err = stderr(
+        noded()
+            .args(["--lsm-ringbuf-bytes", "8192"])
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("no certificate for node"), "{err}");
 }

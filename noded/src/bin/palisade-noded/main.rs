@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use palisade_noded::enforce::Enforcer;
 use palisade_noded::net::Datapath;
 use palisade_noded::localapi;
-use palisade_noded::lsm::{Lsm, LsmHook};
+use palisade_noded::lsm::{self, Lsm, LsmHook};
 use palisade_noded::lsm::events as lsm_events;
 use palisade_noded::session::cache::NodeCache;
 use palisade_noded::net::disabled::NoNetwork;
@@ -92,6 +92,16 @@ struct Args {
     /// How often protected paths are resolved to inodes again, in milliseconds (0: never).
     #[arg(long, default_value_t = 1000)]
     lsm_rescan_ms: u64,
+    /// Size of the LSM programs' event ring buffer, in bytes: a power-of-two multiple of
+    /// the page size. Events that find it full are counted and reported as lost.
+    #[arg(
+        long,
+        env = "PALISADE_LSM_RINGBUF_BYTES",
+        value_name = "BYTES",
+        default_value_t = lsm::DEFAULT_RINGBUF_BYTES,
+        value_parser = lsm::parse_ringbuf_bytes
+    )]
+    lsm_ringbuf_bytes: u32,
     /// Where programs, links and maps are pinned (a directory on a BPF filesystem). Killing
     /// the daemon leaves the last state enforced from there; a restart adopts it.
     #[arg(long, env = "PALISADE_BPFFS_ROOT", default_value = pinning::DEFAULT_ROOT)]
@@ -338,10 +348,17 @@ async fn main() -> Result<()> {
     let lsm = if args.no_lsm {
         Lsm::Unavailable("disabled with --no-lsm".into())
     } else {
-        Lsm::load(args.events_per_sec, Some(&args.bpffs_root))
+        Lsm::load(
+            args.events_per_sec,
+            args.lsm_ringbuf_bytes,
+            Some(&args.bpffs_root),
+        )
     };
     match &lsm {
-        Lsm::Active(_) => tracing::info!("BPF-LSM file/exec programs attached"),
+        Lsm::Active(_) => tracing::info!(
+            ringbuf_bytes = args.lsm_ringbuf_bytes,
+            "BPF-LSM file/exec programs attached"
+        ),
         Lsm::Unavailable(why) => {
             tracing::warn!(reason = %why, "BPF-LSM programs not loaded: file and exec rules will be reported unenforced")
         }
@@ -433,6 +450,11 @@ async fn main() -> Result<()> {
         spool: args.spool.clone(),
         spool_max_events: args.spool_max_events,
         metrics: args.metrics.clone(),
+        exec_events_lost: tracker
+            .lock()
+            .expect("tracker lock")
+            .as_ref()
+            .map(|t| t.lost_counter()),
         status_every: SessionConfig::STATUS_EVERY,
     };
     let sess = tokio::spawn(session::run(cfg, enforcer.clone(), ev_rx, cache));

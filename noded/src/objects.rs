@@ -1,0 +1,59 @@
+//! The BPF objects the daemon embeds, named in this one place: one per `bpf/*.bpf.c`,
+//! built by `build.rs` into `OUT_DIR`. Benchmark-only programs (`bpf/bench/*.bpf.c`, built
+//! into `OUT_DIR/bench/`) are not embedded here: only the examples that need them include
+//! them (`examples/net_bench.rs`, `examples/lsm_bench.rs`).
+
+macro_rules! object {
+    ($file:literal) => {
+        aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/", $file))
+    };
+}
+
+/// `bpf/xdp_firewall.bpf.c`: XDP ingress and TC egress.
+pub static XDP_FIREWALL: &[u8] = object!("xdp_firewall.bpf.o");
+/// `bpf/lsm_files.bpf.c`: the BPF-LSM file and exec programs.
+pub static LSM_FILES: &[u8] = object!("lsm_files.bpf.o");
+/// `bpf/exec_track.bpf.c`: exec tracking (`tp_btf/sched_process_exec`).
+pub static EXEC_TRACK: &[u8] = object!("exec_track.bpf.o");
+/// `bpf/probes.bpf.c`: the feature probes.
+pub static PROBES: &[u8] = object!("probes.bpf.o");
+
+/// Every embedded object with the source file it is built from (under `bpf/`).
+pub const ALL: &[(&str, &[u8])] = &[
+    ("xdp_firewall.bpf.c", XDP_FIREWALL),
+    ("lsm_files.bpf.c", LSM_FILES),
+    ("exec_track.bpf.c", EXEC_TRACK),
+    ("probes.bpf.c", PROBES),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(dir: &str) -> Vec<String> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".bpf.c"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Every production program is embedded, and nothing else (benchmark programs live in
+    /// `bpf/bench/`, outside this list).
+    #[test]
+    fn embedded_objects_are_the_production_programs() {
+        let mut embedded: Vec<String> = ALL.iter().map(|(n, _)| n.to_string()).collect();
+        embedded.sort();
+        assert_eq!(embedded, sources("../bpf"));
+        for b in sources("../bpf/bench") {
+            assert!(!embedded.contains(&b), "benchmark program {b} is embedded");
+        }
+        for (name, obj) in ALL {
+            assert!(obj.starts_with(b"\x7fELF"), "{name} is not an ELF object");
+        }
+    }
+}
