@@ -20,15 +20,9 @@ pub struct Desired<'a> {
 }
 
 impl<'a> Desired<'a> {
-    /// The `Enforced` view of `policies` (the one place that builds it).
+    /// The `Enforced` view of `policies`.
     pub fn enforced(policies: &'a [(Policy, u64)]) -> Vec<Enforced<'a>> {
-        policies
-            .iter()
-            .map(|(policy, revision)| Enforced {
-                policy,
-                revision: *revision,
-            })
-            .collect()
+        Enforced::all(policies)
     }
 }
 

@@ -35,13 +35,7 @@ pub async fn run(client: &Client<'_>, out: Printer, cmd: &ExportCmd) -> Result<E
 
 /// The OCI JSON of profile `name` (`NAME` or `POLICY/NAME`) among `policies`.
 pub fn seccomp_json(policies: &[(Policy, u64)], name: &str) -> Result<serde_json::Value> {
-    let enforced: Vec<Enforced<'_>> = policies
-        .iter()
-        .map(|(policy, revision)| Enforced {
-            policy,
-            revision: *revision,
-        })
-        .collect();
+    let enforced = Enforced::all(policies);
     let plan = compile_seccomp(&enforced);
     match plan.profile(name) {
         Some(p) => Ok(export_oci(&p.profile)),

@@ -11,19 +11,23 @@
 use crate::backend::{Backend, BackendError, Desired};
 use crate::process::abi::ExecEvent;
 use crate::process::table::{self as proctable, ProcInfo, ProcTable};
-use palisade_policy::ir::{SchedClass, SchedPolicy};
+use palisade_policy::ir::SchedClass;
 use palisade_policy::plan::Enforced;
 use palisade_policy::plan::sched::{Process, compile_sched, matches};
 use palisade_proto::v1;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-const SCHED_NORMAL: u32 = 0;
-const SCHED_BATCH: u32 = 3;
-const SCHED_IDLE: u32 = 5;
+mod attr;
+mod cgroup;
+
+pub use attr::{SchedAttr, get_attr, policy_name, set_attr, threads};
+use attr::kernel_policy;
+pub use cgroup::CpuCgroup;
+
 /// Exec-to-classified latencies kept for the API.
 const LATENCY_SAMPLES: usize = 4096;
 
@@ -43,189 +47,6 @@ pub enum SchedError {
     /// Classes in force, but some processes or cgroups could not be set (each says why).
     #[error("{}", .0.join("; "))]
     NotApplied(Vec<String>),
-}
-
-/// `struct sched_attr` (SCHED_ATTR_SIZE_VER0 prefix).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct SchedAttr {
-    size: u32,
-    pub policy: u32,
-    pub flags: u64,
-    pub nice: i32,
-    pub priority: u32,
-    runtime: u64,
-    deadline: u64,
-    period: u64,
-}
-
-pub fn get_attr(tid: u32) -> std::io::Result<SchedAttr> {
-    let mut a = SchedAttr {
-        size: std::mem::size_of::<SchedAttr>() as u32,
-        ..Default::default()
-    };
-    // SAFETY: the kernel writes at most `size` bytes into the struct we own.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_sched_getattr,
-            tid as libc::pid_t,
-            &mut a as *mut SchedAttr,
-            std::mem::size_of::<SchedAttr>() as u32,
-            0u32,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(a)
-}
-
-pub fn set_attr(tid: u32, attr: &SchedAttr) -> std::io::Result<()> {
-    let mut a = *attr;
-    a.size = std::mem::size_of::<SchedAttr>() as u32;
-    // Reset-on-fork and other flags are not carried over.
-    a.flags = 0;
-    // SAFETY: the kernel reads the struct we own.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_sched_setattr,
-            tid as libc::pid_t,
-            &a as *const SchedAttr,
-            0u32,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-pub fn threads(pid: u32) -> Vec<u32> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn kernel_policy(p: SchedPolicy) -> u32 {
-    match p {
-        SchedPolicy::Normal => SCHED_NORMAL,
-        SchedPolicy::Batch => SCHED_BATCH,
-        SchedPolicy::Idle => SCHED_IDLE,
-    }
-}
-
-pub fn policy_name(kernel: u32) -> &'static str {
-    match kernel {
-        SCHED_NORMAL => "normal",
-        SCHED_BATCH => "batch",
-        SCHED_IDLE => "idle",
-        1 => "fifo",
-        2 => "rr",
-        6 => "deadline",
-        _ => "other",
-    }
-}
-
-/// Where CPU weights go on this machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CpuCgroup {
-    /// cgroup v2 with the cpu controller: `ROOT/palisade/CLASS/cpu.weight`.
-    V2(PathBuf),
-    /// cgroup v1 cpu hierarchy: `ROOT/palisade/CLASS/cpu.shares`.
-    V1(PathBuf),
-    None,
-}
-
-impl CpuCgroup {
-    pub fn detect() -> CpuCgroup {
-        for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
-            let controllers =
-                std::fs::read_to_string(format!("{root}/cgroup.controllers")).unwrap_or_default();
-            if controllers.split_whitespace().any(|c| c == "cpu") {
-                return CpuCgroup::V2(root.into());
-            }
-        }
-        for root in ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"] {
-            if Path::new(root).join("cpu.shares").exists() {
-                return CpuCgroup::V1(root.into());
-            }
-        }
-        CpuCgroup::None
-    }
-
-    fn root(&self) -> Option<&Path> {
-        match self {
-            CpuCgroup::V2(r) | CpuCgroup::V1(r) => Some(r),
-            CpuCgroup::None => None,
-        }
-    }
-
-    /// The process's path in this hierarchy (from `/proc/PID/cgroup`).
-    pub fn path_of(&self, pid: u32) -> Option<String> {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        text.lines().find_map(|l| {
-            let mut it = l.splitn(3, ':');
-            let (id, ctrls, path) = (it.next()?, it.next()?, it.next()?);
-            let hit = match self {
-                CpuCgroup::V2(_) => id == "0" && ctrls.is_empty(),
-                CpuCgroup::V1(_) => ctrls.split(',').any(|c| c == "cpu"),
-                CpuCgroup::None => false,
-            };
-            hit.then(|| path.to_string())
-        })
-    }
-
-    fn class_dir(&self, class: &str) -> Option<PathBuf> {
-        Some(
-            self.root()?
-                .join("palisade")
-                .join(crate::seccomp::profiles::file_stem(class)),
-        )
-    }
-
-    /// Creates the class's cgroup and sets its weight; returns its path in the hierarchy
-    /// and a description.
-    fn ensure_class(&self, class: &str, weight: u32) -> Result<(String, String), SchedError> {
-        let dir = self.class_dir(class).expect("a hierarchy");
-        let err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| SchedError::Cgroup { path, source }
-        };
-        std::fs::create_dir_all(&dir).map_err(err(&dir))?;
-        let (file, value, detail) = match self {
-            CpuCgroup::V2(_) => (
-                "cpu.weight",
-                weight.clamp(1, 10000),
-                format!("cpu.weight={} (cgroup v2)", weight.clamp(1, 10000)),
-            ),
-            _ => {
-                // v2 weight 100 is v1's 1024 shares.
-                let shares = (weight as u64 * 1024 / 100).clamp(2, 262144) as u32;
-                (
-                    "cpu.shares",
-                    shares,
-                    format!("cpu.shares={shares} (cgroup v1)"),
-                )
-            }
-        };
-        let f = dir.join(file);
-        std::fs::write(&f, value.to_string()).map_err(err(&f))?;
-        let rel = format!("/palisade/{}", crate::seccomp::profiles::file_stem(class));
-        Ok((rel, detail))
-    }
-
-    /// Moves the whole process into the cgroup at `rel` (a path in this hierarchy).
-    fn move_process(&self, pid: u32, rel: &str) -> Result<(), SchedError> {
-        let root = self.root().expect("a hierarchy");
-        let f = root.join(rel.trim_start_matches('/')).join("cgroup.procs");
-        std::fs::write(&f, pid.to_string()).map_err(|source| SchedError::Cgroup {
-            path: f.clone(),
-            source,
-        })
-    }
 }
 
 /// What a held process looked like before its class changed it.
@@ -529,11 +350,7 @@ impl SchedManager {
             .find(|c| c.class.name == class)
             .expect("class in force")
             .class;
-        let attr = SchedAttr {
-            policy: kernel_policy(c.policy),
-            nice: c.nice.unwrap_or(0),
-            ..Default::default()
-        };
+        let attr = SchedAttr::of_class(c.policy, c.nice.unwrap_or(0));
         if c.cpu_weight.is_some() && self.cgroup != CpuCgroup::None {
             let rel = format!("/palisade/{}", crate::seccomp::profiles::file_stem(class));
             if self.cgroup.path_of(pid).as_deref() != Some(rel.as_str()) {

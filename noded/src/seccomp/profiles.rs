@@ -84,13 +84,7 @@ impl Profiles {
 
     /// Makes the profiles of `policies` the ones in force and syncs the directory.
     pub fn set(&mut self, policies: &[(Policy, u64)]) -> Result<(), ProfilesError> {
-        let enforced: Vec<Enforced<'_>> = policies
-            .iter()
-            .map(|(policy, revision)| Enforced {
-                policy,
-                revision: *revision,
-            })
-            .collect();
+        let enforced = Enforced::all(policies);
         let modes: BTreeMap<&str, Mode> = policies
             .iter()
             .map(|(p, _)| (p.name.as_str(), p.mode))

@@ -95,6 +95,19 @@ pub struct Enforced<'a> {
     pub revision: u64,
 }
 
+impl<'a> Enforced<'a> {
+    /// Every (policy, revision) pair, as the plan compilers take them.
+    pub fn all(policies: &'a [(Policy, u64)]) -> Vec<Enforced<'a>> {
+        policies
+            .iter()
+            .map(|(policy, revision)| Enforced {
+                policy,
+                revision: *revision,
+            })
+            .collect()
+    }
+}
+
 /// What an audit event or a counter needs to name the rule that matched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleMeta {
