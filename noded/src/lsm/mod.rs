@@ -354,11 +354,7 @@ impl LsmEnforcer {
         for (i, s) in allow_only.iter().take(abi::MAX_ALLOW_ONLY).enumerate() {
             cfg.allow_only[i] = *s;
         }
-        let mut m: Array<&mut MapData, LsmConfig> = Array::try_from(
-            self.ebpf
-                .map_mut("PAL_LSM_CONFIG")
-                .ok_or(LsmError::Missing("PAL_LSM_CONFIG"))?,
-        )?;
+        let mut m: Array<&mut MapData, LsmConfig> = Array::try_from(map_mut(&mut self.ebpf, "PAL_LSM_CONFIG")?)?;
         m.set(0, cfg, 0)?;
         Ok(())
     }
@@ -395,31 +391,19 @@ impl LsmEnforcer {
             r
         };
         {
-            let mut rules: Array<&mut MapData, LsmRule> = Array::try_from(
-                self.ebpf
-                    .map_mut("PAL_LSM_RULES")
-                    .ok_or(LsmError::Missing("PAL_LSM_RULES"))?,
-            )?;
+            let mut rules: Array<&mut MapData, LsmRule> = Array::try_from(map_mut(&mut self.ebpf, "PAL_LSM_RULES")?)?;
             for (slot, r) in &next.rules {
                 rules.set(*slot, *r, 0)?;
             }
         }
         {
-            let mut m: HashMap<&mut MapData, MemberKey, u32> = HashMap::try_from(
-                self.ebpf
-                    .map_mut("PAL_LSM_MEMBERS")
-                    .ok_or(LsmError::Missing("PAL_LSM_MEMBERS"))?,
-            )?;
+            let mut m: HashMap<&mut MapData, MemberKey, u32> = HashMap::try_from(map_mut(&mut self.ebpf, "PAL_LSM_MEMBERS")?)?;
             for k in &next.members {
                 m.insert(k, 1, 0)?;
             }
         }
         {
-            let mut m: HashMap<&mut MapData, UidKey, u32> = HashMap::try_from(
-                self.ebpf
-                    .map_mut("PAL_LSM_UIDS")
-                    .ok_or(LsmError::Missing("PAL_LSM_UIDS"))?,
-            )?;
+            let mut m: HashMap<&mut MapData, UidKey, u32> = HashMap::try_from(map_mut(&mut self.ebpf, "PAL_LSM_UIDS")?)?;
             for k in &next.uids {
                 m.insert(k, 1, 0)?;
             }
@@ -428,11 +412,7 @@ impl LsmEnforcer {
             ("PAL_LSM_FILES", &next.files, &old.files),
             ("PAL_LSM_EXEC", &next.exec, &old.exec),
         ] {
-            let mut m: HashMap<&mut MapData, InodeKey, InodeRules> = HashMap::try_from(
-                self.ebpf
-                    .map_mut(name)
-                    .ok_or(LsmError::Missing("inode map"))?,
-            )?;
+            let mut m: HashMap<&mut MapData, InodeKey, InodeRules> = HashMap::try_from(map_mut(&mut self.ebpf, name)?)?;
             for (k, slots) in new_map {
                 m.insert(k, pad(slots), 0)?;
             }
@@ -443,31 +423,19 @@ impl LsmEnforcer {
         self.write_config(&next, generation)?;
         // Clear the old bank.
         {
-            let mut rules: Array<&mut MapData, LsmRule> = Array::try_from(
-                self.ebpf
-                    .map_mut("PAL_LSM_RULES")
-                    .ok_or(LsmError::Missing("PAL_LSM_RULES"))?,
-            )?;
+            let mut rules: Array<&mut MapData, LsmRule> = Array::try_from(map_mut(&mut self.ebpf, "PAL_LSM_RULES")?)?;
             for slot in old.rules.keys() {
                 rules.set(*slot, LsmRule::default(), 0)?;
             }
         }
         {
-            let mut m: HashMap<&mut MapData, MemberKey, u32> = HashMap::try_from(
-                self.ebpf
-                    .map_mut("PAL_LSM_MEMBERS")
-                    .ok_or(LsmError::Missing("PAL_LSM_MEMBERS"))?,
-            )?;
+            let mut m: HashMap<&mut MapData, MemberKey, u32> = HashMap::try_from(map_mut(&mut self.ebpf, "PAL_LSM_MEMBERS")?)?;
             for k in &old.members {
                 m.remove(k)?;
             }
         }
         {
-            let mut m: HashMap<&mut MapData, UidKey, u32> = HashMap::try_from(
-                self.ebpf
-                    .map_mut("PAL_LSM_UIDS")
-                    .ok_or(LsmError::Missing("PAL_LSM_UIDS"))?,
-            )?;
+            let mut m: HashMap<&mut MapData, UidKey, u32> = HashMap::try_from(map_mut(&mut self.ebpf, "PAL_LSM_UIDS")?)?;
             for k in &old.uids {
                 m.remove(k)?;
             }
@@ -638,6 +606,11 @@ impl Backend for LsmHook {
                 },
             });
     }
+}
+
+/// The map `name` of the LSM object, or the error that names it.
+fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut aya::maps::Map, LsmError> {
+    ebpf.map_mut(name).ok_or(LsmError::Missing(name))
 }
 
 /// Renders one kernel event as an audit event.
