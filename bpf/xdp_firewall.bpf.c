@@ -51,9 +51,6 @@
 #include "lib/palisade_abi.h"
 #include "lib/pal_events.h"
 
-#define PAL_MAX_PFX4 (1 << 21)
-#define PAL_MAX_PFX6 (1 << 18)
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct pal_pfx4_key);

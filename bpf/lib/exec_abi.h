@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
 /*
- * ABI of the exec tracker (exec_track.bpf.c), mirrored in noded/src/exec_abi.rs whose unit
- * test reads the PAL_EXEC_* numbers below. Change both together and bump the version.
+ * ABI of the exec tracker (exec_track.bpf.c), mirrored in abi/src/exec.rs (crate
+ * palisade-abi), whose tests read the numbers below. Change both together and bump the
+ * version.
  */
 #ifndef PALISADE_EXEC_ABI_H
 #define PALISADE_EXEC_ABI_H

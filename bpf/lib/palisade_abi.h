@@ -2,9 +2,10 @@
 /*
  * The kernel ABI shared by Palisade's BPF programs and the node daemon.
  *
- * Every struct here is mirrored once in Rust, in noded/src/abi.rs, and a unit test there
- * checks sizes and offsets against the numbers below (PAL_*_SIZE). Change both together,
- * and bump PAL_ABI_VERSION, which is part of every pin path.
+ * Every constant and struct the Rust side needs is mirrored once, in abi/src/net.rs (crate
+ * palisade-abi), whose tests check the constants, sizes and offsets against the numbers
+ * below (PAL_SIZE_*). Change both together, and bump PAL_ABI_VERSION, which is part of
+ * every pin path.
  */
 #ifndef PALISADE_ABI_H
 #define PALISADE_ABI_H
@@ -23,7 +24,7 @@
 #define PAL_DIR_EGRESS 1
 
 /*
- * Network rule layout (the plan side is documented in policy-lang/src/plan/net.rs).
+ * Network rule layout (the plan side is documented in policy-lang/src/plan/net/mod.rs).
  *
  * Two halves (0 and 1) of every table exist side by side; PAL_ACTIVE[0] says which one the
  * programs read. A new revision is written into the other half, then PAL_ACTIVE flips.
@@ -44,6 +45,8 @@
 #define PAL_MAX_CLAUSES 16
 #define PAL_MAX_SETS 16384
 #define PAL_MAX_RULES 16384
+#define PAL_MAX_PFX4 (1 << 21) /* entries of PAL_PFX4 (both directions and halves) */
+#define PAL_MAX_PFX6 (1 << 18) /* entries of PAL_PFX6 */
 
 #define PAL_PROTO_ANY 0
 #define PAL_PROTO_ICMP 1 /* matches ICMP and ICMPv6 */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
 /*
  * The kernel ABI of Palisade's BPF-LSM programs (bpf/lsm_files.bpf.c), mirrored once in
- * Rust in noded/src/lsm_abi.rs, whose unit test checks sizes against PAL_SIZE_LSM_* below.
+ * Rust in abi/src/lsm.rs (crate palisade-abi), whose tests check the constants and sizes
+ * against the numbers below (PAL_SIZE_LSM_*).
  * Change both together and bump PAL_LSM_ABI_VERSION (part of the pin path).
  *
  * Model: files are named by (device, inode) so a symlink, a hard link or a bind mount

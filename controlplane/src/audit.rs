@@ -5,6 +5,7 @@
 //! it. A hole in a stream's sequence numbers becomes a `loss` event, so it is visible.
 
 use crate::auditlog::{AuditLog, AuditLogError, Retention};
+use palisade_proto::audit::{Action, EventKind};
 use palisade_proto::v1::AuditEvent;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,14 +26,15 @@ pub struct Filter {
 
 impl Filter {
     pub fn matches(&self, e: &AuditEvent) -> bool {
-        if e.kind == "gap" {
+        let kind = e.event_kind();
+        if kind == Some(EventKind::Gap) {
             return true;
         }
         let is = |want: &str, have: &str| want.is_empty() || want == have;
         if !is(&self.node, &e.node) || e.time_unix_ns < self.since_unix_ns {
             return false;
         }
-        e.kind == "loss"
+        kind == Some(EventKind::Loss)
             || (is(&self.policy, &e.policy)
                 && is(&self.rule, &e.rule)
                 && is(&self.action, &e.action))
@@ -117,8 +119,8 @@ impl AuditHub {
                         id: next_id,
                         time_unix_ns: e.time_unix_ns,
                         node: node.to_string(),
-                        kind: "loss".into(),
-                        action: "sequence-gap".into(),
+                        kind: EventKind::Loss.into(),
+                        action: Action::SequenceGap.into(),
                         lost,
                         ..Default::default()
                     });
@@ -138,7 +140,7 @@ impl AuditHub {
             st.streams.insert(key, last);
             c.stored.fetch_add(out.len() as u64, Ordering::Relaxed);
             for e in out {
-                if e.kind == "loss" {
+                if e.event_kind() == Some(EventKind::Loss) {
                     c.reported_lost.fetch_add(e.lost, Ordering::Relaxed);
                 }
                 // No subscribers is fine.
@@ -171,8 +173,8 @@ impl AuditHub {
             .subscriber_missed
             .fetch_add(n, Ordering::Relaxed);
         AuditEvent {
-            kind: "gap".into(),
-            action: "missed".into(),
+            kind: EventKind::Gap.into(),
+            action: Action::Missed.into(),
             lost: n,
             time_unix_ns: now_ns(),
             ..Default::default()

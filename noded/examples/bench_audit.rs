@@ -14,6 +14,7 @@ use palisade_noded::enforce::Enforcer;
 use palisade_noded::net::Datapath;
 use palisade_noded::session::{self, SessionConfig};
 use palisade_pki::{PkiDir, Role, SERVER_NAME};
+use palisade_proto::audit::{Action, EventKind};
 use palisade_proto::v1::AuditEvent;
 use std::io::BufRead;
 use std::sync::Arc;
@@ -41,8 +42,8 @@ fn event(i: u64) -> AuditEvent {
         policy: "bench".into(),
         rule: "peer".into(),
         revision: 1,
-        action: "deny".into(),
-        kind: "network".into(),
+        action: Action::Deny.into(),
+        kind: EventKind::Network.into(),
         direction: "ingress".into(),
         protocol: "udp".into(),
         src: format!("10.80.{}.{}", (i >> 8) & 255, i & 255),
@@ -130,11 +131,11 @@ async fn main() {
             for line in std::io::BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
                 let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-                match v["kind"].as_str() {
-                    Some("gap") => {
+                match v["kind"].as_str().and_then(|k| k.parse().ok()) {
+                    Some(EventKind::Gap) => {
                         missed.fetch_add(v["lost"].as_u64().unwrap(), Ordering::Relaxed);
                     }
-                    Some("network") => {
+                    Some(EventKind::Network) => {
                         received.fetch_add(1, Ordering::Relaxed);
                     }
                     _ => {}

@@ -10,7 +10,7 @@ use crate::net::abi;
 use crate::net::{Datapath, Network};
 use palisade_policy::ir::Policy;
 use palisade_policy::plan::RuleMeta;
-use palisade_proto::{revision_set, v1};
+use palisade_proto::{audit, revision_set, v1};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnforceError {
@@ -206,12 +206,12 @@ impl Enforcer {
     }
 }
 
-/// "deny" or "would-deny" (audit), as audit events name kernel actions.
-pub fn action_name(action: u32) -> &'static str {
+/// A kernel action code as audit events name it: deny, or would-deny (audit).
+pub fn audit_action(action: u32) -> audit::Action {
     match action {
-        abi::ACTION_DENY => "deny",
-        abi::ACTION_AUDIT => "would-deny",
-        _ => "allow",
+        abi::ACTION_DENY => audit::Action::Deny,
+        abi::ACTION_AUDIT => audit::Action::WouldDeny,
+        _ => audit::Action::Allow,
     }
 }
 

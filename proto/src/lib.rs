@@ -3,12 +3,14 @@
 //!
 //! - [`rollout`]: the rollout messages' fixed values (strategy, rollout, wave and node
 //!   states) as enums, spelled as on the wire (written by the `wire_enum!` macro in [`wire_enum`]).
+//! - [`audit`]: an audit event's kind and action as enums, likewise.
 
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("palisade.v1");
 }
 
+pub mod audit;
 pub mod rollout;
 pub mod wire_enum;
 

@@ -1,6 +1,7 @@
 //! Fixed sets of wire strings as Rust enums: `wire_enum!` writes the enum, `as_str`,
-//! `FromStr`, `Display` and serde (as the same strings) from one list, so a value's text
-//! is spelled once. The wire keeps its `string` fields; only Rust code sees the enums.
+//! `FromStr`, `Display`, `Into<String>` and serde (as the same strings) from one list, so a
+//! value's text is spelled once. The wire keeps its `string` fields; only Rust code sees
+//! the enums.
 
 /// A string that is none of a `wire_enum!` enum's values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +49,12 @@ macro_rules! wire_enum {
                         value: s.to_string(),
                     }),
                 }
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.as_str().to_string()
             }
         }
 

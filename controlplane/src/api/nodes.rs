@@ -6,6 +6,7 @@ use super::store_status;
 use crate::auth;
 use crate::state::ControlPlane;
 use palisade_pki::Role;
+use palisade_proto::audit::Action;
 use palisade_proto::v1::{self, control_message, node_message};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -109,7 +110,7 @@ impl v1::nodes_server::Nodes for NodesApi {
 
 /// Whether an audit event counts toward a node's deny rate (rollout gates).
 fn is_deny(e: &v1::AuditEvent) -> bool {
-    e.action == "deny" || e.action == "would-deny"
+    e.event_action().is_some_and(Action::is_deny)
 }
 
 /// One node's session: push the desired state whenever it changes; take status and audit

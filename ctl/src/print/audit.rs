@@ -2,6 +2,7 @@
 
 use super::Render;
 use super::time::rfc3339;
+use palisade_proto::audit::EventKind;
 use palisade_proto::v1;
 use serde_json::{Value, json};
 
@@ -18,14 +19,16 @@ fn endpoint(addr: &str, port: u32) -> String {
 
 impl Render for v1::AuditEvent {
     fn text(&self) -> String {
-        if self.kind == "gap" {
+        // An unknown kind (a newer node's) prints as a network event does.
+        let kind = self.event_kind();
+        if kind == Some(EventKind::Gap) {
             return format!(
                 "{} !! this subscriber missed {} events (too slow)",
                 rfc3339(self.time_unix_ns),
                 self.lost
             );
         }
-        if self.kind == "loss" {
+        if kind == Some(EventKind::Loss) {
             return format!(
                 "{} {} !! lost {} events between {} and {} ({})",
                 rfc3339(self.time_unix_ns),
@@ -46,7 +49,7 @@ impl Render for v1::AuditEvent {
             self.revision,
             self.rule,
         );
-        let mut line = if self.kind == "file" || self.kind == "exec" {
+        let mut line = if matches!(kind, Some(EventKind::File | EventKind::Exec)) {
             let mut line = format!(
                 "{head} {} {} {} by pid {} uid {} ({})",
                 self.kind, self.operation, self.path, self.pid, self.uid, self.binary,

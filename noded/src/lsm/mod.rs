@@ -53,6 +53,7 @@ use aya::programs::Lsm as LsmProgram;
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::{Btf, Ebpf, EbpfLoader};
 use palisade_policy::ir::Policy;
+use palisade_proto::audit::EventKind;
 use palisade_proto::v1;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -631,10 +632,10 @@ pub fn to_audit(node: &str, e: &LsmEvent, lsm: &Lsm, offset_ns: i64) -> v1::Audi
     let limit = e.flags & abi::EVENT_WALK_LIMIT != 0;
     let name = abi::c_str(&e.name);
     let exec_hook = matches!(e.hook, abi::HOOK_EXEC | abi::HOOK_MMAP | abi::HOOK_MPROTECT);
-    let kind = if exec_hook && !limit && meta.as_ref().is_none_or(|m| m.kind == "exec") {
-        "exec"
+    let kind = if exec_hook && !limit && meta.as_ref().is_none_or(|m| m.kind == EventKind::Exec) {
+        EventKind::Exec
     } else {
-        "file"
+        EventKind::File
     };
     let path = if e.hook == abi::HOOK_EXEC && e.depth == 0 {
         name.clone()
@@ -689,7 +690,7 @@ pub fn to_audit(node: &str, e: &LsmEvent, lsm: &Lsm, offset_ns: i64) -> v1::Audi
         policy,
         rule,
         revision,
-        action: crate::enforce::action_name(e.action).into(),
+        action: crate::enforce::audit_action(e.action).into(),
         kind: kind.into(),
         suppressed: e.suppressed.into(),
         pid: e.pid,

@@ -18,6 +18,7 @@ use crate::lsm::abi::{
     self as abi, InodeKey, LsmRule, MAX_ALLOW_ONLY, MemberKey, RULES_PER_INODE, UidKey,
 };
 use palisade_policy::ir::{Action, ExecMode, FileOp, Mode, Policy};
+use palisade_proto::audit::EventKind;
 use palisade_proto::v1;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,8 +31,8 @@ pub struct SlotMeta {
     pub policy: String,
     pub rule: String,
     pub revision: u64,
-    /// "file" or "exec".
-    pub kind: &'static str,
+    /// `File` or `Exec`: the kind of the events this slot's rule causes.
+    pub kind: EventKind,
     /// The path the rule names (file rules) or the binaries it lists (exec rules).
     pub path: String,
 }
@@ -276,7 +277,7 @@ pub fn compile(
                 policy: policy.name.clone(),
                 rule: rule.name.clone(),
                 revision: *revision,
-                kind: "file",
+                kind: EventKind::File,
                 path: rule.path.clone(),
             };
             let Some(action) = kernel_action(policy.mode, rule.action) else {
@@ -338,7 +339,7 @@ pub fn compile(
                 policy: policy.name.clone(),
                 rule: rule.name.clone(),
                 revision: *revision,
-                kind: "exec",
+                kind: EventKind::Exec,
                 path: rule.binaries.join(","),
             };
             let Some(action) =

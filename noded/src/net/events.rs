@@ -2,9 +2,10 @@
 //! node, policy, rule and revision.
 
 use crate::net::abi::{self, NetEvent};
-use crate::enforce::{Enforcer, action_name};
+use crate::enforce::{Enforcer, audit_action};
 use aya::maps::{MapData, RingBuf};
 use palisade_policy::plan::frame::Unread;
+use palisade_proto::audit::EventKind;
 use palisade_proto::v1::AuditEvent;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
@@ -58,8 +59,8 @@ pub fn to_audit(node: &str, e: &NetEvent, enforcer: &Enforcer, offset_ns: i64) -
             .map(|r| r.rule_name.clone())
             .unwrap_or_else(|| format!("ref{}@gen{}", e.rule_ref, e.generation)),
         revision: rule.as_ref().map(|r| r.revision).unwrap_or(0),
-        action: action_name(e.action).into(),
-        kind: "network".into(),
+        action: audit_action(e.action).into(),
+        kind: EventKind::Network.into(),
         direction: if e.direction == abi::DIR_EGRESS {
             "egress"
         } else {

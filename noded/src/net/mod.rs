@@ -2,7 +2,8 @@
 //!
 //! - [`xdp`]: the backend: load or adopt, attach, pin, switch plans without a gap,
 //!   per-rule counters, fragment-table size, `BPF_PROG_TEST_RUN`.
-//! - [`abi`]: the Rust mirror of `bpf/lib/palisade_abi.h` (checked against the header).
+//! - [`abi`]: the kernel ABI, `palisade_abi::net` (the Rust mirror of
+//!   `bpf/lib/palisade_abi.h`), and the ring-buffer `Record` trait.
 //! - [`events`]: the firewall's ring buffer → audit events naming policy, rule, revision.
 //! - [`pinning`]: the bpffs pin layout and `cleanup`.
 //! - [`disabled`]: running without `--iface` (network rules reported unenforced).

@@ -231,8 +231,8 @@ impl NetFirewall {
         let t = target as u8;
 
         // 1. Clear the inactive half: prefixes, then counters.
-        clear_half::<8>(&mut self.ebpf, "PAL_PFX4", t)?;
-        clear_half::<20>(&mut self.ebpf, "PAL_PFX6", t)?;
+        clear_half::<{ abi::PFX4_KEY_SIZE }>(&mut self.ebpf, "PAL_PFX4", t)?;
+        clear_half::<{ abi::PFX6_KEY_SIZE }>(&mut self.ebpf, "PAL_PFX6", t)?;
         {
             let ncpus =
                 aya::util::nr_cpus().map_err(|(m, e)| XdpError::Cpus(format!("{m}: {e}")))?;
@@ -265,7 +265,7 @@ impl NetFirewall {
                 let mut raw = ClauseSet {
                     n: s.len() as u32,
                     pad: 0,
-                    clauses: [[0u8; 16]; abi::MAX_CLAUSES],
+                    clauses: [[0u8; abi::CLAUSE_SIZE]; abi::MAX_CLAUSES],
                 };
                 for (slot, c) in raw.clauses.iter_mut().zip(s) {
                     *slot = c.to_bytes();
@@ -276,7 +276,7 @@ impl NetFirewall {
         }
         // 3. Prefixes.
         {
-            let mut m: HashMap<&mut MapData, [u8; 8], u32> = HashMap::try_from(
+            let mut m: HashMap<&mut MapData, [u8; abi::PFX4_KEY_SIZE], u32> = HashMap::try_from(
                 self.ebpf
                     .map_mut("PAL_PFX4")
                     .ok_or(XdpError::Missing("PAL_PFX4"))?,
@@ -288,7 +288,7 @@ impl NetFirewall {
             }
         }
         {
-            let mut m: HashMap<&mut MapData, [u8; 20], u32> = HashMap::try_from(
+            let mut m: HashMap<&mut MapData, [u8; abi::PFX6_KEY_SIZE], u32> = HashMap::try_from(
                 self.ebpf
                     .map_mut("PAL_PFX6")
                     .ok_or(XdpError::Missing("PAL_PFX6"))?,
@@ -301,7 +301,7 @@ impl NetFirewall {
         }
         // 4. IPv4 buckets: only the entries that differ from what this half holds.
         {
-            let mut arr: Array<&mut MapData, [u8; 8]> = Array::try_from(
+            let mut arr: Array<&mut MapData, [u8; abi::BUCKET_SIZE]> = Array::try_from(
                 self.ebpf
                     .map_mut("PAL_BUCKETS4")
                     .ok_or(XdpError::Missing("PAL_BUCKETS4"))?,

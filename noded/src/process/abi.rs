@@ -1,47 +1,32 @@
-//! Rust mirror of `bpf/lib/exec_abi.h` (the exec tracker's ring-buffer record and its
-//! loss counter).
+//! The exec tracker's kernel ABI: [`palisade_abi::exec`], the one Rust definition of
+//! `bpf/lib/exec_abi.h` (checked against the header there), and the daemon's reading of a
+//! record's strings and device number.
 
-pub const EXEC_ABI_VERSION: u32 = 1;
-pub const COMM_LEN: usize = 16;
-pub const PATH_LEN: usize = 256;
-/// Entries of `PAL_EXEC_DROPS` (per-CPU `u64`: events the ring buffer had no room for).
-pub const EXEC_DROPS_SLOTS: u32 = 1;
-
-/// `struct pal_exec_event`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct ExecEvent {
-    pub pid: u32,
-    pub ppid: u32,
-    pub uid: u32,
-    /// Kernel encoding: `major << 20 | minor`.
-    pub dev: u32,
-    pub ino: u64,
-    pub cgroup_id: u64,
-    pub ktime_ns: u64,
-    pub comm: [u8; COMM_LEN],
-    pub path: [u8; PATH_LEN],
-}
+pub use palisade_abi::exec::*;
 
 fn c_str(b: &[u8]) -> String {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
-// SAFETY: repr(C) of integers and byte arrays.
-unsafe impl crate::net::abi::Record for ExecEvent {}
+/// What the daemon reads from an [`ExecEvent`] beyond its integers.
+pub trait ExecEventExt {
+    fn comm(&self) -> String;
+    fn path(&self) -> String;
+    /// The device number as `stat(2)` reports it (`st_dev`).
+    fn st_dev(&self) -> u64;
+}
 
-impl ExecEvent {
-    pub fn comm(&self) -> String {
+impl ExecEventExt for ExecEvent {
+    fn comm(&self) -> String {
         c_str(&self.comm)
     }
 
-    pub fn path(&self) -> String {
+    fn path(&self) -> String {
         c_str(&self.path)
     }
 
-    /// The device number as `stat(2)` reports it (`st_dev`).
-    pub fn st_dev(&self) -> u64 {
+    fn st_dev(&self) -> u64 {
         libc::makedev(self.dev >> 20, self.dev & 0xfffff)
     }
 }
@@ -50,43 +35,7 @@ impl ExecEvent {
 mod tests {
     use super::*;
     use crate::net::abi::Record;
-    use std::mem::{offset_of, size_of};
-
-    fn header_number(name: &str) -> usize {
-        let h = include_str!("../../../bpf/lib/exec_abi.h");
-        let line = h
-            .lines()
-            .find(|l| l.starts_with(&format!("#define {name} ")))
-            .unwrap_or_else(|| panic!("{name} not in header"));
-        line.rsplit(' ').next().unwrap().parse().unwrap()
-    }
-
-    #[test]
-    fn layout_matches_the_c_header() {
-        assert_eq!(size_of::<ExecEvent>(), header_number("PAL_SIZE_EXEC_EVENT"));
-        assert_eq!(
-            offset_of!(ExecEvent, ktime_ns),
-            header_number("PAL_OFF_EXEC_KTIME")
-        );
-        assert_eq!(
-            offset_of!(ExecEvent, comm),
-            header_number("PAL_OFF_EXEC_COMM")
-        );
-        assert_eq!(
-            offset_of!(ExecEvent, path),
-            header_number("PAL_OFF_EXEC_PATH")
-        );
-        assert_eq!(header_number("PAL_EXEC_COMM_LEN"), COMM_LEN);
-        assert_eq!(header_number("PAL_EXEC_PATH_LEN"), PATH_LEN);
-        assert_eq!(
-            header_number("PAL_EXEC_DROPS_SLOTS") as u32,
-            EXEC_DROPS_SLOTS
-        );
-        assert_eq!(
-            header_number("PAL_EXEC_ABI_VERSION") as u32,
-            EXEC_ABI_VERSION
-        );
-    }
+    use std::mem::size_of;
 
     #[test]
     fn strings_and_devices() {

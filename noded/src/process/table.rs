@@ -3,7 +3,7 @@
 //! An entry describes a process as of its last exec: parent, real uid, name, executable
 //! (path, device, inode) and cgroup paths. Exited processes are pruned lazily.
 
-use crate::process::abi::ExecEvent;
+use crate::process::abi::{ExecEvent, ExecEventExt};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;

@@ -13,6 +13,7 @@
 //! dropped by rewriting the file (write aside, rename) once they outnumber the rest.
 
 use crate::enforce::Enforcer;
+use palisade_proto::audit::{Action, EventKind};
 use palisade_proto::v1::AuditEvent;
 use prost::Message;
 use std::collections::VecDeque;
@@ -216,8 +217,8 @@ impl Spool {
             let lost = std::mem::take(&mut self.overflow);
             self.append(AuditEvent {
                 time_unix_ns: now_ns(),
-                kind: "loss".into(),
-                action: "spool-overflow".into(),
+                kind: EventKind::Loss.into(),
+                action: Action::SpoolOverflow.into(),
                 lost,
                 lost_since_unix_ns: self.overflow_since_ns,
                 ..Default::default()
@@ -244,8 +245,8 @@ impl Spool {
         }
     }
 
-    /// Adds a loss event (`lost` events of kind `why` between the two times).
-    pub fn push_loss(&mut self, why: &str, lost: u64, since_ns: i64, until_ns: i64) {
+    /// Adds a loss event (`lost` events lost for reason `why` between the two times).
+    pub fn push_loss(&mut self, why: Action, lost: u64, since_ns: i64, until_ns: i64) {
         if lost == 0 {
             return;
         }
@@ -253,7 +254,7 @@ impl Spool {
         if self.pending.len() < self.max_events {
             self.append(AuditEvent {
                 time_unix_ns: until_ns,
-                kind: "loss".into(),
+                kind: EventKind::Loss.into(),
                 action: why.into(),
                 lost,
                 lost_since_unix_ns: since_ns,
@@ -358,8 +359,8 @@ pub async fn watch_kernel_counters(
         let t = now_ns();
         let mut s = spool.lock().expect("spool lock");
         for (stat, why) in [
-            (STAT_EVENTS_SUPPRESSED, "rate-limited"),
-            (STAT_RINGBUF_FULL, "ringbuf-full"),
+            (STAT_EVENTS_SUPPRESSED, Action::RateLimited),
+            (STAT_RINGBUF_FULL, Action::RingbufFull),
         ] {
             let d = now[stat as usize].saturating_sub(prev[stat as usize]);
             s.counters.kernel_lost.fetch_add(d, Ordering::Relaxed);
@@ -411,7 +412,7 @@ mod tests {
             (rest[1].seq, rest[1].kind.as_str(), rest[1].lost),
             (5, "loss", 6)
         );
-        s.push_loss("rate-limited", 5, 1, 2);
+        s.push_loss(Action::RateLimited, 5, 1, 2);
         s.push(ev("x"));
         let mut all = s.after(0, 100);
         s.ack(7);

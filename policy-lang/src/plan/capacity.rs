@@ -2,9 +2,11 @@
 //! so that a policy that would overflow a map is refused before it reaches a node.
 //!
 //! **Every constant here must equal the size of the BPF map (or kernel limit) it names.**
-//! A test reads the C sources under `bpf/` and fails when a map's `#define` differs. The
-//! check is per policy: several policies together may still exceed a map on one node, which
-//! the node reports when it writes its maps.
+//! The sizes the kernel ABI defines come from `palisade-abi`, whose tests check them against
+//! `bpf/lib/`; the others are limits of maps whose size no header names yet (a test there
+//! fails when one does, so that it moves there). The check is per policy: several policies
+//! together may still exceed a map on one node, which the node reports when it writes its
+//! maps.
 
 use super::net::{Enforced, compile_network};
 use crate::diagnostic::{Diagnostic, Span};
@@ -12,9 +14,9 @@ use crate::ir::Policy;
 
 /// `PAL_MAX_PFX4`: entries of the IPv4 prefix hash (both directions, both halves of the
 /// double-buffered tables share it; see `plan::net`).
-pub const NET_PREFIXES_V4: usize = 1 << 21;
+pub const NET_PREFIXES_V4: usize = palisade_abi::net::MAX_PFX4 as usize;
 /// `PAL_MAX_PFX6`: entries of the IPv6 prefix hash.
-pub const NET_PREFIXES_V6: usize = 1 << 18;
+pub const NET_PREFIXES_V6: usize = palisade_abi::net::MAX_PFX6 as usize;
 /// `PAL_MAX_RATE_LIMITS`: entries of the rate-limit prefix map (source CIDRs).
 pub const RATE_LIMIT_PREFIXES: usize = 16_384;
 /// `PAL_MAX_FILE_ENTRIES`: `(inode, operation)` entries of the LSM file map. A rule on a
@@ -177,63 +179,6 @@ pub fn check(policy: &Policy) -> Vec<Diagnostic> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The `#define NAME value` of `name` anywhere under `bpf/`, if any.
-    fn bpf_define(name: &str) -> Option<usize> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../bpf");
-        let mut stack = vec![std::path::PathBuf::from(dir)];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).ok()?.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if let Ok(text) = std::fs::read_to_string(&p) {
-                    for l in text.lines() {
-                        let mut w = l.split_whitespace();
-                        if w.next() == Some("#define") && w.next() == Some(name) {
-                            // `N` or `(A << B)`.
-                            let rest: String = w.collect::<Vec<_>>().join(" ");
-                            let rest = rest.trim_start_matches('(').trim_end_matches(')');
-                            return match rest.split_once("<<") {
-                                Some((a, b)) => Some(
-                                    a.trim().parse::<usize>().ok()?
-                                        << b.trim().parse::<usize>().ok()?,
-                                ),
-                                None => rest.trim().parse().ok(),
-                            };
-                        }
-                    }
-                }
-            }
-        }
-        None
-    }
-
-    #[test]
-    fn constants_equal_the_bpf_map_sizes() {
-        // The network prefix maps exist today; the other maps must use these names when
-        // their programs land, and this test then checks them too.
-        assert_eq!(bpf_define("PAL_MAX_PFX4"), Some(NET_PREFIXES_V4));
-        assert_eq!(bpf_define("PAL_MAX_PFX6"), Some(NET_PREFIXES_V6));
-        assert_eq!(
-            bpf_define("PAL_MAX_RULES"),
-            Some(super::super::net::MAX_RULES)
-        );
-        assert_eq!(
-            bpf_define("PAL_MAX_SETS"),
-            Some(super::super::net::MAX_SETS)
-        );
-        for (name, value) in [
-            ("PAL_MAX_RATE_LIMITS", RATE_LIMIT_PREFIXES),
-            ("PAL_MAX_FILE_ENTRIES", FILE_ENTRIES),
-            ("PAL_MAX_EXEC_ENTRIES", EXEC_ENTRIES),
-            ("PAL_MAX_SCHED_CLASSES", SCHED_CLASSES),
-        ] {
-            if let Some(v) = bpf_define(name) {
-                assert_eq!(v, value, "{name} in bpf/ differs from plan::capacity");
-            }
-        }
-    }
 
     #[test]
     fn an_overflowing_policy_is_refused_at_validation() {

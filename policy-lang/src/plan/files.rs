@@ -58,10 +58,9 @@ use crate::ir::{Action, ExecMode, FileOp, Mode};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Directory levels the kernel looks at above a file (levels `0 .. MAX_WALK - 1`); the
-/// same number as `PAL_LSM_MAX_WALK` in `bpf/lib/palisade_lsm.h` (a test in the node
-/// daemon checks).
-pub const MAX_WALK: usize = 4096;
+/// Directory levels the kernel looks at above a file (levels `0 .. MAX_WALK - 1`):
+/// `PAL_LSM_MAX_WALK` of `bpf/lib/palisade_lsm.h`, [`palisade_abi::lsm::MAX_WALK`].
+pub const MAX_WALK: usize = palisade_abi::lsm::MAX_WALK as usize;
 
 /// What an event names: the rule behind an entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,12 +18,9 @@
 use super::{Direction, Packet, Transport};
 use std::net::IpAddr;
 
-/// `PAL_MAX_VLAN`: tags parsed before the IP header.
-pub const MAX_VLAN: usize = 2;
-/// `PAL_MAX_EXT6`: IPv6 extension headers walked.
-pub const MAX_EXT6: usize = 8;
-/// `PAL_MAX_EXT6_BYTES`: bytes of extension headers walked.
-pub const MAX_EXT6_BYTES: usize = 1024;
+/// The datapath's bounds (`PAL_MAX_VLAN` tags before the IP header, `PAL_MAX_EXT6` IPv6
+/// extension headers within `PAL_MAX_EXT6_BYTES` bytes), from `palisade-abi`.
+pub use palisade_abi::net::{MAX_EXT6, MAX_EXT6_BYTES, MAX_VLAN};
 
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
@@ -67,12 +64,13 @@ impl Unread {
 
     /// The kernel's `PAL_WHY_*` number.
     pub fn code(self) -> u8 {
+        use palisade_abi::net as abi;
         match self {
-            Unread::FragmentUntracked => 1,
-            Unread::PortsShort => 2,
-            Unread::ExtBound => 3,
-            Unread::ExtMalformed => 4,
-            Unread::BadHeader => 5,
+            Unread::FragmentUntracked => abi::WHY_FRAG_UNTRACKED,
+            Unread::PortsShort => abi::WHY_PORTS_SHORT,
+            Unread::ExtBound => abi::WHY_EXT_BOUND,
+            Unread::ExtMalformed => abi::WHY_EXT_MALFORMED,
+            Unread::BadHeader => abi::WHY_BAD_HEADER,
         }
     }
 

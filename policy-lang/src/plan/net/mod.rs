@@ -70,23 +70,16 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-pub const ACTION_ALLOW: u32 = 0;
-pub const ACTION_DENY: u32 = 1;
-pub const ACTION_AUDIT: u32 = 2;
-
-/// Clauses per clause set (`PAL_MAX_CLAUSES`).
-pub const MAX_CLAUSES: usize = 16;
-/// Clause sets per half (`PAL_MAX_SETS`).
-pub const MAX_SETS: usize = 16384;
-/// Rule references per half, slot 0 included (`PAL_MAX_RULES`).
-pub const MAX_RULES: usize = 16384;
-
-pub const PROTO_ANY: u8 = 0;
-pub const PROTO_ICMP: u8 = 1;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
-pub const CLAUSE_PORTS: u8 = 1;
-pub const CLAUSE_RATE: u8 = 2;
+// The kernel ABI's codes and table sizes, defined once in `palisade-abi`.
+pub use palisade_abi::net::{
+    ACTION_ALLOW, ACTION_AUDIT, ACTION_DENY, CLAUSE_PORTS, CLAUSE_RATE, MAX_CLAUSES, PROTO_ANY,
+    PROTO_ICMP, PROTO_TCP, PROTO_UDP,
+};
+/// Clause sets per half (`PAL_MAX_SETS`, [`palisade_abi::net::MAX_SETS`]) as a count.
+pub const MAX_SETS: usize = palisade_abi::net::MAX_SETS as usize;
+/// Rule references per half, slot 0 included (`PAL_MAX_RULES`,
+/// [`palisade_abi::net::MAX_RULES`]) as a count.
+pub const MAX_RULES: usize = palisade_abi::net::MAX_RULES as usize;
 
 /// A policy as enforced on a node: the IR and the revision it came from.
 #[derive(Debug, Clone, Copy)]
@@ -135,8 +128,8 @@ pub struct Clause {
 
 impl Clause {
     /// The 16 bytes of `struct pal_clause`.
-    pub fn to_bytes(&self) -> [u8; 16] {
-        let mut b = [0u8; 16];
+    pub fn to_bytes(&self) -> [u8; palisade_abi::net::CLAUSE_SIZE] {
+        let mut b = [0u8; palisade_abi::net::CLAUSE_SIZE];
         b[0] = self.proto;
         b[1] = self.action as u8;
         b[2] = self.flags;
@@ -180,8 +173,9 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    pub fn to_bytes(&self) -> [u8; 8] {
-        let mut b = [0u8; 8];
+    /// The 8 bytes of `struct pal_bucket`.
+    pub fn to_bytes(&self) -> [u8; palisade_abi::net::BUCKET_SIZE] {
+        let mut b = [0u8; palisade_abi::net::BUCKET_SIZE];
         b[..4].copy_from_slice(&self.mask.to_ne_bytes());
         b[4..].copy_from_slice(&self.short.to_ne_bytes());
         b

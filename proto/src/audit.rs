@@ -1,0 +1,106 @@
+//! The fixed values of an audit event (`AuditEvent.kind`, `AuditEvent.action`) as enums,
+//! shared by the node daemon, which writes them, the control plane, which writes `loss` and
+//! `gap` events and filters, and `palisadectl`, which prints them. The wire keeps its
+//! strings: an event from a newer node with a value this build does not know still arrives,
+//! and [`v1::AuditEvent::event_kind`] / [`v1::AuditEvent::event_action`] give `None` for it.
+
+use crate::v1;
+use crate::wire_enum::wire_enum;
+
+wire_enum! {
+    /// What an audit event is about (`AuditEvent.kind`).
+    pub enum EventKind("audit event kind") {
+        /// A packet the firewall denied or audited.
+        Network = "network",
+        /// A file operation an LSM rule decided.
+        File = "file",
+        /// An exec (or executable mapping) an exec rule decided.
+        Exec = "exec",
+        /// Events lost on the way (`lost` of them); `action` says where.
+        Loss = "loss",
+        /// Events one `audit tail` subscriber missed because it was too slow (`lost`).
+        Gap = "gap",
+    }
+}
+
+wire_enum! {
+    /// What happened (`AuditEvent.action`): the decision of a network, file or exec event,
+    /// where the events of a `loss` event were lost, and `missed` for a `gap` event.
+    pub enum Action("audit action") {
+        Deny = "deny",
+        /// A rule of an audit-mode policy (or an `audit` rule) matched: it would deny.
+        WouldDeny = "would-deny",
+        Allow = "allow",
+        /// `loss`: the kernel's per-CPU event budget suppressed them.
+        RateLimited = "rate-limited",
+        /// `loss`: the kernel's ring buffer had no room for them.
+        RingbufFull = "ringbuf-full",
+        /// `loss`: the node's spool was full.
+        SpoolOverflow = "spool-overflow",
+        /// `loss`: the control plane found a hole in a node's sequence numbers.
+        SequenceGap = "sequence-gap",
+        /// `gap`: the subscriber missed them.
+        Missed = "missed",
+    }
+}
+
+impl Action {
+    /// A denial, enforced or in audit mode (what rollout gates count as a node's deny rate).
+    pub fn is_deny(self) -> bool {
+        matches!(self, Action::Deny | Action::WouldDeny)
+    }
+}
+
+impl v1::AuditEvent {
+    /// `kind` as an enum; `None` when it is empty or a value this build does not know.
+    pub fn event_kind(&self) -> Option<EventKind> {
+        self.kind.parse().ok()
+    }
+
+    /// `action` as an enum; `None` when it is empty or a value this build does not know.
+    pub fn event_action(&self) -> Option<Action> {
+        self.action.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_reads_back_from_its_text() {
+        for k in EventKind::ALL {
+            assert_eq!(k.as_str().parse::<EventKind>(), Ok(*k));
+        }
+        for a in Action::ALL {
+            assert_eq!(a.as_str().parse::<Action>(), Ok(*a));
+        }
+        let e = "telepathy".parse::<EventKind>().unwrap_err();
+        assert_eq!(e.to_string(), "unknown audit event kind \"telepathy\"");
+    }
+
+    #[test]
+    fn unknown_wire_values_are_kept_and_read_as_none() {
+        let e = v1::AuditEvent {
+            kind: "quantum".into(),
+            action: "ring-full".into(),
+            ..Default::default()
+        };
+        assert_eq!((e.event_kind(), e.event_action()), (None, None));
+        assert_eq!(
+            (e.kind.as_str(), e.action.as_str()),
+            ("quantum", "ring-full")
+        );
+        let e = v1::AuditEvent {
+            kind: EventKind::Loss.into(),
+            action: Action::SpoolOverflow.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            (e.kind.as_str(), e.action.as_str()),
+            ("loss", "spool-overflow")
+        );
+        assert_eq!(e.event_kind(), Some(EventKind::Loss));
+        assert!(Action::WouldDeny.is_deny() && !Action::Allow.is_deny());
+    }
+}
