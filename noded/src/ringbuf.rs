@@ -66,21 +66,23 @@ pub fn spawn_reader<R: Record + Send + 'static>(
     mut on_record: impl FnMut(R) + Send + 'static,
     mut on_wake: impl FnMut() + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name(name.into()).spawn(move || {
-        loop {
-            on_wake();
-            let mut pfd = libc::pollfd {
-                fd: ring.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd we own.
-            unsafe { libc::poll(&mut pfd, 1, 500) };
-            while let Some(item) = ring.next() {
-                if let Some(r) = R::from_bytes(&item) {
-                    on_record(r);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            loop {
+                on_wake();
+                let mut pfd = libc::pollfd {
+                    fd: ring.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd we own.
+                unsafe { libc::poll(&mut pfd, 1, 500) };
+                while let Some(item) = ring.next() {
+                    if let Some(r) = R::from_bytes(&item) {
+                        on_record(r);
+                    }
                 }
             }
-        }
-    })
+        })
 }

@@ -19,9 +19,9 @@
 use crate::backend::{Backend, BackendError, Desired};
 use crate::enforce::Enforcer;
 use crate::net::Datapath;
-use crate::session::{self, SessionConfig};
-use crate::session::spool::Spool;
 use crate::net::xdp::XdpError;
+use crate::session::spool::Spool;
+use crate::session::{self, SessionConfig};
 use palisade_pki::{PkiDir, Role};
 use palisade_policy::plan::NetPlan;
 use palisade_proto::v1;

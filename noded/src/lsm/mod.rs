@@ -44,9 +44,7 @@ pub mod events;
 pub mod plan;
 
 use crate::backend::{Backend, BackendError, Desired, KernelStats};
-use crate::lsm::abi::{
-    InodeKey, InodeRules, LsmConfig, LsmEvent, LsmRule, MemberKey, UidKey,
-};
+use crate::lsm::abi::{InodeKey, InodeRules, LsmConfig, LsmEvent, LsmRule, MemberKey, UidKey};
 use crate::lsm::plan::{LsmPlan, Resolver, SlotMeta, StatResolver};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::Lsm as LsmProgram;
@@ -355,7 +353,8 @@ impl LsmEnforcer {
         for (i, s) in allow_only.iter().take(abi::MAX_ALLOW_ONLY).enumerate() {
             cfg.allow_only[i] = *s;
         }
-        let mut m: Array<&mut MapData, LsmConfig> = Array::try_from(map_mut(&mut self.ebpf, "PAL_LSM_CONFIG")?)?;
+        let mut m: Array<&mut MapData, LsmConfig> =
+            Array::try_from(map_mut(&mut self.ebpf, "PAL_LSM_CONFIG")?)?;
         m.set(0, cfg, 0)?;
         Ok(())
     }
@@ -368,8 +367,7 @@ impl LsmEnforcer {
 
     /// Re-resolves every path; switches the plan when an inode changed. Returns whether it did.
     pub fn rescan(&mut self) -> Result<bool, LsmError> {
-        if self.plan.lookups.is_empty() || !plan::resolution_changed(&self.plan, &StatResolver)
-        {
+        if self.plan.lookups.is_empty() || !plan::resolution_changed(&self.plan, &StatResolver) {
             return Ok(false);
         }
         tracing::info!(
@@ -392,19 +390,22 @@ impl LsmEnforcer {
             r
         };
         {
-            let mut rules: Array<&mut MapData, LsmRule> = Array::try_from(map_mut(&mut self.ebpf, "PAL_LSM_RULES")?)?;
+            let mut rules: Array<&mut MapData, LsmRule> =
+                Array::try_from(map_mut(&mut self.ebpf, "PAL_LSM_RULES")?)?;
             for (slot, r) in &next.rules {
                 rules.set(*slot, *r, 0)?;
             }
         }
         {
-            let mut m: HashMap<&mut MapData, MemberKey, u32> = HashMap::try_from(map_mut(&mut self.ebpf, "PAL_LSM_MEMBERS")?)?;
+            let mut m: HashMap<&mut MapData, MemberKey, u32> =
+                HashMap::try_from(map_mut(&mut self.ebpf, "PAL_LSM_MEMBERS")?)?;
             for k in &next.members {
                 m.insert(k, 1, 0)?;
             }
         }
         {
-            let mut m: HashMap<&mut MapData, UidKey, u32> = HashMap::try_from(map_mut(&mut self.ebpf, "PAL_LSM_UIDS")?)?;
+            let mut m: HashMap<&mut MapData, UidKey, u32> =
+                HashMap::try_from(map_mut(&mut self.ebpf, "PAL_LSM_UIDS")?)?;
             for k in &next.uids {
                 m.insert(k, 1, 0)?;
             }
@@ -413,7 +414,8 @@ impl LsmEnforcer {
             ("PAL_LSM_FILES", &next.files, &old.files),
             ("PAL_LSM_EXEC", &next.exec, &old.exec),
         ] {
-            let mut m: HashMap<&mut MapData, InodeKey, InodeRules> = HashMap::try_from(map_mut(&mut self.ebpf, name)?)?;
+            let mut m: HashMap<&mut MapData, InodeKey, InodeRules> =
+                HashMap::try_from(map_mut(&mut self.ebpf, name)?)?;
             for (k, slots) in new_map {
                 m.insert(k, pad(slots), 0)?;
             }
@@ -424,19 +426,22 @@ impl LsmEnforcer {
         self.write_config(&next, generation)?;
         // Clear the old bank.
         {
-            let mut rules: Array<&mut MapData, LsmRule> = Array::try_from(map_mut(&mut self.ebpf, "PAL_LSM_RULES")?)?;
+            let mut rules: Array<&mut MapData, LsmRule> =
+                Array::try_from(map_mut(&mut self.ebpf, "PAL_LSM_RULES")?)?;
             for slot in old.rules.keys() {
                 rules.set(*slot, LsmRule::default(), 0)?;
             }
         }
         {
-            let mut m: HashMap<&mut MapData, MemberKey, u32> = HashMap::try_from(map_mut(&mut self.ebpf, "PAL_LSM_MEMBERS")?)?;
+            let mut m: HashMap<&mut MapData, MemberKey, u32> =
+                HashMap::try_from(map_mut(&mut self.ebpf, "PAL_LSM_MEMBERS")?)?;
             for k in &old.members {
                 m.remove(k)?;
             }
         }
         {
-            let mut m: HashMap<&mut MapData, UidKey, u32> = HashMap::try_from(map_mut(&mut self.ebpf, "PAL_LSM_UIDS")?)?;
+            let mut m: HashMap<&mut MapData, UidKey, u32> =
+                HashMap::try_from(map_mut(&mut self.ebpf, "PAL_LSM_UIDS")?)?;
             for k in &old.uids {
                 m.remove(k)?;
             }
@@ -702,7 +707,6 @@ pub fn to_audit(node: &str, e: &LsmEvent, lsm: &Lsm, offset_ns: i64) -> v1::Audi
         ..Default::default()
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -342,8 +342,8 @@ pub fn compile(
                 kind: EventKind::Exec,
                 path: rule.binaries.join(","),
             };
-            let Some(action) =
-                kernel_action(policy.mode, rule.action).filter(|a| *a != crate::net::abi::ACTION_ALLOW)
+            let Some(action) = kernel_action(policy.mode, rule.action)
+                .filter(|a| *a != crate::net::abi::ACTION_ALLOW)
             else {
                 continue;
             };

@@ -1,8 +1,8 @@
 //! Reads the kernel's ring buffer and turns each record into an audit event that names the
 //! node, policy, rule and revision.
 
-use crate::net::abi::{self, NetEvent};
 use crate::enforce::{Enforcer, audit_action};
+use crate::net::abi::{self, NetEvent};
 use aya::maps::{MapData, RingBuf};
 use palisade_policy::plan::frame::Unread;
 use palisade_proto::audit::EventKind;

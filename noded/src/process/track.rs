@@ -76,7 +76,7 @@ impl ExecTracker {
                 }
             },
         )
-            .map_err(ExecTrackError::Thread)?;
+        .map_err(ExecTrackError::Thread)?;
         Ok(ExecTracker { _ebpf: ebpf, lost })
     }
 

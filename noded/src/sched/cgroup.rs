@@ -63,7 +63,11 @@ impl CpuCgroup {
 
     /// Creates the class's cgroup and sets its weight; returns its path in the hierarchy
     /// and a description.
-    pub(super) fn ensure_class(&self, class: &str, weight: u32) -> Result<(String, String), SchedError> {
+    pub(super) fn ensure_class(
+        &self,
+        class: &str,
+        weight: u32,
+    ) -> Result<(String, String), SchedError> {
         let dir = self.class_dir(class).expect("a hierarchy");
         let err = |path: &Path| {
             let path = path.to_path_buf();

@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 mod attr;
 mod cgroup;
 
-pub use attr::{SchedAttr, get_attr, policy_name, set_attr, threads};
 use attr::kernel_policy;
+pub use attr::{SchedAttr, get_attr, policy_name, set_attr, threads};
 pub use cgroup::CpuCgroup;
 
 /// Exec-to-classified latencies kept for the API.

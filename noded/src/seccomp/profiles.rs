@@ -171,7 +171,10 @@ pub struct ProfilesHook(pub Arc<Mutex<Profiles>>);
 
 impl Backend for ProfilesHook {
     fn apply(&mut self, desired: &Desired<'_>) -> Result<Vec<v1::Unenforced>, BackendError> {
-        self.0.lock().expect("profiles lock").set(desired.policies)?;
+        self.0
+            .lock()
+            .expect("profiles lock")
+            .set(desired.policies)?;
         Ok(Vec::new())
     }
 

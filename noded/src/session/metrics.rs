@@ -2,8 +2,8 @@
 //! pending, overflowed, kernel losses) and the XDP program's packet counters (outcomes,
 //! packet shapes, fragment tracking) and exec events lost by exec tracking.
 
-use crate::net::abi;
 use crate::enforce::Enforcer;
+use crate::net::abi;
 use crate::session::spool::Spool;
 use palisade_ops::metrics::{Exposition, MetricsError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -14,12 +14,17 @@ use std::process::Command;
 const SOURCE_EXTENSIONS: &[&str] = &["rs", "c", "h", "sh", "proto"];
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
 }
 
 /// The code map's section of ARCHITECTURE.md.
 fn code_map(architecture: &str) -> &str {
-    let start = architecture.find("\n## Code map\n").expect("ARCHITECTURE.md has a '## Code map' section");
+    let start = architecture
+        .find("\n## Code map\n")
+        .expect("ARCHITECTURE.md has a '## Code map' section");
     let rest = &architecture[start + 1..];
     let end = rest[3..].find("\n## ").map(|i| i + 3).unwrap_or(rest.len());
     &rest[..end]
@@ -57,18 +62,29 @@ fn mapped_paths(map: &str) -> Result<Vec<String>, String> {
     let mut paths = Vec::new();
     for (n, line) in map.lines().enumerate() {
         let indent = line.len() - line.trim_start().len();
-        let Some(item) = line.trim_start().strip_prefix("- ") else { continue };
+        let Some(item) = line.trim_start().strip_prefix("- ") else {
+            continue;
+        };
         if indent % 2 != 0 {
-            return Err(format!("code map line {}: indent {indent} is not a multiple of 2: {line}", n + 1));
+            return Err(format!(
+                "code map line {}: indent {indent} is not a multiple of 2: {line}",
+                n + 1
+            ));
         }
         let level = indent / 2;
         if level > folders.len() {
-            return Err(format!("code map line {}: indented below a bullet that is not a folder: {line}", n + 1));
+            return Err(format!(
+                "code map line {}: indented below a bullet that is not a folder: {line}",
+                n + 1
+            ));
         }
         folders.truncate(level);
         let names = bullet_names(item);
         if names.is_empty() {
-            return Err(format!("code map line {}: a bullet without a backticked path: {line}", n + 1));
+            return Err(format!(
+                "code map line {}: a bullet without a backticked path: {line}",
+                n + 1
+            ));
         }
         let prefix: String = folders.concat();
         for name in &names {
@@ -90,7 +106,11 @@ fn tracked_sources(root: &Path) -> BTreeSet<String> {
         .args(["ls-files", "--cached", "--others", "--exclude-standard"])
         .output()
         .expect("git ls-files (the tidy test needs git and a checkout)");
-    assert!(out.status.success(), "git ls-files failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git ls-files failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .expect("utf-8 paths")
         .lines()
@@ -108,34 +128,55 @@ fn tracked_sources(root: &Path) -> BTreeSet<String> {
 #[test]
 fn bullet_names_skip_descriptions() {
     assert_eq!(bullet_names("`a.rs`: what `b.rs` is"), ["a.rs"]);
-    assert_eq!(bullet_names("`a.rs` (uses `x`), `b.rs`: both"), ["a.rs", "b.rs"]);
+    assert_eq!(
+        bullet_names("`a.rs` (uses `x`), `b.rs`: both"),
+        ["a.rs", "b.rs"]
+    );
     assert_eq!(bullet_names("`src/`"), ["src/"]);
-    assert_eq!(bullet_names("`policies.rs`, `audit.rs` (`audit"), ["policies.rs", "audit.rs"]);
+    assert_eq!(
+        bullet_names("`policies.rs`, `audit.rs` (`audit"),
+        ["policies.rs", "audit.rs"]
+    );
 }
 
 #[test]
 fn mapped_paths_nest_under_folders() {
     let map = "- `a/`: crate\n  - `src/`\n    - `x.rs`, `y.rs`: two\n  - `b.rs`: one\n    continued\n- `c.sh`\n";
-    assert_eq!(mapped_paths(map).unwrap(), ["a/", "a/src/", "a/src/x.rs", "a/src/y.rs", "a/b.rs", "c.sh"]);
-    assert!(mapped_paths("- `a.rs`\n  - `b.rs`\n").is_err(), "below a file");
+    assert_eq!(
+        mapped_paths(map).unwrap(),
+        ["a/", "a/src/", "a/src/x.rs", "a/src/y.rs", "a/b.rs", "c.sh"]
+    );
+    assert!(
+        mapped_paths("- `a.rs`\n  - `b.rs`\n").is_err(),
+        "below a file"
+    );
 }
 
 #[test]
 fn code_map_is_the_source_tree() {
     let root = repo_root();
-    let architecture = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let architecture =
+        std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
     let mapped = mapped_paths(code_map(&architecture)).unwrap_or_else(|e| panic!("{e}"));
     let mut problems = Vec::new();
     for p in &mapped {
         if !root.join(p).exists() {
-            problems.push(format!("ARCHITECTURE.md's code map names {p}, which does not exist"));
+            problems.push(format!(
+                "ARCHITECTURE.md's code map names {p}, which does not exist"
+            ));
         }
     }
     let listed: BTreeSet<&str> = mapped.iter().map(String::as_str).collect();
     for file in tracked_sources(&root) {
         if !listed.contains(file.as_str()) {
-            problems.push(format!("{file} is not in ARCHITECTURE.md's code map (add a line under its folder)"));
+            problems.push(format!(
+                "{file} is not in ARCHITECTURE.md's code map (add a line under its folder)"
+            ));
         }
     }
-    assert!(problems.is_empty(), "the code map and the tree disagree:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "the code map and the tree disagree:\n  {}",
+        problems.join("\n  ")
+    );
 }

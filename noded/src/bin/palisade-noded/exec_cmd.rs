@@ -2,8 +2,8 @@
 
 use anyhow::{Context, Result, bail};
 use palisade_noded::localapi::{self, Request};
-use palisade_noded::seccomp::profiles::InForce;
 use palisade_noded::seccomp::compile::{self as seccomp, Layout, Options};
+use palisade_noded::seccomp::profiles::InForce;
 use palisade_policy::ir::SeccompProfile;
 use std::ffi::CString;
 use std::path::PathBuf;

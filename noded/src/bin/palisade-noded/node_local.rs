@@ -1,10 +1,10 @@
 //! Glue for the daemon's node-local backends: exec tracking, scheduler classes, the local
 //! API's answers.
 
-use palisade_noded::process::track::ExecTracker;
 use palisade_noded::localapi::{self, Request};
-use palisade_noded::seccomp::profiles::Profiles;
+use palisade_noded::process::track::ExecTracker;
 use palisade_noded::sched::{CpuCgroup, SchedManager};
+use palisade_noded::seccomp::profiles::Profiles;
 use palisade_proto::v1;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
