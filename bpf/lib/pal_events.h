@@ -27,7 +27,7 @@
 #include "palisade_abi.h"
 
 _Static_assert(sizeof(struct pal_event_budget) == PAL_SIZE_EVENT_BUDGET,
-	       "struct pal_event_budget does not match PAL_SIZE_EVENT_BUDGET (noded/src/abi.rs)");
+	       "struct pal_event_budget does not match PAL_SIZE_EVENT_BUDGET (abi/src/net.rs)");
 
 /* Events per CPU per second when the configuration says 0. */
 #define PAL_EVENTS_DEFAULT_PER_SEC 1000
