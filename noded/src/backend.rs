@@ -15,15 +15,8 @@ use palisade_proto::v1;
 pub struct Desired<'a> {
     /// Each policy with its revision, in the desired state's order.
     pub policies: &'a [(Policy, u64)],
-    /// The same, as the plan compilers take them.
+    /// The same, as the plan compilers take them (`Enforced::all(policies)`).
     pub enforced: &'a [Enforced<'a>],
-}
-
-impl<'a> Desired<'a> {
-    /// The `Enforced` view of `policies`.
-    pub fn enforced(policies: &'a [(Policy, u64)]) -> Vec<Enforced<'a>> {
-        Enforced::all(policies)
-    }
 }
 
 /// Kernel counters indexed by `abi::STAT_*`.

@@ -9,7 +9,7 @@ use crate::backend::{Backend, BackendError, Desired, KernelStats};
 use crate::net::abi;
 use crate::net::{Datapath, Network};
 use palisade_policy::ir::Policy;
-use palisade_policy::plan::RuleMeta;
+use palisade_policy::plan::{Enforced, RuleMeta};
 use palisade_proto::{audit, revision_set, v1};
 
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +129,7 @@ impl Enforcer {
             })?;
             policies.push((ir, p.revision));
         }
-        let enforced = Desired::enforced(&policies);
+        let enforced = Enforced::all(&policies);
         let desired = Desired {
             policies: &policies,
             enforced: &enforced,

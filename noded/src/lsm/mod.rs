@@ -211,20 +211,10 @@ impl LsmEnforcer {
             .load(OBJECT)?;
         let mut links = Vec::new();
         for (name, hook) in PROGRAMS {
-            let prog: &mut LsmProgram = ebpf
-                .program_mut(name)
-                .ok_or(LsmError::Missing(name))?
-                .try_into()
-                .map_err(|source| LsmError::Program { name, hook, source })?;
+            let prog = program(&mut ebpf, name, hook)?;
             prog.load(hook, &btf)
                 .map_err(|source| LsmError::Program { name, hook, source })?;
-            let id = prog
-                .attach()
-                .map_err(|source| LsmError::Program { name, hook, source })?;
-            let link =
-                prog.take_link(id)
-                    .map_err(|source| LsmError::Program { name, hook, source })?;
-            links.push((*name, FdLink::from(link)));
+            links.push((*name, attach(prog, name, hook)?));
         }
         let mut me = LsmEnforcer {
             ebpf,
@@ -287,19 +277,8 @@ impl LsmEnforcer {
             return Ok(());
         }
         for (name, hook) in PROGRAMS {
-            let prog: &mut LsmProgram = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(LsmError::Missing(name))?
-                .try_into()
-                .map_err(|source| LsmError::Program { name, hook, source })?;
-            let id = prog
-                .attach()
-                .map_err(|source| LsmError::Program { name, hook, source })?;
-            let link =
-                prog.take_link(id)
-                    .map_err(|source| LsmError::Program { name, hook, source })?;
-            self._links.push(Held::Fd(FdLink::from(link)));
+            let prog = program(&mut self.ebpf, name, hook)?;
+            self._links.push(Held::Fd(attach(prog, name, hook)?));
         }
         Ok(())
     }
@@ -612,6 +591,33 @@ impl Backend for LsmHook {
                 },
             });
     }
+}
+
+/// The LSM program `name` of the object (for `hook`), or the error that names it.
+fn program<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+    hook: &'static str,
+) -> Result<&'a mut LsmProgram, LsmError> {
+    ebpf.program_mut(name)
+        .ok_or(LsmError::Missing(name))?
+        .try_into()
+        .map_err(|source| LsmError::Program { name, hook, source })
+}
+
+/// Attaches a loaded program and takes its link as an fd link (to hold or pin).
+fn attach(
+    prog: &mut LsmProgram,
+    name: &'static str,
+    hook: &'static str,
+) -> Result<FdLink, LsmError> {
+    let id = prog
+        .attach()
+        .map_err(|source| LsmError::Program { name, hook, source })?;
+    let link = prog
+        .take_link(id)
+        .map_err(|source| LsmError::Program { name, hook, source })?;
+    Ok(FdLink::from(link))
 }
 
 /// The map `name` of the LSM object, or the error that names it.
