@@ -131,11 +131,14 @@ fn thousand_simulated_nodes_canary_gate_fails_in_wave_two_and_exactly_the_update
         "apply -w must fail when the rollout is rolled back: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let st: Value = serde_json::from_str(
-        cp.ctl_ok(&["rollout", "status", "sim-web", "-o", "json"])
-            .trim(),
-    )
-    .unwrap();
+    let status = || -> Value {
+        serde_json::from_str(
+            cp.ctl_ok(&["rollout", "status", "sim-web", "-o", "json"])
+                .trim(),
+        )
+        .unwrap()
+    };
+    let st = status();
     let v2 = st["to_revision"].as_u64().unwrap();
     assert_eq!(st["state"], "rolled-back", "{st:#}");
     assert_eq!(st["from_revision"].as_u64(), Some(v1));
@@ -210,14 +213,7 @@ fn thousand_simulated_nodes_canary_gate_fails_in_wave_two_and_exactly_the_update
             .filter(|n| n["state"] == "rolled-back" || n["state"] == "failed")
             .count()
     };
-    let status = || -> Value {
-        serde_json::from_str(
-            cp.ctl_ok(&["rollout", "status", "sim-web", "-o", "json"])
-                .trim(),
-        )
-        .unwrap()
-    };
-    let mut st = status();
+    let mut st = Value::Null;
     wait_until(Duration::from_secs(30), || {
         st = status();
         rolled_of(&st) >= 110
