@@ -48,6 +48,27 @@ pub fn render(cp: &ControlPlane) -> String {
         "Connected nodes whose realized revisions differ from their desired ones.",
         nodes.iter().filter(|n| n.connected && !n.in_sync()).count() as f64,
     );
+    let per_node: Rows = nodes
+        .iter()
+        .map(|n| {
+            let state = match (n.connected, n.in_sync()) {
+                (false, _) => "disconnected",
+                (true, false) => "drifting",
+                (true, true) => "in-sync",
+            };
+            (
+                vec![("node", n.name.as_str()), ("state", state)],
+                if state == "in-sync" { 1.0 } else { 0.0 },
+            )
+        })
+        .collect();
+    e.labelled(
+        "palisade_node_in_sync",
+        "gauge",
+        "Each known node: 1 when it is connected and realizes its desired revisions, else 0; \
+         labelled with why (in-sync, drifting, disconnected).",
+        &per_node,
+    );
     let all_rollouts = cp.rollouts.all();
     let rollouts: Rows = all_rollouts
         .iter()

@@ -45,6 +45,11 @@ pub struct Enforcer {
 }
 
 impl Enforcer {
+    /// See [`Network::set_failsafe`].
+    pub fn set_failsafe(&mut self, policy: Option<palisade_policy::ir::Policy>) {
+        self.network.set_failsafe(policy);
+    }
+
     pub fn new(datapath: Box<dyn Datapath>) -> Self {
         Enforcer {
             network: Network::new(datapath),

@@ -11,6 +11,7 @@
 pub mod abi;
 pub mod disabled;
 pub mod events;
+pub mod failsafe;
 pub mod pinning;
 pub mod xdp;
 
@@ -131,6 +132,8 @@ pub struct Network {
     datapath: Box<dyn Datapath>,
     generation: u32,
     plans: VecDeque<(u32, Arc<NetPlan>)>,
+    /// Merged into every plan: keeps the control plane reachable ([`failsafe`]).
+    failsafe: Option<palisade_policy::ir::Policy>,
 }
 
 impl Network {
@@ -139,7 +142,13 @@ impl Network {
             generation: datapath.kernel_generation(),
             datapath,
             plans: VecDeque::new(),
+            failsafe: None,
         }
+    }
+
+    /// Sets the [`failsafe`] policy merged into every plan from the next apply on.
+    pub fn set_failsafe(&mut self, policy: Option<palisade_policy::ir::Policy>) {
+        self.failsafe = policy;
     }
 
     pub fn describe(&self) -> String {
@@ -206,7 +215,14 @@ impl Network {
 
 impl Backend for Network {
     fn apply(&mut self, desired: &Desired<'_>) -> Result<Vec<v1::Unenforced>, BackendError> {
-        let plan = plan::compile_network(desired.enforced);
+        let mut enforced = desired.enforced.to_vec();
+        if let Some(policy) = &self.failsafe {
+            enforced.push(plan::Enforced {
+                policy,
+                revision: 0,
+            });
+        }
+        let plan = plan::compile_network(&enforced);
         let generation = self.generation.wrapping_add(1).max(1);
         self.datapath.apply(&plan, generation)?;
         self.generation = generation;

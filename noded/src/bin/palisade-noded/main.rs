@@ -8,6 +8,7 @@ use palisade_noded::lsm::events as lsm_events;
 use palisade_noded::lsm::{self, Lsm, LsmHook};
 use palisade_noded::net::Datapath;
 use palisade_noded::net::disabled::NoNetwork;
+use palisade_noded::net::failsafe;
 use palisade_noded::net::{events, pinning, xdp::NetFirewall};
 use palisade_noded::probes;
 use palisade_noded::sched::SchedHook;
@@ -89,6 +90,11 @@ struct Args {
     /// Do not load the BPF-LSM file/exec programs (file and exec rules are reported unenforced).
     #[arg(long)]
     no_lsm: bool,
+    /// Do not keep the control plane's addresses reachable whatever the policies say (by
+    /// default they are allowed in both directions, so no revision can cut this node off from
+    /// the control plane that would roll it back; loopback needs no such rule).
+    #[arg(long)]
+    no_control_plane_failsafe: bool,
     /// How often protected paths are resolved to inodes again, in milliseconds (0: never).
     #[arg(long, default_value_t = 1000)]
     lsm_rescan_ms: u64,
@@ -374,6 +380,20 @@ async fn main() -> Result<()> {
         .map_err(|_| anyhow::anyhow!("starting exec tracking panicked"))?;
     capabilities.extend(sched_caps);
     let mut enforcer = Enforcer::new(backend);
+    if !args.no_control_plane_failsafe {
+        match failsafe::resolve(&args.cp.controlplane).and_then(|a| Ok((failsafe::policy(&a)?, a)))
+        {
+            Ok((policy, addrs)) => {
+                if !addrs.is_empty() {
+                    tracing::info!(addresses = ?addrs, "control-plane failsafe: these addresses stay reachable whatever the policies say");
+                }
+                enforcer.set_failsafe(policy);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no control-plane failsafe: a policy could cut this node off from the control plane")
+            }
+        }
+    }
     enforcer.add_backend(Box::new(LsmHook::new(lsm.clone())));
     enforcer.set_capabilities(capabilities.clone());
     let profiles = Arc::new(Mutex::new(Profiles::new(Some(args.seccomp_dir.clone()))));
