@@ -26,7 +26,7 @@ cleanup() {
   wait 2>/dev/null || true
   # The daemon leaves its programs pinned (enforcement outlives it); the demo removes them.
   "$BIN/palisade-noded" cleanup --bpffs-root "$PINS" >/dev/null 2>&1 || true
-  scripts/lab.sh down "$LAB"
+  scripts/veth-lab.sh down "$LAB"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -42,7 +42,7 @@ step "control plane on $ADDR (store in $WORK/data)"
 pids+=($!)
 
 step "lab: netns $LAB, veth ${LAB}0 (host, 10.203.0.1) <-> ${LAB}1 (peer, 10.203.0.2)"
-scripts/lab.sh down "$LAB"; scripts/lab.sh up "$LAB"
+scripts/veth-lab.sh down "$LAB"; scripts/veth-lab.sh up "$LAB"
 
 step "node daemon node-1 guarding ${LAB}0"
 "$BIN/palisade-noded" --controlplane "$URL" --pki "$WORK/pki" --name node-1 --iface "${LAB}0" --label role=lab \
