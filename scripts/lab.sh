@@ -33,21 +33,26 @@ die() { echo "!! $*" >&2; exit 1; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-[ "$(id -u)" = 0 ] || die "the lab needs root (Docker, BPF in the node containers)"
+# Exit status 77: the lab cannot run on this machine (the test suite counts it as skipped,
+# and fails when the lab tier is required).
+cannot_run() { echo "!! the lab cannot run here: $*" >&2; exit 77; }
+[ "$(id -u)" = 0 ] || cannot_run "it needs root (Docker, BPF in the node containers)"
 
 # --- Docker ---------------------------------------------------------------------------
 
 ensure_docker() {
   local need=()
   command -v dockerd >/dev/null || need+=(docker.io)
+  command -v debootstrap >/dev/null || need+=(debootstrap)   # the offline base image
+  command -v curl >/dev/null || need+=(curl)                 # Prometheus' HTTP API
   if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
     need+=(docker-compose)
   fi
   if [ ${#need[@]} -gt 0 ]; then
-    log "installing Docker from Debian's packages: ${need[*]}"
+    log "installing from Debian's packages: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    apt-get update -qq || cannot_run "apt-get update failed"
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || cannot_run "cannot install ${need[*]}"
   fi
   if ! docker info >/dev/null 2>&1; then
     if [ -d /run/systemd/system ]; then
@@ -58,7 +63,7 @@ ensure_docker() {
       nohup dockerd >/var/log/palisade-lab-dockerd.log 2>&1 &
     fi
     for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
-    docker info >/dev/null 2>&1 || die "the Docker daemon did not start (see /var/log/palisade-lab-dockerd.log)"
+    docker info >/dev/null 2>&1 || cannot_run "the Docker daemon did not start (see /var/log/palisade-lab-dockerd.log)"
   fi
 }
 

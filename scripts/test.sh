@@ -3,7 +3,9 @@
 #
 # Tiers: unit (pure code), process (real binaries on loopback), host (root: network
 # namespaces, veth, XDP, real traffic), vm (root: the daemon in a QEMU guest whose kernel
-# runs BPF-LSM programs; tests/integration/tests/lsm_vm.rs, about 1-2 minutes). A test whose tier cannot run here says so and is
+# runs BPF-LSM programs; tests/integration/tests/lsm_vm.rs, about 1-2 minutes), lab (root,
+# Docker: the docker-compose lab's scenario, `scripts/lab.sh test`, a few minutes; it runs
+# after the cargo tests, alone). A test whose tier cannot run here says so and is
 # reported as SKIPPED below; with CI=true (or PALISADE_REQUIRE_TIERS set) a skipped
 # required tier fails the run instead.
 set -euo pipefail
@@ -20,12 +22,30 @@ skips=$(mktemp -d)
 trap 'rm -rf "$skips"' EXIT
 export PALISADE_SKIP_DIR=$skips
 if [ "${CI:-}" = "true" ] && [ -z "${PALISADE_REQUIRE_TIERS:-}" ]; then
-  export PALISADE_REQUIRE_TIERS=process,host,vm
+  export PALISADE_REQUIRE_TIERS=process,host,vm,lab
 fi
 
 echo ">> running tests (required tiers: ${PALISADE_REQUIRE_TIERS:-none})"
 status=0
 cargo test --workspace --no-fail-fast -- --test-threads=2 || status=$?
+
+# The lab tier: real containers on this machine's Docker (installed from Debian's packages by
+# lab.sh when missing). It uses the debug build just made (packaged as .deb files like a
+# release), so it costs no second compilation. Exit status 77 from lab.sh: Docker cannot run.
+echo ">> lab tier: bash scripts/lab.sh test"
+lab_status=0
+PALISADE_LAB_PROFILE=debug bash scripts/lab.sh test || lab_status=$?
+if [ "$lab_status" = 77 ]; then
+  echo "docker cannot run here" >"$skips/lab::scenario"
+  case ",${PALISADE_REQUIRE_TIERS:-}," in
+    *,lab,*) echo "!! the lab tier is required and cannot run"; status=1 ;;
+  esac
+elif [ "$lab_status" != 0 ]; then
+  echo "!! the lab tier failed (exit status $lab_status)"
+  status=1
+else
+  echo ">> lab tier passed"
+fi
 
 n_skipped=$(find "$skips" -type f | wc -l)
 if [ "$n_skipped" -gt 0 ]; then
