@@ -167,7 +167,8 @@ EOF
 down() {
   docker info >/dev/null 2>&1 || { log "Docker is not running: nothing to remove"; return 0; }
   bold "removing the lab"
-  compose down -v --remove-orphans --rmi all 2>&1 | grep -v '^$' || true
+  # (compose tries to remove the one shared image once per service: only the first succeeds)
+  compose down -v --remove-orphans --rmi all 2>&1 | grep -v -e '^$' -e 'not found' -e '^Removing image' || true
   local imgs
   imgs=$(docker images --filter label=palisade.lab=1 -q; docker images 'palisade-lab-base' -q)
   # shellcheck disable=SC2086
@@ -341,7 +342,18 @@ case "${1:-}" in
   scenario) scenario ;;
   restart) ensure_docker; start_lab ;;
   test)
-    trap 'st=$?; down || true; exit $st' EXIT
+    # What the host's own BPF filesystem holds before: the lab must leave it as it was (the
+    # node containers mount their own, which go away with them).
+    bpffs_before=$(ls -A /sys/fs/bpf 2>/dev/null | sort)
+    finish() {
+      local st=$?
+      down || st=1
+      if [ "$(ls -A /sys/fs/bpf 2>/dev/null | sort)" != "$bpffs_before" ]; then
+        echo "!! the lab left something in /sys/fs/bpf" >&2; st=1
+      fi
+      exit $st
+    }
+    trap finish EXIT
     up
     scenario
     ;;
