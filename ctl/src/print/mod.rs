@@ -39,6 +39,19 @@ pub trait Render {
     fn json(&self) -> Value;
 }
 
+/// Writes to stdout. When the reader has gone away (`palisadectl nodes | head`), the command
+/// ends quietly with status 0, as Unix tools do, instead of panicking in `println!`.
+pub fn out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Prints in the format the user chose.
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
@@ -60,25 +73,25 @@ impl Printer {
 
     /// One item on stdout.
     pub fn item(&self, item: &dyn Render) {
-        println!("{}", self.render(item));
+        out(format_args!("{}\n", self.render(item)));
     }
 
     /// A line for people that has no JSON form: printed as text, left out with `-o json`
     /// (e.g. a test run's summary).
     pub fn text_only(&self, line: &dyn Display) {
         if self.format == Format::Text {
-            println!("{line}");
+            out(format_args!("{line}\n"));
         }
     }
 
     /// A message of a command without JSON output (pki): the same in every format.
     pub fn message(&self, line: &dyn Display) {
-        println!("{line}");
+        out(format_args!("{line}\n"));
     }
 
     /// A document other tools read (`export`): pretty JSON in every format.
     pub fn document(&self, v: &Value) -> serde_json::Result<()> {
-        println!("{}", serde_json::to_string_pretty(v)?);
+        out(format_args!("{}\n", serde_json::to_string_pretty(v)?));
         Ok(())
     }
 
@@ -92,7 +105,7 @@ impl Printer {
         match self.format {
             Format::Json => {
                 for d in &checked.diagnostics {
-                    println!("{}", serde_json::to_string(d)?);
+                    out(format_args!("{}\n", serde_json::to_string(d)?));
                 }
             }
             Format::Text if !checked.diagnostics.is_empty() => {

@@ -233,11 +233,11 @@ impl Watch {
             return;
         }
         if self.tty {
-            print!("\x1b[H\x1b[2J");
+            super::out(format_args!("\x1b[H\x1b[2J"));
         }
-        print!("{view}");
+        super::out(format_args!("{view}"));
         if !self.tty && self.out.format == Format::Text {
-            println!();
+            super::out(format_args!("\n"));
         }
         self.last = view;
     }

@@ -183,3 +183,27 @@ fn diff_against_the_stored_revision() {
     assert!(out.contains("+ files    deny read /etc/shadow"), "{out}");
     assert!(!out.contains("network"), "{out}");
 }
+
+/// `palisadectl … | head`: a reader that goes away ends the command quietly (status 0, no
+/// panic), as with any Unix tool.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let p = workspace().join("examples/policies/web-tier.rhai");
+    let cases = p.with_extension("cases");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(bin("palisadectl"))
+        .args([
+            "test",
+            p.to_str().unwrap(),
+            "--cases",
+            cases.to_str().unwrap(),
+        ])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+}
