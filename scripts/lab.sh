@@ -10,12 +10,15 @@
 #   bash scripts/lab.sh scenario   the guided scenario, step by step, every step asserted
 #   bash scripts/lab.sh restart    a fresh lab from the images already built (new PKI, empty stores)
 #   bash scripts/lab.sh down       remove the containers, network, volumes and images it made
-#   bash scripts/lab.sh test       up + scenario + down (down even when a step fails): the
-#                                  test suite's lab tier
+#   bash scripts/lab.sh test       up + verify-packages + scenario + down (down even when a
+#                                  step fails): the test suite's lab tier
+#   bash scripts/lab.sh verify-packages   the .deb packages installed, checked, purged in a
+#                                  clean root (a container of the base image)
 #   bash scripts/lab.sh ctl ARGS   palisadectl from the host against the lab
 #
 # Environment: PALISADE_LAB_PROFILE=release|debug (the packages' build profile, default
-# release), PALISADE_LAB_DEBS=DIR (use the packages in DIR instead of building), PALISADE_CACHE (where the base image's root file system is cached, default .cache).
+# release), PALISADE_LAB_DEBS=DIR (use the packages in DIR instead of building),
+# PALISADE_CACHE (where the base image's root file system is cached, default .cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -160,6 +163,17 @@ From the tools container:  docker exec pal-tools palisadectl nodes
 Prometheus: $PROM (alerts: $PROM/alerts), control plane metrics: http://127.0.0.1:19464/metrics
 Next: bash scripts/lab.sh scenario;  bash scripts/lab.sh down
 EOF
+}
+
+# The packages installed, checked and purged in a clean root: a throwaway container of the
+# base image (scripts/verify-packages.sh: units pass `systemd-analyze verify`, configs parse,
+# man pages and completions are there, a purge leaves nothing).
+verify_packages() {
+  ls "$STATE"/context/debs/*.deb >/dev/null 2>&1 || die "no packages in $STATE/context/debs: bash scripts/lab.sh up first"
+  local base; base=$(lab/base-image.sh)
+  bold "the packages in a clean root ($base): scripts/verify-packages.sh"
+  docker run --rm --label palisade.lab=1 -v "$STATE/context/debs:/debs:ro" -v "$ROOT/scripts:/scripts:ro" \
+    "$base" bash /scripts/verify-packages.sh /debs
 }
 
 # --- down -----------------------------------------------------------------------------
@@ -355,8 +369,10 @@ case "${1:-}" in
     }
     trap finish EXIT
     up
+    verify_packages
     scenario
     ;;
+  verify-packages) ensure_docker; verify_packages ;;
   ctl) shift; ctl "$@" ;;
   # internal helpers the scenario runs in subshells
   _rule_packets) rule_packets "$2" "$3" ;;
