@@ -78,7 +78,10 @@ fn failure_said_once(cp: &ControlPlane, name: &str) {
         if let Some((_, after)) = line.split_once("Verifier output:") {
             assert!(!after.trim().is_empty(), "empty verifier output: {text}");
         }
-        assert!(!line.trim_end().ends_with(':'), "empty part: {line:?} in {text}");
+        assert!(
+            !line.trim_end().ends_with(':'),
+            "empty part: {line:?} in {text}"
+        );
     }
     if cap("bpf-lsm")["available"] == true {
         eprintln!("BPF LSM loads on this kernel: nothing to report once");
@@ -88,7 +91,11 @@ fn failure_said_once(cp: &ControlPlane, name: &str) {
     assert!(!why.is_empty(), "{node}");
     // The backend and the capability report the probe's reason.
     assert_eq!(cap("lsm")["detail"], why.as_str(), "{node}");
-    assert_eq!(text.matches(why.as_str()).count(), 1, "{why:?} not said once: {text}");
+    assert_eq!(
+        text.matches(why.as_str()).count(),
+        1,
+        "{why:?} not said once: {text}"
+    );
     assert!(
         text.contains(&format!(
             "\n    backend lsm: not attached, missing capabilities bpf-lsm and lsm: {why}\n"
