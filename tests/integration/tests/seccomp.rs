@@ -301,6 +301,18 @@ fn docker_default_profile_says_what_it_skipped_in_one_line() {
         ),
         "{t}"
     );
+    let out = Command::new(bin("palisade-noded"))
+        .args(["exec", "--profile", "p", "--caps", "none", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "--caps decides the capability rules of an OCI/Docker profile read with --profile-file"
+        ),
+        "{}",
+        text(&out)
+    );
     let out = exec_file(&profile, &["--caps", "CAP_SYS_NOPE"], &["true"]);
     assert!(!out.status.success());
     assert!(

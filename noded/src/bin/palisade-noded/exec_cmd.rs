@@ -25,7 +25,7 @@ pub struct ExecArgs {
     /// `excludes.caps`) for these capabilities (comma-separated, e.g.
     /// CAP_SYS_ADMIN,CAP_NET_ADMIN; "none" for none) instead of those the command will hold
     /// (this process's).
-    #[arg(long, value_name = "CAPS", requires = "profile_file")]
+    #[arg(long, value_name = "CAPS")]
     caps: Option<String>,
     /// List every syscall name and rule of an OCI/Docker profile that was skipped, not only
     /// how many.
@@ -43,6 +43,11 @@ pub struct ExecArgs {
 }
 
 pub fn exec(args: ExecArgs) -> Result<()> {
+    if args.caps.is_some() && args.profile_file.is_none() {
+        bail!(
+            "--caps decides the capability rules of an OCI/Docker profile read with --profile-file; a profile in force (--profile) was imported by the control plane already"
+        );
+    }
     let (profile, policy_audit) = match (&args.profile, &args.profile_file) {
         (_, Some(path)) => {
             let text = std::fs::read_to_string(path)
