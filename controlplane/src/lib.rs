@@ -65,7 +65,10 @@ pub async fn serve(
     let incoming = tls::incoming(listener, tls);
     let driver = tokio::spawn(rollout::driver::drive(cp.clone()));
     let served = tonic::transport::Server::builder()
-        .add_service(PoliciesServer::new(PoliciesApi(cp.clone())))
+        .add_service(
+            PoliciesServer::new(PoliciesApi(cp.clone()))
+                .max_decoding_message_size(palisade_proto::MAX_POLICY_MESSAGE),
+        )
         .add_service(NodesServer::new(NodesApi(cp.clone())))
         .add_service(RolloutsServer::new(RolloutsApi(cp.clone())))
         .add_service(AuditServer::new(AuditApi(cp)))

@@ -79,6 +79,12 @@ pub struct Client<'a> {
     to: &'a Connection,
 }
 
+/// The `Policies` service on `channel`, decoding messages up to
+/// [`palisade_proto::MAX_POLICY_MESSAGE`].
+pub fn policies_on(channel: Channel) -> PoliciesClient<Channel> {
+    PoliciesClient::new(channel).max_decoding_message_size(palisade_proto::MAX_POLICY_MESSAGE)
+}
+
 impl<'a> Client<'a> {
     pub fn new(to: &'a Connection) -> Client<'a> {
         Client { to }
@@ -110,8 +116,10 @@ impl<'a> Client<'a> {
             .map_err(|source| ClientError::Connect { url: url(), source })
     }
 
+    /// The `Policies` service, taking answers as large as the control plane takes requests
+    /// (a `get` of a source at the size limit).
     pub async fn policies(&self) -> Result<PoliciesClient<Channel>, ClientError> {
-        Ok(PoliciesClient::new(self.connect().await?))
+        Ok(policies_on(self.connect().await?))
     }
 
     pub async fn nodes(&self) -> Result<NodesClient<Channel>, ClientError> {

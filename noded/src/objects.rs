@@ -1,7 +1,8 @@
 //! The BPF objects the daemon embeds, named in this one place: one per `bpf/*.bpf.c`,
 //! built by `build.rs` into `OUT_DIR`. Benchmark-only programs (`bpf/bench/*.bpf.c`, built
 //! into `OUT_DIR/bench/`) are not embedded here: only the examples that need them include
-//! them (`examples/net_bench.rs`, `examples/lsm_bench.rs`).
+//! them (`examples/net_bench.rs`, `examples/lsm_bench.rs`). [`program_error`]: how a
+//! program that does not load or attach is described.
 
 macro_rules! object {
     ($file:literal) => {
@@ -26,9 +27,47 @@ pub const ALL: &[(&str, &[u8])] = &[
     ("probes.bpf.c", PROBES),
 ];
 
+/// A program error's text, without aya's "Verifier output: " when the kernel refused the
+/// program before verifying it (an empty log: e.g. EPERM where BPF LSM is not enabled).
+pub fn program_error(e: &aya::programs::ProgramError) -> String {
+    match e {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } if verifier_log.to_string().trim().is_empty() => {
+            format!("the BPF_PROG_LOAD syscall returned {io_error}")
+        }
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn load_errors_without_a_verifier_log_do_not_print_one() {
+        use aya::programs::ProgramError;
+        let refused = ProgramError::LoadError {
+            io_error: std::io::Error::from_raw_os_error(libc::EPERM),
+            verifier_log: aya_obj::VerifierLog::new(String::new()),
+        };
+        assert!(refused.to_string().contains("Verifier output:"));
+        assert_eq!(
+            program_error(&refused),
+            "the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1)"
+        );
+        let verified = ProgramError::LoadError {
+            io_error: std::io::Error::from_raw_os_error(libc::EACCES),
+            verifier_log: aya_obj::VerifierLog::new("R1 invalid mem access".into()),
+        };
+        assert_eq!(program_error(&verified), verified.to_string());
+        assert!(program_error(&verified).contains("Verifier output: R1 invalid mem access"));
+        assert_eq!(
+            program_error(&ProgramError::NotAttached),
+            "the program is not attached"
+        );
+    }
 
     fn sources(dir: &str) -> Vec<String> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);

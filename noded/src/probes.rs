@@ -17,7 +17,7 @@ use palisade_policy::ir::Policy;
 use palisade_proto::v1;
 use std::process::Command;
 
-use crate::objects::PROBES as OBJECT;
+use crate::objects::{PROBES as OBJECT, program_error};
 
 pub const XDP_NATIVE: &str = "xdp-native";
 pub const XDP_GENERIC: &str = "xdp-generic";
@@ -115,7 +115,9 @@ fn probe_net() -> Vec<v1::Capability> {
         .and_then(|p| <&mut Xdp>::try_from(p).map_err(|e| e.to_string()))
     {
         Ok(prog) => {
-            let loaded = prog.load().map_err(|e| format!("load: {e}"));
+            let loaded = prog
+                .load()
+                .map_err(|e| format!("load: {}", program_error(&e)));
             for (name, mode) in [(XDP_NATIVE, XdpMode::Driver), (XDP_GENERIC, XdpMode::Skb)] {
                 let r = loaded.clone().and_then(|_| {
                     let id = prog
@@ -138,7 +140,9 @@ fn probe_net() -> Vec<v1::Capability> {
         .and_then(|p| <&mut SchedClassifier>::try_from(p).map_err(|e| e.to_string()))
     {
         Ok(prog) => {
-            let loaded = prog.load().map_err(|e| format!("load: {e}"));
+            let loaded = prog
+                .load()
+                .map_err(|e| format!("load: {}", program_error(&e)));
             let tcx = loaded.clone().and_then(|_| {
                 let id = prog
                     .attach_with_options(
@@ -194,7 +198,8 @@ fn probe_lsm() -> Result<String, String> {
         .map_err(|e: aya::programs::ProgramError| e.to_string())?;
     prog.load("file_open", &btf).map_err(|e| {
         format!(
-            "loading an lsm/file_open program failed: {e} (active LSMs: {})",
+            "loading an lsm/file_open program failed: {} (active LSMs: {})",
+            program_error(&e),
             if lsms.trim().is_empty() {
                 "unknown"
             } else {

@@ -16,10 +16,14 @@
 //!
 //! One OCI entry becomes one rule; its argument comparisons must all hold (as in libseccomp).
 //! Syscall names this x86_64 table does not know are skipped and reported in
-//! [`OciImport::notes`], like runc does. Docker's `includes`/`excludes` extensions: an entry
-//! that needs capabilities (`includes.caps`) or is for other architectures is skipped (noted);
-//! `excludes.caps` is ignored (the entry applies). An `architectures` list without
-//! `SCMP_ARCH_X86_64` is refused.
+//! [`OciImport::skipped`], like runc does. Docker's `includes`/`excludes` extensions are
+//! decided as Docker decides them (moby `profiles/seccomp`), against a [`Target`]: an entry
+//! is skipped when `excludes.arches` names x86_64, when `excludes.caps` names a capability
+//! the target holds, when `includes.arches` does not name x86_64, or when `includes.caps`
+//! names one it does not hold. [`import_oci_as`] imports for a target without capabilities
+//! (what a policy's profile is for: any process); `palisade-noded exec` passes the
+//! capabilities its command will hold. `minKernel` is not checked (the entry applies). An
+//! `architectures` list without `SCMP_ARCH_X86_64` is refused.
 //!
 //! `import_oci(export_oci(p)) == p` for every profile (spans aside); a test checks it.
 
@@ -28,6 +32,8 @@ use crate::ir::{ArgCmp, CmpOp, SeccompAction, SeccompProfile, SyscallRule};
 use crate::syscalls;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::fmt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
@@ -51,8 +57,114 @@ pub enum OciError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OciImport {
     pub profile: SeccompProfile,
-    /// Human-readable notes about skipped entries and unknown syscalls.
-    pub notes: Vec<String>,
+    /// Every entry and syscall name left out, in the profile's order.
+    pub skipped: Vec<Skipped>,
+    /// Every capability an `includes.caps` or `excludes.caps` of the profile names.
+    pub caps_named: BTreeSet<String>,
+}
+
+impl OciImport {
+    /// One human-readable note per skipped entry or name.
+    pub fn notes(&self) -> Vec<String> {
+        self.skipped.iter().map(ToString::to_string).collect()
+    }
+}
+
+/// What the profile's `includes`/`excludes` conditions are decided against, as Docker
+/// decides them against the container it starts. The architecture is always x86_64.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    /// The capabilities the process will hold, by name (`CAP_SYS_ADMIN`).
+    pub caps: BTreeSet<String>,
+}
+
+impl Target {
+    /// A target holding `caps` (names such as `CAP_SYS_ADMIN`).
+    pub fn with_caps<S: Into<String>>(caps: impl IntoIterator<Item = S>) -> Target {
+        Target {
+            caps: caps.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// One thing [`import_oci_for`] left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skipped {
+    /// A name the x86_64 syscall table ([`crate::syscalls`]) does not know: a 32-bit-only or
+    /// another architecture's syscall, one newer than the table, or a misspelling. The rest
+    /// of its entry applies; the syscall gets the default action.
+    UnknownSyscall { entry: usize, name: String },
+    /// An entry for other architectures: `includes.arches` without x86_64 (`excluded`
+    /// false, `arches` what it names) or `excludes.arches` with it (`excluded` true).
+    OtherArch {
+        entry: usize,
+        names: Vec<String>,
+        arches: Vec<String>,
+        excluded: bool,
+    },
+    /// An entry decided by capability: `includes.caps` naming capabilities the target does
+    /// not hold (`excluded` false, `caps` the missing ones) or `excludes.caps` naming ones it
+    /// holds (`excluded` true, `caps` the held ones).
+    Caps {
+        entry: usize,
+        names: Vec<String>,
+        caps: Vec<String>,
+        excluded: bool,
+    },
+}
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Skipped::UnknownSyscall { entry, name } => write!(
+                f,
+                "syscalls[{entry}]: syscall {name:?} is not in the x86_64 syscall table, skipped"
+            ),
+            Skipped::OtherArch {
+                entry,
+                names,
+                arches,
+                excluded: false,
+            } => write!(
+                f,
+                "syscalls[{entry}] ({}) skipped: it is only for {}",
+                names.join(", "),
+                arches.join(", ")
+            ),
+            Skipped::OtherArch {
+                entry,
+                names,
+                excluded: true,
+                ..
+            } => write!(
+                f,
+                "syscalls[{entry}] ({}) skipped: it excludes x86_64",
+                names.join(", ")
+            ),
+            Skipped::Caps {
+                entry,
+                names,
+                caps,
+                excluded: false,
+            } => write!(
+                f,
+                "syscalls[{entry}] ({}) skipped: it applies only with {}, not held",
+                names.join(", "),
+                caps.join(", ")
+            ),
+            Skipped::Caps {
+                entry,
+                names,
+                caps,
+                excluded: true,
+            } => write!(
+                f,
+                "syscalls[{entry}] ({}) skipped: it applies only without {}, which is held",
+                names.join(", "),
+                caps.join(", ")
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -148,9 +260,76 @@ pub fn import_oci(json: &str) -> Result<OciImport, OciError> {
     import_oci_as("imported", json, &Span::default())
 }
 
-/// Parses an OCI `LinuxSeccomp` JSON document into a profile named `name`; every rule gets
-/// `span`.
+/// Parses an OCI `LinuxSeccomp` JSON document into a profile named `name`, for a target
+/// without capabilities; every rule gets `span`.
 pub fn import_oci_as(name: &str, json: &str, span: &Span) -> Result<OciImport, OciError> {
+    import_oci_for(name, json, span, &Target::default())
+}
+
+/// Whether an x86_64 process holding `target`'s capabilities gets entry `s`, as Docker
+/// decides it (its checks in its order); `None`: it does.
+fn excluded(entry: usize, s: &OciSyscall, names: &[String], target: &Target) -> Option<Skipped> {
+    let x86_64 = |arches: &[String]| arches.iter().any(|a| X86_64_ARCHES.contains(&a.as_str()));
+    let names = || names.to_vec();
+    if let Some(exc) = &s.excludes {
+        if x86_64(&exc.arches) {
+            return Some(Skipped::OtherArch {
+                entry,
+                names: names(),
+                arches: exc.arches.clone(),
+                excluded: true,
+            });
+        }
+        let held: Vec<String> = exc
+            .caps
+            .iter()
+            .filter(|c| target.caps.contains(*c))
+            .cloned()
+            .collect();
+        if !held.is_empty() {
+            return Some(Skipped::Caps {
+                entry,
+                names: names(),
+                caps: held,
+                excluded: true,
+            });
+        }
+    }
+    if let Some(inc) = &s.includes {
+        if !inc.arches.is_empty() && !x86_64(&inc.arches) {
+            return Some(Skipped::OtherArch {
+                entry,
+                names: names(),
+                arches: inc.arches.clone(),
+                excluded: false,
+            });
+        }
+        let missing: Vec<String> = inc
+            .caps
+            .iter()
+            .filter(|c| !target.caps.contains(*c))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Some(Skipped::Caps {
+                entry,
+                names: names(),
+                caps: missing,
+                excluded: false,
+            });
+        }
+    }
+    None
+}
+
+/// [`import_oci_as`] for a process holding `target`'s capabilities: Docker's
+/// `includes`/`excludes` decided against them.
+pub fn import_oci_for(
+    name: &str,
+    json: &str,
+    span: &Span,
+    target: &Target,
+) -> Result<OciImport, OciError> {
     let doc: OciSeccomp = serde_json::from_str(json)?;
     if !doc.architectures.is_empty()
         && !doc
@@ -164,45 +343,18 @@ pub fn import_oci_as(name: &str, json: &str, span: &Span) -> Result<OciImport, O
     }
     let default_errno = doc.default_errno_ret.unwrap_or(1);
     let default_action = action(&doc.default_action, None, default_errno, "in defaultAction")?;
-    let mut notes = Vec::new();
+    let mut skipped = Vec::new();
+    let mut caps_named = BTreeSet::new();
     let mut rules = Vec::new();
     for (i, s) in doc.syscalls.into_iter().enumerate() {
         let at = format!("in syscalls[{i}]");
-        let mut names = s.names;
-        names.extend(s.name);
-        if let Some(inc) = &s.includes {
-            if !inc.caps.is_empty() {
-                notes.push(format!(
-                    "syscalls[{i}] ({}) skipped: it applies only with capabilities {:?}",
-                    names.join(", "),
-                    inc.caps
-                ));
-                continue;
-            }
-            if !inc.arches.is_empty()
-                && !inc
-                    .arches
-                    .iter()
-                    .any(|a| X86_64_ARCHES.contains(&a.as_str()))
-            {
-                notes.push(format!(
-                    "syscalls[{i}] ({}) skipped: it is for {:?}",
-                    names.join(", "),
-                    inc.arches
-                ));
-                continue;
-            }
+        let mut names = s.names.clone();
+        names.extend(s.name.clone());
+        for f in [&s.includes, &s.excludes].into_iter().flatten() {
+            caps_named.extend(f.caps.iter().cloned());
         }
-        if let Some(exc) = &s.excludes
-            && exc
-                .arches
-                .iter()
-                .any(|a| X86_64_ARCHES.contains(&a.as_str()))
-        {
-            notes.push(format!(
-                "syscalls[{i}] ({}) skipped: it excludes x86_64",
-                names.join(", ")
-            ));
+        if let Some(why) = excluded(i, &s, &names, target) {
+            skipped.push(why);
             continue;
         }
         let act = action(&s.action, s.errno_ret, default_errno, &at)?;
@@ -234,7 +386,7 @@ pub fn import_oci_as(name: &str, json: &str, span: &Span) -> Result<OciImport, O
             if syscalls::number(&n).is_some() {
                 known.push(n);
             } else {
-                notes.push(format!("syscalls[{i}]: unknown syscall {n:?} skipped"));
+                skipped.push(Skipped::UnknownSyscall { entry: i, name: n });
             }
         }
         if known.is_empty() {
@@ -254,7 +406,8 @@ pub fn import_oci_as(name: &str, json: &str, span: &Span) -> Result<OciImport, O
             rules,
             span: span.clone(),
         },
-        notes,
+        skipped,
+        caps_named,
     })
 }
 
@@ -352,7 +505,7 @@ mod tests {
         assert_eq!(p.rules[2].action, SeccompAction::Errno(97));
         assert_eq!(p.rules[3].action, SeccompAction::Kill);
         assert_eq!(p.rules[4].syscalls, vec!["mkdir"]);
-        assert_eq!(imp.notes.len(), 2, "{:?}", imp.notes);
+        assert_eq!(imp.skipped.len(), 2, "{:?}", imp.skipped);
     }
 
     #[test]
@@ -370,6 +523,193 @@ mod tests {
         );
         assert_eq!(exported["syscalls"][1]["args"][0]["value"], 255);
         assert_eq!(exported["syscalls"][1]["args"][0]["valueTwo"], 8);
+    }
+
+    /// Docker's own default profile (moby/profiles seccomp v0.2.3).
+    const DOCKER_DEFAULT: &str =
+        include_str!("../../tests/integration/fixtures/docker-default.json");
+
+    fn docker_default(caps: &[&str]) -> OciImport {
+        import_oci_for(
+            "docker-default",
+            DOCKER_DEFAULT,
+            &span(),
+            &Target::with_caps(caps.iter().copied()),
+        )
+        .unwrap()
+    }
+
+    fn decide(p: &SeccompProfile, name: &str, args: [u64; 6]) -> SeccompAction {
+        let nr = syscalls::number(name).unwrap();
+        crate::plan::seccomp::decide_syscall(p, nr, &args).action
+    }
+
+    fn skipped_entries(imp: &OciImport) -> Vec<(usize, bool)> {
+        imp.skipped
+            .iter()
+            .filter_map(|s| match s {
+                Skipped::Caps {
+                    entry, excluded, ..
+                } => Some((*entry, *excluded)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn docker_default_without_capabilities() {
+        let imp = docker_default(&[]);
+        // includes.caps entries 16, 17, 21..=32 need a capability; the clone/clone3 limits
+        // of entries 18 and 20 apply (their excludes.caps is not held).
+        assert_eq!(
+            skipped_entries(&imp),
+            [16, 17, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32].map(|e| (e, false))
+        );
+        let arch: Vec<usize> = imp
+            .skipped
+            .iter()
+            .filter_map(|s| match s {
+                Skipped::OtherArch { entry, .. } => Some(*entry),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(arch, [10, 11, 14, 15, 19]);
+        let unknown: Vec<&str> = imp
+            .skipped
+            .iter()
+            .filter_map(|s| match s {
+                Skipped::UnknownSyscall { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            unknown.contains(&"_llseek") && unknown.contains(&"chown32"),
+            "{unknown:?}"
+        );
+        assert!(!unknown.contains(&"read"));
+        assert_eq!(imp.caps_named.len(), 14, "{:?}", imp.caps_named);
+        assert!(imp.caps_named.contains("CAP_SYS_ADMIN"));
+        let p = &imp.profile;
+        assert_eq!(p.default_action, SeccompAction::Errno(1));
+        assert_eq!(decide(p, "read", [0; 6]), SeccompAction::Allow);
+        assert_eq!(decide(p, "arch_prctl", [0; 6]), SeccompAction::Allow);
+        assert_eq!(decide(p, "unshare", [0; 6]), SeccompAction::Errno(1));
+        assert_eq!(decide(p, "mount", [0; 6]), SeccompAction::Errno(1));
+        assert_eq!(decide(p, "clone3", [0; 6]), SeccompAction::Errno(38));
+        // clone without namespace flags is allowed, with CLONE_NEWUTS it is not.
+        assert_eq!(
+            decide(p, "clone", [0x11, 0, 0, 0, 0, 0]),
+            SeccompAction::Allow
+        );
+        assert_eq!(
+            decide(p, "clone", [0x0400_0000, 0, 0, 0, 0, 0]),
+            SeccompAction::Errno(1)
+        );
+        // The same as the policy language imports it.
+        assert_eq!(
+            import_oci_as("docker-default", DOCKER_DEFAULT, &span()).unwrap(),
+            imp
+        );
+    }
+
+    #[test]
+    fn docker_default_with_cap_sys_admin() {
+        let imp = docker_default(&["CAP_SYS_ADMIN"]);
+        // Entry 17 now applies; 18, 19 and 20 (excludes.caps CAP_SYS_ADMIN, checked before
+        // 19's includes.arches, as Docker does) are left out.
+        assert_eq!(
+            skipped_entries(&imp),
+            [
+                (16, false),
+                (18, true),
+                (19, true),
+                (20, true),
+                (21, false),
+                (22, false),
+                (23, false),
+                (24, false),
+                (25, false),
+                (26, false),
+                (27, false),
+                (28, false),
+                (29, false),
+                (30, false),
+                (31, false),
+                (32, false)
+            ]
+        );
+        assert!(imp.skipped.contains(&Skipped::Caps {
+            entry: 20,
+            names: vec!["clone3".into()],
+            caps: vec!["CAP_SYS_ADMIN".into()],
+            excluded: true,
+        }));
+        let p = &imp.profile;
+        assert_eq!(decide(p, "unshare", [0; 6]), SeccompAction::Allow);
+        assert_eq!(decide(p, "mount", [0; 6]), SeccompAction::Allow);
+        assert_eq!(decide(p, "clone3", [0; 6]), SeccompAction::Allow);
+        assert_eq!(
+            decide(p, "clone", [0x0400_0000, 0, 0, 0, 0, 0]),
+            SeccompAction::Allow
+        );
+        // Other capabilities' entries still need theirs.
+        assert_eq!(decide(p, "chroot", [0; 6]), SeccompAction::Errno(1));
+        assert_eq!(decide(p, "bpf", [0; 6]), SeccompAction::Allow);
+        let all = docker_default(&["CAP_SYS_ADMIN", "CAP_SYS_CHROOT"]);
+        assert_eq!(decide(&all.profile, "chroot", [0; 6]), SeccompAction::Allow);
+    }
+
+    #[test]
+    fn includes_need_every_capability_excludes_any() {
+        let json = r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+          {"names":["mount"],"action":"SCMP_ACT_ALLOW","includes":{"caps":["CAP_A","CAP_B"]}},
+          {"names":["umount2"],"action":"SCMP_ACT_ALLOW","excludes":{"caps":["CAP_A","CAP_B"]}}
+        ]}"#;
+        let rules = |caps: &[&str]| -> Vec<String> {
+            import_oci_for("t", json, &span(), &Target::with_caps(caps.iter().copied()))
+                .unwrap()
+                .profile
+                .rules
+                .iter()
+                .map(|r| r.syscalls.join(","))
+                .collect()
+        };
+        assert_eq!(rules(&[]), ["umount2"]);
+        assert_eq!(rules(&["CAP_A"]), Vec::<String>::new());
+        assert_eq!(rules(&["CAP_B"]), Vec::<String>::new());
+        assert_eq!(rules(&["CAP_A", "CAP_B"]), ["mount"]);
+        let imp = import_oci_for("t", json, &span(), &Target::with_caps(["CAP_A"])).unwrap();
+        assert_eq!(
+            imp.notes(),
+            [
+                "syscalls[0] (mount) skipped: it applies only with CAP_B, not held",
+                "syscalls[1] (umount2) skipped: it applies only without CAP_A, which is held",
+            ]
+        );
+    }
+
+    #[test]
+    fn excludes_arches_and_includes_arches() {
+        let json = r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+          {"names":["read"],"action":"SCMP_ACT_ALLOW","includes":{"arches":["arm64"]}},
+          {"names":["write"],"action":"SCMP_ACT_ALLOW","excludes":{"arches":["amd64"]}},
+          {"names":["close"],"action":"SCMP_ACT_ALLOW","includes":{"arches":["amd64","x32"]}},
+          {"names":["chown32","open"],"action":"SCMP_ACT_ALLOW"}
+        ]}"#;
+        let imp = import_oci(json).unwrap();
+        let rules: Vec<&[String]> = imp.profile.rules.iter().map(|r| &r.syscalls[..]).collect();
+        assert_eq!(
+            rules,
+            [&["close".to_string()][..], &["open".to_string()][..]]
+        );
+        assert_eq!(
+            imp.notes(),
+            [
+                "syscalls[0] (read) skipped: it is only for arm64",
+                "syscalls[1] (write) skipped: it excludes x86_64",
+                "syscalls[3]: syscall \"chown32\" is not in the x86_64 syscall table, skipped",
+            ]
+        );
     }
 
     #[test]

@@ -16,6 +16,12 @@ pub mod wire_enum;
 
 use palisade_policy::diagnostic::{Diagnostic, Severity};
 
+/// The largest `Policies` message the control plane and `palisadectl` decode: a policy
+/// source at the language's limit ([`palisade_policy::dsl::MAX_SOURCE_SIZE`]) with room for
+/// the other fields. tonic's default (4 MiB) is the source limit itself, which a request or
+/// a `get` answer carrying a source at the limit would exceed.
+pub const MAX_POLICY_MESSAGE: usize = palisade_policy::dsl::MAX_SOURCE_SIZE + (64 << 10);
+
 /// A policy-lang diagnostic as a wire message, rendered against `source`.
 pub fn diagnostic_to_wire(d: &Diagnostic, source: &str) -> v1::Diagnostic {
     v1::Diagnostic {

@@ -1,11 +1,13 @@
 //! `palisadectl apply FILE [--rollout all|canary ...] [-w]`: validate, store and roll out.
+//! A source over the size limit is refused before connecting, as `validate` refuses it.
 
 use crate::args::{RolloutArgs, Strategy};
-use crate::client::{Client, refused};
+use crate::client::{Client, policies_on, refused};
 use crate::cmd::rollout;
+use crate::policy_file::{PolicyFile, ToSend};
 use crate::print::{Printer, revision::Change};
 use anyhow::{Context, Result, bail};
-use palisade_proto::v1::{self, policies_client::PoliciesClient};
+use palisade_proto::v1;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -100,10 +102,16 @@ pub async fn run(
     args: &RolloutArgs,
 ) -> Result<ExitCode> {
     let spec = spec(args)?;
-    let source =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let source = match PolicyFile::read_to_send(file)? {
+        ToSend::Source(s) => s,
+        ToSend::TooLarge(f) => {
+            out.diagnostics(&f.checked, &f.source)?;
+            out.stderr_line(&format!("{}: not applied; nothing was sent", f.name));
+            return Ok(ExitCode::from(1));
+        }
+    };
     let channel = client.connect().await?;
-    let mut c = PoliciesClient::new(channel.clone());
+    let mut c = policies_on(channel.clone());
     let resp = c
         .apply(v1::ApplyRequest {
             file: file.display().to_string(),

@@ -10,12 +10,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub async fn run(client: &Client<'_>, out: Printer, file: &Path, large: bool) -> Result<ExitCode> {
-    let stored = client.current_policies().await?;
+    // The file first: one that does not check says so without a control plane.
     let file = PolicyFile::load(file, large)?;
     let Some(new) = file.policy() else {
         out.stderr(&file.rendered());
         bail!("{}: the policy does not check", file.name);
     };
+    let stored = client.current_policies().await?;
     let current = stored.iter().find(|p| p.name == new.name);
     let old = match current {
         Some(p) => Some(

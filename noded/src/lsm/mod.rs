@@ -129,7 +129,7 @@ pub enum LsmError {
     Load(#[from] aya::EbpfError),
     #[error("LSM program or map {0} missing from the object")]
     Missing(&'static str),
-    #[error("LSM program {name} (hook {hook}): {source}")]
+    #[error("LSM program {name} (hook {hook}): {}", crate::objects::program_error(.source))]
     Program {
         name: &'static str,
         hook: &'static str,
@@ -487,11 +487,25 @@ pub enum Lsm {
 }
 
 impl Lsm {
-    /// Loads the programs, or records why they cannot be.
-    pub fn load(events_per_sec: u32, ringbuf_bytes: u32, pin_root: Option<&Path>) -> Lsm {
+    /// Loads the programs, or records why they cannot be. `probe_failure`: why the
+    /// `bpf-lsm` probe failed, if it did; a load that fails too is then reported with the
+    /// probe's reason (the root cause, and so one text for the node's three reports of it:
+    /// the probe, this backend's capability and its status), its own error only logged.
+    pub fn load(
+        events_per_sec: u32,
+        ringbuf_bytes: u32,
+        pin_root: Option<&Path>,
+        probe_failure: Option<&str>,
+    ) -> Lsm {
         match LsmEnforcer::load(events_per_sec, ringbuf_bytes, pin_root) {
             Ok(e) => Lsm::Active(Box::new(e)),
-            Err(e) => Lsm::Unavailable(e.to_string()),
+            Err(e) => match probe_failure {
+                Some(probe) => {
+                    tracing::info!(error = %e, "loading the BPF-LSM programs failed, as the bpf-lsm probe did");
+                    Lsm::Unavailable(probe.to_string())
+                }
+                None => Lsm::Unavailable(e.to_string()),
+            },
         }
     }
 

@@ -32,7 +32,7 @@ pub enum XdpError {
     Load(#[from] aya::EbpfError),
     #[error("program or map {0} missing from the object")]
     Missing(&'static str),
-    #[error("firewall program: {0}")]
+    #[error("firewall program: {}", crate::objects::program_error(.0))]
     Program(#[from] aya::programs::ProgramError),
     #[error("failed to attach XDP to {iface} (driver mode: {driver}; generic mode: {generic})")]
     Attach {

@@ -24,7 +24,7 @@ pub enum ExecTrackError {
     Missing(&'static str),
     #[error("exec tracker: kernel BTF unavailable (/sys/kernel/btf/vmlinux): {0}")]
     Btf(#[from] aya::BtfError),
-    #[error("exec tracker: tp_btf/sched_process_exec: {0}")]
+    #[error("exec tracker: tp_btf/sched_process_exec: {}", crate::objects::program_error(.0))]
     Program(#[from] aya::programs::ProgramError),
     #[error("exec tracker: {0}")]
     Map(#[from] aya::maps::MapError),

@@ -37,6 +37,10 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+/// The largest policy source the default [`Limits`] accept, in bytes (4 MiB): what the
+/// control plane checks with, and so the largest source `palisadectl apply` sends.
+pub const MAX_SOURCE_SIZE: usize = 4 << 20;
+
 /// Resource limits for one evaluation.
 ///
 /// The defaults suit hand-written policies. A generated policy with tens of thousands of
@@ -65,7 +69,7 @@ impl Default for Limits {
             max_array_size: 1 << 20,
             max_map_size: 10_000,
             wall_time: Duration::from_millis(500),
-            max_source_size: 4 << 20,
+            max_source_size: MAX_SOURCE_SIZE,
         }
     }
 }

@@ -351,7 +351,7 @@ fn import(c: &mut Collector, pos: Position, h: &SeccompHandle, json: &str) {
     let span = c.span(pos);
     match oci::import_oci_as(&c.seccomp[i].name.clone(), json, &span) {
         Ok(imp) => {
-            for note in imp.notes {
+            for note in imp.notes() {
                 c.warning(
                     span.clone(),
                     format!("OCI import: {note}"),

@@ -1,7 +1,8 @@
 //! Process tier: the real binaries, no root needed.
 
-use palisade_integration::{ControlPlane, bin, workspace};
-use std::process::Command;
+use palisade_integration::{ControlPlane, bin, free_port, workspace};
+use std::path::Path;
+use std::process::{Command, Output};
 
 const BAD: &str = "policy(\"bad\");\nnetwork().ingress().deny([\"10.0.0.0/8\"];\n";
 
@@ -112,4 +113,108 @@ fn identity_picks_a_role_or_a_node_certificate_and_never_falls_back() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("identity \"nobody\""), "{err}");
     assert_eq!(cp.ctl_ok(&["list"]).trim(), "", "nothing was applied");
+}
+
+/// The policy language's source limit (`palisade_policy::dsl::MAX_SOURCE_SIZE`).
+const SOURCE_LIMIT: usize = 4 << 20;
+
+/// A policy that checks, padded with a comment to exactly `len` bytes.
+fn padded_policy(path: &Path, len: usize) {
+    let head = "policy(\"big\");\nnetwork().ingress().deny(\"192.0.2.0/24\");\n//";
+    std::fs::write(
+        path,
+        format!("{head}{}\n", "x".repeat(len - head.len() - 1)),
+    )
+    .unwrap();
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_source_over_the_limit_is_refused_before_sending_as_validate_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.rhai");
+    padded_policy(&big, SOURCE_LIMIT + 1);
+    let validate = Command::new(bin("palisadectl"))
+        .arg("validate")
+        .arg(&big)
+        .output()
+        .unwrap();
+    assert_eq!(validate.status.code(), Some(1));
+    let diagnostic = stderr(&validate);
+    assert!(
+        diagnostic.contains("more than the 4194304 bytes a policy may have")
+            && diagnostic.contains("hint: split the policy"),
+        "{diagnostic}"
+    );
+
+    // No control plane and no PKI: nothing is sent, so neither is needed.
+    let nowhere = format!("https://127.0.0.1:{}", free_port());
+    for cmd in [&["apply"][..], &["apply", "--rollout", "canary"], &["diff"]] {
+        let out = Command::new(bin("palisadectl"))
+            .args(["--controlplane", &nowhere, "--pki"])
+            .arg(dir.path().join("no-pki"))
+            .args(cmd)
+            .arg(&big)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{cmd:?}: {err}");
+        assert!(
+            err.starts_with(&diagnostic),
+            "{cmd:?} says what validate says: {err}"
+        );
+        for transport in [
+            "decoded message length",
+            "OutOfRange",
+            "connect",
+            "certificate",
+        ] {
+            assert!(!err.contains(transport), "{cmd:?}: {err}");
+        }
+    }
+    let out = Command::new(bin("palisadectl"))
+        .args(["--controlplane", &nowhere, "apply"])
+        .arg(&big)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).ends_with("big.rhai: not applied; nothing was sent\n"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_source_at_the_limit_is_applied_and_read_back_one_over_is_not_sent() {
+    let cp = ControlPlane::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let over = dir.path().join("over.rhai");
+    padded_policy(&over, SOURCE_LIMIT + 1);
+    let out = cp.ctl(&["apply", over.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("more than the 4194304 bytes a policy may have"),
+        "{err}"
+    );
+    assert!(!err.contains("OutOfRange"), "{err}");
+    assert_eq!(cp.ctl_ok(&["list"]).trim(), "", "nothing stored");
+
+    // Exactly at the limit: the request (source, file name, rollout) fits the control
+    // plane's message limit, and so does `get`'s answer.
+    let at = dir.path().join("at.rhai");
+    padded_policy(&at, SOURCE_LIMIT);
+    assert_eq!(cp.apply(at.to_str().unwrap()), 1);
+    let got = cp.ctl_ok(&["get", "big", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(got.trim()).unwrap();
+    assert_eq!(
+        v["source"].as_str().map(str::len),
+        Some(SOURCE_LIMIT),
+        "{}",
+        got.chars().take(200).collect::<String>()
+    );
 }

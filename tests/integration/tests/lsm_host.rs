@@ -1,5 +1,5 @@
 //! Host tier: on a kernel that refuses BPF-LSM programs (like this project's machines), the
-//! node says so and lists every file/exec rule as unenforced instead of pretending.
+//! node says so, once, and lists every file/exec rule as unenforced instead of pretending.
 
 use palisade_integration::{ControlPlane, Lab, host_tier_unavailable, skip};
 use serde_json::Value;
@@ -12,6 +12,7 @@ fn file_and_exec_rules_are_reported_unenforced_when_lsm_cannot_load() {
     let lab = Lab::new("palt-lsmh", 213);
     let cp = ControlPlane::start(&["node-lsmh"]);
     let _node = cp.start_node("node-lsmh", &lab.host_if, &[]);
+    failure_said_once(&cp, "node-lsmh");
     let p = cp.write_policy(
         "files.rhai",
         "policy(\"host-files\");\n\
@@ -55,5 +56,53 @@ fn file_and_exec_rules_are_reported_unenforced_when_lsm_cannot_load() {
                 "{u}"
             );
         }
+    }
+}
+
+/// `palisadectl nodes` names a failed BPF-LSM load once (the `bpf-lsm` probe, the `lsm`
+/// capability and the `lsm` backend all fail for one reason) and prints no empty parts
+/// (such as aya's "Verifier output: " without a verifier log).
+fn failure_said_once(cp: &ControlPlane, name: &str) {
+    let node = cp.node(name).expect("node listed");
+    let cap = |n: &str| {
+        node["capabilities"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("no capability {n}: {node}"))
+    };
+    let text = cp.ctl_ok(&["nodes"]);
+    for line in text.lines() {
+        if let Some((_, after)) = line.split_once("Verifier output:") {
+            assert!(!after.trim().is_empty(), "empty verifier output: {text}");
+        }
+        assert!(
+            !line.trim_end().ends_with(':'),
+            "empty part: {line:?} in {text}"
+        );
+    }
+    if cap("bpf-lsm")["available"] == true {
+        eprintln!("BPF LSM loads on this kernel: nothing to report once");
+        return;
+    }
+    let why = cap("bpf-lsm")["detail"].as_str().unwrap().to_string();
+    assert!(!why.is_empty(), "{node}");
+    // The backend and the capability report the probe's reason.
+    assert_eq!(cap("lsm")["detail"], why.as_str(), "{node}");
+    assert_eq!(
+        text.matches(why.as_str()).count(),
+        1,
+        "{why:?} not said once: {text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "\n    backend lsm: not attached, missing capabilities bpf-lsm and lsm: {why}\n"
+        )),
+        "{text}"
+    );
+    if why.contains("BPF_PROG_LOAD") {
+        assert_eq!(text.matches("BPF_PROG_LOAD").count(), 1, "{text}");
     }
 }

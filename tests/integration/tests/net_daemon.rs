@@ -145,7 +145,10 @@ fn probes_are_reported_and_counters_reach_the_cli() {
             get("bpf-lsm")
         );
         let text = cp.ctl_ok(&["nodes"]);
-        assert!(text.contains("missing capability bpf-lsm"), "{text}");
+        assert!(
+            text.contains("backend lsm: not attached, missing capabilities bpf-lsm and lsm: "),
+            "{text}"
+        );
     }
 
     // Counters of a deny rule follow the pings dropped.

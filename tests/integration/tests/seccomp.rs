@@ -229,3 +229,186 @@ fn container_default_profile_runs_a_shell_and_denies_namespaces_keys_mounts() {
         text(&out)
     );
 }
+
+/// Docker's own default profile (`default.json` of moby/profiles seccomp v0.2.3, as
+/// vendored by moby/moby), unchanged.
+fn docker_default() -> std::path::PathBuf {
+    workspace().join("tests/integration/fixtures/docker-default.json")
+}
+
+fn stderr_lines(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn docker_default_profile_says_what_it_skipped_in_one_line() {
+    let profile = docker_default();
+    let out = exec_file(&profile, &[], &["true"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let lines = stderr_lines(&out);
+    assert_eq!(lines.len(), 1, "one summary line: {t}");
+    let line = &lines[0];
+    assert!(
+        line.starts_with("palisade-noded exec: seccomp profile docker-default.json: "),
+        "{t}"
+    );
+    for part in [
+        " rules applied; skipped ",
+        " syscall names not in the x86_64 syscall table",
+        " rules for other architectures",
+        "; capability rules: following this process's capabilities (",
+        "; --verbose lists what was skipped",
+    ] {
+        assert!(line.contains(part), "{part:?} missing: {t}");
+    }
+    assert!(
+        !line.contains("_llseek") && !line.contains("syscalls["),
+        "{t}"
+    );
+
+    // --verbose lists every skipped name and rule after the same summary.
+    let out = exec_file(&profile, &["--verbose"], &["true"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let verbose = stderr_lines(&out);
+    assert_eq!(verbose[0], *line, "{t}");
+    assert!(verbose.len() > 50, "{t}");
+    for item in [
+        "docker-default.json: syscalls[0]: syscall \"_llseek\" is not in the x86_64 syscall table, skipped",
+        "docker-default.json: syscalls[0]: syscall \"chown32\" is not in the x86_64 syscall table, skipped",
+        "docker-default.json: syscalls[14] (s390_pci_mmio_read, s390_pci_mmio_write, s390_runtime_instr) skipped: it is only for s390, s390x",
+        "docker-default.json: capabilities followed (this process's): ",
+    ] {
+        assert!(
+            verbose.iter().any(|l| l.contains(item)),
+            "{item:?} missing: {t}"
+        );
+    }
+
+    // --caps decides the capability rules instead, and the summary says so.
+    let out = exec_file(&profile, &["--caps", "none"], &["true"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let lines = stderr_lines(&out);
+    assert_eq!(lines.len(), 1, "{t}");
+    assert!(
+        lines[0].contains(
+            " rules needing capabilities not held; capability rules: following --caps (none);"
+        ),
+        "{t}"
+    );
+    let out = Command::new(bin("palisade-noded"))
+        .args(["exec", "--profile", "p", "--caps", "none", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "--caps decides the capability rules of an OCI/Docker profile read with --profile-file"
+        ),
+        "{}",
+        text(&out)
+    );
+    let out = exec_file(&profile, &["--caps", "CAP_SYS_NOPE"], &["true"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("unknown capability \"CAP_SYS_NOPE\" in --caps"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// `unshare` is allowed by Docker's default only for a container with CAP_SYS_ADMIN
+/// (`includes.caps`): it follows `--caps`, or else the capabilities the command will
+/// really hold. Needs root (so that the command can hold CAP_SYS_ADMIN).
+#[test]
+fn docker_default_capability_rules_follow_the_commands_capabilities() {
+    if let Some(why) = host_tier_unavailable() {
+        return skip(
+            "host",
+            "docker_default_capability_rules_follow_the_commands_capabilities",
+            &why,
+        );
+    }
+    let profile = docker_default();
+    let dir = tempfile::tempdir().unwrap();
+    let probe = |extra: &[&str]| {
+        let out = python_probes(&profile, extra, &["unshare", "getcwd"], dir.path());
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(stdout.contains("getcwd=ok"), "{t}");
+        (stdout, stderr_lines(&out), t)
+    };
+    // Without CAP_SYS_ADMIN in --caps the entry is left out: EPERM from the filter.
+    for caps in ["none", "CAP_SYS_CHROOT,CAP_NET_ADMIN"] {
+        let (stdout, stderr, t) = probe(&["--caps", caps]);
+        assert!(stdout.contains("unshare=errno 1\n"), "--caps {caps}: {t}");
+        assert_eq!(stderr.len(), 1, "{t}");
+        assert!(
+            stderr[0].contains("capability rules: following --caps ("),
+            "{t}"
+        );
+    }
+    // With it (root holds it), unshare works.
+    let (stdout, stderr, t) = probe(&["--caps", "CAP_SYS_ADMIN"]);
+    assert!(stdout.contains("unshare=ok\n"), "{t}");
+    assert!(
+        stderr[0].contains("capability rules: following --caps (CAP_SYS_ADMIN);"),
+        "{t}"
+    );
+    // Without --caps: this process's capabilities; root holds CAP_SYS_ADMIN.
+    let (stdout, stderr, t) = probe(&[]);
+    assert!(stdout.contains("unshare=ok\n"), "{t}");
+    assert!(
+        stderr[0].contains("capability rules: following this process's capabilities ("),
+        "{t}"
+    );
+    assert!(!stderr[0].contains("not CAP_SYS_ADMIN"), "{t}");
+
+    // Root without CAP_SYS_ADMIN in its bounding set: the command will not hold it, so the
+    // entry is left out, and the summary names it.
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--bounding-set", "-sys_admin"])
+        .arg(bin("palisade-noded"))
+        .arg("exec")
+        .arg("--profile-file")
+        .arg(&profile)
+        .args(["--", "python3", "-c", PROBES, "unshare", "getcwd"])
+        .env("PROBE_DIR", dir.path());
+    let out = cmd.output().expect("run setpriv");
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("unshare=errno 1\n"),
+        "{t}"
+    );
+    let stderr = stderr_lines(&out);
+    assert_eq!(stderr.len(), 1, "{t}");
+    assert!(
+        stderr[0].contains("following this process's capabilities (it holds ")
+            && stderr[0].contains("; not CAP_SYS_ADMIN"),
+        "{t}"
+    );
+    // --caps CAP_SYS_ADMIN there includes the entry, but says the command will not hold it.
+    let out = Command::new("setpriv")
+        .args(["--bounding-set", "-sys_admin"])
+        .arg(bin("palisade-noded"))
+        .args(["exec", "--caps", "CAP_SYS_ADMIN", "--profile-file"])
+        .arg(&profile)
+        .args(["--", "true"])
+        .output()
+        .expect("run setpriv");
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("following --caps (CAP_SYS_ADMIN; this process will not hold CAP_SYS_ADMIN)"),
+        "{t}"
+    );
+}

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, bail};
 use palisade_noded::localapi::{self, Request};
 use palisade_noded::seccomp::compile::{self as seccomp, Layout, Options};
+use palisade_noded::seccomp::oci::{self, Caps};
 use palisade_noded::seccomp::profiles::InForce;
 use palisade_policy::ir::SeccompProfile;
 use std::ffi::CString;
@@ -20,6 +21,16 @@ pub struct ExecArgs {
     /// Install the profile in log mode: every would-deny is logged and allowed.
     #[arg(long)]
     audit: bool,
+    /// For an OCI/Docker profile: decide its capability rules (`includes.caps`,
+    /// `excludes.caps`) for these capabilities (comma-separated, e.g.
+    /// CAP_SYS_ADMIN,CAP_NET_ADMIN; "none" for none) instead of those the command will hold
+    /// (this process's).
+    #[arg(long, value_name = "CAPS")]
+    caps: Option<String>,
+    /// List every syscall name and rule of an OCI/Docker profile that was skipped, not only
+    /// how many.
+    #[arg(long, short)]
+    verbose: bool,
     /// The daemon's local API socket.
     #[arg(long, env = "PALISADE_API_SOCKET", default_value = localapi::DEFAULT_SOCKET)]
     api_socket: PathBuf,
@@ -32,11 +43,16 @@ pub struct ExecArgs {
 }
 
 pub fn exec(args: ExecArgs) -> Result<()> {
+    if args.caps.is_some() && args.profile_file.is_none() {
+        bail!(
+            "--caps decides the capability rules of an OCI/Docker profile read with --profile-file; a profile in force (--profile) was imported by the control plane already"
+        );
+    }
     let (profile, policy_audit) = match (&args.profile, &args.profile_file) {
         (_, Some(path)) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            (profile_from_file(path, &text)?, false)
+            (profile_from_file(path, &text, &args)?, false)
         }
         (Some(name), None) => {
             let v = localapi::request(&args.api_socket, &Request::Profile { name: name.clone() })?;
@@ -85,8 +101,13 @@ pub fn exec(args: ExecArgs) -> Result<()> {
     });
 }
 
-/// An OCI `LinuxSeccomp` document (has `defaultAction`) or the IR of one profile.
-fn profile_from_file(path: &std::path::Path, text: &str) -> Result<SeccompProfile> {
+/// An OCI `LinuxSeccomp` document (has `defaultAction`), imported for the capabilities the
+/// command will hold (or `--caps`), or the IR of one profile.
+fn profile_from_file(
+    path: &std::path::Path,
+    text: &str,
+    args: &ExecArgs,
+) -> Result<SeccompProfile> {
     let v: serde_json::Value =
         serde_json::from_str(text).with_context(|| format!("{}: not JSON", path.display()))?;
     if v.get("defaultAction").is_some() {
@@ -94,14 +115,28 @@ fn profile_from_file(path: &std::path::Path, text: &str) -> Result<SeccompProfil
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "imported".into());
-        let imported = palisade_policy::oci::import_oci_as(
+        let caps = match &args.caps {
+            Some(list) => Caps::from_flag(list, oci::of_this_process().ok().as_ref())?,
+            None => Caps::of_this_process()?,
+        };
+        let imported = palisade_policy::oci::import_oci_for(
             &name,
             text,
             &palisade_policy::diagnostic::Span::new(&path.display().to_string(), 1, 1),
+            &caps.target(),
         )
         .with_context(|| format!("{}: not a usable OCI seccomp profile", path.display()))?;
-        for note in &imported.notes {
-            eprintln!("palisade-noded exec: {}: {note}", path.display());
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        if let Some(line) = oci::summary(&file, &imported, &caps) {
+            eprintln!("palisade-noded exec: {line}");
+        }
+        if args.verbose {
+            for d in oci::details(&imported, &caps) {
+                eprintln!("palisade-noded exec: {file}: {d}");
+            }
         }
         return Ok(imported.profile);
     }

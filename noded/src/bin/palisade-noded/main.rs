@@ -354,10 +354,15 @@ async fn main() -> Result<()> {
     let lsm = if args.no_lsm {
         Lsm::Unavailable("disabled with --no-lsm".into())
     } else {
+        let probe_failure = capabilities
+            .iter()
+            .find(|c| c.name == probes::BPF_LSM && !c.available)
+            .map(|c| c.detail.as_str());
         Lsm::load(
             args.events_per_sec,
             args.lsm_ringbuf_bytes,
             Some(&args.bpffs_root),
+            probe_failure,
         )
     };
     match &lsm {
