@@ -74,9 +74,9 @@ owner_of() {
     sed -n '1s/^\([^:,]*\)\(:[a-z0-9]*\)\{0,1\}: .*/\1/p'
 }
 
-# "PKG (>= MIN)" for one NEEDED soname of binary $1: MIN is the highest version the
-# package's symbols file gives any versioned symbol the binary uses from it; without a
-# symbols file, the version its shlibs file gives.
+# "PKG MIN" for one NEEDED soname of binary $1: MIN is the highest version the package's
+# symbols file gives any versioned symbol the binary uses from it; without a symbols
+# file, the version its shlibs file gives (none if neither says).
 dep_for() {
   local bin=$1 soname=$2 path pkg info min v
   path=$(ldconfig -p | awk -v so="$soname" '$1 == so && /x86-64/ { print $NF; exit }')
@@ -100,13 +100,24 @@ dep_for() {
   if [ -z "$min" ] && [ -e "$info.shlibs" ]; then
     min=$(awk -v lib="${soname%%.so*}" '$1 == lib && NF > 3 { print $NF; exit }' "$info.shlibs" | tr -d ')')
   fi
-  if [ -n "$min" ]; then echo "$pkg (>= $min)"; else echo "$pkg"; fi
+  echo "$pkg $min"
 }
 
+# The Depends field of binary $1: one entry per package (libc6 ships libc, libm and the
+# loader), with the highest minimum version of its libraries.
 depends_of() {
-  local bin=$1 soname deps=()
+  local bin=$1 soname pkg min deps=()
+  local -A best=()
   for soname in $(objdump -p "$bin" | awk '$1 == "NEEDED" { print $2 }'); do
-    deps+=("$(dep_for "$bin" "$soname")")
+    read -r pkg min <<<"$(dep_for "$bin" "$soname")"
+    if [ -z "${best[$pkg]+set}" ]; then
+      best[$pkg]=$min
+    elif [ -n "$min" ] && { [ -z "${best[$pkg]}" ] || dpkg --compare-versions "$min" gt "${best[$pkg]}"; }; then
+      best[$pkg]=$min
+    fi
+  done
+  for pkg in $(printf '%s\n' "${!best[@]}" | sort); do
+    if [ -n "${best[$pkg]}" ]; then deps+=("$pkg (>= ${best[$pkg]})"); else deps+=("$pkg"); fi
   done
   local IFS=,
   echo "${deps[*]}" | sed 's/,/, /g'
