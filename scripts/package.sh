@@ -57,12 +57,13 @@ version=$(sed -n '/^\[workspace\.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' C
 version=${version//-/\~}
 license=$(sed -n '/^\[workspace\.package\]/,/^\[/s/^license *= *"\(.*\)"/\1/p' Cargo.toml)
 maintainer=${PALISADE_DEB_MAINTAINER:-"Palisade developers <palisade@packages.invalid>"}
-# Files get this time, so that the same sources give the same packages.
-: "${SOURCE_DATE_EPOCH:=$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
-export SOURCE_DATE_EPOCH
-
 echo ">> building the binaries ($profile)"
 cargo build "${cargo_profile[@]}" -p palisade-controlplane -p palisade-noded -p palisadectl --bins
+
+# Files and man pages get this date, so that the same sources give the same packages. Set
+# after the build: ring's build script reruns whenever SOURCE_DATE_EPOCH changes.
+: "${SOURCE_DATE_EPOCH:=$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
+export SOURCE_DATE_EPOCH
 
 # --- shared-library dependencies --------------------------------------------------------
 
