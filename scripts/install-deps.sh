@@ -14,6 +14,7 @@ PKGS=(
   netsniff-ng            # trafgen: fixed-rate traffic for bench/net/veth_cpu.sh
   python3                # workloads of the seccomp/scheduler tests, traffic of the network tests
   runc                   # OCI consumer of exported seccomp profiles (tests)
+  binutils               # objdump, strip: scripts/package.sh (dpkg-deb comes with dpkg)
   ca-certificates
 )
 

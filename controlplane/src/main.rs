@@ -1,7 +1,7 @@
 //! `palisade-controlplane`: stores policy revisions and pushes them to node daemons.
 
 use anyhow::{Context, Result};
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, Parser, Subcommand};
 use palisade_controlplane::audit::AuditHub;
 use palisade_controlplane::auditlog::{Retention, SledAuditLog};
 use palisade_controlplane::{ControlPlane, serve, store::SledStore};
@@ -12,8 +12,31 @@ use std::path::PathBuf;
 #[command(
     name = "palisade-controlplane",
     version,
-    about = "Palisade control plane"
+    about = "Palisade control plane",
+    args_conflicts_with_subcommands = true
 )]
+struct Cli {
+    /// Only the hidden documentation commands: the daemon itself takes flags alone.
+    #[command(subcommand)]
+    doc: Option<Doc>,
+    #[command(flatten)]
+    args: Args,
+}
+
+#[derive(Subcommand, Debug)]
+enum Doc {
+    /// The shell completion script on stdout (the packages install it).
+    #[command(hide = true)]
+    Completion {
+        #[arg(value_enum)]
+        shell: palisade_ops::clidoc::Shell,
+    },
+    /// Write the man page into DIR (the packages install it).
+    #[command(hide = true)]
+    GenerateMan { dir: PathBuf },
+}
+
+#[derive(clap::Args, Debug)]
 struct Args {
     /// Address to serve gRPC (mutual TLS) on.
     #[arg(long, env = "PALISADE_LISTEN", default_value = "127.0.0.1:7443")]
@@ -44,16 +67,46 @@ struct Args {
     /// variables override it.
     #[arg(long, env = "PALISADE_CONFIG")]
     config: Option<PathBuf>,
+    /// Check the settings (flags, environment, config file) and exit without starting.
+    #[arg(long)]
+    check_config: bool,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let argv = palisade_ops::config::argv_with_file(
-        &Args::command(),
+        &Cli::command(),
         std::env::args_os().collect(),
         "PALISADE_CONFIG",
     )?;
-    let args = Args::parse_from(argv);
+    let args = match Cli::parse_from(argv) {
+        Cli { doc: None, args } => args,
+        Cli {
+            doc: Some(Doc::Completion { shell }),
+            ..
+        } => {
+            palisade_ops::clidoc::write_completion(Cli::command(), shell, &mut std::io::stdout());
+            return Ok(());
+        }
+        Cli {
+            doc: Some(Doc::GenerateMan { dir }),
+            ..
+        } => {
+            for p in palisade_ops::clidoc::write_man_pages(Cli::command(), &dir)
+                .with_context(|| format!("cannot write man pages to {}", dir.display()))?
+            {
+                println!("{}", p.display());
+            }
+            return Ok(());
+        }
+    };
+    if args.check_config {
+        println!(
+            "{}",
+            palisade_ops::config::checked("palisade-controlplane", args.config.as_deref())
+        );
+        return Ok(());
+    }
     palisade_ops::logging::init(args.log_json);
     let files = palisade_ops::limits::raise_nofile();
     tracing::debug!(

@@ -3,6 +3,7 @@
 
 use crate::print::Format;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use palisade_ops::clidoc::Shell;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -128,6 +129,18 @@ pub enum Cmd {
     /// Print something in a format other tools read.
     #[command(subcommand)]
     Export(ExportCmd),
+    /// Print a shell completion script on stdout.
+    ///
+    /// E.g. `palisadectl completion bash > ~/.local/share/bash-completion/completions/palisadectl`;
+    /// the Debian package installs the bash, zsh and fish scripts.
+    Completion {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Write the man pages (palisadectl.1 and one per subcommand) into DIR: what the
+    /// packages install.
+    #[command(hide = true)]
+    GenerateMan { dir: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]

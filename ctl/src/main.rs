@@ -50,5 +50,7 @@ async fn run(cli: &Cli, out: Printer) -> Result<ExitCode> {
         Cmd::Nodes { cmd } => cmd::nodes::run(client, out, cmd.as_ref()).await,
         Cmd::Audit(AuditCmd::Tail(a)) => cmd::audit_tail::run(client, out, a).await,
         Cmd::Export(c) => cmd::export::run(client, out, c).await,
+        Cmd::Completion { shell } => cmd::docs::completion(*shell),
+        Cmd::GenerateMan { dir } => cmd::docs::generate_man(out, dir),
     }
 }

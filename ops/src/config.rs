@@ -54,6 +54,17 @@ fn config_path(argv: &[OsString], env_var: &str) -> Option<PathBuf> {
     std::env::var_os(env_var).map(PathBuf::from)
 }
 
+/// What a daemon's `--check-config` prints once its settings parsed and checked.
+pub fn checked(program: &str, file: Option<&Path>) -> String {
+    match file {
+        Some(p) => format!(
+            "{program}: configuration ok (flags, environment and {})",
+            p.display()
+        ),
+        None => format!("{program}: configuration ok (flags and environment; no config file)"),
+    }
+}
+
 fn scalar(v: &toml::Value) -> Option<String> {
     match v {
         toml::Value::String(s) => Some(s.clone()),

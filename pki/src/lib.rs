@@ -437,13 +437,43 @@ pub(crate) fn write(path: &Path, data: &[u8], secret: bool) -> Result<(), PkiErr
         .open(&tmp)
         .map_err(err)?;
     f.write_all(data).map_err(err)?;
+    keep_owner_and_mode(&f, path).map_err(err)?;
     f.sync_all().map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// A file written over an existing one keeps that file's owner, group and mode, so that
+/// a key someone made readable to a daemon's group (the packaged control plane runs as
+/// user `palisade`) stays readable after `pki rotate`.
+fn keep_owner_and_mode(new: &std::fs::File, old: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(was) = std::fs::metadata(old) else {
+        return Ok(());
+    };
+    let now = new.metadata()?;
+    if (was.uid(), was.gid()) != (now.uid(), now.gid()) {
+        std::os::unix::fs::fchown(new, Some(was.uid()), Some(was.gid()))?;
+    }
+    new.set_permissions(std::fs::Permissions::from_mode(was.mode() & 0o7777))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rewriting_a_file_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.key");
+        write(&p, b"one", true).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&p), 0o600);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write(&p, b"two", true).unwrap();
+        assert_eq!(mode(&p), 0o640, "the mode given to the old file is kept");
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+    }
 
     fn pem_to_der(pem: &str) -> Vec<u8> {
         let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod audit_tail;
 pub mod delete;
 pub mod diff;
+pub mod docs;
 pub mod explain;
 pub mod export;
 pub mod get;

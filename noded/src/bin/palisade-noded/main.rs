@@ -55,6 +55,15 @@ enum Sub {
         #[arg(long, env = "PALISADE_BPFFS_ROOT", default_value = pinning::DEFAULT_ROOT)]
         bpffs_root: PathBuf,
     },
+    /// The shell completion script on stdout (the packages install it).
+    #[command(hide = true)]
+    Completion {
+        #[arg(value_enum)]
+        shell: palisade_ops::clidoc::Shell,
+    },
+    /// Write the man pages (one per subcommand) into DIR (the packages install them).
+    #[command(hide = true)]
+    GenerateMan { dir: PathBuf },
 }
 
 /// Where the control plane is and how to authenticate to it (the daemon and `simulate`).
@@ -135,6 +144,9 @@ struct Args {
     /// variables override it.
     #[arg(long, env = "PALISADE_CONFIG")]
     config: Option<PathBuf>,
+    /// Check the settings (flags, environment, config file) and exit without starting.
+    #[arg(long)]
+    check_config: bool,
     /// Local API socket (`palisade-noded exec` fetches profiles here).
     #[arg(long, env = "PALISADE_API_SOCKET", default_value = localapi::DEFAULT_SOCKET)]
     api_socket: PathBuf,
@@ -250,6 +262,20 @@ async fn main() -> Result<()> {
         Some(Sub::Run(a)) => a,
         Some(Sub::Exec(a)) => return exec_cmd::exec(a),
         Some(Sub::Simulate(a)) => return simulate(a).await,
+        Some(Sub::Completion { shell }) => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            palisade_ops::clidoc::write_completion(cmd, shell, &mut std::io::stdout());
+            return Ok(());
+        }
+        Some(Sub::GenerateMan { dir }) => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            for p in palisade_ops::clidoc::write_man_pages(cmd, &dir)
+                .with_context(|| format!("cannot write man pages to {}", dir.display()))?
+            {
+                println!("{}", p.display());
+            }
+            return Ok(());
+        }
         Some(Sub::Cleanup { bpffs_root }) => {
             let removed = pinning::cleanup(&bpffs_root)
                 .with_context(|| format!("cleaning up {}", bpffs_root.display()))?;
@@ -268,6 +294,13 @@ async fn main() -> Result<()> {
         bail!("--name is required to run the daemon");
     };
     let labels = parse_labels(&args.labels)?;
+    if args.check_config {
+        println!(
+            "{}",
+            palisade_ops::config::checked("palisade-noded", args.config.as_deref())
+        );
+        return Ok(());
+    }
     let pki = PkiDir::new(&args.cp.pki);
     let identity = pki.cert_paths(Role::Node, &name);
     if !identity.cert.exists() {
