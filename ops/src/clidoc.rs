@@ -121,14 +121,12 @@ mod tests {
             .version("1.0")
             .about("A tool")
             .subcommand(
-                Command::new("group")
-                    .about("A group")
-                    .subcommand(
-                        Command::new("leaf")
-                            .about("A leaf")
-                            .arg(Arg::new("x").long("x"))
-                            .arg(Arg::new("layout").long("layout").hide(true)),
-                    ),
+                Command::new("group").about("A group").subcommand(
+                    Command::new("leaf")
+                        .about("A leaf")
+                        .arg(Arg::new("x").long("x"))
+                        .arg(Arg::new("layout").long("layout").hide(true)),
+                ),
             )
             .subcommand(Command::new("secret").hide(true))
             .arg(Arg::new("quiet").long("quiet").hide(true))
@@ -167,7 +165,10 @@ mod tests {
             let mut out = Vec::new();
             write_completion(cmd(), shell, &mut out);
             let text = String::from_utf8(out).unwrap();
-            assert!(text.contains("group") && text.contains("leaf"), "{shell:?}: {text}");
+            assert!(
+                text.contains("group") && text.contains("leaf"),
+                "{shell:?}: {text}"
+            );
             for hidden in ["secret", "quiet", "layout"] {
                 assert!(!text.contains(hidden), "{shell:?} lists {hidden}: {text}");
             }

@@ -52,22 +52,37 @@ fn bash_completion_parses_and_offers_no_hidden_command() {
         let file = dir.path().join(b);
         std::fs::write(&file, &script).unwrap();
         run(Command::new("bash").arg("-n").arg(&file));
-        assert!(script.contains(&format!("complete -F _{}", b.replace('-', "__"))), "{b}: {script}");
-        assert!(!script.contains("generate-man"), "{b}'s completion offers a hidden command");
+        assert!(
+            script.contains(&format!("complete -F _{}", b.replace('-', "__"))),
+            "{b}: {script}"
+        );
+        assert!(
+            !script.contains("generate-man"),
+            "{b}'s completion offers a hidden command"
+        );
         for shell in ["zsh", "fish"] {
             let script = stdout(Command::new(bin(b)).args(["completion", shell]));
             assert!(script.contains(b), "{b} {shell}: {script}");
-            assert!(!script.contains("generate-man"), "{b} {shell}: a hidden command");
+            assert!(
+                !script.contains("generate-man"),
+                "{b} {shell}: a hidden command"
+            );
         }
     }
     let apply = stdout(Command::new(bin("palisadectl")).args(["completion", "bash"]));
-    assert!(apply.contains("apply") && apply.contains("--rollout"), "{apply}");
+    assert!(
+        apply.contains("apply") && apply.contains("--rollout"),
+        "{apply}"
+    );
 }
 
 #[test]
 fn completion_is_a_public_command_and_generate_man_is_not() {
     let help = stdout(Command::new(bin("palisadectl")).arg("--help"));
-    assert!(subcommands(&help).contains(&"completion".to_string()), "{help}");
+    assert!(
+        subcommands(&help).contains(&"completion".to_string()),
+        "{help}"
+    );
     for b in BINARIES {
         let help = stdout(Command::new(bin(b)).arg("--help"));
         assert!(!help.contains("generate-man"), "{b} --help: {help}");
@@ -79,9 +94,14 @@ fn man_pages_list_every_subcommand_one_page_each() {
     let dir = tempfile::tempdir().unwrap();
     let help = stdout(Command::new(bin("palisadectl")).arg("--help"));
     let subs = subcommands(&help);
-    assert!(subs.len() > 10 && subs.contains(&"apply".to_string()), "{help}");
+    assert!(
+        subs.len() > 10 && subs.contains(&"apply".to_string()),
+        "{help}"
+    );
     let man = dir.path().join("man");
-    run(Command::new(bin("palisadectl")).arg("generate-man").arg(&man));
+    run(Command::new(bin("palisadectl"))
+        .arg("generate-man")
+        .arg(&man));
     let page = std::fs::read_to_string(man.join("palisadectl.1")).unwrap();
     assert!(page.starts_with(".ie") || page.contains("\n.TH "), "{page}");
     for s in &subs {
@@ -89,17 +109,25 @@ fn man_pages_list_every_subcommand_one_page_each() {
             page.contains(&format!("palisadectl\\-{}(1)", s.replace('-', "\\-"))),
             "palisadectl.1 does not list {s}:\n{page}"
         );
-        assert!(man.join(format!("palisadectl-{s}.1")).exists(), "no page for {s}");
+        assert!(
+            man.join(format!("palisadectl-{s}.1")).exists(),
+            "no page for {s}"
+        );
     }
     for nested in ["pki-init", "rollout-status", "audit-tail", "nodes-label"] {
-        assert!(man.join(format!("palisadectl-{nested}.1")).exists(), "no page for {nested}");
+        assert!(
+            man.join(format!("palisadectl-{nested}.1")).exists(),
+            "no page for {nested}"
+        );
     }
     let pages: Vec<_> = std::fs::read_dir(&man)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(
-        !pages.iter().any(|p| p.contains("generate") || p.contains("-help.")),
+        !pages
+            .iter()
+            .any(|p| p.contains("generate") || p.contains("-help.")),
         "pages for hidden or help commands: {pages:?}"
     );
     let apply = std::fs::read_to_string(man.join("palisadectl-apply.1")).unwrap();
@@ -173,6 +201,9 @@ fn shipped_config_files_check_and_show_every_flag() {
             .filter_map(|l| l.split_once(" = ").map(|(k, _)| k.to_string()))
             .collect();
         let missing: Vec<_> = flags.difference(&shown).collect();
-        assert!(missing.is_empty(), "packaging/config/{file} does not show {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "packaging/config/{file} does not show {missing:?}"
+        );
     }
 }
