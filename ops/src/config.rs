@@ -189,9 +189,15 @@ mod tests {
     use clap::{Arg, ArgAction, Command};
 
     fn cmd() -> Command {
+        cmd_reading("OPS_TEST_LISTEN_NEVER_SET")
+    }
+
+    /// `--listen` also read from `env`: each test that sets a variable uses its own, since
+    /// tests run in parallel in one process.
+    fn cmd_reading(env: &'static str) -> Command {
         Command::new("d")
             .arg(Arg::new("config").long("config"))
-            .arg(Arg::new("listen").long("listen").env("OPS_TEST_LISTEN"))
+            .arg(Arg::new("listen").long("listen").env(env))
             .arg(Arg::new("data").long("data"))
             .arg(Arg::new("label").long("label").action(ArgAction::Append))
             .arg(Arg::new("json").long("json").action(ArgAction::SetTrue))
@@ -200,13 +206,17 @@ mod tests {
     }
 
     fn run(file: &str, args: &[&str]) -> Result<clap::ArgMatches, ConfigError> {
+        run_with(cmd(), file, args)
+    }
+
+    fn run_with(cmd: Command, file: &str, args: &[&str]) -> Result<clap::ArgMatches, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         std::fs::write(&p, file).unwrap();
         let mut argv: Vec<OsString> = vec!["d".into(), "--config".into(), p.clone().into()];
         argv.extend(args.iter().map(OsString::from));
-        let argv = argv_with_file(&cmd(), argv, "OPS_TEST_CONFIG_UNSET")?;
-        Ok(cmd().try_get_matches_from(argv).unwrap())
+        let argv = argv_with_file(&cmd, argv, "OPS_TEST_CONFIG_UNSET")?;
+        Ok(cmd.try_get_matches_from(argv).unwrap())
     }
 
     #[test]
@@ -232,7 +242,7 @@ mod tests {
     fn environment_beats_the_file() {
         // SAFETY: this test alone uses this variable.
         unsafe { std::env::set_var("OPS_TEST_LISTEN", "env:2") };
-        let m = run("listen = \"file:1\"\n", &[]).unwrap();
+        let m = run_with(cmd_reading("OPS_TEST_LISTEN"), "listen = \"file:1\"\n", &[]).unwrap();
         assert_eq!(m.get_one::<String>("listen").unwrap(), "env:2");
         unsafe { std::env::remove_var("OPS_TEST_LISTEN") };
     }
