@@ -1,10 +1,15 @@
-//! The control-plane failsafe: the addresses of the control plane this node talks to stay
-//! reachable whatever its policies say, so no revision (a typo'd deny, a default deny that
-//! drops the replies of the session opened before it) can cut a node off from the control
-//! plane that would roll that revision back. It is a policy of its own,
-//! [`POLICY`], merged into every network plan with the same semantics as any rule: an
-//! allow of each address as a host route (/32, /128), so it wins against every broader
-//! rule; an explicit deny of exactly that address still wins the tie, as documented.
+//! The control-plane failsafe: the session with the control plane this node talks to stays
+//! open whatever its policies say, so no revision (a typo'd deny, a default deny that drops
+//! the replies of the session opened before it) can cut a node off from the control plane
+//! that would roll that revision back. It is a policy of its own, [`POLICY`], merged into
+//! every network plan with the same semantics as any rule, for each of the control plane's
+//! addresses as a host route (/32, /128), so it wins against every broader rule:
+//! - egress: TCP to the control plane's port;
+//! - ingress: TCP from the control plane's address to this host's ephemeral ports
+//!   (`net.ipv4.ip_local_port_range`), where the session's replies arrive.
+//!
+//! Anything else from or to that address (pings, other ports) meets the policies as usual,
+//! and an explicit deny of exactly that address still wins the tie, as documented.
 //! Loopback addresses get no failsafe: their traffic never crosses a guarded interface.
 
 use palisade_policy::ir::Policy;
@@ -23,8 +28,28 @@ pub enum FailsafeError {
     Compile(String),
 }
 
-/// The non-loopback addresses `url` (https://host:port) resolves to.
-pub fn resolve(url: &str) -> Result<Vec<IpAddr>, FailsafeError> {
+/// What the failsafe keeps open: the control plane's non-loopback addresses and its port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub addrs: Vec<IpAddr>,
+    pub port: u16,
+}
+
+/// Where the session's replies arrive: the kernel's ephemeral port range (IPv4 and IPv6
+/// share it), or Linux's default when it cannot be read.
+pub fn ephemeral_ports() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|w| w.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .filter(|(lo, hi)| lo <= hi)
+        .unwrap_or((32768, 60999))
+}
+
+/// The non-loopback addresses `url` (https://host:port) resolves to, and its port.
+pub fn resolve(url: &str) -> Result<Target, FailsafeError> {
     let authority = url
         .split_once("://")
         .map_or(url, |(_, rest)| rest)
@@ -39,23 +64,29 @@ pub fn resolve(url: &str) -> Result<Vec<IpAddr>, FailsafeError> {
     } else {
         authority.to_string()
     };
-    let mut addrs: Vec<IpAddr> = with_port
+    let resolved: Vec<_> = with_port
         .to_socket_addrs()
         .map_err(|e| FailsafeError::Resolve(with_port.clone(), e))?
+        .collect();
+    let port = resolved.first().map_or(443, |a| a.port());
+    let mut addrs: Vec<IpAddr> = resolved
+        .iter()
         .map(|a| a.ip())
         .filter(|ip| !ip.is_loopback())
         .collect();
     addrs.sort();
     addrs.dedup();
-    Ok(addrs)
+    Ok(Target { addrs, port })
 }
 
-/// The failsafe policy for `addrs`, or `None` when there is nothing to keep open.
-pub fn policy(addrs: &[IpAddr]) -> Result<Option<Policy>, FailsafeError> {
-    if addrs.is_empty() {
+/// The failsafe policy for `target`, with replies expected on `ephemeral` ports, or `None`
+/// when there is nothing to keep open.
+pub fn policy(target: &Target, ephemeral: (u16, u16)) -> Result<Option<Policy>, FailsafeError> {
+    if target.addrs.is_empty() {
         return Ok(None);
     }
-    let nets: Vec<String> = addrs
+    let nets: Vec<String> = target
+        .addrs
         .iter()
         .map(|ip| match ip {
             IpAddr::V4(a) => format!("\"{a}/32\""),
@@ -65,8 +96,11 @@ pub fn policy(addrs: &[IpAddr]) -> Result<Option<Policy>, FailsafeError> {
     let nets = nets.join(", ");
     let source = format!(
         "policy(\"{POLICY}\").describe(\"The control plane stays reachable\").mode(\"enforce\");\n\
-         network().ingress().allow([{nets}]).named(\"control-plane-in\");\n\
-         network().egress().allow([{nets}]).named(\"control-plane-out\");\n"
+         network().ingress().allow([{nets}]).tcp().ports(\"{lo}-{hi}\").named(\"control-plane-in\");\n\
+         network().egress().allow([{nets}]).tcp().ports({port}).named(\"control-plane-out\");\n",
+        lo = ephemeral.0,
+        hi = ephemeral.1,
+        port = target.port,
     );
     palisade_policy::compile("(control-plane failsafe)", &source)
         .map(Some)
@@ -81,22 +115,26 @@ mod tests {
 
     #[test]
     fn loopback_gets_no_failsafe() {
-        assert!(resolve("https://127.0.0.1:7443").unwrap().is_empty());
-        assert!(resolve("https://[::1]:7443").unwrap().is_empty());
-        assert!(policy(&[]).unwrap().is_none());
+        assert!(resolve("https://127.0.0.1:7443").unwrap().addrs.is_empty());
+        assert!(resolve("https://[::1]:7443").unwrap().addrs.is_empty());
+        let none = Target {
+            addrs: vec![],
+            port: 7443,
+        };
+        assert!(policy(&none, (32768, 60999)).unwrap().is_none());
     }
 
     #[test]
-    fn addresses_are_parsed_from_the_url() {
-        assert_eq!(
-            resolve("https://10.89.0.10:7443").unwrap(),
-            vec!["10.89.0.10".parse::<IpAddr>().unwrap()]
-        );
-        assert_eq!(
-            resolve("https://[2001:db8::10]:7443/").unwrap(),
-            vec!["2001:db8::10".parse::<IpAddr>().unwrap()]
-        );
+    fn addresses_and_port_are_parsed_from_the_url() {
+        let t = resolve("https://10.89.0.10:7443").unwrap();
+        assert_eq!(t.addrs, vec!["10.89.0.10".parse::<IpAddr>().unwrap()]);
+        assert_eq!(t.port, 7443);
+        let t = resolve("https://[2001:db8::10]/").unwrap();
+        assert_eq!(t.addrs, vec!["2001:db8::10".parse::<IpAddr>().unwrap()]);
+        assert_eq!(t.port, 443);
         assert!(matches!(resolve("https://"), Err(FailsafeError::BadUrl(_))));
+        let (lo, hi) = ephemeral_ports();
+        assert!(lo <= hi, "{lo}-{hi}");
     }
 
     #[test]
@@ -109,12 +147,14 @@ mod tests {
              network().egress().default_action(\"deny\");\n",
         )
         .unwrap();
-        let failsafe = policy(&[
-            "10.89.0.10".parse().unwrap(),
-            "2001:db8::10".parse().unwrap(),
-        ])
-        .unwrap()
-        .unwrap();
+        let target = Target {
+            addrs: vec![
+                "10.89.0.10".parse().unwrap(),
+                "2001:db8::10".parse().unwrap(),
+            ],
+            port: 7443,
+        };
+        let failsafe = policy(&target, (32768, 60999)).unwrap().unwrap();
         let plan = plan::compile_network(&[
             Enforced {
                 policy: &typo,
@@ -146,19 +186,27 @@ mod tests {
         );
         // The decision for a packet from the control plane, as the datapath makes it.
         let me: IpAddr = "10.89.0.21".parse().unwrap();
-        let v = |peer: &str, direction| {
+        let v = |peer: &str, direction, proto, port| {
             let peer: IpAddr = peer.parse().unwrap();
             let (src, dst) = match direction {
                 Direction::Ingress => (peer, me),
                 Direction::Egress => (me, peer),
             };
-            plan.decide(&plan::Packet::new(direction, src, dst, 6, 40000))
+            plan.decide(&plan::Packet::new(direction, src, dst, proto, port))
                 .action
         };
-        use palisade_policy::ir::Action;
-        assert_eq!(v("10.89.0.10", Direction::Ingress), Action::Allow);
-        assert_eq!(v("10.89.0.10", Direction::Egress), Action::Allow);
-        assert_eq!(v("10.89.0.50", Direction::Ingress), Action::Deny);
-        assert_eq!(v("10.89.0.50", Direction::Egress), Action::Deny);
+        use Direction::{Egress, Ingress};
+        use palisade_policy::ir::Action::{Allow, Deny};
+        // The session: out to the control plane's port, replies in to an ephemeral port.
+        assert_eq!(v("10.89.0.10", Egress, 6, 7443), Allow);
+        assert_eq!(v("10.89.0.10", Ingress, 6, 40000), Allow);
+        // Nothing else of the control plane's address is let through by the failsafe.
+        assert_eq!(v("10.89.0.10", Ingress, 6, 22), Deny);
+        assert_eq!(v("10.89.0.10", Ingress, 1, 0), Deny);
+        assert_eq!(v("10.89.0.10", Ingress, 17, 40000), Deny);
+        assert_eq!(v("10.89.0.10", Egress, 6, 22), Deny);
+        // Its neighbours meet the policy.
+        assert_eq!(v("10.89.0.50", Ingress, 6, 40000), Deny);
+        assert_eq!(v("10.89.0.50", Egress, 6, 7443), Deny);
     }
 }

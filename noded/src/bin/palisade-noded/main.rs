@@ -99,9 +99,10 @@ struct Args {
     /// Do not load the BPF-LSM file/exec programs (file and exec rules are reported unenforced).
     #[arg(long)]
     no_lsm: bool,
-    /// Do not keep the control plane's addresses reachable whatever the policies say (by
-    /// default they are allowed in both directions, so no revision can cut this node off from
-    /// the control plane that would roll it back; loopback needs no such rule).
+    /// Do not keep the session with the control plane open whatever the policies say (by
+    /// default TCP to its address and port, and from it to this host's ephemeral ports, is
+    /// allowed, so no revision can cut this node off from the control plane that would roll
+    /// it back; loopback needs no such rule).
     #[arg(long)]
     no_control_plane_failsafe: bool,
     /// How often protected paths are resolved to inodes again, in milliseconds (0: never).
@@ -419,11 +420,14 @@ async fn main() -> Result<()> {
     capabilities.extend(sched_caps);
     let mut enforcer = Enforcer::new(backend);
     if !args.no_control_plane_failsafe {
-        match failsafe::resolve(&args.cp.controlplane).and_then(|a| Ok((failsafe::policy(&a)?, a)))
+        let ephemeral = failsafe::ephemeral_ports();
+        match failsafe::resolve(&args.cp.controlplane)
+            .and_then(|t| Ok((failsafe::policy(&t, ephemeral)?, t)))
         {
-            Ok((policy, addrs)) => {
-                if !addrs.is_empty() {
-                    tracing::info!(addresses = ?addrs, "control-plane failsafe: these addresses stay reachable whatever the policies say");
+            Ok((policy, t)) => {
+                if !t.addrs.is_empty() {
+                    tracing::info!(addresses = ?t.addrs, port = t.port, replies_to = %format!("{}-{}", ephemeral.0, ephemeral.1),
+                        "control-plane failsafe: the session with the control plane stays open whatever the policies say");
                 }
                 enforcer.set_failsafe(policy);
             }
