@@ -128,6 +128,7 @@ start_lab() {
 
 up() {
   local t0; t0=$(now)
+  scripts/install-deps.sh   # the build's own needs (clang, binutils, ...); quick when present
   ensure_docker
   mkdir -p "$STATE/context"
   rm -rf "$STATE/context/debs"
