@@ -2,14 +2,16 @@
 """Traffic for the lab: the services nodes run, and the probes the client and attacker send.
 
   traffic.py serve                      HTTP on :80, TCP echo on :7, UDP echo on :7 (node services)
-  traffic.py udp HOST PORT COUNT [--src ADDR]     send COUNT datagrams, count the echoes
+  traffic.py udp HOST PORT COUNT [--src ADDR] [--timeout S]   send COUNT datagrams, count the echoes
   traffic.py tcp HOST PORT COUNT [--src ADDR]     COUNT connection attempts (one SYN each)
   traffic.py http HOST COUNT [--src ADDR]         COUNT HTTP GETs on :80
   traffic.py flood HOST SECONDS RATE [--src ADDR] HTTP GETs at RATE/s for SECONDS
 
 Each probe prints one JSON object: {"kind", "host", "port", "sent", "answered"}.
-A probe's timeout is short (0.5 s) and a TCP probe sends one SYN only (no retransmission
-before the timeout), so "sent" counts packets the target's firewall sees.
+A probe's timeout (--timeout, default 0.5 s) is short, so a TCP probe sends one SYN only
+(no retransmission before the timeout) and "sent" counts packets the target's firewall
+sees; probes expected to be answered use a longer one, so a loaded machine cannot make
+them fail.
 """
 import http.server
 import json
@@ -109,6 +111,11 @@ def get(host, src):
 
 
 def main(argv):
+    global TIMEOUT
+    if "--timeout" in argv:
+        i = argv.index("--timeout")
+        TIMEOUT = float(argv[i + 1])
+        del argv[i : i + 2]
     src = None
     if "--src" in argv:
         i = argv.index("--src")

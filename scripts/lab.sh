@@ -246,8 +246,13 @@ scenario() {
   bold "1. every node connected and in sync (palisadectl nodes)"
   wait_for "3 nodes connected" 60 wait_connected 3 60
   ctl nodes
+  log "palisadectl in the tools container (operator certificate, https://controlplane:7443)"
+  expect "nodes listed by docker exec pal-tools palisadectl nodes" \
+    "$(docker exec pal-tools palisadectl nodes -o json | grep -c '"connected":true')" 3
+  expect "examples/ validated in the tools container" \
+    "$(docker exec pal-tools palisadectl validate /examples/policies/web-tier.rhai >/dev/null && echo ok)" ok
   log "before any policy, the attacker (from 203.0.113.66) reaches every node"
-  for n in web-1 db-1; do expect "UDP echo from 203.0.113.66 to $n" "$(probe attacker udp $n 7 10 --src 203.0.113.66)" 10; done
+  for n in web-1 db-1; do expect "UDP echo from 203.0.113.66 to $n" "$(probe attacker udp $n 7 10 --src 203.0.113.66 --timeout 3)" 10; done
 
   bold "2. apply examples/policies/web-tier.rhai --rollout canary -w (canary web-1, then web-2; db-1 is not selected)"
   ctl apply examples/policies/web-tier.rhai --rollout canary --canary 1 --wave-size 100% --pause 5s -w
@@ -266,10 +271,10 @@ print(" | ".join(",".join(sorted(by[w])) for w in sorted(by)))')
     expect "UDP echo from 203.0.113.66 (bad-nets) to $n" "$(probe attacker udp $n 7 20 --src 203.0.113.66)" 0
     expect "TCP :7 from the attacker's own address (default deny) to $n" "$(probe attacker tcp $n 7 10)" 0
   done
-  expect "UDP echo from 203.0.113.66 to db-1" "$(probe attacker udp db-1 7 20 --src 203.0.113.66)" 20
-  expect "TCP :7 from the attacker to db-1" "$(probe attacker tcp db-1 7 10)" 10
+  expect "UDP echo from 203.0.113.66 to db-1" "$(probe attacker udp db-1 7 20 --src 203.0.113.66 --timeout 3)" 20
+  expect "TCP :7 from the attacker to db-1" "$(probe attacker tcp db-1 7 10 --timeout 3)" 10
   log "the client's allowed traffic (HTTP) passes"
-  for n in web-1 web-2 db-1; do expect "HTTP GETs from the client to $n" "$(probe client http $n 20)" 20; done
+  for n in web-1 web-2 db-1; do expect "HTTP GETs from the client to $n" "$(probe client http $n 20 --timeout 3)" 20; done
   log "the per-rule counters the nodes report (from the XDP program's per-CPU counters)"
   wait_for "web-1 reports its bad-nets counter" 30 bash -c "[ \$($0 _rule_packets web-1 bad-nets) -ge 20 ]"
   wait_for "web-2 reports its bad-nets counter" 30 bash -c "[ \$($0 _rule_packets web-2 bad-nets) -ge 20 ]"
@@ -291,9 +296,9 @@ print(sum(1 for e in ev if e.get("node") == sys.argv[1] and e.get("policy") == "
   bold "4. a broken revision (lab/policies/web-tier-typo.rhai denies the lab network) is rolled back after the canary wave"
   grep -n '10.89.0.0/24' lab/policies/web-tier-typo.rhai
   log "the client sends 10 HTTP GETs/s to each web node meanwhile"
-  docker exec pal-client python3 /lab/traffic.py flood web-1 22 10 >"$STATE/flood-web-1.json" &
+  docker exec pal-client python3 /lab/traffic.py flood web-1 22 10 --timeout 2 >"$STATE/flood-web-1.json" &
   local f1=$!
-  docker exec pal-client python3 /lab/traffic.py flood web-2 22 10 >"$STATE/flood-web-2.json" &
+  docker exec pal-client python3 /lab/traffic.py flood web-2 22 10 --timeout 2 >"$STATE/flood-web-2.json" &
   local f2=$!
   sleep 1
   local st=0
@@ -319,7 +324,7 @@ print(sum(1 for e in ev if e.get("node") == sys.argv[1] and e.get("policy") == "
   enforced_revs pal-web-1 | grep -q "web-tier@$rev_typo " || die "web-1 (the canary) never enforced the broken web-tier@$rev_typo"
   if enforced_revs pal-web-2 | grep -q "web-tier@$rev_typo "; then die "web-2 enforced the broken web-tier@$rev_typo"; fi
   echo "   ok: the broken web-tier@$rev_typo reached the canary web-1 only"
-  expect "HTTP GETs from the client to web-1 after the rollback" "$(probe client http web-1 10)" 10
+  expect "HTTP GETs from the client to web-1 after the rollback" "$(probe client http web-1 10 --timeout 3)" 10
 
   bold "5. docker kill a node mid-rollout; it restarts on its cached revision, then converges"
   log "apply lab/policies/web-tier-scrape.rhai (lets Prometheus scrape the node daemons) as a canary with a 20 s watch"
