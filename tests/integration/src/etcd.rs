@@ -22,6 +22,20 @@ pub fn unavailable() -> Option<String> {
     None
 }
 
+/// A free loopback port never handed out before in this process: clusters started by
+/// concurrent tests must not pick the same one between probing and etcd's bind.
+fn fresh_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let p = free_port();
+        if !given.contains(&p) {
+            given.push(p);
+            return p;
+        }
+    }
+}
+
 /// One member: its ports and, while it runs, its process.
 pub struct Member {
     pub name: String,
@@ -51,8 +65,8 @@ impl EtcdCluster {
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),
-                client_port: free_port(),
-                peer_port: free_port(),
+                client_port: fresh_port(),
+                peer_port: fresh_port(),
                 proc: None,
             })
             .collect();
