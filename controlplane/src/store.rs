@@ -39,9 +39,7 @@ pub mod etcd;
 pub enum StoreError {
     #[error("--store {url:?}: {why}")]
     BadUrl { url: String, why: String },
-    #[error(
-        "policy store unavailable: no etcd member answered (tried {endpoints}): {detail}"
-    )]
+    #[error("policy store unavailable: no etcd member answered (tried {endpoints}): {detail}")]
     Unavailable { endpoints: String, detail: String },
     #[error("policy store: etcd at {endpoints}: {detail}")]
     Etcd { endpoints: String, detail: String },
@@ -208,7 +206,11 @@ pub fn open(spec: Option<&str>, data: &Path) -> Result<Box<dyn PolicyStore>, Sto
             if name.contains('/') {
                 return Err(bad("the name after the endpoints is one path segment"));
             }
-            open_etcd(endpoints, if name.is_empty() { "palisade" } else { name }, &bad)
+            open_etcd(
+                endpoints,
+                if name.is_empty() { "palisade" } else { name },
+                &bad,
+            )
         }
         Some(_) => Err(bad(
             "unknown store: use `sled` (the default, in --data) or etcd://host:2379,host:2379",

@@ -330,7 +330,13 @@ impl Inner {
         }
     }
 
-    async fn revert(&self, name: &str, expected: u64, to: u64, why: &str) -> Result<(), StoreError> {
+    async fn revert(
+        &self,
+        name: &str,
+        expected: u64,
+        to: u64,
+        why: &str,
+    ) -> Result<(), StoreError> {
         let cur_key = self.cur_key(name);
         loop {
             let got = self.read(vec![TxnOp::get(cur_key.clone(), None)]).await?;
@@ -430,7 +436,9 @@ impl Inner {
         let rev = match revision {
             Some(r) => r,
             None => {
-                let got = self.read(vec![TxnOp::get(self.cur_key(name), None)]).await?;
+                let got = self
+                    .read(vec![TxnOp::get(self.cur_key(name), None)])
+                    .await?;
                 match got[0].first() {
                     Some(kv) => number(kv),
                     None => return Ok(None),
@@ -569,8 +577,11 @@ impl EtcdStore {
                 .await?;
             let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
             i.retry(|mut c| async move {
-                c.compact(rev, Some(etcd_client::CompactionOptions::new().with_physical()))
-                    .await
+                c.compact(
+                    rev,
+                    Some(etcd_client::CompactionOptions::new().with_physical()),
+                )
+                .await
             })
             .await?;
             Ok(rev)
@@ -650,7 +661,10 @@ impl PolicyStore for EtcdStore {
     }
 
     fn put_rollout(&self, policy: &str, record: &[u8]) -> Result<(), StoreError> {
-        let (key, value) = (self.inner.key(&format!("rollouts/{}", enc(policy))), record.to_vec());
+        let (key, value) = (
+            self.inner.key(&format!("rollouts/{}", enc(policy))),
+            record.to_vec(),
+        );
         self.call(|i| async move { i.put(key, value).await })
     }
 
@@ -665,7 +679,10 @@ impl PolicyStore for EtcdStore {
     }
 
     fn put_labels(&self, node: &str, record: &[u8]) -> Result<(), StoreError> {
-        let (key, value) = (self.inner.key(&format!("labels/{}", enc(node))), record.to_vec());
+        let (key, value) = (
+            self.inner.key(&format!("labels/{}", enc(node))),
+            record.to_vec(),
+        );
         self.call(|i| async move { i.put(key, value).await })
     }
 

@@ -126,13 +126,10 @@ impl EtcdCluster {
     /// Waits until every running member says it is healthy (it has a leader).
     pub fn wait_healthy(&mut self, timeout: Duration) {
         let ok = wait_until(timeout, || {
-            self.members
-                .iter()
-                .filter(|m| m.proc.is_some())
-                .all(|m| {
-                    http_get(&m.endpoint(), "/health")
-                        .is_some_and(|body| body.contains("\"health\":\"true\""))
-                })
+            self.members.iter().filter(|m| m.proc.is_some()).all(|m| {
+                http_get(&m.endpoint(), "/health")
+                    .is_some_and(|body| body.contains("\"health\":\"true\""))
+            })
         });
         if !ok {
             for m in self.members.iter_mut() {

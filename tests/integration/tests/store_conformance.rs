@@ -3,7 +3,9 @@
 //! only etcd has: two stores as two replicas, compaction, etcd down, the leader killed.
 
 use palisade_controlplane::store::etcd::{EtcdConfig, EtcdStore};
-use palisade_controlplane::store::{self, Applied, NewRevision, PolicyStore, SledStore, StoreError};
+use palisade_controlplane::store::{
+    self, Applied, NewRevision, PolicyStore, SledStore, StoreError,
+};
 use palisade_integration::etcd::{self, EtcdCluster};
 use palisade_integration::{bin, free_port, skip};
 use std::collections::{BTreeMap, BTreeSet};
@@ -65,7 +67,11 @@ fn conformance(s: Box<dyn PolicyStore>, reopen: &dyn Fn() -> Box<dyn PolicyStore
     assert_eq!(cur, [("a".to_string(), 3), ("b".to_string(), 2)]);
     let r1 = s.get("a", Some(1)).unwrap().unwrap();
     assert_eq!(
-        (r1.name.as_str(), r1.content_hash.as_str(), r1.author.as_str()),
+        (
+            r1.name.as_str(),
+            r1.content_hash.as_str(),
+            r1.author.as_str()
+        ),
         ("a", "h1", "operator:test")
     );
     assert!(s.get("a", Some(2)).unwrap().is_none(), "revision 2 is b's");
@@ -75,7 +81,10 @@ fn conformance(s: Box<dyn PolicyStore>, reopen: &dyn Fn() -> Box<dyn PolicyStore
     assert_eq!(s.rollback("a", 1, "operator:o").unwrap(), changed(4));
     let r4 = s.get("a", None).unwrap().unwrap();
     assert_eq!((r4.content_hash.as_str(), r4.restored_from), ("h1", 1));
-    assert!(!s.rollback("a", 1, "o").unwrap().changed, "same content again");
+    assert!(
+        !s.rollback("a", 1, "o").unwrap().changed,
+        "same content again"
+    );
     assert!(matches!(
         s.rollback("a", 2, "o"),
         Err(StoreError::NoSuchRevision { .. })
@@ -117,14 +126,24 @@ fn conformance(s: Box<dyn PolicyStore>, reopen: &dyn Fn() -> Box<dyn PolicyStore
     assert_eq!((w1, w2), (7, 8));
     assert!(matches!(
         s.revert("web", w1, 0, "x"),
-        Err(StoreError::NotCurrent { actual: 8, expected: 7, .. })
+        Err(StoreError::NotCurrent {
+            actual: 8,
+            expected: 7,
+            ..
+        })
     ));
     s.revert("web", w2, w1, "gate failed").unwrap();
     assert_eq!(s.get("web", None).unwrap().unwrap().revision, w1);
     let h = s.history("web").unwrap();
     assert_eq!(h.len(), 2, "history keeps the withdrawn revision");
-    assert_eq!((h[0].withdrawn.as_str(), h[1].withdrawn.as_str()), ("", "gate failed"));
-    assert_eq!(s.get("web", Some(w2)).unwrap().unwrap().withdrawn, "gate failed");
+    assert_eq!(
+        (h[0].withdrawn.as_str(), h[1].withdrawn.as_str()),
+        ("", "gate failed")
+    );
+    assert_eq!(
+        s.get("web", Some(w2)).unwrap().unwrap().withdrawn,
+        "gate failed"
+    );
     let f1 = s.apply(new("fresh", "f1")).unwrap().revision;
     s.revert("fresh", f1, 0, "gate failed").unwrap();
     assert!(s.get("fresh", None).unwrap().is_none());
@@ -191,11 +210,17 @@ fn concurrent_applies(stores: &[Arc<dyn PolicyStore>], threads: usize, per_threa
     let mut given: BTreeMap<u64, String> = BTreeMap::new();
     for h in handles {
         for (rev, hash) in h.join().unwrap() {
-            assert!(given.insert(rev, hash).is_none(), "revision {rev} given twice");
+            assert!(
+                given.insert(rev, hash).is_none(),
+                "revision {rev} given twice"
+            );
         }
     }
     let n = (threads * per_thread) as u64;
-    assert_eq!(given.keys().copied().collect::<Vec<_>>(), (1..=n).collect::<Vec<_>>());
+    assert_eq!(
+        given.keys().copied().collect::<Vec<_>>(),
+        (1..=n).collect::<Vec<_>>()
+    );
     let mut stored = BTreeMap::new();
     for p in ["p0", "p1", "p2"] {
         for r in stores[0].history(p).unwrap() {
@@ -251,7 +276,8 @@ fn etcd_history_survives_compaction() {
     let s = etcd_store(&c);
     for i in 0..20 {
         s.apply(new("web", &format!("h{i}"))).unwrap();
-        s.put_rollout("web", format!("{{\"i\":{i}}}").as_bytes()).unwrap();
+        s.put_rollout("web", format!("{{\"i\":{i}}}").as_bytes())
+            .unwrap();
     }
     s.revert("web", 20, 19, "gate failed").unwrap();
     let before = s.history("web").unwrap();
@@ -278,10 +304,17 @@ fn etcd_unreachable_fails_fast_and_says_where() {
     let err = EtcdStore::connect(EtcdConfig::new(eps.clone()))
         .err()
         .expect("no etcd there");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("unavailable") && text.contains(&eps[0]) && text.contains(&eps[1]), "{text}");
+    assert!(
+        text.contains("unavailable") && text.contains(&eps[0]) && text.contains(&eps[1]),
+        "{text}"
+    );
 
     // --store errors.
     let dir = tempfile::tempdir().unwrap();
@@ -290,7 +323,10 @@ fn etcd_unreachable_fails_fast_and_says_where() {
         ("etcd://", "no etcd endpoint"),
         ("etcd://hostonly", "has no port"),
     ] {
-        let e = store::open(Some(spec), dir.path()).err().unwrap().to_string();
+        let e = store::open(Some(spec), dir.path())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains(says), "{spec}: {e}");
     }
     assert!(store::open(None, dir.path()).is_ok());
@@ -298,7 +334,8 @@ fn etcd_unreachable_fails_fast_and_says_where() {
 
 #[test]
 fn etcd_down_entirely_apply_fails_fast_with_unavailable() {
-    let Some(mut c) = cluster("store_conformance::etcd_down_entirely_apply_fails_fast_with_unavailable")
+    let Some(mut c) =
+        cluster("store_conformance::etcd_down_entirely_apply_fails_fast_with_unavailable")
     else {
         return;
     };
@@ -389,19 +426,27 @@ fn etcd_leader_killed_during_applies_loses_nothing() {
             })
         })
         .collect();
-    assert!(palisade_integration::wait_until(Duration::from_secs(60), || {
-        acked.load(std::sync::atomic::Ordering::SeqCst) >= 100
-    }));
+    assert!(palisade_integration::wait_until(
+        Duration::from_secs(60),
+        || { acked.load(std::sync::atomic::Ordering::SeqCst) >= 100 }
+    ));
     let leader = c.leader().expect("a leader");
     c.kill9(leader);
-    eprintln!("killed etcd leader {} after {} acknowledged applies", leader, acked.load(std::sync::atomic::Ordering::SeqCst));
+    eprintln!(
+        "killed etcd leader {} after {} acknowledged applies",
+        leader,
+        acked.load(std::sync::atomic::Ordering::SeqCst)
+    );
     let mut given: BTreeMap<u64, String> = BTreeMap::new();
     let mut worst = Duration::ZERO;
     for h in handles {
         let (got, w) = h.join().unwrap();
         worst = worst.max(w);
         for (rev, hash) in got {
-            assert!(given.insert(rev, hash).is_none(), "revision {rev} acknowledged twice");
+            assert!(
+                given.insert(rev, hash).is_none(),
+                "revision {rev} acknowledged twice"
+            );
         }
     }
     eprintln!("slowest acknowledged apply (across the leader's death): {worst:?}");
@@ -410,10 +455,21 @@ fn etcd_leader_killed_during_applies_loses_nothing() {
     let mut hashes = BTreeSet::new();
     for t in 0..THREADS {
         for r in stores[1].history(&format!("p{t}")).unwrap() {
-            assert!(hashes.insert(r.content_hash.clone()), "{} stored twice", r.content_hash);
+            assert!(
+                hashes.insert(r.content_hash.clone()),
+                "{} stored twice",
+                r.content_hash
+            );
             assert!(stored.insert(r.revision, r.content_hash).is_none());
         }
     }
-    assert_eq!(stored.keys().copied().collect::<Vec<_>>(), (1..=n).collect::<Vec<_>>(), "dense");
-    assert_eq!(stored, given, "every acknowledged revision is stored as acknowledged");
+    assert_eq!(
+        stored.keys().copied().collect::<Vec<_>>(),
+        (1..=n).collect::<Vec<_>>(),
+        "dense"
+    );
+    assert_eq!(
+        stored, given,
+        "every acknowledged revision is stored as acknowledged"
+    );
 }
