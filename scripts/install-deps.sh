@@ -15,6 +15,8 @@ PKGS=(
   python3                # workloads of the seccomp/scheduler tests, traffic of the network tests
   runc                   # OCI consumer of exported seccomp profiles (tests)
   binutils               # objdump, strip: scripts/package.sh (dpkg-deb comes with dpkg)
+  protobuf-compiler libprotobuf-dev   # protoc + well-known protos: etcd-client (feature etcd)
+  etcd-server etcd-client             # the etcd store's tests run a real 3-member cluster
   ca-certificates
 )
 

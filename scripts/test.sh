@@ -15,8 +15,12 @@ scripts/install-deps.sh
 scripts/vm/install-deps.sh   # the VM tier: qemu, busybox, the guest kernel (cached in .cache/vm)
 export PATH="$HOME/.cargo/bin:$PATH"
 
+# The etcd store is a cargo feature; the suite builds and tests it (the conformance suite in
+# tests/integration runs against sled and a real etcd cluster).
+features=(--features palisade-controlplane/etcd)
+
 echo ">> building"
-cargo build --workspace --bins --tests --quiet
+cargo build --workspace --bins --tests --quiet "${features[@]}"
 
 skips=$(mktemp -d)
 trap 'rm -rf "$skips"' EXIT
@@ -27,7 +31,7 @@ fi
 
 echo ">> running tests (required tiers: ${PALISADE_REQUIRE_TIERS:-none})"
 status=0
-cargo test --workspace --no-fail-fast -- --test-threads=2 || status=$?
+cargo test --workspace --no-fail-fast "${features[@]}" -- --test-threads=2 || status=$?
 
 # The lab tier: real containers on this machine's Docker (installed from Debian's packages by
 # lab.sh when missing). It uses the debug build just made (packaged as .deb files like a

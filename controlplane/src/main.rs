@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use palisade_controlplane::audit::AuditHub;
 use palisade_controlplane::auditlog::{Retention, SledAuditLog};
-use palisade_controlplane::{ControlPlane, serve, store::SledStore};
+use palisade_controlplane::{ControlPlane, serve, store};
 use palisade_pki::PkiDir;
 use std::path::PathBuf;
 
@@ -48,6 +48,11 @@ struct Args {
         default_value = "/var/lib/palisade/controlplane"
     )]
     data: PathBuf,
+    /// Where policy revisions live: `sled` (the default, in --data) or
+    /// `etcd://host:2379,host:2379,host:2379` (an etcd cluster shared by replicas; needs the
+    /// build feature `etcd`). The audit log stays in --data either way.
+    #[arg(long, env = "PALISADE_STORE")]
+    store: Option<String>,
     /// PKI directory (ca.pem, controlplane.pem, controlplane.key).
     #[arg(long, env = "PALISADE_PKI", default_value = "/var/lib/palisade/pki")]
     pki: PathBuf,
@@ -115,18 +120,18 @@ async fn main() -> Result<()> {
     );
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot create data directory {}", args.data.display()))?;
-    let store = SledStore::open(&args.data)?;
+    let store = store::open(args.store.as_deref(), &args.data)?;
     let pki = PkiDir::new(&args.pki);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, data = %args.data.display(), "control plane listening");
+    tracing::info!(addr = %listener.local_addr()?, data = %args.data.display(), store = args.store.as_deref().unwrap_or("sled"), "control plane listening");
     let retention = Retention {
         max_bytes: args.audit_max_mb << 20,
         max_age_secs: args.audit_max_age_hours * 3600,
     };
     let audit = AuditHub::new(Box::new(SledAuditLog::open(&args.data)?), retention)?;
-    let cp = ControlPlane::new(Box::new(store), audit);
+    let cp = ControlPlane::new(store, audit);
     if let Some(addr) = &args.metrics {
         let m = cp.clone();
         let at = palisade_ops::metrics::serve(

@@ -2,7 +2,10 @@
 //!
 //! [`PolicyStore`] is the small trait the rest of the control plane uses; [`SledStore`]
 //! implements it on sled (0.34), whose on-disk format is old and may change, so nothing
-//! outside this module knows it is sled.
+//! outside this module knows it is sled. With the cargo feature `etcd`, [`etcd::EtcdStore`]
+//! implements it on an etcd cluster shared by several replicas; [`open`] picks one from
+//! `--store`. The same conformance suite (tests/integration/tests/store_conformance.rs)
+//! runs against both.
 //!
 //! A delete is a revision too (a tombstone), and a rollback stores a new revision whose
 //! content is an older one's, so history only ever grows and both can be undone.
@@ -29,8 +32,17 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use std::path::Path;
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("--store {url:?}: {why}")]
+    BadUrl { url: String, why: String },
+    #[error("policy store unavailable: no etcd member answered (tried {endpoints}): {detail}")]
+    Unavailable { endpoints: String, detail: String },
+    #[error("policy store: etcd at {endpoints}: {detail}")]
+    Etcd { endpoints: String, detail: String },
     #[error("policy store at {path}: {source}")]
     Open { path: String, source: sled::Error },
     #[error("policy store: {0}")]
@@ -163,6 +175,70 @@ pub trait PolicyStore: Send + Sync + 'static {
             }),
         }
     }
+}
+
+/// Opens the store `--store` names: `None` or `sled` for sled in `data`;
+/// `etcd://host:port,host:port[/name]` for etcd (keys under `/<name>/v1/`, default
+/// `palisade`), which needs the cargo feature `etcd`.
+pub fn open(spec: Option<&str>, data: &Path) -> Result<Box<dyn PolicyStore>, StoreError> {
+    let bad = |why: &str| StoreError::BadUrl {
+        url: spec.unwrap_or_default().to_string(),
+        why: why.to_string(),
+    };
+    match spec.map(str::trim) {
+        None | Some("") | Some("sled") | Some("sled://") => Ok(Box::new(SledStore::open(data)?)),
+        Some(s) if s.starts_with("etcd://") => {
+            let rest = &s["etcd://".len()..];
+            let (hosts, name) = rest.split_once('/').unwrap_or((rest, ""));
+            let endpoints: Vec<String> = hosts
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(String::from)
+                .collect();
+            if endpoints.is_empty() {
+                return Err(bad("no etcd endpoint: write etcd://host:2379,host:2379"));
+            }
+            if let Some(h) = endpoints.iter().find(|h| !h.contains(':')) {
+                return Err(bad(&format!("endpoint {h:?} has no port (host:2379)")));
+            }
+            let name = name.trim_matches('/');
+            if name.contains('/') {
+                return Err(bad("the name after the endpoints is one path segment"));
+            }
+            open_etcd(
+                endpoints,
+                if name.is_empty() { "palisade" } else { name },
+                &bad,
+            )
+        }
+        Some(_) => Err(bad(
+            "unknown store: use `sled` (the default, in --data) or etcd://host:2379,host:2379",
+        )),
+    }
+}
+
+#[cfg(feature = "etcd")]
+fn open_etcd(
+    endpoints: Vec<String>,
+    name: &str,
+    _bad: &dyn Fn(&str) -> StoreError,
+) -> Result<Box<dyn PolicyStore>, StoreError> {
+    let mut cfg = etcd::EtcdConfig::new(endpoints);
+    cfg.prefix = format!("/{name}/v1/");
+    Ok(Box::new(etcd::EtcdStore::connect(cfg)?))
+}
+
+#[cfg(not(feature = "etcd"))]
+fn open_etcd(
+    _endpoints: Vec<String>,
+    _name: &str,
+    bad: &dyn Fn(&str) -> StoreError,
+) -> Result<Box<dyn PolicyStore>, StoreError> {
+    Err(bad(
+        "this palisade-controlplane was built without etcd support \
+         (cargo build -p palisade-controlplane --features etcd)",
+    ))
 }
 
 pub struct SledStore {

@@ -25,7 +25,8 @@ use crate::store::StoreError;
 use tonic::Status;
 
 /// A store error as the caller sees it: missing things are NOT_FOUND, refused changes
-/// FAILED_PRECONDITION, anything else INTERNAL (and logged).
+/// FAILED_PRECONDITION, a store that does not answer (etcd down) UNAVAILABLE, anything
+/// else INTERNAL (and logged).
 fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::NoSuchPolicy(_) | StoreError::NoSuchRevision { .. } => {
@@ -33,6 +34,10 @@ fn store_status(e: StoreError) -> Status {
         }
         StoreError::AlreadyDeleted { .. } | StoreError::NotCurrent { .. } => {
             Status::failed_precondition(e.to_string())
+        }
+        StoreError::Unavailable { .. } => {
+            tracing::warn!(error = %e, "store unavailable");
+            Status::unavailable(e.to_string())
         }
         e => {
             tracing::error!(error = %e, "store failure");

@@ -3,12 +3,15 @@
 //! `Drop` removes it, so a failing test leaves nothing behind.
 //!
 //! Tiers:
-//! - `process`: runs the binaries, needs nothing special (always available);
+//! - `process`: runs the binaries, needs nothing special (always available; the tests
+//!   that run a real etcd cluster, [`etcd`], need Debian's etcd-server);
 //! - `host`: needs root, network namespaces and XDP on veth.
 //!
 //! A test whose tier is unavailable calls [`skip`]: that prints why, records the skip in
 //! `$PALISADE_SKIP_DIR` (the test script counts and reports them) and, when the tier is
 //! listed in `$PALISADE_REQUIRE_TIERS` (CI sets it), fails the test instead.
+
+pub mod etcd;
 
 use std::fs::File;
 use std::net::TcpListener;
