@@ -1,7 +1,7 @@
 //! `palisade-controlplane`: stores policy revisions and pushes them to node daemons.
 
 use anyhow::{Context, Result};
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, Parser};
 use palisade_controlplane::audit::AuditHub;
 use palisade_controlplane::auditlog::{Retention, SledAuditLog};
 use palisade_controlplane::{ControlPlane, serve, store};
@@ -18,22 +18,9 @@ use std::path::PathBuf;
 struct Cli {
     /// Only the hidden documentation commands: the daemon itself takes flags alone.
     #[command(subcommand)]
-    doc: Option<Doc>,
+    doc: Option<palisade_ops::clidoc::DocCommand>,
     #[command(flatten)]
     args: Args,
-}
-
-#[derive(Subcommand, Debug)]
-enum Doc {
-    /// The shell completion script on stdout (the packages install it).
-    #[command(hide = true)]
-    Completion {
-        #[arg(value_enum)]
-        shell: palisade_ops::clidoc::Shell,
-    },
-    /// Write the man page into DIR (the packages install it).
-    #[command(hide = true)]
-    GenerateMan { dir: PathBuf },
 }
 
 #[derive(clap::Args, Debug)]
@@ -86,22 +73,8 @@ async fn main() -> Result<()> {
     )?;
     let args = match Cli::parse_from(argv) {
         Cli { doc: None, args } => args,
-        Cli {
-            doc: Some(Doc::Completion { shell }),
-            ..
-        } => {
-            palisade_ops::clidoc::write_completion(Cli::command(), shell, &mut std::io::stdout());
-            return Ok(());
-        }
-        Cli {
-            doc: Some(Doc::GenerateMan { dir }),
-            ..
-        } => {
-            for p in palisade_ops::clidoc::write_man_pages(Cli::command(), &dir)
-                .with_context(|| format!("cannot write man pages to {}", dir.display()))?
-            {
-                println!("{}", p.display());
-            }
+        Cli { doc: Some(doc), .. } => {
+            doc.run(Cli::command())?;
             return Ok(());
         }
     };

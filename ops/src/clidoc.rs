@@ -19,6 +19,46 @@ pub enum Shell {
     Fish,
 }
 
+/// The daemons' hidden documentation commands, flattened into their subcommands; the
+/// packages run them at build time. (`palisadectl` has its own: its `completion` is public.)
+#[derive(clap::Subcommand, Debug)]
+pub enum DocCommand {
+    /// The shell completion script on stdout (the packages install it).
+    #[command(hide = true)]
+    Completion {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Write the man pages (one per subcommand) into DIR (the packages install them).
+    #[command(hide = true)]
+    GenerateMan { dir: PathBuf },
+}
+
+impl DocCommand {
+    /// Does what the command says for the binary whose tree is `cmd`: the completion script
+    /// on stdout, or the man pages into DIR with each file written named on stdout.
+    pub fn run(&self, cmd: clap::Command) -> std::io::Result<()> {
+        match self {
+            DocCommand::Completion { shell } => {
+                write_completion(cmd, *shell, &mut std::io::stdout());
+                Ok(())
+            }
+            DocCommand::GenerateMan { dir } => {
+                let pages = write_man_pages(cmd, dir).map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot write man pages to {}: {e}", dir.display()),
+                    )
+                })?;
+                for p in pages {
+                    println!("{}", p.display());
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Writes the completion script of `cmd` for `shell` (the program name is `cmd`'s name).
 pub fn write_completion(cmd: clap::Command, shell: Shell, out: &mut dyn Write) {
     let mut cmd = visible_only(&cmd);

@@ -55,15 +55,8 @@ enum Sub {
         #[arg(long, env = "PALISADE_BPFFS_ROOT", default_value = pinning::DEFAULT_ROOT)]
         bpffs_root: PathBuf,
     },
-    /// The shell completion script on stdout (the packages install it).
-    #[command(hide = true)]
-    Completion {
-        #[arg(value_enum)]
-        shell: palisade_ops::clidoc::Shell,
-    },
-    /// Write the man pages (one per subcommand) into DIR (the packages install them).
-    #[command(hide = true)]
-    GenerateMan { dir: PathBuf },
+    #[command(flatten)]
+    Doc(palisade_ops::clidoc::DocCommand),
 }
 
 /// Where the control plane is and how to authenticate to it (the daemon and `simulate`).
@@ -263,18 +256,8 @@ async fn main() -> Result<()> {
         Some(Sub::Run(a)) => a,
         Some(Sub::Exec(a)) => return exec_cmd::exec(a),
         Some(Sub::Simulate(a)) => return simulate(a).await,
-        Some(Sub::Completion { shell }) => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            palisade_ops::clidoc::write_completion(cmd, shell, &mut std::io::stdout());
-            return Ok(());
-        }
-        Some(Sub::GenerateMan { dir }) => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            for p in palisade_ops::clidoc::write_man_pages(cmd, &dir)
-                .with_context(|| format!("cannot write man pages to {}", dir.display()))?
-            {
-                println!("{}", p.display());
-            }
+        Some(Sub::Doc(doc)) => {
+            doc.run(<Cli as clap::CommandFactory>::command())?;
             return Ok(());
         }
         Some(Sub::Cleanup { bpffs_root }) => {
