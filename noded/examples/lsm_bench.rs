@@ -274,7 +274,8 @@ fn main() {
         ("pal_bench_hashcache_open", "file_open"),
     ] {
         let p: &mut LsmProgram = base.program_mut(name).unwrap().try_into().unwrap();
-        p.load(hook, &btf).expect("load baseline program");
+        palisade_noded::objects::load_retrying(|| p.load(hook, &btf))
+            .expect("load baseline program");
     }
     phase("load palisade");
     let mut lsm = LsmEnforcer::load(1000, palisade_noded::lsm::DEFAULT_RINGBUF_BYTES, None)

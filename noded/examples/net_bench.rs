@@ -213,7 +213,7 @@ fn prog_cost(sizes: &[usize], repeat: u32) {
         }
         let prog: &mut aya::programs::Xdp =
             ebpf.program_mut("bench_lpm").unwrap().try_into().unwrap();
-        prog.load().unwrap();
+        palisade_noded::objects::load_retrying(|| prog.load()).unwrap();
         let lfd = prog.fd().unwrap().as_fd().as_raw_fd();
         let mut lpm = Vec::new();
         for (src, want) in &pkts {

@@ -2,7 +2,8 @@
 //! built by `build.rs` into `OUT_DIR`. Benchmark-only programs (`bpf/bench/*.bpf.c`, built
 //! into `OUT_DIR/bench/`) are not embedded here: only the examples that need them include
 //! them (`examples/net_bench.rs`, `examples/lsm_bench.rs`). [`program_error`]: how a
-//! program that does not load or attach is described.
+//! program that does not load or attach is described; [`load_retrying`]: every program
+//! load, retried when a signal interrupted the verifier.
 
 macro_rules! object {
     ($file:literal) => {
@@ -41,6 +42,31 @@ pub fn program_error(e: &aya::programs::ProgramError) -> String {
     }
 }
 
+/// How many times a load the verifier gave up on with EAGAIN is tried.
+pub const LOAD_ATTEMPTS: usize = 6;
+
+/// Runs `load` (one program's `load()`) again when it fails with EAGAIN: the verifier
+/// returns that when a signal arrives while it works (a child exiting, a timer), which
+/// says nothing about the program. A long program verified with a log on a busy machine
+/// meets one now and then; libbpf retries the same way. Any other error, or EAGAIN
+/// [`LOAD_ATTEMPTS`] times running, is returned as it is.
+pub fn load_retrying(
+    mut load: impl FnMut() -> Result<(), aya::programs::ProgramError>,
+) -> Result<(), aya::programs::ProgramError> {
+    let mut attempt = 1;
+    loop {
+        match load() {
+            Err(aya::programs::ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < LOAD_ATTEMPTS =>
+            {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5 * attempt as u64));
+            }
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +93,44 @@ mod tests {
             program_error(&ProgramError::NotAttached),
             "the program is not attached"
         );
+    }
+
+    #[test]
+    fn interrupted_loads_are_retried_and_other_errors_are_not() {
+        use aya::programs::ProgramError;
+        let failing = |errno| ProgramError::LoadError {
+            io_error: std::io::Error::from_raw_os_error(errno),
+            verifier_log: aya_obj::VerifierLog::new(String::new()),
+        };
+        let mut calls = 0;
+        let r = load_retrying(|| {
+            calls += 1;
+            if calls < 3 {
+                Err(failing(libc::EAGAIN))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(r.is_ok());
+        assert_eq!(calls, 3);
+
+        let mut calls = 0;
+        let r = load_retrying(|| {
+            calls += 1;
+            Err(failing(libc::EACCES))
+        });
+        assert!(r.is_err());
+        assert_eq!(calls, 1, "a refusal is not retried");
+
+        let mut calls = 0;
+        let r = load_retrying(|| {
+            calls += 1;
+            Err(failing(libc::EAGAIN))
+        });
+        assert!(
+            matches!(r, Err(ProgramError::LoadError { ref io_error, .. }) if io_error.raw_os_error() == Some(libc::EAGAIN))
+        );
+        assert_eq!(calls, LOAD_ATTEMPTS, "EAGAIN every time ends");
     }
 
     fn sources(dir: &str) -> Vec<String> {

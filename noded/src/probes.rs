@@ -115,8 +115,7 @@ fn probe_net() -> Vec<v1::Capability> {
         .and_then(|p| <&mut Xdp>::try_from(p).map_err(|e| e.to_string()))
     {
         Ok(prog) => {
-            let loaded = prog
-                .load()
+            let loaded = crate::objects::load_retrying(|| prog.load())
                 .map_err(|e| format!("load: {}", program_error(&e)));
             for (name, mode) in [(XDP_NATIVE, XdpMode::Driver), (XDP_GENERIC, XdpMode::Skb)] {
                 let r = loaded.clone().and_then(|_| {
@@ -140,8 +139,7 @@ fn probe_net() -> Vec<v1::Capability> {
         .and_then(|p| <&mut SchedClassifier>::try_from(p).map_err(|e| e.to_string()))
     {
         Ok(prog) => {
-            let loaded = prog
-                .load()
+            let loaded = crate::objects::load_retrying(|| prog.load())
                 .map_err(|e| format!("load: {}", program_error(&e)));
             let tcx = loaded.clone().and_then(|_| {
                 let id = prog
@@ -196,7 +194,7 @@ fn probe_lsm() -> Result<String, String> {
         .ok_or("probe_lsm missing")?
         .try_into()
         .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-    prog.load("file_open", &btf).map_err(|e| {
+    crate::objects::load_retrying(|| prog.load("file_open", &btf)).map_err(|e| {
         format!(
             "loading an lsm/file_open program failed: {} (active LSMs: {})",
             program_error(&e),

@@ -212,7 +212,7 @@ impl LsmEnforcer {
         let mut links = Vec::new();
         for (name, hook) in PROGRAMS {
             let prog = program(&mut ebpf, name, hook)?;
-            prog.load(hook, &btf)
+            crate::objects::load_retrying(|| prog.load(hook, &btf))
                 .map_err(|source| LsmError::Program { name, hook, source })?;
             links.push((*name, attach(prog, name, hook)?));
         }

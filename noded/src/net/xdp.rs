@@ -165,7 +165,7 @@ impl NetFirewall {
                 .ok_or(XdpError::Missing("palisade_tc_egress"))?
                 .try_into()?;
             if p.fd().is_err() {
-                p.load()?;
+                crate::objects::load_retrying(|| p.load())?;
             }
             Ok(p.fd()?.as_fd().as_raw_fd())
         } else {
@@ -175,7 +175,7 @@ impl NetFirewall {
                 .ok_or(XdpError::Missing("palisade_xdp"))?
                 .try_into()?;
             if p.fd().is_err() {
-                p.load()?;
+                crate::objects::load_retrying(|| p.load())?;
             }
             Ok(p.fd()?.as_fd().as_raw_fd())
         }
@@ -491,7 +491,7 @@ fn attach_xdp(ebpf: &mut Ebpf, iface: &str, dir: &Path) -> Result<Attachment, Xd
         .program_mut("palisade_xdp")
         .ok_or(XdpError::Missing("palisade_xdp"))?
         .try_into()?;
-    prog.load()?;
+    crate::objects::load_retrying(|| prog.load())?;
     let (id, mode) = match prog.attach(iface, XdpMode::Driver) {
         Ok(id) => (id, "driver"),
         Err(driver) => match prog.attach(iface, XdpMode::Skb) {
@@ -526,7 +526,7 @@ fn attach_tc(ebpf: &mut Ebpf, iface: &str, dir: &Path) -> Result<Attachment, Xdp
         .program_mut("palisade_tc_egress")
         .ok_or(XdpError::Missing("palisade_tc_egress"))?
         .try_into()?;
-    prog.load()?;
+    crate::objects::load_retrying(|| prog.load())?;
     match prog.attach_with_options(
         iface,
         TcAttachType::Egress,

@@ -52,7 +52,7 @@ impl ExecTracker {
             .program_mut("palisade_exec")
             .ok_or(ExecTrackError::Missing("palisade_exec"))?
             .try_into()?;
-        prog.load("sched_process_exec", &btf)?;
+        crate::objects::load_retrying(|| prog.load("sched_process_exec", &btf))?;
         prog.attach()?;
         let map = ebpf
             .take_map("PAL_EXEC_EVENTS")
