@@ -1,10 +1,16 @@
 //! What the control plane knows of its nodes: who is connected, their labels (as they
 //! register, merged with operators' overrides) and capabilities, the revisions each
 //! reports as enforced, when it last reported and how many denies it sent.
-
+//!
+//! With several replicas (etcd) a replica serves some nodes itself and learns of the
+//! others from the records their replicas publish ([`Fleet::set_remote`]); every listing,
+//! every rollout's targets and every gate sees both. A node whose replica died (its record
+//! went with the replica's lease) is not disconnected but *moving*: gates see it as
+//! silent since then, so it fails only if it has not reconnected somewhere within the
+//! rollout's report timeout.
 use crate::rollout::NodeView;
 use palisade_proto::v1;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 #[derive(Debug, Clone, Default)]
@@ -39,6 +45,14 @@ impl NodeEntry {
 #[derive(Default)]
 pub struct Fleet {
     nodes: Mutex<BTreeMap<String, NodeEntry>>,
+    /// Nodes other replicas serve, as published.
+    remote: Mutex<BTreeMap<String, v1::NodePresence>>,
+    /// Nodes whose replica died, since when (ms): moving, not disconnected.
+    moving: Mutex<BTreeMap<String, i64>>,
+    /// Nodes served here whose published record may be out of date.
+    dirty: Mutex<BTreeSet<String>>,
+    /// Woken when a node becomes dirty.
+    pub changed: tokio::sync::Notify,
 }
 
 pub fn now_ms() -> i64 {
@@ -53,6 +67,95 @@ impl Fleet {
         self.nodes.lock().expect("fleet lock")
     }
 
+    fn remote(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, v1::NodePresence>> {
+        self.remote.lock().expect("fleet lock")
+    }
+
+    fn touch(&self, name: &str) {
+        self.dirty
+            .lock()
+            .expect("fleet lock")
+            .insert(name.to_string());
+        self.changed.notify_one();
+    }
+
+    /// Marks `name` for publishing at the next round, without waking the publisher.
+    pub fn mark_quietly(&self, name: &str) {
+        self.dirty
+            .lock()
+            .expect("fleet lock")
+            .insert(name.to_string());
+    }
+
+    /// The nodes marked since the last call.
+    pub fn take_dirty(&self) -> BTreeSet<String> {
+        std::mem::take(&mut *self.dirty.lock().expect("fleet lock"))
+    }
+
+    /// Marks every node served here (after the store lost this replica's records).
+    pub fn touch_all(&self) {
+        let names: Vec<String> = self.lock().keys().cloned().collect();
+        self.dirty.lock().expect("fleet lock").extend(names);
+        self.changed.notify_one();
+    }
+
+    /// The record this replica publishes for `name`: None when it does not serve it.
+    pub fn presence(&self, name: &str, replica: &str) -> Option<v1::NodePresence> {
+        let nodes = self.lock();
+        let e = nodes.get(name).filter(|e| e.sessions > 0)?;
+        Some(v1::NodePresence {
+            replica: replica.to_string(),
+            info: Some(info(name, e)),
+            attempted: e.status.attempted.clone(),
+            last_status_unix_ms: e.last_status_unix_ms,
+        })
+    }
+
+    /// A record another replica published (None: withdrawn). `replica_gone`: it went
+    /// with its replica's lease, so the node is moving rather than disconnected.
+    pub fn set_remote(&self, name: &str, record: Option<v1::NodePresence>, replica_gone: bool) {
+        let mut moving = self.moving.lock().expect("fleet lock");
+        match record {
+            Some(p) => {
+                moving.remove(name);
+                self.remote().insert(name.to_string(), p);
+            }
+            None => {
+                if self.remote().remove(name).is_some() && replica_gone {
+                    moving.insert(name.to_string(), now_ms());
+                }
+            }
+        }
+        // Forget moves nobody will wait for any more.
+        let old = now_ms() - 10 * 60 * 1000;
+        moving.retain(|_, since| *since > old);
+    }
+
+    /// Drops every other replica's record (before re-reading them all).
+    pub fn clear_remote(&self) {
+        self.remote().clear();
+    }
+
+    /// Which replica publishes `name`, if another one does.
+    pub fn remote_replica(&self, name: &str) -> Option<String> {
+        self.remote().get(name).map(|p| p.replica.clone())
+    }
+
+    /// Nodes served here now.
+    pub fn served_here(&self) -> u32 {
+        self.lock().values().filter(|e| e.sessions > 0).count() as u32
+    }
+
+    /// Nodes another replica serves and this one does not.
+    fn others(&self) -> Vec<(String, v1::NodePresence)> {
+        let nodes = self.lock();
+        self.remote()
+            .iter()
+            .filter(|(n, _)| !nodes.get(*n).is_some_and(|e| e.sessions > 0))
+            .map(|(n, p)| (n.clone(), p.clone()))
+            .collect()
+    }
+
     pub fn connected(&self, reg: &v1::Register) {
         let mut nodes = self.lock();
         let e = nodes.entry(reg.name.clone()).or_default();
@@ -61,12 +164,15 @@ impl Fleet {
         e.sessions += 1;
         e.last_seen_unix_ms = now_ms();
         e.last_status_unix_ms = e.last_seen_unix_ms;
+        drop(nodes);
+        self.touch(&reg.name);
     }
 
     pub fn disconnected(&self, name: &str) {
         if let Some(e) = self.lock().get_mut(name) {
             e.sessions = e.sessions.saturating_sub(1);
         }
+        self.touch(name);
     }
 
     /// The node's effective labels (registered, then overrides).
@@ -80,6 +186,7 @@ impl Fleet {
     /// Known nodes' label overrides, loaded at start.
     pub fn restore_overrides(&self, name: &str, overrides: BTreeMap<String, String>) {
         self.lock().entry(name.to_string()).or_default().overrides = overrides;
+        self.touch(name);
     }
 
     /// Applies a label change; returns the node's overrides afterwards, or None for an
@@ -90,7 +197,11 @@ impl Fleet {
         set: &BTreeMap<String, String>,
         remove: &[String],
     ) -> Option<BTreeMap<String, String>> {
+        let known_elsewhere = self.remote().contains_key(name);
         let mut nodes = self.lock();
+        if known_elsewhere {
+            nodes.entry(name.to_string()).or_default();
+        }
         let e = nodes.get_mut(name)?;
         for (k, v) in set {
             e.overrides.insert(k.clone(), v.clone());
@@ -98,13 +209,17 @@ impl Fleet {
         for k in remove {
             e.overrides.insert(k.clone(), String::new());
         }
-        Some(e.overrides.clone())
+        let out = e.overrides.clone();
+        drop(nodes);
+        self.touch(name);
+        Some(out)
     }
 
     pub fn set_desired(&self, name: &str, desired: Vec<v1::RealizedPolicy>) {
         if let Some(e) = self.lock().get_mut(name) {
             e.desired = desired;
         }
+        self.touch(name);
     }
 
     pub fn set_status(&self, name: &str, status: v1::NodeStatus) {
@@ -113,6 +228,7 @@ impl Fleet {
             e.last_seen_unix_ms = now_ms();
             e.last_status_unix_ms = e.last_seen_unix_ms;
         }
+        self.touch(name);
     }
 
     /// Counts deny and would-deny events received from a node (for rollout gates).
@@ -121,27 +237,75 @@ impl Fleet {
             e.denies += n;
             e.last_seen_unix_ms = now_ms();
         }
+        self.touch(name);
     }
 
-    /// Connected nodes and their effective labels.
+    /// Connected nodes (here and at other replicas) and their effective labels.
     pub fn connected_nodes(&self) -> Vec<(String, BTreeMap<String, String>)> {
-        self.lock()
+        let mut out: Vec<(String, BTreeMap<String, String>)> = self
+            .lock()
             .iter()
             .filter(|(_, e)| e.sessions > 0)
             .map(|(n, e)| (n.clone(), e.labels()))
-            .collect()
+            .collect();
+        out.extend(self.others().into_iter().map(|(n, p)| {
+            let labels = p
+                .info
+                .map(|i| i.labels.into_iter().collect())
+                .unwrap_or_default();
+            (n, labels)
+        }));
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// How many connected nodes carry these labels.
     pub fn count_selected(&self, selects: impl Fn(&BTreeMap<String, String>) -> bool) -> u32 {
-        self.lock()
-            .values()
-            .filter(|e| e.sessions > 0 && selects(&e.labels()))
+        self.connected_nodes()
+            .iter()
+            .filter(|(_, l)| selects(l))
             .count() as u32
     }
 
     /// Every known node as a rollout gate sees it, for one policy.
     pub fn views(&self, policy: &str) -> HashMap<String, NodeView> {
+        let mut views = self.local_views(policy);
+        let now = now_ms();
+        for (n, p) in self.others() {
+            let info = p.info.unwrap_or_default();
+            views.insert(
+                n,
+                NodeView {
+                    connected: true,
+                    // Its replica vouches for the session; a silent node is its problem.
+                    last_status_ms: now,
+                    realized: revision_of(&info.realized, policy),
+                    last_error: info.last_error.clone(),
+                    error_for: revision_of(&p.attempted, policy),
+                    denies: info.denies,
+                },
+            );
+        }
+        for (n, since) in self.moving.lock().expect("fleet lock").iter() {
+            let here = views.get(n).is_some_and(|v| v.connected);
+            if !here {
+                let mut v = views.remove(n).unwrap_or(NodeView {
+                    connected: true,
+                    last_status_ms: *since,
+                    realized: None,
+                    last_error: String::new(),
+                    error_for: None,
+                    denies: 0,
+                });
+                v.connected = true;
+                v.last_status_ms = *since;
+                views.insert(n.clone(), v);
+            }
+        }
+        views
+    }
+
+    fn local_views(&self, policy: &str) -> HashMap<String, NodeView> {
         self.lock()
             .iter()
             .map(|(n, e)| {
@@ -161,11 +325,29 @@ impl Fleet {
     }
 
     pub fn get(&self, name: &str) -> Option<v1::NodeInfo> {
+        if let Some((_, p)) = self.others().into_iter().find(|(n, _)| n == name) {
+            return p.info;
+        }
         self.lock().get(name).map(|e| info(name, e))
     }
 
+    /// Every known node: those served here, then those other replicas publish (a node
+    /// known here but served elsewhere is shown as its replica publishes it).
     pub fn list(&self) -> Vec<v1::NodeInfo> {
-        self.lock().iter().map(|(n, e)| info(n, e)).collect()
+        let others: BTreeMap<String, v1::NodeInfo> = self
+            .others()
+            .into_iter()
+            .filter_map(|(n, p)| Some((n, p.info?)))
+            .collect();
+        let mut out: Vec<v1::NodeInfo> = self
+            .lock()
+            .iter()
+            .filter(|(n, _)| !others.contains_key(*n))
+            .map(|(n, e)| info(n, e))
+            .collect();
+        out.extend(others.into_values());
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 }
 

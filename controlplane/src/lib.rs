@@ -2,7 +2,9 @@
 //!
 //! From the bottom up (each layer uses only those below it):
 //!
-//! - [`store`]: every policy revision, durably (sled behind the [`store::PolicyStore`] trait).
+//! - [`store`]: every policy revision, durably (sled or etcd behind the
+//!   [`store::PolicyStore`] trait); `store::cluster`: what replicas sharing a store (etcd)
+//!   need from it: registry, driver election with a fence, node presence, the change feed.
 //! - [`auditlog`]: the persisted, bounded audit log (sled behind [`auditlog::AuditLog`]).
 //! - [`audit`]: audit ingest (sequence numbers, dedup, loss events) and fan-out with filters.
 //! - [`auth`]: identities and roles from client certificates.
@@ -13,6 +15,8 @@
 //! - [`latency`]: apply latency over the most recent applies.
 //! - [`state`]: [`ControlPlane`]: the parts listed so far, the epoch node sessions watch
 //!   and the snapshot of the current epoch; shared by everything after it.
+//! - [`replica`]: joining the other replicas on a shared store: following its changes
+//!   into the in-memory view, publishing the nodes served here.
 //! - [`api`]: the gRPC services (policies, nodes, audit, rollouts); `rollout::driver`
 //!   steps rollouts; [`metrics`]: Prometheus text for `--metrics ADDR`.
 //! - [`tls`]: mutual-TLS accept loop; certificates and revocations reload without a restart.
@@ -28,6 +32,7 @@ pub mod desired;
 pub mod fleet;
 pub mod latency;
 pub mod metrics;
+pub mod replica;
 pub mod rollout;
 pub mod state;
 pub mod store;
@@ -47,6 +52,8 @@ use std::sync::Arc;
 pub enum ServeError {
     #[error("TLS: {0}")]
     Pki(#[from] palisade_pki::PkiError),
+    #[error("joining the other replicas: {0}")]
+    Store(#[from] store::StoreError),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -62,6 +69,14 @@ pub async fn serve(
     let tls = Arc::new(palisade_pki::server_tls::ReloadingServerTls::new(
         pki.clone(),
     )?);
+    if cp.me().is_none() {
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        replica::join(&cp, replica::default_me(&format!("https://{addr}"), &addr))
+            .map_err(ServeError::Store)?;
+    }
     let incoming = tls::incoming(listener, tls);
     let driver = tokio::spawn(rollout::driver::drive(cp.clone()));
     let served = tonic::transport::Server::builder()

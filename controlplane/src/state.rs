@@ -8,6 +8,7 @@
 //! through it; it imports none of them.
 
 use crate::audit::AuditHub;
+use crate::store::cluster::ReplicaInfo;
 use crate::desired::Snapshot;
 use crate::fleet::Fleet;
 use crate::latency::ApplyLatency;
@@ -27,6 +28,10 @@ pub struct ControlPlane {
     epoch: watch::Sender<u64>,
     /// The desired-state snapshot of the latest epoch.
     snapshot: Mutex<Option<Arc<Snapshot>>>,
+    /// This replica, once it has joined the others (see `replica`).
+    me: std::sync::OnceLock<ReplicaInfo>,
+    /// Bumped when this replica's published node records were lost (a new lease).
+    publish_generation: std::sync::atomic::AtomicU64,
 }
 
 impl ControlPlane {
@@ -58,7 +63,36 @@ impl ControlPlane {
             rollouts,
             epoch: watch::channel(0).0,
             snapshot: Mutex::new(None),
+            me: std::sync::OnceLock::new(),
+            publish_generation: Default::default(),
         })
+    }
+
+    /// Whether this replica steps rollouts: always alone (sled); with replicas, while it
+    /// holds the driver's election.
+    pub fn is_driver(&self) -> bool {
+        self.store.replication().is_none_or(|r| r.is_driver())
+    }
+
+    /// This replica as the registry shows it (set once, when it joins).
+    pub fn me(&self) -> Option<&ReplicaInfo> {
+        self.me.get()
+    }
+
+    /// Records who this replica is; false if it already was.
+    pub fn set_me(&self, me: ReplicaInfo) -> bool {
+        self.me.set(me).is_ok()
+    }
+
+    /// This replica's node records must all be written again.
+    pub fn republish(&self) {
+        self.publish_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn publish_generation(&self) -> u64 {
+        self.publish_generation
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Which node gets which revision may have changed: node sessions recompute their

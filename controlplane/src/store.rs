@@ -28,10 +28,12 @@
 //! An apply writes all four in one transaction and flushes before it returns, so a crash
 //! at any point leaves either the old revision current or the new one, never half of it.
 
+use cluster::{Fence, Replication};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use std::path::Path;
 
+pub mod cluster;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 
@@ -58,6 +60,11 @@ pub enum StoreError {
     NoSuchRevision { name: String, revision: u64 },
     #[error("policy {name:?} is already deleted (revision {revision})")]
     AlreadyDeleted { name: String, revision: u64 },
+    #[error(
+        "this replica no longer drives rollouts (its election lease ended); another replica \
+         carries on: nothing written"
+    )]
+    NotDriver,
     #[error("policy {name:?}: current revision is {actual}, not {expected}; nothing reverted")]
     NotCurrent {
         name: String,
@@ -126,17 +133,44 @@ pub trait PolicyStore: Send + Sync + 'static {
 
     /// Makes revision `to` of `name` current again (0: the policy had none, so it has no
     /// current revision afterwards) if `expected` is current, and records `why` beside
-    /// `expected`. Used only to roll back a rollout that never reached the whole fleet.
-    fn revert(&self, name: &str, expected: u64, to: u64, why: &str) -> Result<(), StoreError>;
+    /// `expected`. Used only to roll back a rollout that never reached the whole fleet;
+    /// with [`Fence::Driver`], only while this replica drives rollouts.
+    fn revert(
+        &self,
+        name: &str,
+        expected: u64,
+        to: u64,
+        why: &str,
+        fence: Fence,
+    ) -> Result<(), StoreError>;
 
-    /// Saves the latest rollout of a policy (opaque bytes, see `rollout`).
-    fn put_rollout(&self, policy: &str, record: &[u8]) -> Result<(), StoreError>;
+    /// Saves the latest rollout of a policy (opaque bytes, see `rollout`) if the saved one
+    /// is still `expected` (None: there is none); false when it is not (someone else
+    /// wrote it: read it again). With [`Fence::Driver`], only while this replica drives
+    /// rollouts ([`StoreError::NotDriver`] otherwise).
+    fn put_rollout(
+        &self,
+        policy: &str,
+        expected: Option<&[u8]>,
+        record: &[u8],
+        fence: Fence,
+    ) -> Result<bool, StoreError>;
+    /// The saved rollout of one policy.
+    fn rollout(&self, policy: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every saved rollout.
     fn rollouts(&self) -> Result<Vec<Vec<u8>>, StoreError>;
     /// Saves a node's label overrides (opaque bytes, see `fleet`).
     fn put_labels(&self, node: &str, record: &[u8]) -> Result<(), StoreError>;
     /// Every node's label overrides.
     fn labels(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// `sled` or `etcd`.
+    fn kind(&self) -> &'static str;
+    /// Sharing with other replicas, for a store that can (etcd); None: this replica is
+    /// alone and drives rollouts.
+    fn replication(&self) -> Option<&dyn Replication> {
+        None
+    }
 
     /// Stores a new revision of `name` with the content of revision `to`.
     fn rollback(&self, name: &str, to: u64, author: &str) -> Result<Applied, StoreError> {
@@ -391,7 +425,14 @@ impl PolicyStore for SledStore {
         Ok(applied)
     }
 
-    fn revert(&self, name: &str, expected: u64, to: u64, why: &str) -> Result<(), StoreError> {
+    fn revert(
+        &self,
+        name: &str,
+        expected: u64,
+        to: u64,
+        why: &str,
+        _fence: Fence,
+    ) -> Result<(), StoreError> {
         let outcome = (&self.current, &self.withdrawn).transaction(|(cur, withdrawn)| {
             let actual = cur.get(name.as_bytes())?.map(|b| from_be(&b)).unwrap_or(0);
             if actual != expected {
@@ -417,10 +458,30 @@ impl PolicyStore for SledStore {
         Ok(())
     }
 
-    fn put_rollout(&self, policy: &str, record: &[u8]) -> Result<(), StoreError> {
-        self.rollouts.insert(policy.as_bytes(), record)?;
+    fn put_rollout(
+        &self,
+        policy: &str,
+        expected: Option<&[u8]>,
+        record: &[u8],
+        _fence: Fence,
+    ) -> Result<bool, StoreError> {
+        // One replica: it always drives.
+        let swapped = self
+            .rollouts
+            .compare_and_swap(policy.as_bytes(), expected, Some(record))?;
+        if swapped.is_err() {
+            return Ok(false);
+        }
         self.db.flush()?;
-        Ok(())
+        Ok(true)
+    }
+
+    fn rollout(&self, policy: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.rollouts.get(policy.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    fn kind(&self) -> &'static str {
+        "sled"
     }
 
     fn rollouts(&self) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -621,10 +682,10 @@ mod tests {
         let r2 = s.apply(new("web", "h2")).unwrap().revision;
         // Only from the expected current revision.
         assert!(matches!(
-            s.revert("web", r1, 0, "x"),
+            s.revert("web", r1, 0, "x", Fence::None),
             Err(StoreError::NotCurrent { actual, .. }) if actual == r2
         ));
-        s.revert("web", r2, r1, "gate failed").unwrap();
+        s.revert("web", r2, r1, "gate failed", Fence::None).unwrap();
         assert_eq!(s.get("web", None).unwrap().unwrap().revision, r1);
         let h = s.history("web").unwrap();
         assert_eq!(h.len(), 2, "history keeps the withdrawn revision");
@@ -632,7 +693,8 @@ mod tests {
         assert_eq!(h[0].withdrawn, "");
         // A policy that had no earlier revision has none current afterwards.
         let n1 = s.apply(new("fresh", "f1")).unwrap().revision;
-        s.revert("fresh", n1, 0, "gate failed").unwrap();
+        s.revert("fresh", n1, 0, "gate failed", Fence::None)
+            .unwrap();
         assert!(s.get("fresh", None).unwrap().is_none());
         assert!(s.current().unwrap().iter().all(|r| r.name != "fresh"));
         // Applying the same content again is a new revision, not a no-op.
@@ -641,7 +703,17 @@ mod tests {
         drop(s);
         let s = SledStore::open(dir.path()).unwrap();
         assert_eq!(s.history("web").unwrap()[1].withdrawn, "gate failed");
-        s.put_rollout("web", b"{}").unwrap();
+        assert!(s.put_rollout("web", None, b"{}", Fence::None).unwrap());
+        assert!(
+            !s.put_rollout("web", None, b"{\"x\":1}", Fence::None)
+                .unwrap(),
+            "a rollout record is replaced only from the one expected"
+        );
+        assert!(
+            s.put_rollout("web", Some(b"{}"), b"{}", Fence::Driver)
+                .unwrap()
+        );
+        assert_eq!(s.rollout("web").unwrap().as_deref(), Some(&b"{}"[..]));
         s.put_labels("n1", b"{\"a\":\"b\"}").unwrap();
         assert_eq!(s.rollouts().unwrap(), vec![b"{}".to_vec()]);
         assert_eq!(s.labels().unwrap()[0].0, "n1");

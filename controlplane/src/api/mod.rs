@@ -35,7 +35,7 @@ fn store_status(e: StoreError) -> Status {
         StoreError::AlreadyDeleted { .. } | StoreError::NotCurrent { .. } => {
             Status::failed_precondition(e.to_string())
         }
-        StoreError::Unavailable { .. } => {
+        StoreError::Unavailable { .. } | StoreError::NotDriver => {
             tracing::warn!(error = %e, "store unavailable");
             Status::unavailable(e.to_string())
         }

@@ -66,6 +66,18 @@ impl v1::nodes_server::Nodes for NodesApi {
         }))
     }
 
+    async fn control_planes(
+        &self,
+        req: Request<v1::ControlPlanesRequest>,
+    ) -> Result<Response<v1::ControlPlanesResponse>, Status> {
+        auth::require(&req, "list control planes", &[Role::Operator, Role::Viewer])?;
+        let cp = self.0.clone();
+        tokio::task::spawn_blocking(move || control_planes(&cp))
+            .await
+            .map(Response::new)
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+
     async fn label(
         &self,
         req: Request<v1::LabelRequest>,
@@ -105,6 +117,77 @@ impl v1::nodes_server::Nodes for NodesApi {
             .get(&req.node)
             .map(Response::new)
             .ok_or_else(|| Status::not_found(req.node))
+    }
+}
+
+/// The `ControlPlanes` answer: the replicas (one, for sled), the driver, the store's health.
+pub fn control_planes(cp: &ControlPlane) -> v1::ControlPlanesResponse {
+    let started = std::time::Instant::now();
+    let ping = cp.store.rollout("");
+    let latency = started.elapsed();
+    let me = cp.me().cloned();
+    let my_id = me.as_ref().map(|m| m.id.clone()).unwrap_or_default();
+    let mut store_error = ping.err().map(|e| e.to_string()).unwrap_or_default();
+    let listed = match cp.store.replication() {
+        None => Ok(me
+            .into_iter()
+            .map(|mut m| {
+                m.driver = true;
+                m
+            })
+            .collect()),
+        Some(r) => r.replicas(),
+    };
+    let replicas = match listed {
+        Ok(v) => v,
+        Err(e) => {
+            if store_error.is_empty() {
+                store_error = e.to_string();
+            }
+            cp.me()
+                .cloned()
+                .into_iter()
+                .map(|mut m| {
+                    m.driver = cp.is_driver();
+                    m
+                })
+                .collect()
+        }
+    };
+    let mut per_replica: std::collections::HashMap<String, u32> = Default::default();
+    for n in cp.fleet.list() {
+        if let Some(r) = cp.fleet.remote_replica(&n.name) {
+            *per_replica.entry(r).or_default() += 1;
+        }
+    }
+    v1::ControlPlanesResponse {
+        store: cp.store.kind().to_string(),
+        endpoints: cp
+            .store
+            .replication()
+            .map(|r| r.endpoints())
+            .unwrap_or_default(),
+        store_error,
+        store_latency_us: latency.as_micros() as u64,
+        replicas: replicas
+            .into_iter()
+            .map(|r| {
+                let this_one = r.id == my_id;
+                v1::ControlPlaneReplica {
+                    nodes: if this_one {
+                        cp.fleet.served_here()
+                    } else {
+                        per_replica.get(&r.id).copied().unwrap_or(0)
+                    },
+                    this_one,
+                    id: r.id,
+                    url: r.url,
+                    started_unix_ms: r.started_unix_ms,
+                    version: r.version,
+                    driver: r.driver,
+                }
+            })
+            .collect(),
     }
 }
 

@@ -6,6 +6,7 @@
 use super::machine::{Effect, Rollout, RolloutError};
 use super::spec::Spec;
 use super::wire;
+use crate::store::cluster::Fence;
 use crate::fleet::now_ms;
 use crate::state::ControlPlane;
 use crate::store::{Applied, StoreError};
@@ -104,15 +105,17 @@ fn start(
     Ok(r)
 }
 
-/// Carries out what a rollout step asked for; true when desired states changed.
-fn carry_out(cp: &ControlPlane, r: &Rollout, effects: Vec<Effect>) -> bool {
+/// Carries out what a rollout step asked for; true when desired states changed. A
+/// rollback by the driver's step is fenced: only the replica that holds the election
+/// makes it.
+fn carry_out(cp: &ControlPlane, r: &Rollout, effects: Vec<Effect>, fence: Fence) -> bool {
     let mut changed = false;
     for e in effects {
         match e {
             Effect::Reassign => changed = true,
             Effect::Revert { reason } => {
                 tracing::warn!(policy = %r.policy, id = r.id, %reason, "rolling back");
-                if let Err(e) = cp.store.revert(&r.policy, r.to, r.from, &reason) {
+                if let Err(e) = cp.store.revert(&r.policy, r.to, r.from, &reason, fence) {
                     tracing::error!(policy = %r.policy, error = %e, "cannot roll back the rollout's revision");
                 }
                 changed = true;
@@ -122,9 +125,9 @@ fn carry_out(cp: &ControlPlane, r: &Rollout, effects: Vec<Effect>) -> bool {
     changed
 }
 
-/// Steps every active rollout once.
+/// Steps every active rollout once, if this replica drives rollouts.
 pub fn tick(cp: &ControlPlane) {
-    if !cp.rollouts.any_active() {
+    if !cp.rollouts.any_active() || !cp.is_driver() {
         return;
     }
     let _change = cp.rollouts.hold_changes();
@@ -133,7 +136,7 @@ pub fn tick(cp: &ControlPlane) {
     cp.rollouts.update_active(&*cp.store, |r| {
         let views = cp.fleet.views(&r.policy);
         let effects = r.step(now, &|n| views.get(n).cloned());
-        bump |= carry_out(cp, r, effects);
+        bump |= carry_out(cp, r, effects, Fence::Driver);
     });
     if bump {
         cp.bump_epoch();
@@ -150,18 +153,24 @@ pub fn command(
 ) -> Result<v1::RolloutInfo, DriverError> {
     let _change = cp.rollouts.hold_changes();
     let now = now_ms();
-    let done = cp.rollouts.update(&*cp.store, policy, |r| {
+    let done = cp.rollouts.update(&*cp.store, policy, Fence::None, |r| {
         let effects = match cmd {
             Command::Pause => r.pause(now).map(|()| Vec::new()),
             Command::Resume => r.resume(now).map(|()| Vec::new()),
             Command::Abort => r.abort(now, who),
         }?;
         tracing::info!(policy, id = r.id, state = %r.state, by = %who, "rollout command");
-        let bump = carry_out(cp, r, effects);
+        let bump = carry_out(cp, r, effects, Fence::None);
         let views = cp.fleet.views(policy);
         let view = |n: &str| views.get(n).cloned();
-        let effects = r.step(now, &view);
-        let bump = bump | carry_out(cp, r, effects);
+        // Only the driver advances a rollout; another replica's command is written and
+        // the driver steps it when it hears of it.
+        let bump = if cp.is_driver() {
+            let effects = r.step(now, &view);
+            bump | carry_out(cp, r, effects, Fence::None)
+        } else {
+            bump
+        };
         Ok::<_, RolloutError>((wire::info(r, &view), bump))
     });
     let (info, bump) = done.ok_or_else(|| DriverError::NoRollout {

@@ -28,7 +28,12 @@
 //! retried for a few seconds at most; then the call fails with
 //! [`StoreError::Unavailable`], naming the endpoints tried.
 
+mod replication;
+
+pub use replication::LEASE_TTL;
+
 use super::{Applied, NewRevision, PolicyStore, Revision, StoreError};
+use crate::store::cluster::{Change, Fence, ReplicaInfo, Replication};
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse,
 };
@@ -70,6 +75,7 @@ struct Inner {
     client: Client,
     cfg: EtcdConfig,
     endpoints: String,
+    standing: replication::Standing,
 }
 
 /// What one request ended in: an answer, a refusal, or no answer in time.
@@ -336,9 +342,14 @@ impl Inner {
         expected: u64,
         to: u64,
         why: &str,
+        fence: Fence,
     ) -> Result<(), StoreError> {
         let cur_key = self.cur_key(name);
         loop {
+            let fenced = match fence {
+                Fence::Driver => Some(self.fence()?),
+                Fence::None => None,
+            };
             let got = self.read(vec![TxnOp::get(cur_key.clone(), None)]).await?;
             let (actual, cur_mod) = got[0]
                 .first()
@@ -356,16 +367,16 @@ impl Inner {
             } else {
                 TxnOp::put(cur_key.clone(), to.to_string(), None)
             };
-            let txn = Txn::new()
-                .when(vec![Compare::mod_revision(
-                    cur_key.clone(),
-                    CompareOp::Equal,
-                    cur_mod,
-                )])
-                .and_then(vec![
-                    pointer,
-                    TxnOp::put(self.withdrawn_key(name, expected), why, None),
-                ]);
+            let mut when = vec![Compare::mod_revision(
+                cur_key.clone(),
+                CompareOp::Equal,
+                cur_mod,
+            )];
+            when.extend(fenced);
+            let txn = Txn::new().when(when).and_then(vec![
+                pointer,
+                TxnOp::put(self.withdrawn_key(name, expected), why, None),
+            ]);
             // Repeating it after an unknown outcome finds the pointer moved: NotCurrent.
             // Acceptable for the rollout driver, which reads the pointer again.
             let resp = self
@@ -377,7 +388,46 @@ impl Inner {
             if resp.succeeded() {
                 return Ok(());
             }
+            if fence == Fence::Driver && self.fence_failed().await? {
+                return Err(StoreError::NotDriver);
+            }
         }
+    }
+
+    /// Replaces a rollout record if it is still `expected`; fenced on request.
+    async fn put_rollout(
+        &self,
+        policy: &str,
+        expected: Option<Vec<u8>>,
+        record: Vec<u8>,
+        fence: Fence,
+    ) -> Result<bool, StoreError> {
+        let key = self.key(&format!("rollouts/{}", enc(policy)));
+        let mut when = vec![match expected {
+            None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+            Some(old) => Compare::value(key.clone(), CompareOp::Equal, old),
+        }];
+        if fence == Fence::Driver {
+            when.push(self.fence()?);
+        }
+        let txn = Txn::new()
+            .when(when)
+            .and_then(vec![TxnOp::put(key, record, None)]);
+        // Repeating it after an unknown outcome compares against the record it wrote and
+        // reports a conflict; the caller reads the record again and finds its own.
+        let resp = self
+            .retry(|mut c| {
+                let t = txn.clone();
+                async move { c.txn(t).await }
+            })
+            .await?;
+        if resp.succeeded() {
+            return Ok(true);
+        }
+        if fence == Fence::Driver && self.fence_failed().await? {
+            return Err(StoreError::NotDriver);
+        }
+        Ok(false)
     }
 
     async fn put(&self, key: String, value: Vec<u8>) -> Result<(), StoreError> {
@@ -548,6 +598,7 @@ impl EtcdStore {
                 client,
                 cfg,
                 endpoints,
+                standing: Default::default(),
             }),
             rt: Some(rt),
         };
@@ -621,6 +672,20 @@ impl Drop for EtcdStore {
         // Dropping a runtime blocks, which panics inside another runtime: let it go in
         // the background instead.
         if let Some(rt) = self.rt.take() {
+            // A replica that stops cleanly gives up its lease at once, so another takes
+            // over its nodes and the driver's key without waiting for the TTL.
+            let lease = self
+                .inner
+                .standing
+                .lease
+                .swap(0, std::sync::atomic::Ordering::SeqCst);
+            if lease != 0 {
+                let mut c = self.inner.client.clone();
+                let _ = wait(&rt, async move {
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), c.lease_revoke(lease)).await;
+                });
+            }
             rt.shutdown_background();
         }
     }
@@ -655,17 +720,47 @@ impl PolicyStore for EtcdStore {
         self.call(|i| async move { i.history(&name).await })
     }
 
-    fn revert(&self, name: &str, expected: u64, to: u64, why: &str) -> Result<(), StoreError> {
+    fn revert(
+        &self,
+        name: &str,
+        expected: u64,
+        to: u64,
+        why: &str,
+        fence: Fence,
+    ) -> Result<(), StoreError> {
         let (name, why) = (name.to_string(), why.to_string());
-        self.call(|i| async move { i.revert(&name, expected, to, &why).await })
+        self.call(|i| async move { i.revert(&name, expected, to, &why, fence).await })
     }
 
-    fn put_rollout(&self, policy: &str, record: &[u8]) -> Result<(), StoreError> {
-        let (key, value) = (
-            self.inner.key(&format!("rollouts/{}", enc(policy))),
+    fn put_rollout(
+        &self,
+        policy: &str,
+        expected: Option<&[u8]>,
+        record: &[u8],
+        fence: Fence,
+    ) -> Result<bool, StoreError> {
+        let (policy, expected, record) = (
+            policy.to_string(),
+            expected.map(<[u8]>::to_vec),
             record.to_vec(),
         );
-        self.call(|i| async move { i.put(key, value).await })
+        self.call(|i| async move { i.put_rollout(&policy, expected, record, fence).await })
+    }
+
+    fn rollout(&self, policy: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = self.inner.key(&format!("rollouts/{}", enc(policy)));
+        self.call(|i| async move {
+            let got = i.read(vec![TxnOp::get(key, None)]).await?;
+            Ok(got[0].first().map(|kv| kv.value().to_vec()))
+        })
+    }
+
+    fn kind(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn replication(&self) -> Option<&dyn Replication> {
+        Some(self)
     }
 
     fn rollouts(&self) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -700,6 +795,60 @@ impl PolicyStore for EtcdStore {
                 })
                 .collect())
         })
+    }
+}
+
+impl Replication for EtcdStore {
+    fn join(
+        &self,
+        me: ReplicaInfo,
+        changes: tokio::sync::mpsc::UnboundedSender<Change>,
+    ) -> Result<(), StoreError> {
+        let standing = &self.inner.standing;
+        if standing
+            .joined
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Ok(());
+        }
+        *standing.me.lock().expect("standing lock") = Some(me);
+        // The watch starts where the store is now; the Resync the membership task sends
+        // first makes the replica re-read what came before.
+        let from = self.call(|i| async move { i.head_revision().await })?;
+        let rt = self.rt.as_ref().expect("runtime present until drop");
+        rt.spawn(self.inner.clone().watch(from, changes.clone()));
+        rt.spawn(self.inner.clone().membership(changes));
+        Ok(())
+    }
+
+    fn is_driver(&self) -> bool {
+        self.inner
+            .standing
+            .driver_rev
+            .load(std::sync::atomic::Ordering::SeqCst)
+            != 0
+    }
+
+    fn replicas(&self) -> Result<Vec<ReplicaInfo>, StoreError> {
+        self.call(|i| async move { i.replicas().await })
+    }
+
+    fn put_presence(&self, node: &str, record: &[u8]) -> Result<(), StoreError> {
+        let (node, record) = (node.to_string(), record.to_vec());
+        self.call(|i| async move { i.put_presence(&node, record).await })
+    }
+
+    fn drop_presence(&self, node: &str) -> Result<(), StoreError> {
+        let node = node.to_string();
+        self.call(|i| async move { i.drop_presence(&node).await })
+    }
+
+    fn presences(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.call(|i| async move { i.presences().await })
+    }
+
+    fn endpoints(&self) -> String {
+        self.inner.endpoints.clone()
     }
 }
 

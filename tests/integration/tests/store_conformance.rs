@@ -2,6 +2,7 @@
 //! and `EtcdStore` (a real 3-member etcd cluster on loopback, tier `process`), plus what
 //! only etcd has: two stores as two replicas, compaction, etcd down, the leader killed.
 
+use palisade_controlplane::store::cluster::{Change, Fence, ReplicaInfo, Replication};
 use palisade_controlplane::store::etcd::{EtcdConfig, EtcdStore};
 use palisade_controlplane::store::{
     self, Applied, NewRevision, PolicyStore, SledStore, StoreError,
@@ -125,14 +126,14 @@ fn conformance(s: Box<dyn PolicyStore>, reopen: &dyn Fn() -> Box<dyn PolicyStore
     let w2 = s.apply(new("web", "w2")).unwrap().revision;
     assert_eq!((w1, w2), (7, 8));
     assert!(matches!(
-        s.revert("web", w1, 0, "x"),
+        s.revert("web", w1, 0, "x", Fence::None),
         Err(StoreError::NotCurrent {
             actual: 8,
             expected: 7,
             ..
         })
     ));
-    s.revert("web", w2, w1, "gate failed").unwrap();
+    s.revert("web", w2, w1, "gate failed", Fence::None).unwrap();
     assert_eq!(s.get("web", None).unwrap().unwrap().revision, w1);
     let h = s.history("web").unwrap();
     assert_eq!(h.len(), 2, "history keeps the withdrawn revision");
@@ -145,7 +146,8 @@ fn conformance(s: Box<dyn PolicyStore>, reopen: &dyn Fn() -> Box<dyn PolicyStore
         "gate failed"
     );
     let f1 = s.apply(new("fresh", "f1")).unwrap().revision;
-    s.revert("fresh", f1, 0, "gate failed").unwrap();
+    s.revert("fresh", f1, 0, "gate failed", Fence::None)
+        .unwrap();
     assert!(s.get("fresh", None).unwrap().is_none());
     assert!(s.current().unwrap().iter().all(|r| r.name != "fresh"));
     assert_eq!(
@@ -159,10 +161,32 @@ fn conformance(s: Box<dyn PolicyStore>, reopen: &dyn Fn() -> Box<dyn PolicyStore
     assert_eq!(s.history("a").unwrap().len(), 5, "a/b is not under a");
     assert_eq!(s.history("a/b").unwrap().len(), 1);
 
-    // Rollouts and label overrides: opaque records, the latest wins.
-    s.put_rollout("web", b"{\"v\":1}").unwrap();
-    s.put_rollout("web", b"{\"v\":2}").unwrap();
-    s.put_rollout("api", b"{}").unwrap();
+    // Rollouts: opaque records, each replaced only from the one expected.
+    assert!(
+        s.put_rollout("web", None, b"{\"v\":1}", Fence::None)
+            .unwrap()
+    );
+    assert!(
+        !s.put_rollout("web", None, b"{\"v\":9}", Fence::None)
+            .unwrap(),
+        "a record that exists is not created again"
+    );
+    assert!(
+        !s.put_rollout("web", Some(b"{\"v\":0}"), b"{\"v\":9}", Fence::None)
+            .unwrap(),
+        "nor replaced from another one"
+    );
+    assert!(
+        s.put_rollout("web", Some(b"{\"v\":1}"), b"{\"v\":2}", Fence::None)
+            .unwrap()
+    );
+    assert!(s.put_rollout("api", None, b"{}", Fence::None).unwrap());
+    assert_eq!(
+        s.rollout("web").unwrap().as_deref(),
+        Some(&b"{\"v\":2}"[..])
+    );
+    assert_eq!(s.rollout("nope").unwrap(), None);
+    // Label overrides: the latest wins.
     s.put_labels("n1", b"{\"a\":\"b\"}").unwrap();
     s.put_labels("node 2", b"{}").unwrap();
     let mut rollouts = s.rollouts().unwrap();
@@ -268,6 +292,180 @@ fn etcd_concurrent_applies_from_two_replicas_are_dense() {
     concurrent_applies(&[a, b], 4, 40);
 }
 
+fn replica(id: &str) -> ReplicaInfo {
+    ReplicaInfo {
+        id: id.into(),
+        url: format!("https://{id}:7443"),
+        started_unix_ms: 1,
+        version: "test".into(),
+        driver: false,
+    }
+}
+
+/// Waits for the next change matching `want`, up to 15 s.
+fn expect_change(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Change>,
+    want: impl Fn(&Change) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        match rx.try_recv() {
+            Ok(c) if want(&c) => return start.elapsed(),
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    panic!("no such change within 15 s");
+}
+
+#[test]
+fn etcd_replicas_elect_one_driver_fence_the_others_and_hear_each_other() {
+    let Some(c) = cluster(
+        "store_conformance::etcd_replicas_elect_one_driver_fence_the_others_and_hear_each_other",
+    ) else {
+        return;
+    };
+    let a = etcd_store(&c);
+    let b = etcd_store(&c);
+    let (ta, mut ra) = tokio::sync::mpsc::unbounded_channel();
+    let (tb, mut rb) = tokio::sync::mpsc::unbounded_channel();
+    a.replication().unwrap().join(replica("a"), ta).unwrap();
+    expect_change(&mut ra, |c| *c == Change::Resync);
+    assert!(
+        palisade_integration::wait_until(Duration::from_secs(10), || a.is_driver()),
+        "the only replica becomes the driver"
+    );
+    b.replication().unwrap().join(replica("b"), tb).unwrap();
+    expect_change(&mut rb, |c| *c == Change::Resync);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(a.is_driver() && !b.is_driver(), "exactly one driver");
+    let listed = b.replicas().unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|r| (r.id.as_str(), r.driver))
+            .collect::<Vec<_>>(),
+        [("a", true), ("b", false)]
+    );
+
+    // The fence: only the driver's fenced writes pass.
+    assert!(matches!(
+        b.put_rollout("web", None, b"{\"by\":\"b\"}", Fence::Driver),
+        Err(StoreError::NotDriver)
+    ));
+    assert!(
+        a.put_rollout("web", None, b"{\"by\":\"a\"}", Fence::Driver)
+            .unwrap()
+    );
+    // ... and b hears of it through its watch, as does a (its own echo).
+    expect_change(&mut rb, |c| {
+        *c == Change::Rollout {
+            policy: "web".into(),
+            record: Some(b"{\"by\":\"a\"}".to_vec()),
+        }
+    });
+    // An apply through b reaches a as a policy change.
+    let applied = Instant::now();
+    b.apply(new("web", "h1")).unwrap();
+    expect_change(&mut ra, |c| *c == Change::Policies);
+    println!(
+        "a heard of b's apply {:?} after it began",
+        applied.elapsed()
+    );
+
+    // Node records: under the publisher's lease, withdrawn only by it.
+    a.put_presence("n1", b"from-a").unwrap();
+    b.put_presence("n2", b"from-b").unwrap();
+    expect_change(
+        &mut rb,
+        |c| matches!(c, Change::Presence { node, record: Some(_) } if node == "n1"),
+    );
+    b.drop_presence("n1").unwrap();
+    let mut nodes = a.presences().unwrap();
+    nodes.sort();
+    assert_eq!(
+        nodes,
+        [
+            ("n1".to_string(), b"from-a".to_vec()),
+            ("n2".to_string(), b"from-b".to_vec())
+        ],
+        "b cannot withdraw a's record"
+    );
+
+    // The driver goes away (its process ends: the lease is revoked): b takes over, and a
+    // write fenced with a's old election would not pass.
+    let started = Instant::now();
+    drop(a);
+    assert!(
+        palisade_integration::wait_until(Duration::from_secs(15), || b.is_driver()),
+        "b takes over as the driver"
+    );
+    println!(
+        "driver handover after a clean stop: {:?}",
+        started.elapsed()
+    );
+    let nodes = b.presences().unwrap();
+    assert_eq!(
+        nodes.len(),
+        1,
+        "a's node records went with its lease: {nodes:?}"
+    );
+    expect_change(
+        &mut rb,
+        |c| matches!(c, Change::Presence { node, record: None } if node == "n1"),
+    );
+    assert!(
+        b.put_rollout(
+            "web",
+            Some(b"{\"by\":\"a\"}"),
+            b"{\"by\":\"b\"}",
+            Fence::Driver
+        )
+        .unwrap()
+    );
+}
+
+#[test]
+fn etcd_a_replica_cut_off_from_etcd_stops_driving_before_its_lease_ends() {
+    let Some(mut c) = cluster(
+        "store_conformance::etcd_a_replica_cut_off_from_etcd_stops_driving_before_its_lease_ends",
+    ) else {
+        return;
+    };
+    let a = etcd_store(&c);
+    let (ta, _ra) = tokio::sync::mpsc::unbounded_channel();
+    a.replication().unwrap().join(replica("a"), ta).unwrap();
+    assert!(palisade_integration::wait_until(
+        Duration::from_secs(10),
+        || a.is_driver()
+    ));
+    // Every member down: a cannot renew; it must stop driving within the lease's TTL.
+    let started = Instant::now();
+    for i in 0..3 {
+        c.kill9(i);
+    }
+    assert!(
+        palisade_integration::wait_until(store::etcd::LEASE_TTL + Duration::from_secs(2), || {
+            !a.is_driver()
+        }),
+        "still driving {:?} after etcd went away",
+        started.elapsed()
+    );
+    let stopped = started.elapsed();
+    println!("stopped driving {stopped:?} after etcd went away");
+    assert!(
+        stopped < store::etcd::LEASE_TTL,
+        "before its lease can have ended"
+    );
+    for i in 0..3 {
+        c.restart(i);
+    }
+    assert!(
+        palisade_integration::wait_until(Duration::from_secs(30), || a.is_driver()),
+        "a registers again and drives once etcd is back"
+    );
+}
+
 #[test]
 fn etcd_history_survives_compaction() {
     let Some(c) = cluster("store_conformance::etcd_history_survives_compaction") else {
@@ -276,10 +474,18 @@ fn etcd_history_survives_compaction() {
     let s = etcd_store(&c);
     for i in 0..20 {
         s.apply(new("web", &format!("h{i}"))).unwrap();
-        s.put_rollout("web", format!("{{\"i\":{i}}}").as_bytes())
-            .unwrap();
+        let prev = (i > 0).then(|| format!("{{\"i\":{}}}", i - 1));
+        assert!(
+            s.put_rollout(
+                "web",
+                prev.as_deref().map(str::as_bytes),
+                format!("{{\"i\":{i}}}").as_bytes(),
+                Fence::None
+            )
+            .unwrap()
+        );
     }
-    s.revert("web", 20, 19, "gate failed").unwrap();
+    s.revert("web", 20, 19, "gate failed", Fence::None).unwrap();
     let before = s.history("web").unwrap();
     let compacted = s.compact().unwrap();
     assert!(compacted > 40, "compacted to etcd revision {compacted}");
