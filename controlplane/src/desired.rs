@@ -51,10 +51,32 @@ pub struct Snapshot {
 /// Pins of active canary rollouts, by policy: (from revision, nodes given the new one).
 pub type Pins = BTreeMap<String, (u64, BTreeSet<String>)>;
 
+/// By policy, from its latest known rollout: (the revision it rolls out, the revision it
+/// leaves current: that one, or the one it rolled back to).
+pub type Known = BTreeMap<String, (u64, u64)>;
+
 impl Snapshot {
-    pub fn build(epoch: u64, store: &dyn PolicyStore, pins: &Pins) -> Result<Self, StoreError> {
+    /// With `known` (replicas), a current revision newer than its policy's latest known
+    /// rollout is not served yet: the revision that rollout left current is, until the new
+    /// rollout's record arrives and bumps the epoch.
+    pub fn build(
+        epoch: u64,
+        store: &dyn PolicyStore,
+        pins: &Pins,
+        known: Option<&Known>,
+    ) -> Result<Self, StoreError> {
         let mut entries = Vec::new();
         for r in store.current()? {
+            let r = match known.map(|k| k.get(&r.name)) {
+                Some(None) => continue,
+                Some(Some((to, _))) if *to >= r.revision => r,
+                Some(Some((_, 0))) => continue,
+                Some(Some((_, left))) => match store.get(&r.name, Some(*left))? {
+                    Some(old) => old,
+                    None => continue,
+                },
+                None => r,
+            };
             let pinned = match pins.get(&r.name) {
                 Some((from, assigned)) => {
                     let old = if *from == 0 {

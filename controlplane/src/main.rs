@@ -40,6 +40,10 @@ struct Args {
     /// build feature `etcd`). The audit log stays in --data either way.
     #[arg(long, env = "PALISADE_STORE")]
     store: Option<String>,
+    /// The URL nodes and operators reach this replica at, as other replicas list it
+    /// (`palisadectl controlplanes`); default: https:// and the --listen address.
+    #[arg(long, env = "PALISADE_ADVERTISE")]
+    advertise: Option<String>,
     /// PKI directory (ca.pem, controlplane.pem, controlplane.key).
     #[arg(long, env = "PALISADE_PKI", default_value = "/var/lib/palisade/pki")]
     pki: PathBuf,
@@ -105,6 +109,16 @@ async fn main() -> Result<()> {
     };
     let audit = AuditHub::new(Box::new(SledAuditLog::open(&args.data)?), retention)?;
     let cp = ControlPlane::new(store, audit);
+    let listen = listener.local_addr()?.to_string();
+    let url = args
+        .advertise
+        .clone()
+        .unwrap_or_else(|| format!("https://{listen}"));
+    palisade_controlplane::replica::join(
+        &cp,
+        palisade_controlplane::replica::default_me(&url, &listen),
+    )
+    .context("cannot join the other control-plane replicas")?;
     if let Some(addr) = &args.metrics {
         let m = cp.clone();
         let at = palisade_ops::metrics::serve(

@@ -8,9 +8,9 @@
 //! the rollouts, the fleet. A change made through any replica reaches every other one
 //! within one watch round trip.
 
-use crate::store::cluster::{Change, ReplicaInfo};
 use crate::state::ControlPlane;
 use crate::store::StoreError;
+use crate::store::cluster::{Change, ReplicaInfo};
 use palisade_proto::v1;
 use prost::Message;
 use std::collections::HashMap;

@@ -8,14 +8,17 @@
 //! through it; it imports none of them.
 
 use crate::audit::AuditHub;
-use crate::store::cluster::ReplicaInfo;
 use crate::desired::Snapshot;
 use crate::fleet::Fleet;
 use crate::latency::ApplyLatency;
 use crate::rollout::Rollouts;
+use crate::store::cluster::ReplicaInfo;
 use crate::store::{PolicyStore, StoreError};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
+
+/// How long a snapshot that could not be built is not tried again for the same epoch.
+const SNAPSHOT_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Everything the services share.
 pub struct ControlPlane {
@@ -28,6 +31,9 @@ pub struct ControlPlane {
     epoch: watch::Sender<u64>,
     /// The desired-state snapshot of the latest epoch.
     snapshot: Mutex<Option<Arc<Snapshot>>>,
+    /// The epoch whose snapshot could not be built lately, when, and why: the sessions
+    /// waiting for it get that answer instead of each asking a store that is down.
+    failed: Mutex<Option<(u64, std::time::Instant, String)>>,
     /// This replica, once it has joined the others (see `replica`).
     me: std::sync::OnceLock<ReplicaInfo>,
     /// Bumped when this replica's published node records were lost (a new lease).
@@ -63,9 +69,18 @@ impl ControlPlane {
             rollouts,
             epoch: watch::channel(0).0,
             snapshot: Mutex::new(None),
+            failed: Mutex::new(None),
             me: std::sync::OnceLock::new(),
             publish_generation: Default::default(),
         })
+    }
+
+    /// With replicas: what each policy's latest known rollout implies is current, so a
+    /// revision another replica stored is not served before its rollout record arrives
+    /// (that record may pin most nodes to the old revision). None alone (sled).
+    fn known(&self) -> Option<crate::desired::Known> {
+        self.store.replication()?;
+        Some(self.rollouts.known())
     }
 
     /// Whether this replica steps rollouts: always alone (sled); with replicas, while it
@@ -115,8 +130,31 @@ impl ControlPlane {
         {
             return Ok(s.clone());
         }
-        let s = Arc::new(Snapshot::build(epoch, &*self.store, &self.rollouts.pins())?);
-        *cached = Some(s.clone());
-        Ok(s)
+        if let Some((e, at, why)) = self.failed.lock().expect("snapshot lock").as_ref()
+            && *e == epoch
+            && at.elapsed() < SNAPSHOT_RETRY
+        {
+            return Err(StoreError::Unavailable {
+                endpoints: String::new(),
+                detail: format!("the last attempt just failed: {why}"),
+            });
+        }
+        match Snapshot::build(
+            epoch,
+            &*self.store,
+            &self.rollouts.pins(),
+            self.known().as_ref(),
+        ) {
+            Ok(s) => {
+                let s = Arc::new(s);
+                *cached = Some(s.clone());
+                Ok(s)
+            }
+            Err(e) => {
+                *self.failed.lock().expect("snapshot lock") =
+                    Some((epoch, std::time::Instant::now(), e.to_string()));
+                Err(e)
+            }
+        }
     }
 }

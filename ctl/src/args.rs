@@ -123,6 +123,9 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: Option<NodesCmd>,
     },
+    /// The control-plane replicas: which one drives rollouts, how many nodes each serves,
+    /// and whether the store (sled or etcd) answers.
+    Controlplanes,
     /// Audit events.
     #[command(subcommand)]
     Audit(AuditCmd),

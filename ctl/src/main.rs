@@ -48,6 +48,7 @@ async fn run(cli: &Cli, out: Printer) -> Result<ExitCode> {
         Cmd::Rollback { name, to } => cmd::rollback::run(client, out, name, *to).await,
         Cmd::Delete { name } => cmd::delete::run(client, out, name).await,
         Cmd::Nodes { cmd } => cmd::nodes::run(client, out, cmd.as_ref()).await,
+        Cmd::Controlplanes => cmd::controlplanes::run(client, out).await,
         Cmd::Audit(AuditCmd::Tail(a)) => cmd::audit_tail::run(client, out, a).await,
         Cmd::Export(c) => cmd::export::run(client, out, c).await,
         Cmd::Completion { shell } => cmd::docs::completion(*shell),

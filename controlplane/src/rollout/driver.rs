@@ -6,9 +6,9 @@
 use super::machine::{Effect, Rollout, RolloutError};
 use super::spec::Spec;
 use super::wire;
-use crate::store::cluster::Fence;
 use crate::fleet::now_ms;
 use crate::state::ControlPlane;
+use crate::store::cluster::Fence;
 use crate::store::{Applied, StoreError};
 use palisade_policy::Policy;
 use palisade_proto::v1;

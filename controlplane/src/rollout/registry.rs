@@ -9,8 +9,8 @@
 //! [`Rollouts::apply_remote`].
 
 use super::machine::{Rollout, RolloutError};
-use crate::store::cluster::Fence;
 use crate::desired::Pins;
+use crate::store::cluster::Fence;
 use crate::store::{PolicyStore, StoreError};
 use palisade_proto::rollout::RolloutState;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -80,6 +80,17 @@ impl Rollouts {
     /// Resolves at the next [`nudge`](Self::nudge).
     pub async fn nudged(&self) {
         self.wake.notified().await
+    }
+
+    /// Per policy, the revision its latest rollout rolls out and the one it leaves current.
+    pub fn known(&self) -> crate::desired::Known {
+        self.lock()
+            .iter()
+            .map(|(p, r)| {
+                let left = if r.rolled_back { r.from } else { r.to };
+                (p.clone(), (r.to, left))
+            })
+            .collect()
     }
 
     /// Which nodes get which revision of policies in active canary rollouts.

@@ -647,7 +647,16 @@ impl EtcdStore {
         Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
         let rt = self.rt.as_ref().expect("runtime present until drop");
-        wait(rt, f(self.inner.clone()))?
+        let fut = f(self.inner.clone());
+        // Called from a worker of a multi-threaded runtime (the control plane's gRPC
+        // handlers, its node sessions), waiting must not stall that worker's other tasks
+        // while etcd is slow or down: hand them to another worker first.
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| wait(rt, fut))?
+            }
+            _ => wait(rt, fut)?,
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod audit_tail;
+pub mod controlplanes;
 pub mod delete;
 pub mod diff;
 pub mod docs;

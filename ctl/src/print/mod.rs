@@ -15,6 +15,7 @@
 //! - [`time`]: RFC 3339 timestamps.
 
 pub mod audit;
+pub mod controlplanes;
 pub mod node;
 pub mod policy;
 pub mod revision;

@@ -15,8 +15,8 @@
 //! re-created by someone else after this replica's lease ended never passes.
 
 use super::{Failure, Inner, dec, enc};
-use crate::store::cluster::{Change, ReplicaInfo};
 use crate::store::StoreError;
+use crate::store::cluster::{Change, ReplicaInfo};
 use etcd_client::{
     Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
