@@ -11,7 +11,43 @@ type Rows<'a> = Vec<(Vec<(&'static str, &'a str)>, f64)>;
 
 pub fn render(cp: &ControlPlane) -> String {
     let mut e = Exposition::default();
-    let current = cp.store.current().unwrap_or_default();
+    let started = std::time::Instant::now();
+    let read = cp.store.current();
+    let read_secs = started.elapsed().as_secs_f64();
+    e.gauge(
+        "palisade_store_up",
+        "1 when the policy store answered the read for this scrape.",
+        if read.is_ok() { 1.0 } else { 0.0 },
+    );
+    e.gauge(
+        "palisade_store_read_seconds",
+        "How long the policy store took to list the current revisions for this scrape.",
+        read_secs,
+    );
+    e.gauge(
+        "palisade_controlplane_driver",
+        "1 when this replica drives rollouts (always, alone on sled).",
+        if cp.is_driver() { 1.0 } else { 0.0 },
+    );
+    e.gauge(
+        "palisade_nodes_served_here",
+        "Node sessions this replica serves.",
+        cp.fleet.served_here() as f64,
+    );
+    let (changes, last_ms) = cp.changes_applied();
+    e.counter(
+        "palisade_store_changes_total",
+        "Changes heard from the store's watch (other replicas' and this one's writes).",
+        changes,
+    );
+    if last_ms > 0 {
+        e.gauge(
+            "palisade_store_last_change_age_seconds",
+            "Seconds since the last change heard from the store's watch.",
+            (crate::fleet::now_ms() - last_ms) as f64 / 1000.0,
+        );
+    }
+    let current = read.unwrap_or_default();
     e.gauge(
         "palisade_policies",
         "Policies with a current (not deleted) revision.",

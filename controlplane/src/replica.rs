@@ -73,6 +73,7 @@ async fn follow(cp: Arc<ControlPlane>, mut rx: mpsc::UnboundedReceiver<Change>) 
 
 fn apply(cp: &ControlPlane, batch: Vec<Change>) {
     let me = cp.me().map(|m| m.id.clone()).unwrap_or_default();
+    cp.heard(batch.len());
     let mut bump = false;
     for change in batch {
         match change {

@@ -38,6 +38,9 @@ pub struct ControlPlane {
     me: std::sync::OnceLock<ReplicaInfo>,
     /// Bumped when this replica's published node records were lost (a new lease).
     publish_generation: std::sync::atomic::AtomicU64,
+    /// Changes heard from the store's watch, and when the last one was (unix ms).
+    changes: std::sync::atomic::AtomicU64,
+    last_change_ms: std::sync::atomic::AtomicI64,
 }
 
 impl ControlPlane {
@@ -72,6 +75,8 @@ impl ControlPlane {
             failed: Mutex::new(None),
             me: std::sync::OnceLock::new(),
             publish_generation: Default::default(),
+            changes: Default::default(),
+            last_change_ms: Default::default(),
         })
     }
 
@@ -97,6 +102,22 @@ impl ControlPlane {
     /// Records who this replica is; false if it already was.
     pub fn set_me(&self, me: ReplicaInfo) -> bool {
         self.me.set(me).is_ok()
+    }
+
+    /// `n` changes from the store's watch were applied.
+    pub fn heard(&self, n: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.changes.fetch_add(n as u64, Relaxed);
+        self.last_change_ms.store(crate::fleet::now_ms(), Relaxed);
+    }
+
+    /// (changes heard, unix ms of the last one).
+    pub fn changes_applied(&self) -> (u64, i64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.changes.load(Relaxed),
+            self.last_change_ms.load(Relaxed),
+        )
     }
 
     /// This replica's node records must all be written again.

@@ -19,6 +19,7 @@ struct Replicas {
     store: String,
     procs: Vec<Option<Proc>>,
     ports: Vec<u16>,
+    metrics: Vec<u16>,
     /// Last: the processes (and their logs) go first.
     dir: tempfile::TempDir,
 }
@@ -34,9 +35,11 @@ impl Replicas {
             dir,
             procs: Vec::new(),
             ports: Vec::new(),
+            metrics: Vec::new(),
         };
         for i in 0..n {
             r.ports.push(free_port());
+            r.metrics.push(free_port());
             r.procs.push(None);
             r.restart(i);
         }
@@ -62,7 +65,8 @@ impl Replicas {
                 .arg(self.pki())
                 .arg("--data")
                 .arg(&data)
-                .args(["--store", &self.store]),
+                .args(["--store", &self.store])
+                .args(["--metrics", &format!("127.0.0.1:{}", self.metrics[i])]),
             self.dir.path(),
         );
         self.procs[i] = Some(p);
@@ -72,6 +76,14 @@ impl Replicas {
         let p = self.procs[i].as_mut().unwrap();
         p.assert_running();
         assert!(up, "replica {i} did not come up:\n{}", p.log_text());
+    }
+
+    /// One metric of replica `i` (no labels), if it has it.
+    fn metric(&self, i: usize, name: &str) -> Option<f64> {
+        let text = etcd::http_get(&format!("127.0.0.1:{}", self.metrics[i]), "/metrics")?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
     }
 
     fn kill9(&mut self, i: usize) {
@@ -233,6 +245,19 @@ fn replicas_share_policies_nodes_and_one_rollout_driver() {
         "exactly one driver: {cps:#}"
     );
     assert!(replicas.iter().all(|x| x["nodes"] == 20), "{cps:#}");
+    let drivers: Vec<f64> = (0..2)
+        .map(|i| r.metric(i, "palisade_controlplane_driver").unwrap())
+        .collect();
+    assert_eq!(
+        drivers.iter().sum::<f64>(),
+        1.0,
+        "one driver in the metrics: {drivers:?}"
+    );
+    for i in 0..2 {
+        assert_eq!(r.metric(i, "palisade_store_up"), Some(1.0));
+        assert_eq!(r.metric(i, "palisade_nodes_served_here"), Some(20.0));
+        assert!(r.metric(i, "palisade_store_changes_total").unwrap() > 0.0);
+    }
     let text = r.ctl_ok(1, &["controlplanes"]);
     assert!(
         text.contains("drives rollouts") && text.contains("store: etcd at"),
