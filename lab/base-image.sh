@@ -13,10 +13,11 @@ cd "$(dirname "$0")/.."
 
 # What the lab's containers need: services for traffic to hit and the tools that send it
 # (python3, iproute2, ping, curl), Prometheus, and systemd + man-db + bash-completion so that
-# the packages' unit files, man pages and completions can be verified in a clean root.
+# the packages' unit files, man pages and completions can be verified in a clean root; and
+# Debian's etcd, the store the two control-plane replicas share.
 PACKAGES=(
   ca-certificates iproute2 iputils-ping procps curl netcat-openbsd python3
-  prometheus systemd man-db bash-completion
+  prometheus systemd man-db bash-completion etcd-server etcd-client
 )
 SUITE=bookworm
 RECIPE=1   # bump when the way the root is made changes (not for comments)

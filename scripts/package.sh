@@ -58,7 +58,9 @@ version=${version//-/\~}
 license=$(sed -n '/^\[workspace\.package\]/,/^\[/s/^license *= *"\(.*\)"/\1/p' Cargo.toml)
 maintainer=${PALISADE_DEB_MAINTAINER:-"Palisade developers <palisade@packages.invalid>"}
 echo ">> building the binaries ($profile)"
-cargo build "${cargo_profile[@]}" -p palisade-controlplane -p palisade-noded -p palisadectl --bins
+# The control plane with its etcd store (several replicas on one etcd cluster).
+cargo build "${cargo_profile[@]}" -p palisade-controlplane -p palisade-noded -p palisadectl --bins \
+  --features palisade-controlplane/etcd
 
 # Files and man pages get this date, so that the same sources give the same packages. Set
 # after the build: ring's build script reruns whenever SOURCE_DATE_EPOCH changes.
