@@ -2,7 +2,9 @@
 """Traffic for the lab: the services nodes run, and the probes the client and attacker send.
 
   traffic.py serve                      HTTP on :80, TCP echo on :7, UDP echo on :7 (node services)
-  traffic.py udp HOST PORT COUNT [--src ADDR] [--timeout S]   send COUNT datagrams, count the echoes
+  traffic.py udp HOST PORT COUNT [--src ADDR] [--timeout S] [--until PATH]
+                                        send COUNT datagrams (stopping early once PATH
+                                        exists), count the echoes
   traffic.py tcp HOST PORT COUNT [--src ADDR]     COUNT connection attempts (one SYN each)
   traffic.py http HOST COUNT [--src ADDR]         COUNT HTTP GETs on :80
   traffic.py flood HOST SECONDS RATE [--src ADDR] HTTP GETs at RATE/s for SECONDS
@@ -15,6 +17,7 @@ them fail.
 """
 import http.server
 import json
+import os
 import socket
 import socketserver
 import sys
@@ -66,9 +69,12 @@ def bound(kind, src):
     return s
 
 
-def udp(host, port, count, src):
-    answered = 0
+def udp(host, port, count, src, until=None):
+    answered, sent = 0, 0
     for i in range(count):
+        if until and os.path.exists(until):
+            break
+        sent += 1
         s = bound(socket.SOCK_DGRAM, src)
         try:
             s.sendto(f"probe {i}".encode(), (host, port))
@@ -78,7 +84,7 @@ def udp(host, port, count, src):
             pass
         finally:
             s.close()
-    return answered
+    return answered, sent
 
 
 def tcp(host, port, count, src):
@@ -116,6 +122,11 @@ def main(argv):
         i = argv.index("--timeout")
         TIMEOUT = float(argv[i + 1])
         del argv[i : i + 2]
+    until = None
+    if "--until" in argv:
+        i = argv.index("--until")
+        until = argv[i + 1]
+        del argv[i : i + 2]
     src = None
     if "--src" in argv:
         i = argv.index("--src")
@@ -127,7 +138,7 @@ def main(argv):
         return
     if cmd == "udp":
         host, port, count = rest[0], int(rest[1]), int(rest[2])
-        answered = udp(host, port, count, src)
+        answered, count = udp(host, port, count, src, until)
     elif cmd == "tcp":
         host, port, count = rest[0], int(rest[1]), int(rest[2])
         answered = tcp(host, port, count, src)
@@ -143,7 +154,7 @@ def main(argv):
             time.sleep(max(0.0, start + count / rate - time.monotonic()))
     else:
         sys.exit(f"unknown command {cmd!r}; see {sys.argv[0]} --help")
-    if cmd != "flood":
+    if cmd not in ("flood", "udp"):
         count = int(rest[-1])
     print(json.dumps({"kind": cmd, "host": host, "port": port, "sent": count, "answered": answered}), flush=True)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The docker-compose lab: a control plane, three nodes (web-1, web-2: role=web; db-1:
-# role=db) each enforcing on its own eth0, a client, an attacker, Prometheus and a tools
-# container (docker-compose.yml). Needs root.
+# The docker-compose lab: two control-plane replicas on a 3-member etcd cluster, three nodes
+# (web-1, web-2: role=web; db-1: role=db) each enforcing on its own eth0, a client, an
+# attacker, Prometheus and a tools container (docker-compose.yml). Needs root.
 #
 #   bash scripts/lab.sh up         install Docker from Debian's packages if missing, start its
 #                                  daemon if it is not running, build the Palisade packages
@@ -25,7 +25,7 @@ ROOT=$PWD
 STATE=$ROOT/target/lab
 PROJECT=palisade-lab
 NODES=(web-1 web-2 db-1)
-CP_URL=https://127.0.0.1:17443
+CP_URL=https://127.0.0.1:17443,https://127.0.0.1:17444
 PROM=http://127.0.0.1:19090
 CTL_BIN=$STATE/host/usr/bin/palisadectl
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -124,6 +124,7 @@ start_lab() {
   wait_connected ${#NODES[@]} 120 || { compose ps; compose logs --tail 30; die "not every node connected within 120 s"; }
   T_START=$(since "$t_start")
   ctl nodes
+  ctl controlplanes
 }
 
 up() {
@@ -233,6 +234,10 @@ hit = [a for a in alerts if a['labels'].get('alertname') == '$1' and a['state'] 
        and ('$2' == '' or a['labels'].get('node') == '$2' or a['labels'].get('policy') == '$2')]
 sys.exit(0 if bool(hit) == ('$3' == 'firing') else 1)"
 }
+# Python expression over r, the `controlplanes -o json` answer.
+cps_q() { ctl controlplanes -o json 2>/dev/null | python3 -c "import json,sys; r=json.load(sys.stdin); print($1)"; }
+drives() { [ "$(cps_q "[x['url'] for x in r['replicas'] if x['driver']]")" = "['$1']" ]; }
+replicas_are() { [ "$(cps_q "len(r['replicas'])")" = "$1" ]; }
 rollout_state() { ctl rollout status "$1" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])'; }
 is_connected() { [ "$(nodes_q "nodes['$1']['connected']")" = True ]; }
 realized_is() { [ "$(realized "$1")" = "$2" ]; }
@@ -353,6 +358,55 @@ print(sum(1 for e in ev if e.get("node") == sys.argv[1] and e.get("policy") == "
   wait_for "Prometheus: PalisadeRolloutHalted cleared (the latest rollout completed)" 20 prom_alert PalisadeRolloutHalted web-tier none
   wait_for "Prometheus scrapes web-1's daemon (allowed by metrics-scrape)" 30 bash -c "curl -fsS '$PROM/api/v1/query?query=up%7Binstance%3D%22web-1:9465%22%7D' | grep -q '\"1\"\]'"
   curl -fsS "$PROM/api/v1/query?query=ALERTS" | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print("   alerts now:", [(a["metric"]["alertname"], a["metric"].get("node", a["metric"].get("policy", "")), a["metric"]["alertstate"]) for a in r] or "none")'
+  bold "7. two replicas on etcd: a replica's host dies, then the other is cut off from etcd"
+  ctl controlplanes
+  wait_for "2 replicas registered" 30 replicas_are 2
+  expect "replicas driving rollouts" "$(cps_q "sum(1 for x in r['replicas'] if x['driver'])")" 1
+  expect "the store answers" "$(cps_q "r['store'] + ' ' + (r['store_error'] or 'ok')")" "etcd ok"
+  log "the attacker sends UDP datagrams to web-1 from 203.0.113.66 all through this step (one per 0.2 s)"
+  docker exec pal-attacker rm -f /tmp/ha-stop
+  docker exec pal-attacker python3 /lab/traffic.py udp web-1 7 100000 --src 203.0.113.66 --timeout 0.2 --until /tmp/ha-stop >"$STATE/ha-attacker.json" &
+  local fa=$!
+  local killed_at; killed_at=$(now)
+  docker kill pal-controlplane >/dev/null
+  log "killed pal-controlplane (its host, as far as the lab goes)"
+  wait_for "controlplane-2 drives rollouts" 30 drives https://controlplane-2:7443
+  local takeover; takeover=$(since "$killed_at")
+  wait_for "1 replica registered (the killed one's lease ended)" 30 replicas_are 1
+  wait_for "every node served by controlplane-2" 60 bash -c "[ \"\$($0 _cps_q \"[x['nodes'] for x in r['replicas']]\")\" = '[3]' ]"
+  local reconnected; reconnected=$(since "$killed_at")
+  log "driver taken over ${takeover} s after the kill; every node on controlplane-2 ${reconnected} s after"
+  ctl apply examples/policies/web-tier.rhai -w
+  local rev4; rev4=$(ctl get web-tier -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["revision"])')
+  for n in web-1 web-2; do wait_for "$n realizes web-tier@$rev4 (applied through controlplane-2)" 30 realized_is $n "web-tier@$rev4"; done
+
+  docker network disconnect palisade-lab-store pal-controlplane-2
+  log "disconnected pal-controlplane-2 from the store network (etcd unreachable; nodes still reach it)"
+  local t_fail; t_fail=$(now)
+  local out st=0
+  out=$(ctl apply lab/policies/web-tier-scrape.rhai 2>&1) || st=$?
+  local took; took=$(since "$t_fail")
+  echo "   $out"
+  [ "$st" != 0 ] || die "an apply with etcd unreachable succeeded"
+  echo "$out" | grep -q "unavailable.*etcd" || die "the error does not say that etcd is unavailable"
+  awk -v t="$took" 'BEGIN { exit !(t < 15) }' || die "the apply took $took s to fail"
+  echo "   ok: apply refused in $took s, saying what is down"
+  wait_for "Prometheus: PalisadeStoreUnavailable firing" 30 prom_alert PalisadeStoreUnavailable "" firing
+  expect "nodes still connected to controlplane-2" "$(nodes_q "sum(1 for n in nodes.values() if n['connected'])")" 3
+  docker network connect --ip 10.89.1.20 palisade-lab-store pal-controlplane-2
+  log "reconnected pal-controlplane-2 to the store network"
+  wait_for "an apply through controlplane-2 succeeds again (no restart)" 60 ctl apply lab/policies/web-tier-scrape.rhai
+  local rev5; rev5=$(ctl get web-tier -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["revision"])')
+  expect "the refused apply made no revision" "$rev5" "$((rev4 + 1))"
+  for n in web-1 web-2; do wait_for "$n realizes web-tier@$rev5" 60 realized_is $n "web-tier@$rev5"; done
+  docker exec pal-attacker touch /tmp/ha-stop
+  wait $fa
+  local sa aa
+  read -r sa aa < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["sent"], d["answered"])' "$STATE/ha-attacker.json")
+  expect "attacker datagrams to web-1 answered during all of step 7 ($sa sent)" "$aa" 0
+  docker start pal-controlplane >/dev/null
+  wait_for "2 replicas registered again" 60 replicas_are 2
+  ctl controlplanes
   log "scenario passed in $(since "$t0") s"
 }
 
@@ -383,5 +437,6 @@ case "${1:-}" in
   # internal helpers the scenario runs in subshells
   _rule_packets) rule_packets "$2" "$3" ;;
   _rollout_state) rollout_state "$2" ;;
+  _cps_q) cps_q "$2" ;;
   *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
