@@ -271,7 +271,7 @@ fn issue_certs(pki: &PkiDir, names: &[String]) -> Result<(), SimError> {
                             source,
                         })?;
                         let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        if d % 250 == 0 || d == total {
+                        if d.is_multiple_of(250) || d == total {
                             tracing::info!("issued node certificates {d}/{total}");
                         }
                     }
