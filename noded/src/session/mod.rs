@@ -228,13 +228,29 @@ pub async fn run_with_spool(
                 tracing::error!(url = %url, next = %next, reason = %why, "control plane rejected this node; retrying later");
             }
             Err(e) => {
-                tracing::warn!(url = %url, next = %next, error = %e, "session with the control plane failed; retrying")
+                tracing::warn!(url = %url, next = %next, error = %causes(&e), "session with the control plane failed; retrying")
             }
         }
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// `e` and its causes on one line: "cannot connect ...: transport error: tcp connect
+/// error: Connection refused (os error 111)".
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let s_text = s.to_string();
+        if !text.ends_with(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        src = s.source();
+    }
+    text
 }
 
 #[allow(clippy::too_many_arguments)]
