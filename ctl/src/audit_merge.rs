@@ -16,6 +16,7 @@
 use palisade_proto::audit::{Action, EventKind};
 use palisade_proto::v1::AuditEvent;
 use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 /// Most sequence numbers per node the live merge remembers (for duplicates and gaps).
 const LIVE_WINDOW: usize = 200_000;
@@ -111,12 +112,29 @@ pub fn merge(replicas: Vec<Vec<AuditEvent>>, last: usize) -> Vec<AuditEvent> {
     out
 }
 
+/// How long a gap waits for the event after it (which tells its range) before it prints as
+/// it is.
+pub const NEXT_WAIT: Duration = Duration::from_secs(1);
+/// How long a gap with a known range waits for another replica to deliver what it misses
+/// (a replica read again after an outage sends what it stored meanwhile) before it prints
+/// with what is still missing.
+pub const FILL_WAIT: Duration = Duration::from_secs(10);
+
+/// A gap with a known range, some of which no replica has delivered yet.
+struct Unfilled {
+    gap: AuditEvent,
+    range: (u64, u64),
+    missing: u64,
+    since: Instant,
+}
+
 /// The live part of a merged `audit tail --follow`: events as each replica streams them.
 #[derive(Default)]
 pub struct Live {
     held: Held,
-    /// Per replica, a gap waiting for the event after it.
-    pending: HashMap<usize, AuditEvent>,
+    /// Per replica, a gap waiting for the event after it, and since when.
+    pending: HashMap<usize, (AuditEvent, Instant)>,
+    unfilled: Vec<Unfilled>,
 }
 
 impl Live {
@@ -132,29 +150,86 @@ impl Live {
     /// `e` arrived from replica `from`: what to print now.
     pub fn push(&mut self, from: usize, e: AuditEvent) -> Vec<AuditEvent> {
         let mut out = Vec::new();
-        if let Some(gap) = self.pending.remove(&from) {
+        if let Some((gap, _)) = self.pending.remove(&from) {
             match gap_range(&gap, Some(&e)) {
-                Some(range) => out.extend(settle(gap, range, &self.held)),
+                Some(range) => self.wait_for_fill(gap, range),
                 None => out.push(gap),
             }
         }
         if is_sequence_gap(&e) {
-            self.pending.insert(from, e);
+            self.pending.insert(from, (e, Instant::now()));
         } else if self.held.insert(&e) {
             self.held.bound(&e.node, LIVE_WINDOW);
+            // It may be what a gap misses.
+            self.unfilled.retain_mut(|u| {
+                if u.gap.node == e.node && (u.range.0..=u.range.1).contains(&e.seq) {
+                    u.missing -= 1;
+                }
+                u.missing > 0
+            });
             out.push(e);
         }
         out
     }
 
-    /// Replica `from` sent nothing more for a while, or stopped: its waiting gap as it is.
-    pub fn flush(&mut self, from: usize) -> Option<AuditEvent> {
-        self.pending.remove(&from)
+    fn wait_for_fill(&mut self, gap: AuditEvent, range: (u64, u64)) {
+        let missing = (range.1 - range.0 + 1) - self.held.count(&gap.node, range.0, range.1);
+        if missing > 0 {
+            self.unfilled.push(Unfilled {
+                gap,
+                range,
+                missing,
+                since: Instant::now(),
+            });
+        }
     }
 
-    /// Which replicas have a gap waiting.
-    pub fn waiting(&self) -> Vec<usize> {
-        self.pending.keys().copied().collect()
+    /// Replica `from` stopped: its gap waiting for the event after it, as it is.
+    pub fn flush(&mut self, from: usize) -> Option<AuditEvent> {
+        self.pending.remove(&from).map(|(gap, _)| gap)
+    }
+
+    /// The gaps that waited long enough: for the event after them ([`NEXT_WAIT`]), as
+    /// they are; for other replicas to fill them ([`FILL_WAIT`]), with what is missing.
+    pub fn overdue(&mut self) -> Vec<AuditEvent> {
+        let due: Vec<usize> = self
+            .pending
+            .iter()
+            .filter(|(_, (_, since))| since.elapsed() >= NEXT_WAIT)
+            .map(|(from, _)| *from)
+            .collect();
+        let mut out: Vec<AuditEvent> = due.into_iter().filter_map(|f| self.flush(f)).collect();
+        let (done, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unfilled)
+            .into_iter()
+            .partition(|u| u.since.elapsed() >= FILL_WAIT);
+        self.unfilled = wait;
+        out.extend(done.into_iter().map(Unfilled::report));
+        out
+    }
+
+    /// How long until a waiting gap is overdue; `None` when none waits.
+    pub fn next_due(&self) -> Option<Duration> {
+        let next = self.pending.values().map(|(_, t)| (t, NEXT_WAIT));
+        let fill = self.unfilled.iter().map(|u| (&u.since, FILL_WAIT));
+        next.chain(fill)
+            .map(|(since, wait)| wait.saturating_sub(since.elapsed()))
+            .min()
+    }
+
+    /// Every waiting gap, as far as it is known (the streams ended).
+    pub fn drain(&mut self) -> Vec<AuditEvent> {
+        let mut out: Vec<AuditEvent> = self.pending.drain().map(|(_, (g, _))| g).collect();
+        out.extend(self.unfilled.drain(..).map(Unfilled::report));
+        out
+    }
+}
+
+impl Unfilled {
+    fn report(self) -> AuditEvent {
+        AuditEvent {
+            lost: self.missing,
+            ..self.gap
+        }
     }
 }
 
@@ -258,20 +333,34 @@ mod tests {
         assert_eq!(summary(&live.push(0, ev(5, "n1", 5))).0, seqs("n1", 5..=5));
         // Replica 1 takes over: its gap waits for the next event, which settles it.
         assert!(live.push(1, gap(30, "n1", 4, 5)).is_empty());
-        assert_eq!(live.waiting(), [1]);
+        assert!(live.next_due().is_some());
         let out = live.push(1, ev(31, "n1", 5));
         assert!(
             out.is_empty(),
             "5 was printed already, 1..=4 are held: {out:?}"
         );
+        assert_eq!(live.next_due(), None, "nothing waits");
         assert_eq!(summary(&live.push(1, ev(32, "n1", 6))).0, seqs("n1", 6..=6));
-        // A gap that is really missing something is printed with what is missing.
+        // A gap of 7..=9: replica 0, read again, delivers 7 and 8 later; 9 stays missing.
         assert!(live.push(1, gap(33, "n1", 3, 10)).is_empty());
-        let out = live.push(1, ev(34, "n1", 10));
-        assert_eq!(summary(&out), (seqs("n1", 10..=10), 3));
-        // A gap without a following event is printed as it is when flushed.
-        assert!(live.push(0, gap(6, "n1", 2, 20)).is_empty());
+        assert_eq!(
+            summary(&live.push(1, ev(34, "n1", 10))).0,
+            seqs("n1", 10..=10)
+        );
+        assert!(live.overdue().is_empty(), "it waits for the other replicas");
+        assert_eq!(summary(&live.push(0, ev(7, "n1", 7))).0, seqs("n1", 7..=7));
+        assert_eq!(summary(&live.push(0, ev(8, "n1", 8))).0, seqs("n1", 8..=8));
+        let left = live.drain();
+        assert_eq!(left.iter().map(|g| g.lost).collect::<Vec<_>>(), [1]);
+        // Filled completely, a gap is never printed.
+        assert!(live.push(1, gap(35, "n1", 2, 13)).is_empty());
+        assert!(live.push(1, ev(36, "n1", 13)).len() == 1);
+        assert!(live.push(0, ev(11, "n1", 11)).len() == 1);
+        assert!(live.push(0, ev(12, "n1", 12)).len() == 1);
+        assert!(live.drain().is_empty());
+        // A gap without a following event is printed as it is when its replica stops.
+        assert!(live.push(0, gap(20, "n1", 2, 30)).is_empty());
         assert_eq!(live.flush(0).map(|g| g.lost), Some(2));
-        assert!(live.waiting().is_empty());
+        assert!(live.drain().is_empty());
     }
 }

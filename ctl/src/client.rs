@@ -152,7 +152,7 @@ pub fn split_urls(list: &str) -> Result<Vec<String>, ClientError> {
 }
 
 /// Connects to `url` (TCP and the TLS handshake), giving up after `timeout`.
-async fn connect_to(
+pub async fn connect_to(
     url: String,
     tls: ClientTlsConfig,
     timeout: Duration,
@@ -185,7 +185,7 @@ impl<'a> Client<'a> {
     }
 
     /// The TLS configuration with the chosen identity's certificate.
-    fn tls(&self) -> Result<ClientTlsConfig, ClientError> {
+    pub fn tls(&self) -> Result<ClientTlsConfig, ClientError> {
         let to = self.to;
         let pki = PkiDir::new(&to.pki);
         // A role name picks that role's certificate; anything else names a node's.

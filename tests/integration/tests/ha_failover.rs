@@ -17,7 +17,8 @@
 use palisade_integration::etcd::{self, EtcdCluster, http_get};
 use palisade_integration::replicas::Replicas;
 use palisade_integration::{
-    Ctl, Lab, NodeSpec, ensure_node_cert, free_port, host_tier_unavailable, ping, skip, wait_until,
+    Ctl, Lab, NodeSpec, Proc, bin, ensure_node_cert, free_port, host_tier_unavailable, ping, skip,
+    wait_until,
 };
 use palisade_noded::enforce::Enforcer;
 use palisade_noded::net::disabled::NoNetwork;
@@ -27,6 +28,7 @@ use palisade_pki::{PkiDir, Role, SERVER_NAME};
 use palisade_proto::audit::{Action, EventKind};
 use palisade_proto::v1::AuditEvent;
 use serde_json::Value;
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -214,6 +216,23 @@ fn a_session_fails_over_within_two_seconds_and_the_merged_audit_log_is_whole() {
         .ctl_at(0)
         .node("node-hp")
         .is_some_and(|n| n["connected"] == true)));
+    // A follower of both replicas all along (its output and warnings in one log).
+    let follower = Proc::spawn(
+        "follower",
+        Command::new(bin("palisadectl"))
+            .args(["--controlplane", &cps.urls(), "--pki"])
+            .arg(cps.pki())
+            .args(["audit", "tail", "-f", "-o", "json", "--node", "node-hp"]),
+        cps.dir.path(),
+    );
+    let followed = || -> Vec<Value> {
+        follower
+            .log_text()
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    };
 
     // Events flow at 1,000 a second; the first replica dies 1.5 s in.
     let sent = Arc::new(AtomicU64::new(0));
@@ -268,6 +287,26 @@ fn a_session_fails_over_within_two_seconds_and_the_merged_audit_log_is_whole() {
     let merged = tail(&cps.client(), "node-hp");
     assert_eq!(accounted(&merged), (4000, 0));
     assert_whole_stream(&merged);
+    // The follower lost each replica once, read it again when it came back, and saw the
+    // same: every event once, nothing lost (what a dead replica had not sent it yet came
+    // when it was back).
+    let mut seen = (0, 0);
+    let whole = wait_until(Duration::from_secs(20), || {
+        seen = accounted(&followed());
+        seen == (4000, 0)
+    });
+    assert!(whole, "the follower saw {seen:?}:\n{}", follower.log_text());
+    assert_whole_stream(&followed());
+    let log = follower.log_text();
+    for i in 0..2 {
+        assert!(
+            log.contains(&format!(
+                "note: control plane {} answers again; reading its audit events",
+                cps.url(i)
+            )),
+            "{log}"
+        );
+    }
 }
 
 #[test]
