@@ -25,7 +25,9 @@ pub struct Cli {
 // Where the control plane is and who is calling: global flags, read by `client`.
 #[derive(Args, Debug)]
 pub struct Connection {
-    /// Control plane URL.
+    /// Control plane URL; several, comma-separated, for the replicas of a highly available
+    /// control plane: a command uses the first that answers (2 s each, in order), `audit
+    /// tail` reads every one and merges their events.
     #[arg(
         long,
         global = true,

@@ -3,6 +3,7 @@
 //! `print/`.
 
 mod args;
+mod audit_merge;
 mod client;
 mod cmd;
 mod policy_file;
@@ -29,7 +30,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli, out: Printer) -> Result<ExitCode> {
-    let client = &Client::new(&cli.connection);
+    let client = &Client::new(&cli.connection, out);
     match &cli.cmd {
         Cmd::Pki(c) => cmd::pki::run(out, c),
         Cmd::Validate { files, large } => cmd::validate::run(out, files, *large),

@@ -148,7 +148,7 @@ async fn main() {
     let enforcer = Arc::new(std::sync::Mutex::new(Enforcer::new(Box::new(NoKernel))));
     let (tx, rx) = tokio::sync::mpsc::channel(8192);
     let cfg = SessionConfig {
-        url,
+        urls: vec![url],
         server_name: SERVER_NAME.into(),
         identity: pki.cert_paths(Role::Node, "bench"),
         pki: pki.clone(),

@@ -28,7 +28,7 @@ use palisade_proto::v1;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -58,7 +58,9 @@ pub enum SimError {
 pub struct SimConfig {
     pub nodes: usize,
     pub name_prefix: String,
-    pub url: String,
+    /// The control plane's replicas, in order (every simulated node fails over as a
+    /// daemon does).
+    pub urls: Vec<String>,
     pub server_name: String,
     pub pki: PathBuf,
     /// Labels every node registers with.
@@ -269,7 +271,7 @@ fn issue_certs(pki: &PkiDir, names: &[String]) -> Result<(), SimError> {
                             source,
                         })?;
                         let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        if d % 250 == 0 || d == total {
+                        if d.is_multiple_of(250) || d == total {
                             tracing::info!("issued node certificates {d}/{total}");
                         }
                     }
@@ -329,7 +331,7 @@ pub async fn run(cfg: SimConfig) -> Result<(), SimError> {
     };
 
     let started = Instant::now();
-    let mut flags: Vec<(String, Arc<AtomicBool>)> = Vec::with_capacity(cfg.nodes);
+    let mut flags: Vec<(String, Arc<session::Link>)> = Vec::with_capacity(cfg.nodes);
     for batch in (0..cfg.nodes)
         .collect::<Vec<_>>()
         .chunks(cfg.connect_batch.max(1))
@@ -353,7 +355,7 @@ pub async fn run(cfg: SimConfig) -> Result<(), SimError> {
                 }));
             }
             let session_cfg = SessionConfig {
-                url: cfg.url.clone(),
+                urls: cfg.urls.clone(),
                 server_name: cfg.server_name.clone(),
                 pki: pki.clone(),
                 identity: pki.cert_paths(Role::Node, &name),
@@ -373,7 +375,7 @@ pub async fn run(cfg: SimConfig) -> Result<(), SimError> {
             let spool = Arc::new(Mutex::new(
                 Spool::open(None, 10_000).expect("an in-memory spool opens"),
             ));
-            let connected = Arc::new(AtomicBool::new(false));
+            let connected = Arc::new(session::Link::default());
             // No kernel, no audit events: the sender is dropped at once.
             let (_events_tx, events_rx) = mpsc::channel(1);
             tokio::spawn(session::run_with_spool(
@@ -389,19 +391,13 @@ pub async fn run(cfg: SimConfig) -> Result<(), SimError> {
         }
         // Let this batch finish its handshakes before the next one starts.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline && !these.iter().all(|c| c.load(Ordering::Relaxed)) {
+        while Instant::now() < deadline && !these.iter().all(|c| c.connected()) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let up = flags
-            .iter()
-            .filter(|(_, c)| c.load(Ordering::Relaxed))
-            .count();
+        let up = flags.iter().filter(|(_, c)| c.connected()).count();
         tracing::info!("connected {up}/{} simulated nodes", cfg.nodes);
     }
-    let up = flags
-        .iter()
-        .filter(|(_, c)| c.load(Ordering::Relaxed))
-        .count();
+    let up = flags.iter().filter(|(_, c)| c.connected()).count();
     tracing::info!(
         nodes = cfg.nodes,
         connected = up,
@@ -414,7 +410,7 @@ pub async fn run(cfg: SimConfig) -> Result<(), SimError> {
     let mut was = vec![false; flags.len()];
     loop {
         for (i, (name, c)) in flags.iter().enumerate() {
-            let now = c.load(Ordering::Relaxed);
+            let now = c.connected();
             if now != was[i] {
                 was[i] = now;
                 if let Some(rec) = &record {

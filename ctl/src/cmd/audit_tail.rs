@@ -1,12 +1,28 @@
 //! `palisadectl audit tail`: recent events, optionally followed, filtered by node, policy,
-//! rule, action and time. Filtering happens on the control plane.
+//! rule, action and time. Filtering happens on the control plane. With several
+//! `--controlplane` URLs every replica that answers is read and their events merged
+//! ([`crate::audit_merge`]); the ones that do not answer are named on stderr.
 
 use crate::args::TailArgs;
-use crate::client::{Client, answer, refused};
+use crate::audit_merge::{self, Live};
+use crate::client::{
+    Client, ClientError, REPLICA_CONNECT_TIMEOUT, answer, chain, connect_to, refused,
+};
 use crate::print::Printer;
 use anyhow::{Result, bail};
-use palisade_proto::v1;
+use palisade_proto::v1::{self, audit_client::AuditClient};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Following several replicas: the recent events are taken as one batch once every stream
+/// has been quiet this long (or after [`SETTLE_MAX`]), then events print as they come.
+const SETTLE_QUIET: Duration = Duration::from_millis(300);
+const SETTLE_MAX: Duration = Duration::from_secs(2);
+/// Following, how often a replica that is down (or whose stream failed) is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+/// How far back a replica read again is resumed, in its matching events.
+const RESUME_LAST: u32 = 10_000;
 
 /// `since` as Unix nanoseconds.
 pub fn parse_since(s: &str, now_ns: i64) -> Result<i64> {
@@ -36,7 +52,6 @@ pub async fn run(client: &Client<'_>, out: Printer, a: &TailArgs) -> Result<Exit
         Some(s) => parse_since(s, now_ns)?,
         None => 0,
     };
-    let mut c = client.audit().await?;
     let req = v1::TailRequest {
         follow: a.follow,
         last: a.last,
@@ -46,11 +61,225 @@ pub async fn run(client: &Client<'_>, out: Printer, a: &TailArgs) -> Result<Exit
         action: a.action.clone().unwrap_or_default(),
         since_unix_ns,
     };
+    if client.urls()?.len() > 1 {
+        return tail_merged(client, out, req).await;
+    }
+    let mut c = client.audit().await?;
     let mut stream = answer(c.tail(req).await)?;
     while let Some(e) = stream.message().await.map_err(refused)? {
         out.item(&e);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the task reading replica `i` reports.
+enum Report {
+    Event(Box<v1::AuditEvent>),
+    /// Its stream failed or ended, or it could not be reached again (why); following, it
+    /// is retried.
+    Lost(String),
+    /// Following: it is read again after it was lost.
+    Back,
+}
+
+type FromReplica = (usize, Report);
+
+/// `audit tail` over every replica that answers, merged. Following, a replica that is
+/// down or whose stream fails is tried again every [`RETRY`].
+async fn tail_merged(client: &Client<'_>, out: Printer, req: v1::TailRequest) -> Result<ExitCode> {
+    let replicas = client.connect_all().await?;
+    let tls = client.tls()?;
+    let retry = if req.follow {
+        "; trying it again every second"
+    } else {
+        ""
+    };
+    for (url, why) in &replicas.down {
+        missing(out, url, &format!("it did not answer ({why}){retry}"));
+    }
+    // As the control plane reads `--last 0`.
+    let last = if req.last == 0 {
+        100
+    } else {
+        req.last as usize
+    };
+    let follow = req.follow;
+    let mut urls: Vec<String> = Vec::new();
+    let mut working = Vec::new();
+    // Every replica streams into one channel.
+    let (tx, mut rx) = mpsc::channel::<FromReplica>(1024);
+    // Following, the ones down now are tried again too.
+    let up = replicas.up.into_iter().map(|(url, ch)| (url, Some(ch)));
+    let down = replicas.down.into_iter().filter(|_| follow);
+    for (i, (url, channel)) in up.chain(down.map(|(url, _)| (url, None))).enumerate() {
+        let reader = Reader {
+            i,
+            url: url.clone(),
+            tls: tls.clone(),
+            req: req.clone(),
+            tx: tx.clone(),
+        };
+        working.push(channel.is_some());
+        tokio::spawn(reader.run(channel));
+        urls.push(url);
+    }
+    drop(tx);
+    let mut report = |i: usize, r: Report| -> Option<v1::AuditEvent> {
+        match r {
+            Report::Event(e) => return Some(*e),
+            Report::Lost(e) if working[i] => {
+                working[i] = false;
+                missing(out, &urls[i], &format!("{e}{retry}"));
+            }
+            Report::Lost(_) => {}
+            Report::Back => {
+                working[i] = true;
+                out.stderr_line(&format_args!(
+                    "note: control plane {} answers again; reading its audit events",
+                    urls[i]
+                ));
+            }
+        }
+        None
+    };
+    // The recent events of every replica, as one batch: all of them, or (following) what
+    // came before every stream was quiet for a moment.
+    let mut lists: Vec<Vec<v1::AuditEvent>> = vec![Vec::new(); urls.len()];
+    let started = Instant::now();
+    loop {
+        let next = if follow {
+            let wait = SETTLE_QUIET.min(SETTLE_MAX.saturating_sub(started.elapsed()));
+            tokio::time::timeout(wait, rx.recv()).await.ok().flatten()
+        } else {
+            rx.recv().await
+        };
+        let Some((i, r)) = next else { break };
+        if let Some(e) = report(i, r) {
+            lists[i].push(e);
+        }
+    }
+    let printed = audit_merge::merge(lists, if follow { usize::MAX } else { last });
+    for e in &printed {
+        out.item(e);
+    }
+    if !follow {
+        if working.iter().all(|w| !w) {
+            bail!("no control plane's audit stream worked (see the warnings above)");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut live = Live::after(&printed);
+    drop(printed);
+    loop {
+        let next = match live.next_due() {
+            Some(due) => match tokio::time::timeout(due, rx.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    for gap in live.overdue() {
+                        out.item(&gap);
+                    }
+                    continue;
+                }
+            },
+            None => rx.recv().await,
+        };
+        let Some((i, r)) = next else { break };
+        let lost = matches!(r, Report::Lost(_));
+        if let Some(e) = report(i, r) {
+            for e in live.push(i, e) {
+                out.item(&e);
+            }
+        }
+        if lost && let Some(gap) = live.flush(i) {
+            out.item(&gap);
+        }
+    }
+    for gap in live.drain() {
+        out.item(&gap);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The task reading one replica's events.
+struct Reader {
+    i: usize,
+    url: String,
+    tls: tonic::transport::ClientTlsConfig,
+    req: v1::TailRequest,
+    tx: mpsc::Sender<FromReplica>,
+}
+
+impl Reader {
+    /// Reads the replica on `channel` (or connects first, without one). Following, a
+    /// failed stream or connect is retried every [`RETRY`]: the new subscription starts
+    /// [`RESUME_LAST`] events back and skips what was sent before (a replica's event ids
+    /// only grow), so more events than that stored while it was not read are not shown
+    /// (resuming exactly would need the API to take an event id to start after).
+    async fn run(self, mut channel: Option<tonic::transport::Channel>) {
+        let mut last_id = 0;
+        let mut lost = channel.is_none();
+        loop {
+            let ch = match channel.take() {
+                Some(ch) => Ok(ch),
+                None => {
+                    connect_to(self.url.clone(), self.tls.clone(), REPLICA_CONNECT_TIMEOUT).await
+                }
+            };
+            let why = match ch {
+                Ok(ch) => match self.read(ch, &mut last_id, &mut lost).await {
+                    Ok(()) if !self.req.follow => return,
+                    Ok(()) => "its stream ended".to_string(),
+                    Err(e) => format!("its stream failed ({})", chain(&e)),
+                },
+                Err(e) => format!("it did not answer ({})", chain(&e)),
+            };
+            lost = true;
+            if self.tx.send((self.i, Report::Lost(why))).await.is_err() || !self.req.follow {
+                return;
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    /// One subscription: every event with an id above `last_id` until the stream ends.
+    async fn read(
+        &self,
+        channel: tonic::transport::Channel,
+        last_id: &mut u64,
+        lost: &mut bool,
+    ) -> Result<(), ClientError> {
+        let mut req = self.req.clone();
+        if *last_id > 0 {
+            req.last = req.last.max(RESUME_LAST);
+        }
+        let mut c = AuditClient::new(channel);
+        let mut stream = answer(c.tail(req).await)?;
+        if std::mem::take(lost) && self.tx.send((self.i, Report::Back)).await.is_err() {
+            return Ok(());
+        }
+        while let Some(e) = stream.message().await.map_err(refused)? {
+            if e.id != 0 && e.id <= *last_id {
+                continue;
+            }
+            *last_id = e.id.max(*last_id);
+            if self
+                .tx
+                .send((self.i, Report::Event(Box::new(e))))
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Says on stderr that the events only `url` holds are not shown, and why.
+fn missing(out: Printer, url: &str, why: &str) {
+    out.stderr_line(&format_args!(
+        "warning: no audit events from control plane {url}: {why}; each replica keeps its own audit log, so events stored only there are not shown"
+    ));
 }
 
 #[cfg(test)]

@@ -1,30 +1,36 @@
-//! The node daemon's Prometheus metrics: session state, audit spool (events in, acked,
+//! The node daemon's Prometheus metrics: session state (and which control plane URL it is
+//! established with), audit spool (events in, acked,
 //! pending, overflowed, kernel losses) and the XDP program's packet counters (outcomes,
 //! packet shapes, fragment tracking) and exec events lost by exec tracking.
 
 use crate::enforce::Enforcer;
 use crate::net::abi;
+use crate::session::Link;
 use crate::session::spool::Spool;
 use palisade_ops::metrics::{Exposition, MetricsError};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub fn render(
     enforcer: &Mutex<Enforcer>,
     spool: &Mutex<Spool>,
-    connected: &AtomicBool,
+    link: &Link,
     exec_lost: Option<&AtomicU64>,
 ) -> String {
     let mut e = Exposition::default();
     e.gauge(
         "palisade_node_session_connected",
         "1 while the session with the control plane is up.",
-        if connected.load(Ordering::Relaxed) {
-            1.0
-        } else {
-            0.0
-        },
+        if link.connected() { 1.0 } else { 0.0 },
     );
+    if let Some(url) = link.url() {
+        e.labelled(
+            "palisade_node_session_controlplane",
+            "gauge",
+            "1 for the control plane URL the session is established with (absent while down).",
+            &[(vec![("url", url.as_str())], 1.0)],
+        );
+    }
     let (pending, c) = {
         let s = spool.lock().expect("spool lock");
         (s.len(), s.counters.clone())
@@ -128,12 +134,12 @@ pub async fn serve(
     addr: &str,
     enforcer: Arc<Mutex<Enforcer>>,
     spool: Arc<Mutex<Spool>>,
-    connected: Arc<AtomicBool>,
+    link: Arc<Link>,
     exec_lost: Option<Arc<AtomicU64>>,
 ) -> Result<std::net::SocketAddr, MetricsError> {
     palisade_ops::metrics::serve(
         addr,
-        Arc::new(move || render(&enforcer, &spool, &connected, exec_lost.as_deref())),
+        Arc::new(move || render(&enforcer, &spool, &link, exec_lost.as_deref())),
     )
     .await
 }
@@ -146,15 +152,47 @@ mod tests {
     fn exec_losses_are_a_counter_when_exec_tracking_runs() {
         let enforcer = Mutex::new(Enforcer::new(Box::new(crate::net::disabled::NoNetwork)));
         let spool = Mutex::new(Spool::open(None, 10).unwrap());
-        let connected = AtomicBool::new(true);
+        let link = Link::default();
         let lost = AtomicU64::new(7);
-        let text = render(&enforcer, &spool, &connected, Some(&lost));
+        let text = render(&enforcer, &spool, &link, Some(&lost));
         assert!(
             text.contains("# TYPE palisade_node_exec_events_lost_total counter\n")
                 && text.contains("\npalisade_node_exec_events_lost_total 7\n"),
             "{text}"
         );
-        let text = render(&enforcer, &spool, &connected, None);
+        let text = render(&enforcer, &spool, &link, None);
         assert!(!text.contains("exec_events_lost"), "{text}");
+    }
+
+    #[test]
+    fn the_control_plane_url_is_named_while_the_session_is_up() {
+        let enforcer = Mutex::new(Enforcer::new(Box::new(crate::net::disabled::NoNetwork)));
+        let spool = Mutex::new(Spool::open(None, 10).unwrap());
+        let link = Link::default();
+        let text = render(&enforcer, &spool, &link, None);
+        assert!(
+            text.contains("\npalisade_node_session_connected 0\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("palisade_node_session_controlplane"),
+            "{text}"
+        );
+        link.up("https://b:7443");
+        let text = render(&enforcer, &spool, &link, None);
+        assert!(
+            text.contains("\npalisade_node_session_connected 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\npalisade_node_session_controlplane{url=\"https://b:7443\"} 1\n"),
+            "{text}"
+        );
+        link.down();
+        let text = render(&enforcer, &spool, &link, None);
+        assert!(
+            !text.contains("palisade_node_session_controlplane"),
+            "{text}"
+        );
     }
 }

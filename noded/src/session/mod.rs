@@ -1,25 +1,31 @@
 //! The node's session with the control plane: connect over mutual TLS, register, enforce
 //! every desired state it is sent, report status, forward audit events; reconnect with
-//! backoff when the connection drops. Enforcement never depends on the session: the last
-//! enforced state stays in the kernel while the control plane is away.
+//! backoff when the connection drops, failing over between the control plane's replicas
+//! when several URLs are given ([`failover`]). Enforcement never depends on the session:
+//! the last enforced state stays in the kernel while the control plane is away.
 //!
 //! Audit events go through the [`Spool`]: each session (re)sends every unacknowledged
-//! event in batches, and forgets them as the control plane acknowledges them.
+//! event in batches, and forgets them as the control plane acknowledges them. A session
+//! with another replica starts from what the last one acknowledged, so what the old
+//! replica did not acknowledge reaches the new one (which drops what it already has by
+//! sequence number).
 
 pub mod cache;
+pub mod failover;
 pub mod metrics;
 pub mod spool;
 
 use crate::enforce::Enforcer;
 use crate::session::cache::NodeCache;
+use crate::session::failover::Rotation;
 use crate::session::spool::{Spool, SpoolError};
 use palisade_pki::{CertPaths, PkiDir, PkiError};
 use palisade_proto::v1::{self, control_message, node_message, nodes_client::NodesClient};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -58,7 +64,9 @@ pub enum SessionError {
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
-    pub url: String,
+    /// The control plane's replicas, tried in this order (at least one; see
+    /// [`failover::parse_urls`]).
+    pub urls: Vec<String>,
     pub server_name: String,
     pub pki: PkiDir,
     pub identity: CertPaths,
@@ -83,35 +91,72 @@ impl SessionConfig {
     pub const STATUS_EVERY: Duration = STATUS_EVERY;
 }
 
-/// Connects a channel with the node's mutual-TLS identity.
-pub async fn connect(cfg: &SessionConfig) -> Result<Channel, SessionError> {
+/// Whether the session is up, and with which control plane URL: shared with the metrics
+/// and the simulator.
+#[derive(Debug, Default)]
+pub struct Link {
+    connected: AtomicBool,
+    url: Mutex<String>,
+}
+
+impl Link {
+    /// Whether a session with a control plane is established now.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// The URL of the control plane the session is established with, while it is.
+    pub fn url(&self) -> Option<String> {
+        let url = self.url.lock().expect("link lock");
+        (self.connected() && !url.is_empty()).then(|| url.clone())
+    }
+
+    fn up(&self, url: &str) {
+        *self.url.lock().expect("link lock") = url.to_string();
+        self.connected.store(true, Ordering::Relaxed);
+    }
+
+    fn down(&self) {
+        self.connected.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Connects a channel to `url` with the node's mutual-TLS identity. With several control
+/// plane URLs a connect gives up sooner (2 s, not 5 s), so an unreachable replica delays
+/// failing over to the next one less.
+pub async fn connect(cfg: &SessionConfig, url: &str) -> Result<Channel, SessionError> {
     let tls = cfg.pki.client_tls(&cfg.identity, &cfg.server_name)?;
-    let endpoint = Endpoint::from_shared(cfg.url.clone())
+    let timeout = if cfg.urls.len() > 1 {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(5)
+    };
+    let endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|source| SessionError::Url {
-            url: cfg.url.clone(),
+            url: url.to_string(),
             source,
         })?
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(timeout)
         .tcp_keepalive(Some(Duration::from_secs(20)))
         .http2_keep_alive_interval(Duration::from_secs(15))
         .keep_alive_timeout(Duration::from_secs(10))
         .tls_config(tls)
         .map_err(|source| SessionError::Url {
-            url: cfg.url.clone(),
+            url: url.to_string(),
             source,
         })?;
     endpoint
         .connect()
         .await
         .map_err(|source| SessionError::Connect {
-            url: cfg.url.clone(),
+            url: url.to_string(),
             source,
         })
 }
 
 /// Opens the spool, starts moving `events` into it and watching the kernel's loss
-/// counters, then runs sessions forever, reconnecting with exponential backoff (0.5 s to
-/// 10 s).
+/// counters, then runs sessions forever, reconnecting (to the next URL, if there are
+/// several) with exponential backoff (0.5 s to 10 s) per pass over the URLs.
 pub async fn run(
     cfg: SessionConfig,
     enforcer: Arc<Mutex<Enforcer>>,
@@ -122,31 +167,31 @@ pub async fn run(
         cfg.spool.as_deref(),
         cfg.spool_max_events,
     )?));
-    let connected = Arc::new(AtomicBool::new(false));
+    let link = Arc::new(Link::default());
     if let Some(addr) = &cfg.metrics {
         let at = crate::session::metrics::serve(
             addr,
             enforcer.clone(),
             spool.clone(),
-            connected.clone(),
+            link.clone(),
             cfg.exec_events_lost.clone(),
         )
         .await
         .map_err(|e| SessionError::Metrics(e.to_string()))?;
         tracing::info!(addr = %at, "metrics on http://{at}/metrics");
     }
-    run_with_spool(cfg, enforcer, events, spool, connected, cache).await;
+    run_with_spool(cfg, enforcer, events, spool, link, cache).await;
     Ok(())
 }
 
-/// [`run`] with a spool the caller keeps a handle on (for metrics). Every desired state
-/// enforced without error is stored in `cache`, when given.
+/// [`run`] with a spool and a [`Link`] the caller keeps a handle on (for metrics). Every
+/// desired state enforced without error is stored in `cache`, when given.
 pub async fn run_with_spool(
     cfg: SessionConfig,
     enforcer: Arc<Mutex<Enforcer>>,
     events: mpsc::Receiver<v1::AuditEvent>,
     spool: Arc<Mutex<Spool>>,
-    connected: Arc<AtomicBool>,
+    link: Arc<Link>,
     cache: Option<Arc<NodeCache>>,
 ) {
     let notify = Arc::new(Notify::new());
@@ -157,45 +202,69 @@ pub async fn run_with_spool(
         notify.clone(),
         Duration::from_secs(1),
     ));
-    let mut backoff = Duration::from_millis(500);
+    let mut rotation = Rotation::new(cfg.urls.clone());
     loop {
-        let mut registered = false;
+        let url = rotation.current().to_string();
+        let mut established = None;
         let outcome = session_once(
             &cfg,
+            &url,
             &enforcer,
             &spool,
             &notify,
-            &mut registered,
-            &connected,
+            &mut established,
+            &link,
             cache.as_deref(),
         )
         .await;
-        connected.store(false, std::sync::atomic::Ordering::Relaxed);
+        link.down();
+        let wait = rotation.ended(established.map(|t: Instant| t.elapsed()));
+        let next = rotation.current();
         match outcome {
-            Ok(()) => tracing::warn!("control plane closed the session; reconnecting"),
-            Err(SessionError::Rejected(why)) => {
-                tracing::error!(reason = %why, "control plane rejected this node; retrying later");
+            Ok(()) => {
+                tracing::warn!(url = %url, next = %next, "control plane closed the session; reconnecting")
             }
-            Err(e) => tracing::warn!(error = %e, "session with the control plane failed; retrying"),
+            Err(SessionError::Rejected(why)) => {
+                tracing::error!(url = %url, next = %next, reason = %why, "control plane rejected this node; retrying later");
+            }
+            Err(e) => {
+                tracing::warn!(url = %url, next = %next, error = %causes(&e), "session with the control plane failed; retrying")
+            }
         }
-        if registered {
-            backoff = Duration::from_millis(500);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 
+/// `e` and its causes on one line: "cannot connect ...: transport error: tcp connect
+/// error: Connection refused (os error 111)".
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let s_text = s.to_string();
+        if !text.ends_with(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        src = s.source();
+    }
+    text
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn session_once(
     cfg: &SessionConfig,
+    url: &str,
     enforcer: &Arc<Mutex<Enforcer>>,
     spool: &Arc<Mutex<Spool>>,
     notify: &Notify,
-    registered: &mut bool,
-    connected: &AtomicBool,
+    established: &mut Option<Instant>,
+    link: &Link,
     cache: Option<&NodeCache>,
 ) -> Result<(), SessionError> {
-    let channel = connect(cfg).await?;
+    let channel = connect(cfg, url).await?;
     let mut client = NodesClient::new(channel);
     let (tx, rx) = mpsc::channel::<v1::NodeMessage>(64);
     let send = |m: node_message::Msg| v1::NodeMessage { msg: Some(m) };
@@ -213,9 +282,9 @@ async fn session_once(
         .map_err(|_| SessionError::Closed)?;
 
     let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
-    *registered = true;
-    connected.store(true, std::sync::atomic::Ordering::Relaxed);
-    tracing::info!(url = %cfg.url, node = %cfg.name, "session with the control plane established");
+    *established = Some(Instant::now());
+    link.up(url);
+    tracing::info!(url = %url, node = %cfg.name, "session with the control plane established");
 
     // Everything unacknowledged is sent again on a new session; the control plane drops
     // what it already has by sequence number.

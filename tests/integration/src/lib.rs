@@ -12,6 +12,7 @@
 //! listed in `$PALISADE_REQUIRE_TIERS` (CI sets it), fails the test instead.
 
 pub mod etcd;
+pub mod replicas;
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -273,36 +274,264 @@ impl Lab {
 
     /// Sends `count` pings from the peer to `dst`; returns how many were answered.
     pub fn ping_from_peer(&self, dst: &str, count: u32) -> u32 {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.name,
-                "ping",
-                "-c",
-                &count.to_string(),
-                "-i",
-                "0.2",
-                "-W",
-                "1",
-                dst,
-            ])
-            .output()
-            .expect("ping");
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.lines()
-            .find_map(|l| {
-                let (_, rest) = l.split_once(" transmitted, ")?;
-                rest.split(' ').next()?.parse().ok()
-            })
-            .unwrap_or(0)
+        ping(Some(&self.name), dst, count, "0.2").1
     }
+}
+
+/// Pings `dst` `count` times, one every `interval` seconds, from network namespace `netns`
+/// (or the host); (sent, answered), (0, 0) when ping printed no summary.
+pub fn ping(netns: Option<&str>, dst: &str, count: u32, interval: &str) -> (u32, u32) {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "ping"]);
+            c
+        }
+        None => Command::new("ping"),
+    };
+    let out = cmd
+        .args(["-c", &count.to_string(), "-i", interval, "-W", "1", dst])
+        .output()
+        .expect("ping");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let (sent, rest) = l.split_once(" packets transmitted, ")?;
+            let answered = rest.split(' ').next()?.parse().ok()?;
+            Some((sent.trim().parse().ok()?, answered))
+        })
+        .unwrap_or((0, 0))
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// Creates a dev PKI in `dir/pki` with certificates for `nodes`; returns its path.
+pub fn init_pki(dir: &Path, nodes: &[&str]) -> PathBuf {
+    let pki = dir.join("pki");
+    let mut init = Command::new(bin("palisadectl"));
+    init.arg("pki").arg("init").arg(&pki);
+    for n in nodes {
+        init.args(["--node", n]);
+    }
+    run(&mut init);
+    pki
+}
+
+/// Issues node `name`'s certificate in `pki` unless it has one.
+pub fn ensure_node_cert(pki: &Path, name: &str) {
+    if !pki.join(format!("nodes/{name}.pem")).exists() {
+        run(Command::new(bin("palisadectl"))
+            .args(["pki", "issue"])
+            .arg(pki)
+            .args(["--role", "node", "--name", name]));
+    }
+}
+
+/// Starts `palisade-controlplane` on `addr` with the PKI in `dir/pki`, its data in
+/// `data`, and `extra` arguments (e.g. `--store etcd://...`); its log is `dir/NAME.log`.
+pub fn spawn_controlplane(name: &str, dir: &Path, addr: &str, data: &Path, extra: &[&str]) -> Proc {
+    Proc::spawn(
+        name,
+        Command::new(bin("palisade-controlplane"))
+            .args(["--listen", addr, "--pki"])
+            .arg(dir.join("pki"))
+            .arg("--data")
+            .arg(data)
+            .args(extra),
+        dir,
+    )
+}
+
+/// `palisadectl` with a PKI, pointed at one control plane URL or several
+/// (comma-separated), as `--controlplane` takes them.
+#[derive(Debug, Clone)]
+pub struct Ctl {
+    pub urls: String,
+    pub pki: PathBuf,
+}
+
+impl Ctl {
+    /// `palisadectl --controlplane URLS --pki DIR ARGS...`, not checked.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(bin("palisadectl"))
+            .args(["--controlplane", &self.urls, "--pki"])
+            .arg(&self.pki)
+            .args(args)
+            .output()
+            .expect("run palisadectl")
+    }
+
+    /// Like [`run`](Self::run), panicking unless it succeeds; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "palisadectl --controlplane {} {args:?} failed: {}\nstdout: {}\nstderr: {}",
+            self.urls,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// `palisadectl nodes -o json` for one node.
+    pub fn node(&self, name: &str) -> Option<serde_json::Value> {
+        String::from_utf8_lossy(&self.run(&["nodes", "-o", "json"]).stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|n| n["name"] == name)
+    }
+
+    /// Waits until node `name` reports enforcing `policy` at `revision` (None: not at all).
+    pub fn wait_realized(&self, name: &str, policy: &str, revision: Option<u64>) {
+        let ok = wait_until(Duration::from_secs(15), || {
+            self.node(name).is_some_and(|n| {
+                let have = n["realized"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|p| p["policy"] == policy)
+                    .and_then(|p| p["revision"].as_u64());
+                have == revision
+            })
+        });
+        assert!(
+            ok,
+            "node {name} never realized {policy}@{revision:?}: {}",
+            self.ok(&["nodes"])
+        );
+    }
+
+    /// Applies a policy file; returns the new revision.
+    pub fn apply(&self, path: &str) -> u64 {
+        let out = self.ok(&["apply", path, "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("apply -o json");
+        v["revision"].as_u64().expect("revision")
+    }
+
+    /// `audit tail -o json` with `args`, parsed.
+    pub fn audit_with(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let mut all = vec!["audit", "tail", "-o", "json"];
+        all.extend_from_slice(args);
+        self.ok(&all)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect()
+    }
+
+    /// `audit tail --last N -o json`, parsed.
+    pub fn audit(&self, last: u32) -> Vec<serde_json::Value> {
+        self.audit_with(&["--last", &last.to_string()])
+    }
+}
+
+/// Pin roots handed to node daemons; `palisade-noded cleanup` runs on each when dropped.
+#[derive(Default)]
+pub struct PinRoots(std::cell::RefCell<Vec<PathBuf>>);
+
+impl PinRoots {
+    /// The pin root of node `name` in the test directory `dir`, cleaned up at drop.
+    pub fn for_node(&self, dir: &Path, name: &str) -> PathBuf {
+        // bpffs refuses names that start with a dot, as temporary directories' do.
+        let tmp = dir.file_name().unwrap().to_string_lossy();
+        let root = PathBuf::from(format!(
+            "/sys/fs/bpf/palisade-test/{}-{name}",
+            tmp.trim_start_matches('.')
+        ));
+        if !self.0.borrow().contains(&root) {
+            self.0.borrow_mut().push(root.clone());
+        }
+        root
+    }
+}
+
+impl Drop for PinRoots {
+    fn drop(&mut self) {
+        for root in self.0.borrow().iter() {
+            let _ = Command::new(bin("palisade-noded"))
+                .arg("cleanup")
+                .arg("--bpffs-root")
+                .arg(root)
+                .output();
+        }
+    }
+}
+
+/// A node daemon to start: its name, interface, labels, pin root and more arguments.
+pub struct NodeSpec<'a> {
+    pub name: &'a str,
+    pub iface: &'a str,
+    pub labels: &'a [&'a str],
+    pub bpffs_root: &'a Path,
+    pub extra: &'a [&'a str],
+    /// Run it in this network namespace (`/run/netns/NAME`, entered with `nsenter`).
+    pub netns: Option<&'a str>,
+    /// `--controlplane` for the daemon when it is not the `palisadectl` one (from another
+    /// network namespace the control plane has another address).
+    pub urls: Option<&'a str>,
+}
+
+impl Default for NodeSpec<'_> {
+    fn default() -> Self {
+        NodeSpec {
+            name: "",
+            iface: "",
+            labels: &[],
+            bpffs_root: Path::new(""),
+            extra: &[],
+            netns: None,
+            urls: None,
+        }
+    }
+}
+
+/// Starts a node daemon dialling `ctl.urls` with a local API socket, seccomp directory and
+/// state of its own under `dir`; with `wait`, waits until `ctl` lists it connected.
+pub fn spawn_node(dir: &Path, ctl: &Ctl, node: &NodeSpec<'_>, wait: bool) -> Proc {
+    let name = node.name;
+    let own = dir.join(format!("node-{name}"));
+    std::fs::create_dir_all(&own).unwrap();
+    let mut cmd = match node.netns {
+        None => Command::new(bin("palisade-noded")),
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}"))
+                .arg("--")
+                .arg(bin("palisade-noded"));
+            c
+        }
+    };
+    cmd.args(["--controlplane", node.urls.unwrap_or(&ctl.urls), "--pki"])
+        .arg(&ctl.pki)
+        .args(["--name", name, "--iface", node.iface])
+        .arg("--bpffs-root")
+        .arg(node.bpffs_root)
+        .arg("--api-socket")
+        .arg(own.join("api.sock"))
+        .arg("--seccomp-dir")
+        .arg(own.join("seccomp"))
+        .arg("--state-dir")
+        .arg(own.join("state"))
+        .args(node.extra);
+    for l in node.labels {
+        cmd.args(["--label", l]);
+    }
+    let mut p = Proc::spawn(&format!("noded-{name}"), &mut cmd, dir);
+    if !wait {
+        return p;
+    }
+    let connected = wait_until(Duration::from_secs(45), || {
+        p.child.try_wait().ok().flatten().is_some()
+            || ctl.node(name).is_some_and(|n| n["connected"] == true)
+    });
+    p.assert_running();
+    assert!(connected, "node {name} did not connect:\n{}", p.log_text());
+    p
 }
 
 /// A control plane with a fresh PKI and store, and `palisadectl` pointed at it.
@@ -313,19 +542,7 @@ pub struct ControlPlane {
     pub listen: String,
     pub proc: Proc,
     /// Pin roots handed to node daemons; `palisade-noded cleanup` runs on each at drop.
-    pin_roots: std::cell::RefCell<Vec<PathBuf>>,
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        for root in self.pin_roots.borrow().iter() {
-            let _ = Command::new(bin("palisade-noded"))
-                .arg("cleanup")
-                .arg("--bpffs-root")
-                .arg(root)
-                .output();
-        }
-    }
+    pin_roots: PinRoots,
 }
 
 impl ControlPlane {
@@ -339,13 +556,7 @@ impl ControlPlane {
     /// network namespaces reach it); `url` still names 127.0.0.1.
     pub fn start_on(nodes: &[&str], host: &str) -> ControlPlane {
         let dir = tempfile::tempdir().unwrap();
-        let pki = dir.path().join("pki");
-        let mut init = Command::new(bin("palisadectl"));
-        init.arg("pki").arg("init").arg(&pki);
-        for n in nodes {
-            init.args(["--node", n]);
-        }
-        run(&mut init);
+        init_pki(dir.path(), nodes);
         let port = free_port();
         let addr = format!("{host}:{port}");
         let proc = Self::spawn(dir.path(), &addr);
@@ -365,15 +576,7 @@ impl ControlPlane {
     }
 
     fn spawn(dir: &Path, addr: &str) -> Proc {
-        Proc::spawn(
-            "controlplane",
-            Command::new(bin("palisade-controlplane"))
-                .args(["--listen", addr, "--pki"])
-                .arg(dir.join("pki"))
-                .arg("--data")
-                .arg(dir.join("data")),
-            dir,
-        )
+        spawn_controlplane("controlplane", dir, addr, &dir.join("data"), &[])
     }
 
     /// Kills the control plane with SIGKILL (no chance to flush or clean up).
@@ -404,27 +607,22 @@ impl ControlPlane {
         self.dir.path().join("pki")
     }
 
+    /// `palisadectl` pointed at this control plane.
+    pub fn client(&self) -> Ctl {
+        Ctl {
+            urls: self.url.clone(),
+            pki: self.pki(),
+        }
+    }
+
     /// `palisadectl --controlplane URL --pki DIR ARGS...`, not checked.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(bin("palisadectl"))
-            .args(["--controlplane", &self.url, "--pki"])
-            .arg(self.pki())
-            .args(args)
-            .output()
-            .expect("run palisadectl")
+        self.client().run(args)
     }
 
     /// Like [`ctl`](Self::ctl), panicking unless it succeeds; returns stdout.
     pub fn ctl_ok(&self, args: &[&str]) -> String {
-        let out = self.ctl(args);
-        assert!(
-            out.status.success(),
-            "palisadectl {args:?} failed: {}\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
+        self.client().ok(args)
     }
 
     /// Starts a node daemon guarding `iface`, with a pin root, local API socket and
@@ -442,14 +640,8 @@ impl ControlPlane {
         labels: &[&str],
         extra: &[&str],
     ) -> Proc {
-        // bpffs refuses names that start with a dot, as temporary directories' do.
-        let tmp = self.dir.path().file_name().unwrap().to_string_lossy();
-        let root = PathBuf::from(format!(
-            "/sys/fs/bpf/palisade-test/{}-{name}",
-            tmp.trim_start_matches('.')
-        ));
-        self.pin_roots.borrow_mut().push(root.clone());
-        self.spawn_node(name, iface, labels, &root, extra)
+        let root = self.pin_roots.for_node(self.dir.path(), name);
+        self.spawn_node(name, iface, labels, &root, extra, true)
     }
 
     /// [`start_node`](Self::start_node) with the pin root given by the caller (who cleans
@@ -461,7 +653,7 @@ impl ControlPlane {
         labels: &[&str],
         bpffs_root: &Path,
     ) -> Proc {
-        self.spawn_node(name, iface, labels, bpffs_root, &[])
+        self.spawn_node(name, iface, labels, bpffs_root, &[], true)
     }
 
     /// [`start_node_at`](Self::start_node_at) without waiting for the node to connect (the
@@ -473,7 +665,7 @@ impl ControlPlane {
         labels: &[&str],
         bpffs_root: &Path,
     ) -> Proc {
-        self.spawn_node_inner(name, iface, labels, bpffs_root, &[], false)
+        self.spawn_node(name, iface, labels, bpffs_root, &[], false)
     }
 
     fn spawn_node(
@@ -483,101 +675,48 @@ impl ControlPlane {
         labels: &[&str],
         bpffs_root: &Path,
         extra: &[&str],
-    ) -> Proc {
-        self.spawn_node_inner(name, iface, labels, bpffs_root, extra, true)
-    }
-
-    fn spawn_node_inner(
-        &self,
-        name: &str,
-        iface: &str,
-        labels: &[&str],
-        bpffs_root: &Path,
-        extra: &[&str],
         wait: bool,
     ) -> Proc {
-        let own = self.dir.path().join(format!("node-{name}"));
-        std::fs::create_dir_all(&own).unwrap();
-        let mut cmd = Command::new(bin("palisade-noded"));
-        cmd.args(["--controlplane", &self.url, "--pki"])
-            .arg(self.pki())
-            .args(["--name", name, "--iface", iface])
-            .arg("--bpffs-root")
-            .arg(bpffs_root)
-            .arg("--api-socket")
-            .arg(own.join("api.sock"))
-            .arg("--seccomp-dir")
-            .arg(own.join("seccomp"))
-            .arg("--state-dir")
-            .arg(own.join("state"))
-            .args(extra);
-        for l in labels {
-            cmd.args(["--label", l]);
-        }
-        let mut p = Proc::spawn(&format!("noded-{name}"), &mut cmd, self.dir.path());
-        if !wait {
-            return p;
-        }
-        let connected = wait_until(Duration::from_secs(45), || {
-            p.child.try_wait().ok().flatten().is_some()
-                || self.node(name).is_some_and(|n| n["connected"] == true)
-        });
-        p.assert_running();
-        assert!(connected, "node {name} did not connect:\n{}", p.log_text());
-        p
+        let node = NodeSpec {
+            name,
+            iface,
+            labels,
+            bpffs_root,
+            extra,
+            ..Default::default()
+        };
+        spawn_node(self.dir.path(), &self.client(), &node, wait)
     }
 
     /// `palisadectl nodes -o json` for one node.
     pub fn node(&self, name: &str) -> Option<serde_json::Value> {
-        String::from_utf8_lossy(&self.ctl(&["nodes", "-o", "json"]).stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|n| n["name"] == name)
+        self.client().node(name)
     }
 
     /// Waits until node `name` reports enforcing `policy` at `revision` (None: not at all).
     pub fn wait_realized(&self, name: &str, policy: &str, revision: Option<u64>) {
-        let ok = wait_until(Duration::from_secs(15), || {
-            String::from_utf8_lossy(&self.ctl(&["nodes", "-o", "json"]).stdout)
-                .lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .filter(|n| n["name"] == name)
-                .any(|n| {
-                    let have = n["realized"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .find(|p| p["policy"] == policy)
-                        .and_then(|p| p["revision"].as_u64());
-                    have == revision
-                })
-        });
-        assert!(
-            ok,
-            "node {name} never realized {policy}@{revision:?}: {}",
-            self.ctl_ok(&["nodes"])
-        );
+        self.client().wait_realized(name, policy, revision)
     }
 
     /// Writes a policy file into the test directory and returns its path.
     pub fn write_policy(&self, file: &str, text: &str) -> String {
-        let p = self.dir.path().join(file);
-        std::fs::write(&p, text).unwrap();
-        p.display().to_string()
+        write_file(self.dir.path(), file, text)
     }
 
     /// Applies a policy file; returns the new revision.
     pub fn apply(&self, path: &str) -> u64 {
-        let out = self.ctl_ok(&["apply", path, "-o", "json"]);
-        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("apply -o json");
-        v["revision"].as_u64().expect("revision")
+        self.client().apply(path)
     }
 
     /// `audit tail -o json`, parsed.
     pub fn audit(&self, last: u32) -> Vec<serde_json::Value> {
-        self.ctl_ok(&["audit", "tail", "--last", &last.to_string(), "-o", "json"])
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-            .collect()
+        self.client().audit(last)
     }
+}
+
+/// Writes `text` to `dir/file` and returns the path.
+pub fn write_file(dir: &Path, file: &str, text: &str) -> String {
+    let p = dir.join(file);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
 }

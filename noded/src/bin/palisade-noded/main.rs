@@ -14,7 +14,7 @@ use palisade_noded::probes;
 use palisade_noded::sched::SchedHook;
 use palisade_noded::seccomp::profiles::{self, Profiles, ProfilesHook};
 use palisade_noded::session::cache::NodeCache;
-use palisade_noded::session::{self, SessionConfig};
+use palisade_noded::session::{self, SessionConfig, failover};
 use palisade_pki::{PkiDir, Role};
 use palisade_proto::v1;
 use std::collections::BTreeMap;
@@ -62,7 +62,9 @@ enum Sub {
 /// Where the control plane is and how to authenticate to it (the daemon and `simulate`).
 #[derive(clap::Args, Debug)]
 struct ControlPlaneArgs {
-    /// Control plane URL.
+    /// Control plane URL; several, comma-separated, for the replicas of a highly available
+    /// control plane: tried in order, a failed connect or a dropped session moves on to the
+    /// next one.
     #[arg(
         long,
         env = "PALISADE_CONTROLPLANE",
@@ -197,7 +199,7 @@ async fn simulate(a: SimArgs) -> Result<()> {
     let cfg = sim::SimConfig {
         nodes: a.nodes,
         name_prefix: a.name_prefix.clone(),
-        url: a.cp.controlplane.clone(),
+        urls: failover::parse_urls(&a.cp.controlplane)?,
         server_name: a.cp.tls_server_name.clone(),
         pki: a.cp.pki.clone(),
         labels: parse_labels(&a.labels)?,
@@ -278,6 +280,7 @@ async fn main() -> Result<()> {
         bail!("--name is required to run the daemon");
     };
     let labels = parse_labels(&args.labels)?;
+    let urls = failover::parse_urls(&args.cp.controlplane)?;
     if args.check_config {
         println!(
             "{}",
@@ -404,18 +407,27 @@ async fn main() -> Result<()> {
     let mut enforcer = Enforcer::new(backend);
     if !args.no_control_plane_failsafe {
         let ephemeral = failsafe::ephemeral_ports();
-        match failsafe::resolve(&args.cp.controlplane)
-            .and_then(|t| Ok((failsafe::policy(&t, ephemeral)?, t)))
-        {
-            Ok((policy, t)) => {
-                if !t.addrs.is_empty() {
-                    tracing::info!(addresses = ?t.addrs, port = t.port, replies_to = %format!("{}-{}", ephemeral.0, ephemeral.1),
-                        "control-plane failsafe: the session with the control plane stays open whatever the policies say");
+        let mut targets = Vec::new();
+        for url in &urls {
+            match failsafe::resolve(url) {
+                Ok(t) => targets.push(t),
+                Err(e) => {
+                    tracing::warn!(url = %url, error = %e, "no control-plane failsafe for this URL: a policy could cut this node off from it")
                 }
-                enforcer.set_failsafe(policy);
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "no control-plane failsafe: a policy could cut this node off from the control plane")
+        }
+        if !targets.is_empty() {
+            match failsafe::policy(&targets, ephemeral) {
+                Ok(policy) => {
+                    for t in targets.iter().filter(|t| !t.addrs.is_empty()) {
+                        tracing::info!(addresses = ?t.addrs, port = t.port, replies_to = %format!("{}-{}", ephemeral.0, ephemeral.1),
+                            "control-plane failsafe: the session with the control plane stays open whatever the policies say");
+                    }
+                    enforcer.set_failsafe(policy);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no control-plane failsafe: a policy could cut this node off from the control plane")
+                }
             }
         }
     }
@@ -485,7 +497,7 @@ async fn main() -> Result<()> {
     }
     drop(ev_tx);
     let cfg = SessionConfig {
-        url: args.cp.controlplane.clone(),
+        urls,
         server_name: args.cp.tls_server_name.clone(),
         pki,
         identity,
