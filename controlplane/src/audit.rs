@@ -94,17 +94,21 @@ impl AuditHub {
     /// Stores and fans out events from `node`'s `stream` (the authenticated name overrides
     /// whatever node name the events carry). Returns the sequence number to acknowledge:
     /// every event of the stream up to it is stored.
+    /// `acknowledged`: the highest sequence some control plane (another replica, before
+    /// the node moved here) has acknowledged; events up to it are not missing from this
+    /// one's log but stored in that one's.
     pub fn ingest(
         &self,
         node: &str,
         stream: &str,
+        acknowledged: u64,
         events: Vec<AuditEvent>,
     ) -> Result<u64, AuditLogError> {
         let c = &self.counters;
         c.received.fetch_add(events.len() as u64, Ordering::Relaxed);
         let key = format!("{node}\0{stream}");
         let mut st = self.state.lock().expect("audit lock");
-        let mut last = st.streams.get(&key).copied().unwrap_or(0);
+        let mut last = st.streams.get(&key).copied().unwrap_or(0).max(acknowledged);
         let mut next_id = st.next_id;
         let mut out = Vec::with_capacity(events.len());
         for mut e in events {
@@ -206,12 +210,13 @@ mod tests {
         .unwrap();
         let (_, mut rx) = hub.subscribe(0, &Filter::default()).unwrap();
         assert_eq!(
-            hub.ingest("n1", "s", (1..=3).map(seq).collect()).unwrap(),
+            hub.ingest("n1", "s", 0, (1..=3).map(seq).collect())
+                .unwrap(),
             3
         );
         // A resend overlapping what is stored, then a hole of two.
         assert_eq!(
-            hub.ingest("n1", "s", vec![seq(2), seq(3), seq(4), seq(7)])
+            hub.ingest("n1", "s", 0, vec![seq(2), seq(3), seq(4), seq(7)])
                 .unwrap(),
             7
         );
@@ -234,7 +239,7 @@ mod tests {
         assert!(all.iter().all(|e| e.node == "n1"));
         assert_eq!(rx.try_recv().unwrap().id, 1);
         // Another node's stream counts on its own; the filter picks by node.
-        hub.ingest("n2", "s", vec![seq(1)]).unwrap();
+        hub.ingest("n2", "s", 0, vec![seq(1)]).unwrap();
         let f = Filter {
             node: "n2".into(),
             ..Default::default()
@@ -248,9 +253,35 @@ mod tests {
             Retention::default(),
         )
         .unwrap();
-        assert_eq!(hub.ingest("n1", "s", vec![seq(7), seq(8)]).unwrap(), 8);
+        assert_eq!(hub.ingest("n1", "s", 0, vec![seq(7), seq(8)]).unwrap(), 8);
         let (all, _) = hub.subscribe(1, &Filter::default()).unwrap();
         assert_eq!((all[0].id, all[0].seq), (8, 8));
+    }
+
+    #[test]
+    fn a_node_that_moved_here_is_not_missing_what_another_replica_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = AuditHub::new(
+            Box::new(SledAuditLog::open(dir.path()).unwrap()),
+            Retention::default(),
+        )
+        .unwrap();
+        // Events 1..=40 went to another replica, which acknowledged them: no loss here.
+        assert_eq!(
+            hub.ingest("n1", "s", 40, vec![seq(41), seq(42)]).unwrap(),
+            42
+        );
+        // A real hole after that is still one.
+        hub.ingest("n1", "s", 42, vec![seq(45)]).unwrap();
+        let (all, _) = hub.subscribe(100, &Filter::default()).unwrap();
+        let shape: Vec<(&str, u64, u64)> = all
+            .iter()
+            .map(|e| (e.kind.as_str(), e.seq, e.lost))
+            .collect();
+        assert_eq!(
+            shape,
+            [("", 41, 0), ("", 42, 0), ("loss", 0, 2), ("", 45, 0)]
+        );
     }
 
     #[test]

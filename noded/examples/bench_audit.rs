@@ -85,7 +85,7 @@ async fn main() {
             })
             .collect();
         seq += batch.len() as u64;
-        hub.ingest("bench", "s", batch).unwrap();
+        hub.ingest("bench", "s", 0, batch).unwrap();
     }
     let base = t.elapsed();
     drop(hub);

@@ -244,7 +244,7 @@ async fn run_session(
                         let denies = b.events.iter().filter(|e| is_deny(e)).count() as u64;
                         if denies > 0 { cp.fleet.add_denies(&node, denies); }
                         let (hub, n) = (cp.clone(), node.clone());
-                        let stored = tokio::task::spawn_blocking(move || hub.audit.ingest(&n, &b.stream, b.events)).await;
+                        let stored = tokio::task::spawn_blocking(move || hub.audit.ingest(&n, &b.stream, b.acknowledged, b.events)).await;
                         match stored {
                             Ok(Ok(seq)) if seq > 0 => ack = Some(seq),
                             Ok(Ok(_)) => {}

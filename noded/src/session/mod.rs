@@ -331,11 +331,14 @@ async fn session_once(
             }
             permit = tx.reserve(), if unsent => {
                 let permit = permit.map_err(|_| SessionError::Closed)?;
-                let batch = spool.lock().expect("spool lock").after(sent, MAX_BATCH);
+                let (batch, acknowledged) = {
+                    let s = spool.lock().expect("spool lock");
+                    (s.after(sent, MAX_BATCH), s.acked())
+                };
                 if let Some(last) = batch.last() {
                     sent = last.seq;
                 }
-                permit.send(send(node_message::Msg::Audit(v1::AuditBatch { events: batch, stream: stream.clone() })));
+                permit.send(send(node_message::Msg::Audit(v1::AuditBatch { events: batch, stream: stream.clone(), acknowledged })));
             }
             _ = notify.notified(), if !unsent => {}
         }
