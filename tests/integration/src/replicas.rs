@@ -16,6 +16,8 @@ use std::time::Duration;
 pub struct Replica {
     /// `https://127.0.0.1:PORT`.
     pub url: String,
+    /// Its Prometheus endpoint (`--metrics`), `127.0.0.1:PORT`.
+    pub metrics: String,
     /// The address it listens on.
     pub listen: String,
     pub proc: Option<Proc>,
@@ -46,6 +48,7 @@ impl Replicas {
             .map(|_| {
                 let port = free_port();
                 Replica {
+                    metrics: format!("127.0.0.1:{}", free_port()),
                     url: format!("https://127.0.0.1:{port}"),
                     listen: format!("{host}:{port}"),
                     proc: None,
@@ -74,7 +77,12 @@ impl Replicas {
             dir,
             &self.members[i].listen,
             &dir.join(format!("data-{i}")),
-            &["--store", &self.store],
+            &[
+                "--store",
+                &self.store,
+                "--metrics",
+                &self.members[i].metrics,
+            ],
         );
         self.members[i].proc = Some(proc);
     }
@@ -148,6 +156,14 @@ impl Replicas {
         assert!(self.members[i].proc.is_none(), "replica {i} is running");
         self.spawn(i);
         self.wait_up(i);
+    }
+
+    /// One unlabelled metric of replica `i`, if it answers and has it.
+    pub fn metric(&self, i: usize, name: &str) -> Option<f64> {
+        let text = crate::etcd::http_get(&self.members[i].metrics, "/metrics")?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
     }
 
     /// Replica `i`'s port.

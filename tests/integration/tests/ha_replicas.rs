@@ -2,173 +2,68 @@
 //! simulated nodes (`palisade-noded simulate`: the real session and reconciliation code)
 //! connected to each. A change made through one replica reaches the nodes of the other;
 //! every replica lists every node; exactly one replica drives rollouts, and when it is
-//! killed with SIGKILL mid-canary another takes over and the rollout completes exactly
-//! once; with etcd down entirely applies fail fast and clearly, nodes keep what they run,
+//! killed with SIGKILL mid-canary (serving half the nodes, which move to the survivor
+//! without failing the gate) another takes over and the rollout completes exactly once; with etcd down entirely applies fail fast and clearly, nodes keep what they run,
 //! and everything converges once etcd is back, without a restart.
 
 use palisade_integration::etcd::{self, EtcdCluster};
-use palisade_integration::{Proc, bin, free_port, run, skip, wait_until};
+use palisade_integration::replicas::Replicas;
+use palisade_integration::{Proc, bin, skip, wait_until};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Replicas of one control plane on `etcd`, sharing one dev PKI.
-struct Replicas {
-    store: String,
-    procs: Vec<Option<Proc>>,
-    ports: Vec<u16>,
-    metrics: Vec<u16>,
-    /// Last: the processes (and their logs) go first.
-    dir: tempfile::TempDir,
+/// `ARGS -o json` through replica `i`, parsed.
+fn json(r: &Replicas, i: usize, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    serde_json::from_str(r.ctl_at(i).ok(&a).trim()).expect("json")
 }
 
-impl Replicas {
-    fn start(etcd: &EtcdCluster, n: usize) -> Replicas {
-        let dir = tempfile::tempdir().unwrap();
-        run(Command::new(bin("palisadectl"))
-            .args(["pki", "init"])
-            .arg(dir.path().join("pki")));
-        let mut r = Replicas {
-            store: format!("etcd://{}", etcd.endpoints().join(",")),
-            dir,
-            procs: Vec::new(),
-            ports: Vec::new(),
-            metrics: Vec::new(),
-        };
-        for i in 0..n {
-            r.ports.push(free_port());
-            r.metrics.push(free_port());
-            r.procs.push(None);
-            r.restart(i);
-        }
-        r
-    }
+/// `controlplanes -o json` through replica `i`.
+fn control_planes(r: &Replicas, i: usize) -> Value {
+    json(r, i, &["controlplanes"])
+}
 
-    fn pki(&self) -> PathBuf {
-        self.dir.path().join("pki")
-    }
+/// The index of the replica that drives rollouts, asked through replica `via`.
+fn driver(r: &Replicas, via: usize) -> Option<usize> {
+    let cps = control_planes(r, via);
+    let url = cps["replicas"]
+        .as_array()?
+        .iter()
+        .find(|x| x["driver"] == true)?["url"]
+        .as_str()?
+        .to_string();
+    (0..r.members.len()).find(|i| r.url(*i) == url)
+}
 
-    fn url(&self, i: usize) -> String {
-        format!("https://127.0.0.1:{}", self.ports[i])
-    }
+/// Nodes connected as replica `i` lists them.
+fn connected(r: &Replicas, i: usize) -> usize {
+    String::from_utf8_lossy(&r.ctl_at(i).run(&["nodes", "-o", "json"]).stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|n| n["connected"] == true)
+        .count()
+}
 
-    /// Starts replica `i` (again) and waits until it answers.
-    fn restart(&mut self, i: usize) {
-        let data = self.dir.path().join(format!("data-{i}"));
-        let p = Proc::spawn(
-            &format!("controlplane-{i}"),
-            Command::new(bin("palisade-controlplane"))
-                .args(["--listen", &format!("127.0.0.1:{}", self.ports[i])])
-                .arg("--pki")
-                .arg(self.pki())
-                .arg("--data")
-                .arg(&data)
-                .args(["--store", &self.store])
-                .args(["--metrics", &format!("127.0.0.1:{}", self.metrics[i])]),
-            self.dir.path(),
-        );
-        self.procs[i] = Some(p);
-        let up = wait_until(Duration::from_secs(20), || {
-            self.ctl(i, &["controlplanes"]).status.success()
-        });
-        let p = self.procs[i].as_mut().unwrap();
-        p.assert_running();
-        assert!(up, "replica {i} did not come up:\n{}", p.log_text());
-    }
-
-    /// One metric of replica `i` (no labels), if it has it.
-    fn metric(&self, i: usize, name: &str) -> Option<f64> {
-        let text = etcd::http_get(&format!("127.0.0.1:{}", self.metrics[i]), "/metrics")?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.trim().parse().ok())
-    }
-
-    fn kill9(&mut self, i: usize) {
-        if let Some(mut p) = self.procs[i].take() {
-            let _ = p.child.kill();
-            let _ = p.child.wait();
-        }
-    }
-
-    fn ctl(&self, i: usize, args: &[&str]) -> Output {
-        Command::new(bin("palisadectl"))
-            .args(["--controlplane", &self.url(i), "--pki"])
-            .arg(self.pki())
-            .args(args)
-            .output()
-            .expect("run palisadectl")
-    }
-
-    fn ctl_ok(&self, i: usize, args: &[&str]) -> String {
-        let out = self.ctl(i, args);
-        assert!(
-            out.status.success(),
-            "palisadectl (replica {i}) {args:?} failed: {}\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn json(&self, i: usize, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        serde_json::from_str(self.ctl_ok(i, &a).trim()).expect("json")
-    }
-
-    /// `controlplanes -o json` through replica `i`.
-    fn control_planes(&self, i: usize) -> Value {
-        self.json(i, &["controlplanes"])
-    }
-
-    /// The index of the replica that drives rollouts, asked through replica `via`.
-    fn driver(&self, via: usize) -> Option<usize> {
-        let cps = self.control_planes(via);
-        let url = cps["replicas"]
-            .as_array()?
-            .iter()
-            .find(|r| r["driver"] == true)?["url"]
-            .as_str()?
-            .to_string();
-        (0..self.ports.len()).find(|i| self.url(*i) == url)
-    }
-
-    /// Nodes connected as replica `i` lists them.
-    fn connected(&self, i: usize) -> usize {
-        String::from_utf8_lossy(&self.ctl(i, &["nodes", "-o", "json"]).stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|n| n["connected"] == true)
-            .count()
-    }
-
-    fn write_policy(&self, file: &str, text: &str) -> String {
-        let p = self.dir.path().join(file);
-        std::fs::write(&p, text).unwrap();
-        p.to_string_lossy().into_owned()
-    }
-
-    /// `count` simulated nodes named PREFIX0000... connected to `url`.
-    fn simulate(&self, prefix: &str, count: usize, url: &str) -> (Proc, PathBuf) {
-        let record = self.dir.path().join(format!("{prefix}sim.jsonl"));
-        let p = Proc::spawn(
-            &format!("simulate-{prefix}"),
-            Command::new(bin("palisade-noded"))
-                .args(["simulate", "--nodes", &count.to_string()])
-                .args(["--name-prefix", prefix])
-                .args(["--controlplane", url, "--pki"])
-                .arg(self.pki())
-                .args(["--label", "role=sim"])
-                .arg("--record")
-                .arg(&record),
-            self.dir.path(),
-        );
-        (p, record)
-    }
+/// `count` simulated nodes named PREFIX0000... given `urls` (role=sim); their record file.
+fn simulate(r: &Replicas, prefix: &str, count: usize, urls: &str) -> (Proc, PathBuf) {
+    let record = r.path(&format!("{prefix}sim.jsonl"));
+    let p = Proc::spawn(
+        &format!("simulate-{prefix}"),
+        Command::new(bin("palisade-noded"))
+            .args(["simulate", "--nodes", &count.to_string()])
+            .args(["--name-prefix", prefix])
+            .args(["--controlplane", urls, "--pki"])
+            .arg(r.pki())
+            .args(["--label", "role=sim"])
+            .arg("--record")
+            .arg(&record),
+        r.dir.path(),
+    );
+    (p, record)
 }
 
 /// Per node, the revisions of `policy` it applied successfully, in order (repeats of the
@@ -221,20 +116,20 @@ fn replicas_share_policies_nodes_and_one_rollout_driver() {
         return;
     };
     let r = Replicas::start(&etcd, 2);
-    let (mut sim_a, rec_a) = r.simulate("a-", 20, &r.url(0));
-    let (mut sim_b, rec_b) = r.simulate("b-", 20, &r.url(1));
+    let (mut sim_a, rec_a) = simulate(&r, "a-", 20, r.url(0));
+    let (mut sim_b, rec_b) = simulate(&r, "b-", 20, r.url(1));
     let all = wait_until(Duration::from_secs(60), || {
-        r.connected(0) == 40 && r.connected(1) == 40
+        connected(&r, 0) == 40 && connected(&r, 1) == 40
     });
     sim_a.assert_running();
     sim_b.assert_running();
     assert!(
         all,
         "each replica lists every node: {} and {}",
-        r.connected(0),
-        r.connected(1)
+        connected(&r, 0),
+        connected(&r, 1)
     );
-    let cps = r.control_planes(0);
+    let cps = control_planes(&r, 0);
     let replicas = cps["replicas"].as_array().unwrap();
     assert_eq!(cps["store"], "etcd");
     assert_eq!(cps["store_error"], "");
@@ -258,7 +153,7 @@ fn replicas_share_policies_nodes_and_one_rollout_driver() {
         assert_eq!(r.metric(i, "palisade_nodes_served_here"), Some(20.0));
         assert!(r.metric(i, "palisade_store_changes_total").unwrap() > 0.0);
     }
-    let text = r.ctl_ok(1, &["controlplanes"]);
+    let text = r.ctl_at(1).ok(&["controlplanes"]);
     assert!(
         text.contains("drives rollouts") && text.contains("store: etcd at"),
         "{text}"
@@ -266,7 +161,10 @@ fn replicas_share_policies_nodes_and_one_rollout_driver() {
 
     // An apply through replica B reaches the nodes of replica A, and the other way round.
     let t = Instant::now();
-    let v1 = revision_of(&r.ctl_ok(1, &["apply", &r.write_policy("v1.rhai", V1), "-o", "json"]));
+    let v1 = revision_of(
+        &r.ctl_at(1)
+            .ok(&["apply", &r.write_policy("v1.rhai", V1), "-o", "json"]),
+    );
     let everywhere = |rev: u64| {
         let (a, b) = (applied(&rec_a, "ha-web"), applied(&rec_b, "ha-web"));
         a.len() == 20
@@ -284,31 +182,28 @@ fn replicas_share_policies_nodes_and_one_rollout_driver() {
 
     // A canary rollout started through A (whichever replica drives) completes, each node
     // applying v2 once.
-    let out = r.ctl(
-        0,
-        &[
-            "apply",
-            &r.write_policy("v2.rhai", V2),
-            "--rollout",
-            "canary",
-            "--canary",
-            "10%",
-            "--wave-size",
-            "50%",
-            "--pause",
-            "1s",
-            "-w",
-            "-o",
-            "json",
-        ],
-    );
+    let out = r.ctl_at(0).run(&[
+        "apply",
+        &r.write_policy("v2.rhai", V2),
+        "--rollout",
+        "canary",
+        "--canary",
+        "10%",
+        "--wave-size",
+        "50%",
+        "--pause",
+        "1s",
+        "-w",
+        "-o",
+        "json",
+    ]);
     assert!(
         out.status.success(),
         "{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let st = r.json(1, &["rollout", "status", "ha-web"]);
+    let st = json(&r, 1, &["rollout", "status", "ha-web"]);
     assert_eq!(st["state"], "completed", "{st:#}");
     let v2 = st["to_revision"].as_u64().unwrap();
     assert!(
@@ -322,7 +217,10 @@ fn replicas_share_policies_nodes_and_one_rollout_driver() {
         assert_eq!(v, vec![v1, v2], "{n} applied each revision once");
     }
     // Both replicas show the same rollout.
-    assert_eq!(r.json(0, &["rollout", "status", "ha-web"])["id"], st["id"]);
+    assert_eq!(
+        json(&r, 0, &["rollout", "status", "ha-web"])["id"],
+        st["id"]
+    );
 }
 
 #[test]
@@ -333,40 +231,46 @@ fn the_rollout_driver_killed_mid_canary_another_takes_over_exactly_once() {
         return;
     };
     let mut r = Replicas::start(&etcd, 2);
-    let driver = r.driver(0).expect("a driver");
-    let other = 1 - driver;
-    // The nodes on the replica that survives.
-    let (mut sim, rec) = r.simulate("n-", 30, &r.url(other));
-    assert!(wait_until(Duration::from_secs(60), || r.connected(driver) == 30));
-    sim.assert_running();
-    let v1 = revision_of(&r.ctl_ok(
-        other,
-        &["apply", &r.write_policy("v1.rhai", V1), "-o", "json"],
-    ));
+    let drives = driver(&r, 0).expect("a driver");
+    let other = 1 - drives;
+    // Half the nodes on the driver, half on the other replica; each given both URLs.
+    let (u_d, u_o) = (r.url(drives).to_string(), r.url(other).to_string());
+    let (mut sim_d, rec_d) = simulate(&r, "d-", 15, &format!("{u_d},{u_o}"));
+    let (mut sim_o, rec_o) = simulate(&r, "o-", 15, &format!("{u_o},{u_d}"));
+    assert!(wait_until(Duration::from_secs(60), || connected(&r, other) == 30));
+    sim_d.assert_running();
+    sim_o.assert_running();
+    let all_applied = |policy: &str| {
+        let mut a = applied(&rec_d, policy);
+        a.extend(applied(&rec_o, policy));
+        a
+    };
+    let v1 =
+        revision_of(
+            &r.ctl_at(other)
+                .ok(&["apply", &r.write_policy("v1.rhai", V1), "-o", "json"]),
+        );
     assert!(wait_until(Duration::from_secs(30), || {
-        let a = applied(&rec, "ha-web");
+        let a = all_applied("ha-web");
         a.len() == 30 && a.values().all(|v| v == &vec![v1])
     }));
     // A canary (3 nodes) then waves of 9, 5 s apart: time to kill the driver mid-way.
-    let v2 = revision_of(&r.ctl_ok(
-        other,
-        &[
-            "apply",
-            &r.write_policy("v2.rhai", V2),
-            "--rollout",
-            "canary",
-            "--canary",
-            "10%",
-            "--wave-size",
-            "30%",
-            "--pause",
-            "5s",
-            "-o",
-            "json",
-        ],
-    ));
+    let v2 = revision_of(&r.ctl_at(other).ok(&[
+        "apply",
+        &r.write_policy("v2.rhai", V2),
+        "--rollout",
+        "canary",
+        "--canary",
+        "10%",
+        "--wave-size",
+        "30%",
+        "--pause",
+        "5s",
+        "-o",
+        "json",
+    ]));
     let got_v2 = |n: usize| {
-        applied(&rec, "ha-web")
+        all_applied("ha-web")
             .values()
             .filter(|v| v.contains(&v2))
             .count()
@@ -378,7 +282,7 @@ fn the_rollout_driver_killed_mid_canary_another_takes_over_exactly_once() {
     );
     let mut st = Value::Null;
     let waiting = wait_until(Duration::from_secs(30), || {
-        st = r.json(other, &["rollout", "status", "ha-web"]);
+        st = json(&r, other, &["rollout", "status", "ha-web"]);
         st["state"] == "waiting" || st["current_wave"].as_u64() >= Some(1)
     });
     assert!(waiting, "the canary wave passes: {st:#}");
@@ -388,31 +292,45 @@ fn the_rollout_driver_killed_mid_canary_another_takes_over_exactly_once() {
     );
     let id = st["id"].clone();
     let killed = Instant::now();
-    r.kill9(driver);
-    let took_over = wait_until(Duration::from_secs(20), || r.driver(other) == Some(other));
+    r.kill9(drives);
+    // Its nodes move to the survivor at once; the gate must not take them for failed.
+    let moved = wait_until(Duration::from_secs(10), || {
+        json(&r, other, &["controlplanes"])["replicas"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|x| x["this_one"] == true && x["nodes"] == 30))
+    });
+    assert!(
+        moved,
+        "the killed replica's nodes reconnected to the survivor"
+    );
+    eprintln!(
+        "the killed replica's 15 nodes served by the survivor {:?} after SIGKILL",
+        killed.elapsed()
+    );
+    let took_over = wait_until(Duration::from_secs(20), || driver(&r, other) == Some(other));
     let handover = killed.elapsed();
     assert!(took_over, "the surviving replica never became the driver");
     eprintln!("rollout driver taken over {handover:?} after SIGKILL");
     let mut st = Value::Null;
     let done = wait_until(Duration::from_secs(90), || {
-        st = r.json(other, &["rollout", "status", "ha-web"]);
+        st = json(&r, other, &["rollout", "status", "ha-web"]);
         st["state"] == "completed" || st["state"] == "rolled-back"
     });
     assert!(done, "{st:#}");
     assert_eq!(st["state"], "completed", "{st:#}");
     assert_eq!(st["id"], id, "the same rollout carried on");
     assert!(wait_until(Duration::from_secs(30), || {
-        let a = applied(&rec, "ha-web");
+        let a = all_applied("ha-web");
         a.values().all(|v| v.last() == Some(&v2))
     }));
-    for (n, v) in applied(&rec, "ha-web") {
+    for (n, v) in all_applied("ha-web") {
         assert_eq!(
             v,
             vec![v1, v2],
             "{n}: each revision once, never rolled back"
         );
     }
-    let cps = r.control_planes(other);
+    let cps = control_planes(&r, other);
     assert_eq!(
         cps["replicas"].as_array().unwrap().len(),
         1,
@@ -428,10 +346,13 @@ fn etcd_down_entirely_applies_fail_fast_nodes_keep_enforcing_and_all_converge_af
         return;
     };
     let r = Replicas::start(&etcd, 2);
-    let (mut sim_a, rec_a) = r.simulate("a-", 10, &r.url(0));
-    let (mut sim_b, rec_b) = r.simulate("b-", 10, &r.url(1));
-    assert!(wait_until(Duration::from_secs(60), || r.connected(0) == 20));
-    let v1 = revision_of(&r.ctl_ok(0, &["apply", &r.write_policy("v1.rhai", V1), "-o", "json"]));
+    let (mut sim_a, rec_a) = simulate(&r, "a-", 10, r.url(0));
+    let (mut sim_b, rec_b) = simulate(&r, "b-", 10, r.url(1));
+    assert!(wait_until(Duration::from_secs(60), || connected(&r, 0) == 20));
+    let v1 = revision_of(
+        &r.ctl_at(0)
+            .ok(&["apply", &r.write_policy("v1.rhai", V1), "-o", "json"]),
+    );
     let on = |rev: u64| {
         let (a, b) = (applied(&rec_a, "ha-web"), applied(&rec_b, "ha-web"));
         a.len() == 10
@@ -445,7 +366,7 @@ fn etcd_down_entirely_applies_fail_fast_nodes_keep_enforcing_and_all_converge_af
     }
     let v2_path = r.write_policy("v2.rhai", V2);
     let t = Instant::now();
-    let out = r.ctl(1, &["apply", &v2_path]);
+    let out = r.ctl_at(1).run(&["apply", &v2_path]);
     let took = t.elapsed();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -455,7 +376,7 @@ fn etcd_down_entirely_applies_fail_fast_nodes_keep_enforcing_and_all_converge_af
     );
     assert!(took < Duration::from_secs(15), "fails fast: {took:?}");
     eprintln!("apply with etcd down failed after {took:?}: {}", err.trim());
-    let cps = r.ctl(0, &["controlplanes"]);
+    let cps = r.ctl_at(0).run(&["controlplanes"]);
     assert_eq!(
         cps.status.code(),
         Some(1),
@@ -474,7 +395,7 @@ fn etcd_down_entirely_applies_fail_fast_nodes_keep_enforcing_and_all_converge_af
     // Without restarting anything: an apply goes through and reaches every node.
     let mut v2 = 0;
     let back = wait_until(Duration::from_secs(60), || {
-        let out = r.ctl(1, &["apply", &v2_path, "-o", "json"]);
+        let out = r.ctl_at(1).run(&["apply", &v2_path, "-o", "json"]);
         if out.status.success() {
             v2 = revision_of(&String::from_utf8_lossy(&out.stdout));
         }
@@ -487,6 +408,6 @@ fn etcd_down_entirely_applies_fail_fast_nodes_keep_enforcing_and_all_converge_af
         "every node of both replicas converges"
     );
     assert!(wait_until(Duration::from_secs(30), || {
-        r.ctl(0, &["controlplanes"]).status.success()
+        r.ctl_at(0).run(&["controlplanes"]).status.success()
     }));
 }
