@@ -11,6 +11,7 @@
 //! `$PALISADE_SKIP_DIR` (the test script counts and reports them) and, when the tier is
 //! listed in `$PALISADE_REQUIRE_TIERS` (CI sets it), fails the test instead.
 
+pub mod bench;
 pub mod etcd;
 pub mod replicas;
 
