@@ -11,18 +11,27 @@ type Rows<'a> = Vec<(Vec<(&'static str, &'a str)>, f64)>;
 
 pub fn render(cp: &ControlPlane) -> String {
     let mut e = Exposition::default();
-    let started = std::time::Instant::now();
-    let read = cp.store.current();
-    let read_secs = started.elapsed().as_secs_f64();
+    // The store as its probe last found it (every second): a scrape never waits for a
+    // store that is down.
+    let health = cp.store_health.lock().expect("health lock").clone();
+    let read = match health.up {
+        // Down at the last probe: the revisions as last read, at once.
+        Some(false) => Ok(health.current.clone()),
+        _ => cp.store.current(),
+    };
     e.gauge(
         "palisade_store_up",
-        "1 when the policy store answered the read for this scrape.",
-        if read.is_ok() { 1.0 } else { 0.0 },
+        "1 when the policy store answers (its probe, once a second, and this scrape's read).",
+        if health.up != Some(false) && read.is_ok() {
+            1.0
+        } else {
+            0.0
+        },
     );
     e.gauge(
         "palisade_store_read_seconds",
-        "How long the policy store took to list the current revisions for this scrape.",
-        read_secs,
+        "How long the policy store's last probe (listing the current revisions) took.",
+        health.read_secs,
     );
     e.gauge(
         "palisade_controlplane_driver",

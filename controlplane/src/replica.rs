@@ -41,7 +41,9 @@ pub fn default_me(url: &str, listen: &str) -> ReplicaInfo {
 /// following and publishing. Needs a tokio runtime.
 pub fn join(cp: &Arc<ControlPlane>, me: ReplicaInfo) -> Result<(), StoreError> {
     let Some(repl) = cp.store.replication() else {
-        cp.set_me(me);
+        if cp.set_me(me) {
+            tokio::spawn(probe(cp.clone()));
+        }
         return Ok(());
     };
     if !cp.set_me(me.clone()) {
@@ -50,9 +52,42 @@ pub fn join(cp: &Arc<ControlPlane>, me: ReplicaInfo) -> Result<(), StoreError> {
     let (tx, rx) = mpsc::unbounded_channel();
     repl.join(me, tx)?;
     tokio::spawn(follow(cp.clone(), rx));
+    tokio::spawn(probe(cp.clone()));
     tokio::spawn(publish(cp.clone()));
     Ok(())
 }
+
+/// Reads the store every [`PROBE_EVERY`] and records whether it answered and how fast,
+/// so that the metrics endpoint answers at once whatever the store does.
+async fn probe(cp: Arc<ControlPlane>) {
+    loop {
+        let c = cp.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let read = c.store.current();
+            let read_secs = started.elapsed().as_secs_f64();
+            let mut h = c.store_health.lock().expect("health lock");
+            h.read_secs = read_secs;
+            match read {
+                Ok(current) => {
+                    h.up = Some(true);
+                    h.current = current;
+                }
+                Err(e) => {
+                    if h.up != Some(false) {
+                        tracing::warn!(error = %e, "the policy store does not answer");
+                    }
+                    h.up = Some(false);
+                }
+            }
+        })
+        .await;
+        tokio::time::sleep(PROBE_EVERY).await;
+    }
+}
+
+/// How often the store's health is probed.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Applies the store's changes, in batches, as they come.
 async fn follow(cp: Arc<ControlPlane>, mut rx: mpsc::UnboundedReceiver<Change>) {

@@ -20,6 +20,17 @@ use tokio::sync::watch;
 /// How long a snapshot that could not be built is not tried again for the same epoch.
 const SNAPSHOT_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// What the last probe of the store found.
+#[derive(Debug, Clone, Default)]
+pub struct StoreHealth {
+    /// It answered (None: not probed yet).
+    pub up: Option<bool>,
+    /// How long the probe took.
+    pub read_secs: f64,
+    /// The current revisions as last read, for the metrics while the store is down.
+    pub current: Vec<crate::store::Revision>,
+}
+
 /// Everything the services share.
 pub struct ControlPlane {
     pub store: Box<dyn PolicyStore>,
@@ -38,6 +49,8 @@ pub struct ControlPlane {
     me: std::sync::OnceLock<ReplicaInfo>,
     /// Bumped when this replica's published node records were lost (a new lease).
     publish_generation: std::sync::atomic::AtomicU64,
+    /// The store as the last probe found it (see `replica`), for the metrics.
+    pub store_health: Mutex<StoreHealth>,
     /// Changes heard from the store's watch, and when the last one was (unix ms).
     changes: std::sync::atomic::AtomicU64,
     last_change_ms: std::sync::atomic::AtomicI64,
@@ -77,6 +90,7 @@ impl ControlPlane {
             publish_generation: Default::default(),
             changes: Default::default(),
             last_change_ms: Default::default(),
+            store_health: Mutex::new(StoreHealth::default()),
         })
     }
 
