@@ -23,7 +23,7 @@ pub struct Cli {
 }
 
 // Where the control plane is and who is calling: global flags, read by `client`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct Connection {
     /// Control plane URL; several, comma-separated, for the replicas of a highly available
     /// control plane: a command uses the first that answers (2 s each, in order), `audit
@@ -311,4 +311,7 @@ pub struct TailArgs {
     /// Only events since: a duration ago (30s, 5m, 2h, 1d) or Unix seconds.
     #[arg(long)]
     pub since: Option<String>,
+    /// Read only the replicas --controlplane names, not also the others the store lists.
+    #[arg(long)]
+    pub named_only: bool,
 }

@@ -179,6 +179,41 @@ impl<'a> Client<'a> {
         Client { to, out }
     }
 
+    /// The connection the flags describe.
+    pub fn connection(&self) -> &Connection {
+        self.to
+    }
+
+    /// Replicas the store has registered that none of the given URLs reaches (each
+    /// reachable URL is asked which replica it is): their advertised URLs. Best effort:
+    /// empty when the control plane cannot say (sled, an older version).
+    pub async fn undiscovered_replicas(&self) -> Vec<String> {
+        let Ok(given) = self.connect_all().await else {
+            return Vec::new();
+        };
+        let mut covered = std::collections::BTreeSet::new();
+        let mut registered: Vec<(String, String)> = Vec::new();
+        for (_, channel) in given.up {
+            let mut c = NodesClient::new(channel);
+            if let Ok(r) = c.control_planes(v1::ControlPlanesRequest {}).await {
+                for x in r.into_inner().replicas {
+                    if x.this_one {
+                        covered.insert(x.id.clone());
+                    }
+                    if !registered.iter().any(|(id, _)| *id == x.id) {
+                        registered.push((x.id, x.url));
+                    }
+                }
+            }
+        }
+        let urls = self.urls().unwrap_or_default();
+        registered
+            .into_iter()
+            .filter(|(id, url)| !covered.contains(id) && !urls.contains(url))
+            .map(|(_, url)| url)
+            .collect()
+    }
+
     /// The control plane URLs the flags name, in order.
     pub fn urls(&self) -> Result<Vec<String>, ClientError> {
         split_urls(&self.to.controlplane)

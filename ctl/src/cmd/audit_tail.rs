@@ -61,6 +61,22 @@ pub async fn run(client: &Client<'_>, out: Printer, a: &TailArgs) -> Result<Exit
         action: a.action.clone().unwrap_or_default(),
         since_unix_ns,
     };
+    // Every replica the store knows, not only those named: each keeps its own log.
+    let extra = if a.named_only {
+        Vec::new()
+    } else {
+        client.undiscovered_replicas().await
+    };
+    if !extra.is_empty() {
+        out.stderr_line(&format_args!(
+            "note: also reading the replica{} the store lists beyond --controlplane: {}",
+            if extra.len() == 1 { "" } else { "s" },
+            extra.join(", ")
+        ));
+        let mut to = client.connection().clone();
+        to.controlplane = format!("{},{}", to.controlplane, extra.join(","));
+        return tail_merged(&Client::new(&to, out), out, req).await;
+    }
     if client.urls()?.len() > 1 {
         return tail_merged(client, out, req).await;
     }

@@ -273,7 +273,12 @@ fn a_session_fails_over_within_two_seconds_and_the_merged_audit_log_is_whole() {
     );
     // Each replica holds part of the stream; neither counts the other one's part as lost
     // (the node's batches say what another replica acknowledged) ...
-    let only: Vec<Vec<Value>> = (0..2).map(|i| tail(&cps.ctl_at(i), "node-hp")).collect();
+    let only: Vec<Vec<Value>> = (0..2)
+        .map(|i| {
+            cps.ctl_at(i)
+                .audit_with(&["--last", "1000000", "--node", "node-hp", "--named-only"])
+        })
+        .collect();
     let mut total = 0;
     for (i, events) in only.iter().enumerate() {
         let (received, lost) = accounted(events);
@@ -286,7 +291,15 @@ fn a_session_fails_over_within_two_seconds_and_the_merged_audit_log_is_whole() {
         total += received;
     }
     assert!(total >= 4000, "the two parts cover the stream: {total}");
-    // ... and the merged view is the whole stream: 4,000 events, each once, nothing lost.
+    // ... and the merged view is the whole stream: 4,000 events, each once, nothing lost;
+    // given one replica's URL, palisadectl finds the other through the store.
+    for i in 0..2 {
+        assert_eq!(
+            accounted(&tail(&cps.ctl_at(i), "node-hp")),
+            (4000, 0),
+            "via replica {i} alone"
+        );
+    }
     let merged = tail(&cps.client(), "node-hp");
     assert_eq!(accounted(&merged), (4000, 0));
     assert_whole_stream(&merged);

@@ -385,7 +385,8 @@ fn etcd_down_entirely_applies_fail_fast_nodes_keep_enforcing_and_all_converge_af
     assert!(String::from_utf8_lossy(&cps.stdout).contains("NOT ANSWERING"));
     // The metrics say so at once (the store's probe, not the scrape, waits for etcd).
     assert!(
-        wait_until(Duration::from_secs(15), || r.metric(0, "palisade_store_up") == Some(0.0)),
+        wait_until(Duration::from_secs(15), || r.metric(0, "palisade_store_up")
+            == Some(0.0)),
         "palisade_store_up never went to 0"
     );
     // Nodes keep their sessions and what they enforce.
