@@ -55,6 +55,22 @@ pub struct Fleet {
     pub changed: tokio::sync::Notify,
 }
 
+/// `overrides` after a label change: a value sets, a removal is recorded as an empty value
+/// (so it also hides a label the node registers with).
+pub fn relabeled(
+    mut overrides: BTreeMap<String, String>,
+    set: &BTreeMap<String, String>,
+    remove: &[String],
+) -> BTreeMap<String, String> {
+    for (k, v) in set {
+        overrides.insert(k.clone(), v.clone());
+    }
+    for k in remove {
+        overrides.insert(k.clone(), String::new());
+    }
+    overrides
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -151,7 +167,7 @@ impl Fleet {
         let nodes = self.lock();
         self.remote()
             .iter()
-            .filter(|(n, _)| !nodes.get(*n).is_some_and(|e| e.sessions > 0))
+            .filter(|(n, _)| nodes.get(*n).is_none_or(|e| e.sessions == 0))
             .map(|(n, p)| (n.clone(), p.clone()))
             .collect()
     }
@@ -189,30 +205,9 @@ impl Fleet {
         self.touch(name);
     }
 
-    /// Applies a label change; returns the node's overrides afterwards, or None for an
-    /// unknown node.
-    pub fn relabel(
-        &self,
-        name: &str,
-        set: &BTreeMap<String, String>,
-        remove: &[String],
-    ) -> Option<BTreeMap<String, String>> {
-        let known_elsewhere = self.remote().contains_key(name);
-        let mut nodes = self.lock();
-        if known_elsewhere {
-            nodes.entry(name.to_string()).or_default();
-        }
-        let e = nodes.get_mut(name)?;
-        for (k, v) in set {
-            e.overrides.insert(k.clone(), v.clone());
-        }
-        for k in remove {
-            e.overrides.insert(k.clone(), String::new());
-        }
-        let out = e.overrides.clone();
-        drop(nodes);
-        self.touch(name);
-        Some(out)
+    /// Whether a node of that name has connected here or to another replica.
+    pub fn knows(&self, name: &str) -> bool {
+        self.lock().contains_key(name) || self.remote().contains_key(name)
     }
 
     pub fn set_desired(&self, name: &str, desired: Vec<v1::RealizedPolicy>) {
@@ -389,11 +384,14 @@ mod tests {
             ..Default::default()
         });
         let set = [("role".to_string(), "db".to_string())].into();
-        f.relabel("n1", &set, &["zone".to_string()]).unwrap();
+        f.restore_overrides(
+            "n1",
+            relabeled(BTreeMap::new(), &set, &["zone".to_string()]),
+        );
         let l = f.labels("n1");
         assert_eq!(l.get("role").map(String::as_str), Some("db"));
         assert!(!l.contains_key("zone"));
-        assert!(f.relabel("nope", &set, &[]).is_none());
+        assert!(f.knows("n1") && !f.knows("nope"));
         // A new registration keeps the overrides.
         f.connected(&v1::Register {
             name: "n1".into(),

@@ -160,7 +160,16 @@ pub trait PolicyStore: Send + Sync + 'static {
     /// Every saved rollout.
     fn rollouts(&self) -> Result<Vec<Vec<u8>>, StoreError>;
     /// Saves a node's label overrides (opaque bytes, see `fleet`).
-    fn put_labels(&self, node: &str, record: &[u8]) -> Result<(), StoreError>;
+    /// Saves a node's label overrides (opaque bytes, see `fleet`) if the saved ones are
+    /// still `expected` (None: none); false when they are not (read them again).
+    fn put_labels(
+        &self,
+        node: &str,
+        expected: Option<&[u8]>,
+        record: &[u8],
+    ) -> Result<bool, StoreError>;
+    /// One node's saved label overrides.
+    fn labels_of(&self, node: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every node's label overrides.
     fn labels(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
@@ -345,6 +354,25 @@ impl SledStore {
         &self.db
     }
 
+    /// Replaces `key`'s record in `tree` if it is still `expected` (None: absent),
+    /// durably; false when it is not.
+    fn put_if(
+        &self,
+        tree: &sled::Tree,
+        key: &str,
+        expected: Option<&[u8]>,
+        record: &[u8],
+    ) -> Result<bool, StoreError> {
+        if tree
+            .compare_and_swap(key.as_bytes(), expected, Some(record))?
+            .is_err()
+        {
+            return Ok(false);
+        }
+        self.db.flush()?;
+        Ok(true)
+    }
+
     fn decode(key: &str, bytes: &[u8]) -> Result<Revision, StoreError> {
         serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
             key: key.to_string(),
@@ -466,14 +494,7 @@ impl PolicyStore for SledStore {
         _fence: Fence,
     ) -> Result<bool, StoreError> {
         // One replica: it always drives.
-        let swapped = self
-            .rollouts
-            .compare_and_swap(policy.as_bytes(), expected, Some(record))?;
-        if swapped.is_err() {
-            return Ok(false);
-        }
-        self.db.flush()?;
-        Ok(true)
+        self.put_if(&self.rollouts, policy, expected, record)
     }
 
     fn rollout(&self, policy: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -492,10 +513,17 @@ impl PolicyStore for SledStore {
             .collect()
     }
 
-    fn put_labels(&self, node: &str, record: &[u8]) -> Result<(), StoreError> {
-        self.labels.insert(node.as_bytes(), record)?;
-        self.db.flush()?;
-        Ok(())
+    fn put_labels(
+        &self,
+        node: &str,
+        expected: Option<&[u8]>,
+        record: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.put_if(&self.labels, node, expected, record)
+    }
+
+    fn labels_of(&self, node: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.labels.get(node.as_bytes())?.map(|v| v.to_vec()))
     }
 
     fn labels(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
@@ -714,7 +742,7 @@ mod tests {
                 .unwrap()
         );
         assert_eq!(s.rollout("web").unwrap().as_deref(), Some(&b"{}"[..]));
-        s.put_labels("n1", b"{\"a\":\"b\"}").unwrap();
+        assert!(s.put_labels("n1", None, b"{\"a\":\"b\"}").unwrap());
         assert_eq!(s.rollouts().unwrap(), vec![b"{}".to_vec()]);
         assert_eq!(s.labels().unwrap()[0].0, "n1");
     }

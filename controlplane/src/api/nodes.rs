@@ -95,21 +95,39 @@ impl v1::nodes_server::Nodes for NodesApi {
             )));
         }
         let set: std::collections::BTreeMap<String, String> = req.set.into_iter().collect();
-        let overrides = self
-            .0
-            .fleet
-            .relabel(&req.node, &set, &req.remove)
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "no node named {:?} is known (a node is known once it has connected); `palisadectl nodes` lists them",
-                    req.node
-                ))
-            })?;
-        let bytes = serde_json::to_vec(&overrides).expect("labels serialise");
-        self.0
-            .store
-            .put_labels(&req.node, &bytes)
-            .map_err(store_status)?;
+        if !self.0.fleet.knows(&req.node) {
+            return Err(Status::not_found(format!(
+                "no node named {:?} is known (a node is known once it has connected); `palisadectl nodes` lists them",
+                req.node
+            )));
+        }
+        // Read, change, and write back only if nobody (another replica) wrote meanwhile;
+        // memory follows the store, so a store that is down changes nothing.
+        let mut written = None;
+        for _ in 0..5 {
+            let old = self.0.store.labels_of(&req.node).map_err(store_status)?;
+            let current = old
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or_default();
+            let overrides = crate::fleet::relabeled(current, &set, &req.remove);
+            let bytes = serde_json::to_vec(&overrides).expect("labels serialise");
+            if self
+                .0
+                .store
+                .put_labels(&req.node, old.as_deref(), &bytes)
+                .map_err(store_status)?
+            {
+                written = Some(overrides);
+                break;
+            }
+        }
+        let overrides = written.ok_or_else(|| {
+            Status::aborted(
+                "the node's labels kept changing meanwhile (another replica); try again",
+            )
+        })?;
+        self.0.fleet.restore_overrides(&req.node, overrides);
         tracing::info!(node = %req.node, by = %who, labels = ?self.0.fleet.labels(&req.node), "node relabelled");
         self.0.bump_epoch();
         self.0

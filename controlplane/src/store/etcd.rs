@@ -394,15 +394,15 @@ impl Inner {
         }
     }
 
-    /// Replaces a rollout record if it is still `expected`; fenced on request.
-    async fn put_rollout(
+    /// Replaces the record under `key` if it is still `expected` (None: absent); fenced
+    /// on request.
+    async fn put_if(
         &self,
-        policy: &str,
+        key: String,
         expected: Option<Vec<u8>>,
         record: Vec<u8>,
         fence: Fence,
     ) -> Result<bool, StoreError> {
-        let key = self.key(&format!("rollouts/{}", enc(policy)));
         let mut when = vec![match expected {
             None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
             Some(old) => Compare::value(key.clone(), CompareOp::Equal, old),
@@ -428,15 +428,6 @@ impl Inner {
             return Err(StoreError::NotDriver);
         }
         Ok(false)
-    }
-
-    async fn put(&self, key: String, value: Vec<u8>) -> Result<(), StoreError> {
-        self.retry(|mut c| {
-            let (k, v) = (key.clone(), value.clone());
-            async move { c.put(k, v, None).await }
-        })
-        .await?;
-        Ok(())
     }
 
     async fn range(&self, rest: &str) -> Result<Vec<KeyValue>, StoreError> {
@@ -614,6 +605,14 @@ impl EtcdStore {
         Ok(store)
     }
 
+    /// Times this store's watch found its place compacted away and re-listed.
+    pub fn relists(&self) -> u64 {
+        self.inner
+            .standing
+            .relists
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The endpoints, comma-separated, as given.
     pub fn endpoints(&self) -> &str {
         &self.inner.endpoints
@@ -753,7 +752,10 @@ impl PolicyStore for EtcdStore {
             expected.map(<[u8]>::to_vec),
             record.to_vec(),
         );
-        self.call(|i| async move { i.put_rollout(&policy, expected, record, fence).await })
+        self.call(|i| async move {
+            let key = i.key(&format!("rollouts/{}", enc(&policy)));
+            i.put_if(key, expected, record, fence).await
+        })
     }
 
     fn rollout(&self, policy: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -782,12 +784,26 @@ impl PolicyStore for EtcdStore {
         })
     }
 
-    fn put_labels(&self, node: &str, record: &[u8]) -> Result<(), StoreError> {
-        let (key, value) = (
+    fn put_labels(
+        &self,
+        node: &str,
+        expected: Option<&[u8]>,
+        record: &[u8],
+    ) -> Result<bool, StoreError> {
+        let (key, expected, record) = (
             self.inner.key(&format!("labels/{}", enc(node))),
+            expected.map(<[u8]>::to_vec),
             record.to_vec(),
         );
-        self.call(|i| async move { i.put(key, value).await })
+        self.call(|i| async move { i.put_if(key, expected, record, Fence::None).await })
+    }
+
+    fn labels_of(&self, node: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = self.inner.key(&format!("labels/{}", enc(node)));
+        self.call(|i| async move {
+            let got = i.read(vec![TxnOp::get(key, None)]).await?;
+            Ok(got[0].first().map(|kv| kv.value().to_vec()))
+        })
     }
 
     fn labels(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {

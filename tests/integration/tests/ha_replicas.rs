@@ -100,9 +100,30 @@ fn cluster(test: &str) -> Option<EtcdCluster> {
 
 const V1: &str = "policy(\"ha-web\").nodes(#{ role: \"sim\" });\n\
                   network().ingress().deny(\"192.0.2.0/24\").named(\"base\");\n";
+const V3: &str = "policy(\"ha-web\").nodes(#{ role: \"sim\" });\n\
+                  network().ingress().deny(\"192.0.2.0/24\").named(\"base\");\n\
+                  network().ingress().deny(\"203.0.113.0/24\").named(\"third\");\n";
 const V2: &str = "policy(\"ha-web\").nodes(#{ role: \"sim\" });\n\
                   network().ingress().deny(\"192.0.2.0/24\").named(\"base\");\n\
                   network().ingress().deny(\"198.51.100.0/24\").named(\"more\");\n";
+
+/// `apply PATH` as a canary of 10%, then waves of half the nodes, `pause` apart.
+fn canary<'a>(path: &'a str, pause: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "apply",
+        path,
+        "--rollout",
+        "canary",
+        "--canary",
+        "10%",
+        "--wave-size",
+        "50%",
+        "--pause",
+        pause,
+    ];
+    a.extend_from_slice(more);
+    a
+}
 
 fn revision_of(apply_json: &str) -> u64 {
     let v: Value = serde_json::from_str(apply_json.trim()).expect("apply -o json");
@@ -182,21 +203,10 @@ fn replicas_share_policies_nodes_and_one_rollout_driver() {
 
     // A canary rollout started through A (whichever replica drives) completes, each node
     // applying v2 once.
-    let out = r.ctl_at(0).run(&[
-        "apply",
-        &r.write_policy("v2.rhai", V2),
-        "--rollout",
-        "canary",
-        "--canary",
-        "10%",
-        "--wave-size",
-        "50%",
-        "--pause",
-        "1s",
-        "-w",
-        "-o",
-        "json",
-    ]);
+    let v2_path = r.write_policy("v2.rhai", V2);
+    let out = r
+        .ctl_at(0)
+        .run(&canary(&v2_path, "1s", &["-w", "-o", "json"]));
     assert!(
         out.status.success(),
         "{}\n{}",
@@ -221,6 +231,41 @@ fn replicas_share_policies_nodes_and_one_rollout_driver() {
         json(&r, 0, &["rollout", "status", "ha-web"])["id"],
         st["id"]
     );
+
+    // Pause and resume sent to the replica that does not drive take effect.
+    let drives = driver(&r, 0).expect("a driver");
+    let other = 1 - drives;
+    let v3_path = r.write_policy("v3.rhai", V3);
+    r.ctl_at(drives).ok(&canary(&v3_path, "3s", &[]));
+    r.ctl_at(other).ok(&["rollout", "pause", "ha-web"]);
+    let state = |i: usize| json(&r, i, &["rollout", "status", "ha-web"])["state"].clone();
+    assert!(
+        wait_until(Duration::from_secs(10), || state(drives) == "paused"),
+        "a pause through the other replica reaches the driver: {}",
+        state(drives)
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let st = json(&r, drives, &["rollout", "status", "ha-web"]);
+    assert_eq!(
+        st["state"], "paused",
+        "still paused after the wave's pause: {st:#}"
+    );
+    let v3 = st["to_revision"].as_u64().unwrap();
+    let on_v3 = || {
+        applied(&rec_a, "ha-web")
+            .into_values()
+            .chain(applied(&rec_b, "ha-web").into_values())
+            .filter(|v| v.last() == Some(&v3))
+            .count()
+    };
+    assert!(on_v3() < 40, "a paused rollout goes no further");
+    r.ctl_at(other).ok(&["rollout", "resume", "ha-web"]);
+    assert!(
+        wait_until(Duration::from_secs(60), || state(other) == "completed"),
+        "resumed through the other replica, it completes: {}",
+        state(other)
+    );
+    assert!(wait_until(Duration::from_secs(30), || on_v3() == 40));
 }
 
 #[test]
@@ -380,7 +425,9 @@ fn etcd_down_entirely_applies_fail_fast_nodes_keep_enforcing_and_all_converge_af
     assert_eq!(
         cps.status.code(),
         Some(1),
-        "controlplanes says the store is down"
+        "controlplanes says the store is down: {}\n{}",
+        String::from_utf8_lossy(&cps.stdout),
+        String::from_utf8_lossy(&cps.stderr)
     );
     assert!(String::from_utf8_lossy(&cps.stdout).contains("NOT ANSWERING"));
     // The metrics say so at once (the store's probe, not the scrape, waits for etcd).

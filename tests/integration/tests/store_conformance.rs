@@ -187,8 +187,20 @@ fn conformance(s: Box<dyn PolicyStore>, reopen: &dyn Fn() -> Box<dyn PolicyStore
     );
     assert_eq!(s.rollout("nope").unwrap(), None);
     // Label overrides: the latest wins.
-    s.put_labels("n1", b"{\"a\":\"b\"}").unwrap();
-    s.put_labels("node 2", b"{}").unwrap();
+    assert!(s.put_labels("n1", None, b"{\"a\":\"c\"}").unwrap());
+    assert!(
+        !s.put_labels("n1", Some(b"{}"), b"{\"a\":\"x\"}").unwrap(),
+        "label overrides are replaced only from the ones expected"
+    );
+    assert!(
+        s.put_labels("n1", Some(b"{\"a\":\"c\"}"), b"{\"a\":\"b\"}")
+            .unwrap()
+    );
+    assert!(s.put_labels("node 2", None, b"{}").unwrap());
+    assert_eq!(
+        s.labels_of("n1").unwrap().as_deref(),
+        Some(&b"{\"a\":\"b\"}"[..])
+    );
     let mut rollouts = s.rollouts().unwrap();
     rollouts.sort();
     assert_eq!(rollouts, [b"{\"v\":2}".to_vec(), b"{}".to_vec()]);
@@ -426,6 +438,45 @@ fn etcd_replicas_elect_one_driver_fence_the_others_and_hear_each_other() {
 }
 
 #[test]
+fn etcd_a_watch_whose_place_was_compacted_re_lists() {
+    let Some(mut c) = cluster("store_conformance::etcd_a_watch_whose_place_was_compacted_re_lists")
+    else {
+        return;
+    };
+    // a reaches etcd through member 0 only; b through the others.
+    let a = EtcdStore::connect(EtcdConfig::new(vec![c.members[0].endpoint()])).unwrap();
+    let b = EtcdStore::connect(EtcdConfig::new(vec![
+        c.members[1].endpoint(),
+        c.members[2].endpoint(),
+    ]))
+    .unwrap();
+    let (ta, mut ra) = tokio::sync::mpsc::unbounded_channel();
+    a.join(replica("a"), ta).unwrap();
+    expect_change(&mut ra, |c| *c == Change::Resync);
+    // a's watch loses its member; meanwhile b writes and compacts everything away.
+    c.kill9(0);
+    for i in 0..5 {
+        b.apply(new("web", &format!("h{i}"))).unwrap();
+    }
+    let compacted = b.compact().unwrap();
+    while ra.try_recv().is_ok() {}
+    assert_eq!(a.relists(), 0);
+    c.restart(0);
+    let t = Instant::now();
+    assert!(
+        palisade_integration::wait_until(Duration::from_secs(30), || a.relists() == 1),
+        "the watch never re-listed"
+    );
+    expect_change(&mut ra, |c| *c == Change::Resync);
+    println!(
+        "re-listed {:?} after its member came back (compacted to {compacted})",
+        t.elapsed()
+    );
+    // What it re-reads is what b wrote.
+    assert_eq!(a.get("web", None).unwrap().unwrap().revision, 5);
+}
+
+#[test]
 fn etcd_a_replica_cut_off_from_etcd_stops_driving_before_its_lease_ends() {
     let Some(mut c) = cluster(
         "store_conformance::etcd_a_replica_cut_off_from_etcd_stops_driving_before_its_lease_ends",
@@ -591,7 +642,7 @@ fn controlplane_refuses_an_unreachable_etcd_clearly() {
     );
 }
 
-/// `kill -9` of the etcd leader during 300 applies from two replicas (two threads each, each
+/// `kill -9` of the etcd leader during 1,000 applies from two replicas (two threads each, each
 /// thread on its own policy so a retried apply can only meet its own record): every
 /// acknowledged revision is there afterwards, none twice, the numbers dense.
 #[test]
@@ -603,7 +654,7 @@ fn etcd_leader_killed_during_applies_loses_nothing() {
     let stores: Vec<Arc<EtcdStore>> = (0..2).map(|_| Arc::new(etcd_store(&c))).collect();
     let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     const THREADS: usize = 4;
-    const PER_THREAD: usize = 75;
+    const PER_THREAD: usize = 250;
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
             let s = stores[t % 2].clone();
@@ -634,7 +685,7 @@ fn etcd_leader_killed_during_applies_loses_nothing() {
         .collect();
     assert!(palisade_integration::wait_until(
         Duration::from_secs(60),
-        || { acked.load(std::sync::atomic::Ordering::SeqCst) >= 100 }
+        || { acked.load(std::sync::atomic::Ordering::SeqCst) >= 300 }
     ));
     let leader = c.leader().expect("a leader");
     c.kill9(leader);

@@ -40,6 +40,8 @@ pub(crate) struct Standing {
     pub me: std::sync::Mutex<Option<ReplicaInfo>>,
     /// Woken when the driver key may have gone.
     pub campaign: tokio::sync::Notify,
+    /// Times the watch found its place compacted away and re-listed.
+    pub relists: std::sync::atomic::AtomicU64,
 }
 
 impl Inner {
@@ -273,6 +275,7 @@ impl Inner {
                     if let Ok(now) = self.head_revision().await {
                         from = now;
                     }
+                    self.standing.relists.fetch_add(1, Ordering::SeqCst);
                     let _ = changes.send(Change::Resync);
                     break;
                 }
