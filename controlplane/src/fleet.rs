@@ -403,4 +403,53 @@ mod tests {
             [("role".to_string(), "db".to_string())].into()
         );
     }
+
+    fn presence(replica: &str, realized: u64) -> v1::NodePresence {
+        v1::NodePresence {
+            replica: replica.into(),
+            info: Some(v1::NodeInfo {
+                name: "n1".into(),
+                connected: true,
+                labels: [("role".into(), "web".into())].into(),
+                realized: vec![v1::RealizedPolicy {
+                    name: "web".into(),
+                    revision: realized,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_node_whose_replica_died_is_moving_until_it_reconnects() {
+        let f = Fleet::default();
+        f.set_remote("n1", Some(presence("cp-2", 3)), false);
+        let v = &f.views("web")["n1"];
+        assert!(v.connected && v.realized == Some(3));
+        assert_eq!(f.connected_nodes().len(), 1, "a target of new rollouts");
+        // Its replica's lease ended: not disconnected, silent since now (the gate's report
+        // timeout decides how long it may take to reconnect elsewhere).
+        let before = now_ms();
+        f.set_remote("n1", None, true);
+        let v = &f.views("web")["n1"];
+        assert!(v.connected, "moving, not disconnected");
+        assert!(v.last_status_ms >= before && v.last_status_ms <= now_ms());
+        assert!(
+            f.connected_nodes().is_empty(),
+            "but not a target of new rollouts"
+        );
+        // It reconnects here: served here, no longer moving.
+        f.connected(&v1::Register {
+            name: "n1".into(),
+            ..Default::default()
+        });
+        assert!(f.views("web")["n1"].connected);
+        assert_eq!(f.served_here(), 1);
+        // A node that simply left (its replica withdrew it) is gone, not moving.
+        f.set_remote("n2", Some(presence("cp-2", 3)), false);
+        f.set_remote("n2", None, false);
+        assert!(!f.views("web").contains_key("n2"));
+    }
 }
