@@ -5,7 +5,7 @@
 //!
 //! Usage: bench_fleet [NODES] [ROUNDS] [IDLE_SECS]
 
-use palisade_integration::bench::{cpu_secs, lines, now_ns, pct, rss_kib};
+use palisade_integration::bench::{cpu_secs, first_applied, lines, now_ns, pct, rss_kib};
 use palisade_integration::{ControlPlane, Proc, bin, wait_until};
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -100,13 +100,7 @@ fn run(nodes: usize, rounds: usize, idle_secs: u64) -> Result {
         });
         let mut per_node: BTreeMap<String, i128> = BTreeMap::new();
         let done = wait_until(Duration::from_secs(120), || {
-            for l in lines(&record) {
-                if l["ok"] == true && l["policies"]["bench"].as_u64() == Some(rev) {
-                    let n = l["node"].as_str().unwrap_or("").to_string();
-                    let t = l["t_unix_ns"].as_i64().unwrap_or(0) as i128;
-                    per_node.entry(n).or_insert(t);
-                }
-            }
+            first_applied(&[&record], "bench", rev, &mut per_node);
             per_node.len() == nodes
         });
         assert!(

@@ -11,7 +11,7 @@
 //!
 //! Usage: bench_ha [NODES] [ROUNDS]
 
-use palisade_integration::bench::{lines, now_ns, pct};
+use palisade_integration::bench::{first_applied, lines, now_ns, pct};
 use palisade_integration::etcd::EtcdCluster;
 use palisade_integration::replicas::Replicas;
 use palisade_integration::{ControlPlane, Proc, bin, wait_until};
@@ -121,15 +121,8 @@ fn propagation(
         let returned = now_ns();
         let mut per_node: BTreeMap<String, i128> = BTreeMap::new();
         let done = wait_until(Duration::from_secs(300), || {
-            for r in records {
-                for l in lines(r) {
-                    if l["ok"] == true && l["policies"]["bench"].as_u64() == Some(rev) {
-                        let n = l["node"].as_str().unwrap_or("").to_string();
-                        let t = l["t_unix_ns"].as_i64().unwrap_or(0) as i128;
-                        per_node.entry(n).or_insert(t);
-                    }
-                }
-            }
+            let paths: Vec<&Path> = records.iter().map(PathBuf::as_path).collect();
+            first_applied(&paths, "bench", rev, &mut per_node);
             per_node.len() == nodes
         });
         assert!(

@@ -1,4 +1,4 @@
-//! What the benchmarks (`examples/`) share: clocks, a process's memory and CPU, record
+//! What the benchmarks (`examples/`) and the simulator tests share: clocks, a process's memory and CPU, record
 //! files, percentiles.
 
 use serde_json::Value;
@@ -48,4 +48,41 @@ pub fn pct(sorted: &[f64], p: f64) -> f64 {
         return f64::NAN;
     }
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// From simulator record files (`palisade-noded simulate --record`): per node, the
+/// revisions of `policy` it applied successfully, in order (repeats of one folded).
+pub fn applied(records: &[&Path], policy: &str) -> std::collections::BTreeMap<String, Vec<u64>> {
+    let mut out: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for r in records.iter().flat_map(|p| lines(p)) {
+        if r["ok"] != true {
+            continue;
+        }
+        if let Some(rev) = r["policies"][policy].as_u64() {
+            let v = out
+                .entry(r["node"].as_str().unwrap().to_string())
+                .or_default();
+            if v.last() != Some(&rev) {
+                v.push(rev);
+            }
+        }
+    }
+    out
+}
+
+/// From simulator record files: per node, when (ns since the epoch) it first applied
+/// revision `rev` of `policy`, added to `per_node` (earlier entries kept).
+pub fn first_applied(
+    records: &[&Path],
+    policy: &str,
+    rev: u64,
+    per_node: &mut std::collections::BTreeMap<String, i128>,
+) {
+    for l in records.iter().flat_map(|p| lines(p)) {
+        if l["ok"] == true && l["policies"][policy].as_u64() == Some(rev) {
+            let n = l["node"].as_str().unwrap_or("").to_string();
+            let t = l["t_unix_ns"].as_i64().unwrap_or(0) as i128;
+            per_node.entry(n).or_insert(t);
+        }
+    }
 }

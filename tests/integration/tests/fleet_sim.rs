@@ -3,42 +3,15 @@
 //! canary rollout whose gate fails on purpose in wave two. Exactly the nodes of the started
 //! waves are rolled back; no other node ever sees the new revision.
 
+use palisade_integration::bench::{applied, lines};
 use palisade_integration::{ControlPlane, Proc, bin, wait_until};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 const NODES: usize = 1000;
-
-/// Every line of the simulation's record file.
-fn records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-/// Per node, the revisions of `policy` it applied successfully, in order.
-fn applied(path: &Path, policy: &str) -> BTreeMap<String, Vec<u64>> {
-    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for r in records(path) {
-        if r["ok"] != true {
-            continue;
-        }
-        if let Some(rev) = r["policies"][policy].as_u64() {
-            let v = out
-                .entry(r["node"].as_str().unwrap().to_string())
-                .or_default();
-            if v.last() != Some(&rev) {
-                v.push(rev);
-            }
-        }
-    }
-    out
-}
 
 fn connected(cp: &ControlPlane) -> usize {
     String::from_utf8_lossy(&cp.ctl(&["nodes", "-o", "json"]).stdout)
@@ -88,7 +61,7 @@ fn thousand_simulated_nodes_canary_gate_fails_in_wave_two_and_exactly_the_update
          network().ingress().deny(\"192.0.2.0/24\").named(\"base\");\n",
     ));
     let all_v1 = wait_until(Duration::from_secs(120), || {
-        let a = applied(&record, "sim-web");
+        let a = applied(&[&record], "sim-web");
         a.len() == NODES && a.values().all(|v| v.last() == Some(&v1))
     });
     assert!(all_v1, "not every node realized v1");
@@ -162,11 +135,11 @@ fn thousand_simulated_nodes_canary_gate_fails_in_wave_two_and_exactly_the_update
     // applied v1 again afterwards. No node outside those waves ever applied v2.
     let started: BTreeSet<String> = (0..110).map(name).collect();
     let back = wait_until(Duration::from_secs(60), || {
-        applied(&record, "sim-web")
+        applied(&[&record], "sim-web")
             .values()
             .all(|v| v.last() == Some(&v1))
     });
-    let a = applied(&record, "sim-web");
+    let a = applied(&[&record], "sim-web");
     assert!(back, "not every node is back on v1");
     let got_v2: BTreeSet<String> = a
         .iter()
@@ -256,7 +229,7 @@ fn simulate(cp: &ControlPlane, n: usize, record: &Path) -> Proc {
 }
 
 fn last_rev(record: &Path, node: &str, policy: &str) -> Option<u64> {
-    records(record)
+    lines(record)
         .iter()
         .rev()
         .find(|r| r["node"] == node && r["ok"] == true)
@@ -362,7 +335,7 @@ fn node_labels_move_nodes_in_and_out_of_policies_and_rollouts_survive_a_restart(
     // Removing the label takes the policy away from the node.
     cp.ctl_ok(&["nodes", "label", "sim-0003", "tier-"]);
     assert!(
-        wait_until(Duration::from_secs(20), || records(&record)
+        wait_until(Duration::from_secs(20), || lines(&record)
             .iter()
             .rev()
             .find(|r| r["node"] == "sim-0003" && r["ok"] == true)

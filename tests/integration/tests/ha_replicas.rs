@@ -6,12 +6,12 @@
 //! without failing the gate) another takes over and the rollout completes exactly once; with etcd down entirely applies fail fast and clearly, nodes keep what they run,
 //! and everything converges once etcd is back, without a restart.
 
+use palisade_integration::bench::applied;
 use palisade_integration::etcd::{self, EtcdCluster};
 use palisade_integration::replicas::Replicas;
 use palisade_integration::{Proc, bin, skip, wait_until};
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -64,30 +64,6 @@ fn simulate(r: &Replicas, prefix: &str, count: usize, urls: &str) -> (Proc, Path
         r.dir.path(),
     );
     (p, record)
-}
-
-/// Per node, the revisions of `policy` it applied successfully, in order (repeats of the
-/// same revision folded).
-fn applied(path: &Path, policy: &str) -> BTreeMap<String, Vec<u64>> {
-    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for r in std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-    {
-        if r["ok"] != true {
-            continue;
-        }
-        if let Some(rev) = r["policies"][policy].as_u64() {
-            let v = out
-                .entry(r["node"].as_str().unwrap().to_string())
-                .or_default();
-            if v.last() != Some(&rev) {
-                v.push(rev);
-            }
-        }
-    }
-    out
 }
 
 fn cluster(test: &str) -> Option<EtcdCluster> {
@@ -187,7 +163,7 @@ fn replicas_share_policies_nodes_and_one_rollout_driver() {
             .ok(&["apply", &r.write_policy("v1.rhai", V1), "-o", "json"]),
     );
     let everywhere = |rev: u64| {
-        let (a, b) = (applied(&rec_a, "ha-web"), applied(&rec_b, "ha-web"));
+        let (a, b) = (applied(&[&rec_a], "ha-web"), applied(&[&rec_b], "ha-web"));
         a.len() == 20
             && b.len() == 20
             && a.values().chain(b.values()).all(|v| v.last() == Some(&rev))
@@ -220,9 +196,9 @@ fn replicas_share_policies_nodes_and_one_rollout_driver() {
         wait_until(Duration::from_secs(30), || everywhere(v2)),
         "every node realizes v2"
     );
-    for (n, v) in applied(&rec_a, "ha-web")
+    for (n, v) in applied(&[&rec_a], "ha-web")
         .into_iter()
-        .chain(applied(&rec_b, "ha-web"))
+        .chain(applied(&[&rec_b], "ha-web"))
     {
         assert_eq!(v, vec![v1, v2], "{n} applied each revision once");
     }
@@ -252,9 +228,9 @@ fn replicas_share_policies_nodes_and_one_rollout_driver() {
     );
     let v3 = st["to_revision"].as_u64().unwrap();
     let on_v3 = || {
-        applied(&rec_a, "ha-web")
+        applied(&[&rec_a], "ha-web")
             .into_values()
-            .chain(applied(&rec_b, "ha-web").into_values())
+            .chain(applied(&[&rec_b], "ha-web").into_values())
             .filter(|v| v.last() == Some(&v3))
             .count()
     };
@@ -286,8 +262,8 @@ fn the_rollout_driver_killed_mid_canary_another_takes_over_exactly_once() {
     sim_d.assert_running();
     sim_o.assert_running();
     let all_applied = |policy: &str| {
-        let mut a = applied(&rec_d, policy);
-        a.extend(applied(&rec_o, policy));
+        let mut a = applied(&[&rec_d], policy);
+        a.extend(applied(&[&rec_o], policy));
         a
     };
     let v1 =
@@ -399,7 +375,7 @@ fn etcd_down_entirely_applies_fail_fast_nodes_keep_enforcing_and_all_converge_af
             .ok(&["apply", &r.write_policy("v1.rhai", V1), "-o", "json"]),
     );
     let on = |rev: u64| {
-        let (a, b) = (applied(&rec_a, "ha-web"), applied(&rec_b, "ha-web"));
+        let (a, b) = (applied(&[&rec_a], "ha-web"), applied(&[&rec_b], "ha-web"));
         a.len() == 10
             && b.len() == 10
             && a.values().chain(b.values()).all(|v| v.last() == Some(&rev))
