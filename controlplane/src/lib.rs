@@ -28,6 +28,7 @@ pub mod api;
 pub mod audit;
 pub mod auditlog;
 pub mod auth;
+pub mod blocking;
 pub mod desired;
 pub mod fleet;
 pub mod latency;

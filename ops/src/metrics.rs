@@ -134,7 +134,15 @@ pub async fn serve(addr: &str, render: Render) -> Result<std::net::SocketAddr, M
                 let head = String::from_utf8_lossy(&buf[..n]);
                 let path = head.split_whitespace().nth(1).unwrap_or("");
                 let (status, body) = if path == "/metrics" || path == "/" {
-                    ("200 OK", render())
+                    // Rendering may wait on a lock; it must not stall the runtime.
+                    let body = tokio::task::spawn_blocking(move || render()).await;
+                    match body {
+                        Ok(body) => ("200 OK", body),
+                        Err(_) => (
+                            "500 Internal Server Error",
+                            "rendering failed\n".to_string(),
+                        ),
+                    }
                 } else {
                     ("404 Not Found", "not found; try /metrics\n".to_string())
                 };

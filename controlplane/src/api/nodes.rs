@@ -4,6 +4,7 @@
 
 use super::store_status;
 use crate::auth;
+use crate::blocking::off_runtime;
 use crate::state::ControlPlane;
 use palisade_pki::Role;
 use palisade_proto::audit::Action;
@@ -236,7 +237,8 @@ async fn run_session(
             }
             changed = epoch.changed() => {
                 if changed.is_err() { break; }
-                let snapshot = match cp.snapshot() {
+                // Built once per epoch under a lock, maybe while the store is slow.
+                let snapshot = match off_runtime(|| cp.snapshot()) {
                     Ok(s) => s,
                     Err(e) => { tracing::error!(error = %e, "cannot read the store"); continue; }
                 };

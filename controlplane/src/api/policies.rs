@@ -4,6 +4,7 @@
 
 use super::{driver_status, store_status};
 use crate::auth;
+use crate::blocking::off_runtime;
 use crate::desired::to_wire;
 use crate::rollout::driver;
 use crate::rollout::{Rollout, Spec, wire};
@@ -101,15 +102,18 @@ impl v1::policies_server::Policies for PoliciesApi {
             .map_err(|e| Status::internal(e.to_string()))?;
         let hash = palisade_policy::content_hash(&req.source);
         let author = who.to_string();
-        let (applied, rollout) = driver::change(&self.0, &policy.name, spec, || {
-            self.0.store.apply(NewRevision {
-                name: &policy.name,
-                content_hash: &hash,
-                file,
-                source: &req.source,
-                ir_json: &ir_json,
-                author: &author,
-                ..Default::default()
+        // The changes lock may be held by the driver across a store call.
+        let (applied, rollout) = off_runtime(|| {
+            driver::change(&self.0, &policy.name, spec, || {
+                self.0.store.apply(NewRevision {
+                    name: &policy.name,
+                    content_hash: &hash,
+                    file,
+                    source: &req.source,
+                    ir_json: &ir_json,
+                    author: &author,
+                    ..Default::default()
+                })
             })
         })
         .map_err(driver_status)?;
@@ -194,8 +198,10 @@ impl v1::policies_server::Policies for PoliciesApi {
     ) -> Result<Response<v1::ApplyResponse>, Status> {
         let who = auth::require(&req, "roll back policies", &[Role::Operator])?.to_string();
         let req = req.into_inner();
-        let (applied, rollout) = driver::change(&self.0, &req.name, Spec::all(), || {
-            self.0.store.rollback(&req.name, req.to, &who)
+        let (applied, rollout) = off_runtime(|| {
+            driver::change(&self.0, &req.name, Spec::all(), || {
+                self.0.store.rollback(&req.name, req.to, &who)
+            })
         })
         .map_err(driver_status)?;
         let resp = self.answer(&req.name, &applied, rollout.as_ref(), &who, "rollback");
@@ -208,8 +214,10 @@ impl v1::policies_server::Policies for PoliciesApi {
     ) -> Result<Response<v1::ApplyResponse>, Status> {
         let who = auth::require(&req, "delete policies", &[Role::Operator])?.to_string();
         let name = req.into_inner().name;
-        let (applied, rollout) = driver::change(&self.0, &name, Spec::all(), || {
-            self.0.store.delete(&name, &who)
+        let (applied, rollout) = off_runtime(|| {
+            driver::change(&self.0, &name, Spec::all(), || {
+                self.0.store.delete(&name, &who)
+            })
         })
         .map_err(driver_status)?;
         let resp = self.answer(&name, &applied, rollout.as_ref(), &who, "delete");

@@ -3,6 +3,7 @@
 
 use super::{driver_status, task_status};
 use crate::auth;
+use crate::blocking::off_runtime;
 use crate::rollout::driver::{self, Command, DriverError};
 use crate::rollout::wire;
 use crate::state::ControlPlane;
@@ -62,7 +63,8 @@ impl v1::rollouts_server::Rollouts for RolloutsApi {
     ) -> Result<Response<v1::RolloutInfo>, Status> {
         auth::require(&req, "read rollouts", &[Role::Operator, Role::Viewer])?;
         let policy = req.into_inner().policy;
-        self.info(&policy)
+        // The registry's lock may be held by the driver across a store call.
+        off_runtime(|| self.info(&policy))
             .map(Response::new)
             .ok_or_else(|| driver_status(DriverError::NoRollout { policy }))
     }
@@ -73,7 +75,7 @@ impl v1::rollouts_server::Rollouts for RolloutsApi {
     ) -> Result<Response<v1::ListRolloutsResponse>, Status> {
         auth::require(&req, "read rollouts", &[Role::Operator, Role::Viewer])?;
         Ok(Response::new(v1::ListRolloutsResponse {
-            rollouts: self.list(),
+            rollouts: off_runtime(|| self.list()),
         }))
     }
 

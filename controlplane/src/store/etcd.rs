@@ -76,6 +76,10 @@ struct Inner {
     cfg: EtcdConfig,
     endpoints: String,
     standing: replication::Standing,
+    /// Set when a request found no member for a whole retry window, cleared by the next
+    /// answer: while it is set, requests are tried once, not retried, so callers (an
+    /// apply, a node session) learn at once that the store is down.
+    down: std::sync::atomic::AtomicBool,
 }
 
 /// What one request ended in: an answer, a refusal, or no answer in time.
@@ -180,30 +184,55 @@ impl Inner {
     where
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        match tokio::time::timeout(self.cfg.request_timeout, fut).await {
+        self.within(self.cfg.request_timeout, fut).await
+    }
+
+    async fn within<T, Fut>(&self, limit: Duration, fut: Fut) -> Result<T, Failure>
+    where
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let got = match tokio::time::timeout(limit, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(classify(e)),
-            Err(_) => Err(Failure::Transient(format!(
-                "no answer within {:?}",
-                self.cfg.request_timeout
-            ))),
+            Err(_) => Err(Failure::Transient(format!("no answer within {limit:?}"))),
+        };
+        if !matches!(got, Err(Failure::Transient(_))) {
+            self.down.store(false, std::sync::atomic::Ordering::Relaxed);
         }
+        got
+    }
+
+    /// Whether the last requests found no member (see `down`).
+    fn known_down(&self) -> bool {
+        self.down.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A request that changes nothing, or changes it the same way when repeated, retried
-    /// while failures are transient.
+    /// while failures are transient, for at most `retry_for` in all (once, when the store
+    /// is known to be down).
     async fn retry<T, F, Fut>(&self, mut f: F) -> Result<T, StoreError>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let start = Instant::now();
+        let window = if self.known_down() {
+            Duration::ZERO
+        } else {
+            self.cfg.retry_for
+        };
         loop {
-            match self.once(f(self.client.clone())).await {
+            let left = window.saturating_sub(start.elapsed());
+            let limit = self
+                .cfg
+                .request_timeout
+                .min(left.max(Duration::from_millis(200)));
+            match self.within(limit, f(self.client.clone())).await {
                 Ok(v) => return Ok(v),
                 Err(Failure::Fatal(detail)) => return Err(self.fatal(detail)),
                 Err(Failure::Transient(detail)) => {
-                    if start.elapsed() >= self.cfg.retry_for {
+                    if start.elapsed() + Duration::from_millis(100) >= window {
+                        self.down.store(true, std::sync::atomic::Ordering::Relaxed);
                         return Err(self.unavailable(detail));
                     }
                 }
@@ -590,6 +619,7 @@ impl EtcdStore {
                 cfg,
                 endpoints,
                 standing: Default::default(),
+                down: Default::default(),
             }),
             rt: Some(rt),
         };
@@ -647,15 +677,10 @@ impl EtcdStore {
     {
         let rt = self.rt.as_ref().expect("runtime present until drop");
         let fut = f(self.inner.clone());
-        // Called from a worker of a multi-threaded runtime (the control plane's gRPC
-        // handlers, its node sessions), waiting must not stall that worker's other tasks
-        // while etcd is slow or down: hand them to another worker first.
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| wait(rt, fut))?
-            }
-            _ => wait(rt, fut)?,
-        }
+        // Called from a worker of the control plane's runtime (gRPC handlers, node
+        // sessions), waiting must not stall that worker's other tasks while etcd is slow
+        // or down.
+        crate::blocking::off_runtime(|| wait(rt, fut))?
     }
 }
 
