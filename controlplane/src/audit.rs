@@ -3,10 +3,23 @@
 //! events out to `audit tail --follow` subscribers. A subscriber too slow to keep up is
 //! skipped past and told how many events it missed (a `gap` event); ingest never waits for
 //! it. A hole in a stream's sequence numbers becomes a `loss` event, so it is visible.
+//!
+//! **Group commit.** Ids are assigned and the batch written under the hub's lock; the
+//! wait for durability ([`AuditLog::sync`]) is outside it, so concurrent batches from many
+//! nodes share one flush. What is acknowledged to a node is durable; subscribers may see
+//! an event a moment before it is (a crash then loses it from the log, and the node,
+//! never acknowledged, sends it again).
+//!
+//! **Fair shares.** No node may take more than its share of ingest (the configured total
+//! rate divided among the nodes sending lately, never below a floor) or of storage (a
+//! fraction of the retention); what it sends beyond is not stored but counted, as a
+//! `loss` event for that node (`ingest-share`, `storage-share`) and in the metrics, so
+//! received + lost still equals what the node generated.
 
-use crate::auditlog::{AuditLog, AuditLogError, Retention};
+use crate::auditlog::{AuditLog, AuditLogError, Hint, Retention};
 use palisade_proto::audit::{Action, EventKind};
 use palisade_proto::v1::AuditEvent;
+use prost::Message;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,17 +64,65 @@ pub struct AuditCounters {
     pub reported_lost: AtomicU64,
     pub subscriber_missed: AtomicU64,
     pub delivered: AtomicU64,
+    /// Not stored: beyond the node's share of ingest.
+    pub shed_ingest: AtomicU64,
+    /// Not stored: beyond the node's share of storage.
+    pub shed_storage: AtomicU64,
 }
+
+/// How ingest and storage are shared between nodes.
+#[derive(Debug, Clone, Copy)]
+pub struct Shares {
+    /// Events per second the hub accepts from all nodes together (0: no ingest share).
+    pub total_rate: f64,
+    /// A node's rate is never cut below this.
+    pub min_node_rate: f64,
+    /// A node may hold at most this fraction of the retention's bytes, or `2 / nodes`
+    /// when that is larger (0: no storage share).
+    pub min_storage_fraction: f64,
+}
+
+impl Default for Shares {
+    fn default() -> Self {
+        Shares {
+            total_rate: 1_000_000.0,
+            min_node_rate: 1_000.0,
+            min_storage_fraction: 0.125,
+        }
+    }
+}
+
+/// A node's place in the shares.
+#[derive(Debug, Default)]
+struct NodeShare {
+    /// Ingest tokens (events) and when they were last refilled.
+    tokens: f64,
+    refilled: Option<Instant>,
+    /// When the node last sent anything (it counts among the senders for 10 s).
+    last_sent: Option<Instant>,
+    stored_bytes: u64,
+    shed: u64,
+}
+
+/// Nodes that sent within this long share the ingest rate.
+const SENDERS_WINDOW: Duration = Duration::from_secs(10);
 
 struct State {
     next_id: u64,
     streams: HashMap<String, u64>,
     last_prune: Instant,
+    /// The last write's ticket (an ingest with nothing new still waits for it: what it
+    /// acknowledges may be in that write).
+    last_ticket: u64,
+    nodes: HashMap<String, NodeShare>,
+    senders: usize,
+    senders_counted: Instant,
 }
 
 pub struct AuditHub {
     log: Box<dyn AuditLog>,
     retention: Retention,
+    shares: Shares,
     state: Mutex<State>,
     tx: broadcast::Sender<AuditEvent>,
     pub counters: AuditCounters,
@@ -76,15 +137,41 @@ fn now_ns() -> i64 {
 
 impl AuditHub {
     pub fn new(log: Box<dyn AuditLog>, retention: Retention) -> Result<Self, AuditLogError> {
+        Self::with_shares(log, retention, Shares::default())
+    }
+
+    pub fn with_shares(
+        log: Box<dyn AuditLog>,
+        retention: Retention,
+        shares: Shares,
+    ) -> Result<Self, AuditLogError> {
         let (last, streams) = log.load_state()?;
+        let nodes = log
+            .node_bytes()
+            .into_iter()
+            .map(|(n, b)| {
+                (
+                    n,
+                    NodeShare {
+                        stored_bytes: b,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
         let (tx, _) = broadcast::channel(8192);
         Ok(AuditHub {
             log,
             retention,
+            shares,
             state: Mutex::new(State {
                 next_id: last + 1,
                 streams: streams.into_iter().collect(),
                 last_prune: Instant::now() - Duration::from_secs(3600),
+                last_ticket: 0,
+                nodes,
+                senders: 1,
+                senders_counted: Instant::now(),
             }),
             tx,
             counters: AuditCounters::default(),
@@ -107,56 +194,175 @@ impl AuditHub {
         let c = &self.counters;
         c.received.fetch_add(events.len() as u64, Ordering::Relaxed);
         let key = format!("{node}\0{stream}");
-        let mut st = self.state.lock().expect("audit lock");
-        let mut last = st.streams.get(&key).copied().unwrap_or(0).max(acknowledged);
-        let mut next_id = st.next_id;
-        let mut out = Vec::with_capacity(events.len());
-        for mut e in events {
-            if e.seq != 0 {
-                if e.seq <= last {
-                    c.duplicates.fetch_add(1, Ordering::Relaxed);
-                    continue;
+        let (ticket, last) = {
+            let mut st = self.state.lock().expect("audit lock");
+            let mut last = st.streams.get(&key).copied().unwrap_or(0).max(acknowledged);
+            let mut next_id = st.next_id;
+            let now = Instant::now();
+            let (mut allowed, storage_left) = self.allowance(&mut st, node, now);
+            let mut out = Vec::with_capacity(events.len());
+            let mut shed = (0u64, 0u64);
+            let mut kept_bytes = 0u64;
+            let mut first_time = 0;
+            for mut e in events {
+                if e.seq != 0 {
+                    if e.seq <= last {
+                        c.duplicates.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    if e.seq > last + 1 {
+                        let lost = e.seq - last - 1;
+                        out.push(loss(
+                            next_id,
+                            e.time_unix_ns,
+                            node,
+                            Action::SequenceGap,
+                            lost,
+                        ));
+                        next_id += 1;
+                        tracing::warn!(node, stream, lost, "audit stream has a hole");
+                    }
+                    last = e.seq;
                 }
-                if e.seq > last + 1 {
-                    let lost = e.seq - last - 1;
-                    out.push(AuditEvent {
-                        id: next_id,
-                        time_unix_ns: e.time_unix_ns,
-                        node: node.to_string(),
-                        kind: EventKind::Loss.into(),
-                        action: Action::SequenceGap.into(),
-                        lost,
-                        ..Default::default()
-                    });
+                if first_time == 0 {
+                    first_time = e.time_unix_ns;
+                }
+                // Loss reports from the node itself are always kept: they say what the
+                // node could not send.
+                if e.event_kind() != Some(EventKind::Loss) {
+                    if allowed < 1.0 {
+                        shed.0 += 1;
+                        continue;
+                    }
+                    let size = e.encoded_len() as u64;
+                    if kept_bytes + size > storage_left {
+                        shed.1 += 1;
+                        continue;
+                    }
+                    allowed -= 1.0;
+                    kept_bytes += size;
+                }
+                e.id = next_id;
+                next_id += 1;
+                e.node = node.to_string();
+                out.push(e);
+            }
+            for (n, why) in [
+                (shed.0, Action::IngestShare),
+                (shed.1, Action::StorageShare),
+            ] {
+                if n > 0 {
+                    out.push(loss(next_id, first_time, node, why, n));
                     next_id += 1;
-                    tracing::warn!(node, stream, lost, "audit stream has a hole");
                 }
-                last = e.seq;
             }
-            e.id = next_id;
-            next_id += 1;
-            e.node = node.to_string();
-            out.push(e);
-        }
-        if !out.is_empty() {
-            self.log.append(&out, &[(key.clone(), last)])?;
-            st.next_id = next_id;
-            st.streams.insert(key, last);
-            c.stored.fetch_add(out.len() as u64, Ordering::Relaxed);
-            for e in out {
-                if e.event_kind() == Some(EventKind::Loss) {
-                    c.reported_lost.fetch_add(e.lost, Ordering::Relaxed);
+            if shed != (0, 0) {
+                c.shed_ingest.fetch_add(shed.0, Ordering::Relaxed);
+                c.shed_storage.fetch_add(shed.1, Ordering::Relaxed);
+                let ns = st.nodes.entry(node.to_string()).or_default();
+                ns.shed += shed.0 + shed.1;
+            }
+            {
+                let ns = st.nodes.entry(node.to_string()).or_default();
+                ns.tokens = allowed;
+                ns.stored_bytes += kept_bytes;
+                ns.last_sent = Some(now);
+            }
+            if out.is_empty() {
+                (st.last_ticket, last)
+            } else {
+                let ticket = self.log.write(&out, &[(key.clone(), last)])?;
+                st.last_ticket = ticket;
+                st.next_id = next_id;
+                st.streams.insert(key, last);
+                c.stored.fetch_add(out.len() as u64, Ordering::Relaxed);
+                for e in out {
+                    if e.event_kind() == Some(EventKind::Loss) {
+                        c.reported_lost.fetch_add(e.lost, Ordering::Relaxed);
+                    }
+                    // No subscribers is fine.
+                    let _ = self.tx.send(e);
                 }
-                // No subscribers is fine.
-                let _ = self.tx.send(e);
+                (ticket, last)
             }
-        }
-        if st.last_prune.elapsed() > Duration::from_secs(1) {
-            st.last_prune = Instant::now();
-            let n = self.log.prune(self.retention, now_ns())?;
-            c.pruned.fetch_add(n, Ordering::Relaxed);
-        }
+        };
+        // Outside the lock: batches from other nodes join this flush.
+        self.log.sync(ticket)?;
+        self.prune_now_and_then()?;
         Ok(last)
+    }
+
+    /// Events `node` may still send now (its ingest share) and bytes it may still store
+    /// (its storage share).
+    fn allowance(&self, st: &mut State, node: &str, now: Instant) -> (f64, u64) {
+        if st.senders_counted.elapsed() > Duration::from_secs(1) {
+            st.senders_counted = now;
+            st.senders = st
+                .nodes
+                .values()
+                .filter(|n| n.last_sent.is_some_and(|t| now - t < SENDERS_WINDOW))
+                .count()
+                .max(1);
+        }
+        let shares = self.shares;
+        let nodes = st.nodes.len().max(1);
+        let senders = st.senders;
+        let ns = st.nodes.entry(node.to_string()).or_default();
+        let tokens = if shares.total_rate <= 0.0 {
+            f64::INFINITY
+        } else {
+            let rate = (shares.total_rate / senders as f64).max(shares.min_node_rate);
+            // A second's worth of burst.
+            let t = match ns.refilled {
+                None => rate,
+                Some(at) => (ns.tokens + rate * (now - at).as_secs_f64()).min(rate),
+            };
+            ns.refilled = Some(now);
+            t
+        };
+        let storage = if shares.min_storage_fraction <= 0.0 {
+            u64::MAX
+        } else {
+            let fraction = shares.min_storage_fraction.max(2.0 / nodes as f64).min(1.0);
+            let cap = (self.retention.max_bytes as f64 * fraction) as u64;
+            cap.saturating_sub(ns.stored_bytes)
+        };
+        (tokens, storage)
+    }
+
+    /// Applies the retention at most once a second.
+    fn prune_now_and_then(&self) -> Result<(), AuditLogError> {
+        {
+            let mut st = self.state.lock().expect("audit lock");
+            if st.last_prune.elapsed() <= Duration::from_secs(1) {
+                return Ok(());
+            }
+            st.last_prune = Instant::now();
+        }
+        let pruned = self.log.prune(self.retention, now_ns())?;
+        self.counters
+            .pruned
+            .fetch_add(pruned.events, Ordering::Relaxed);
+        let mut st = self.state.lock().expect("audit lock");
+        for (node, b) in pruned.node_bytes {
+            if let Some(ns) = st.nodes.get_mut(&node) {
+                ns.stored_bytes = ns.stored_bytes.saturating_sub(b);
+            }
+        }
+        Ok(())
+    }
+
+    /// Nodes that had events shed, with how many (for the metrics), most first.
+    pub fn shed_by_node(&self) -> Vec<(String, u64)> {
+        let st = self.state.lock().expect("audit lock");
+        let mut v: Vec<(String, u64)> = st
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.shed > 0)
+            .map(|(k, n)| (k.clone(), n.shed))
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
     }
 
     /// The last `n` stored events matching `filter`, oldest first, and a receiver for
@@ -167,7 +373,12 @@ impl AuditHub {
         filter: &Filter,
     ) -> Result<(Vec<AuditEvent>, broadcast::Receiver<AuditEvent>), AuditLogError> {
         let rx = self.tx.subscribe();
-        let recent = self.log.newest(n, &|e| filter.matches(e))?;
+        let hint = Hint {
+            since_unix_ns: filter.since_unix_ns,
+            node: &filter.node,
+            policy: &filter.policy,
+        };
+        let recent = self.log.newest(n, &hint, &|e| filter.matches(e))?;
         Ok((recent, rx))
     }
 
@@ -183,6 +394,19 @@ impl AuditHub {
             time_unix_ns: now_ns(),
             ..Default::default()
         }
+    }
+}
+
+/// A `loss` event the control plane itself records for `node`.
+fn loss(id: u64, time_unix_ns: i64, node: &str, why: Action, lost: u64) -> AuditEvent {
+    AuditEvent {
+        id,
+        time_unix_ns,
+        node: node.to_string(),
+        kind: EventKind::Loss.into(),
+        action: why.into(),
+        lost,
+        ..Default::default()
     }
 }
 
@@ -282,6 +506,89 @@ mod tests {
             shape,
             [("", 41, 0), ("", 42, 0), ("loss", 0, 2), ("", 45, 0)]
         );
+    }
+
+    fn flood(n: u64) -> Vec<AuditEvent> {
+        (1..=n).map(seq).collect()
+    }
+
+    /// (stored ordinary events, loss reported with `why`) for `node`.
+    fn accounted(hub: &AuditHub, node: &str, why: &str) -> (usize, u64) {
+        let f = Filter {
+            node: node.into(),
+            ..Default::default()
+        };
+        let (all, _) = hub.subscribe(usize::MAX, &f).unwrap();
+        let stored = all.iter().filter(|e| e.kind.is_empty()).count();
+        let lost = all
+            .iter()
+            .filter(|e| e.kind == "loss" && e.action == why)
+            .map(|e| e.lost)
+            .sum();
+        (stored, lost)
+    }
+
+    #[test]
+    fn a_flooding_node_gets_its_ingest_share_and_the_rest_is_counted_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let shares = Shares {
+            total_rate: 200.0,
+            min_node_rate: 50.0,
+            min_storage_fraction: 0.0,
+        };
+        let log = crate::auditlog::SegmentLog::open(
+            dir.path(),
+            crate::auditlog::SegmentConfig::for_retention(Retention::default()),
+        )
+        .unwrap();
+        let hub = AuditHub::with_shares(Box::new(log), Retention::default(), shares).unwrap();
+        // Alone, the flooder may burst to the whole rate (a second's worth), no more.
+        assert_eq!(hub.ingest("flood", "s", 0, flood(5000)).unwrap(), 5000);
+        let (stored, lost) = accounted(&hub, "flood", "ingest-share");
+        assert_eq!((stored as u64, lost), (200, 4800));
+        // A quiet node sending a little is not held back by the flood.
+        assert_eq!(hub.ingest("quiet", "s", 0, flood(20)).unwrap(), 20);
+        assert_eq!(accounted(&hub, "quiet", "ingest-share"), (20, 0));
+        assert_eq!(hub.counters.shed_ingest.load(Ordering::Relaxed), 4800);
+        assert_eq!(hub.shed_by_node(), [("flood".to_string(), 4800)]);
+    }
+
+    #[test]
+    fn a_flooding_node_cannot_fill_the_others_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let retention = Retention {
+            max_bytes: 64 << 10,
+            max_age_secs: 3600,
+        };
+        let shares = Shares {
+            total_rate: 0.0,
+            min_node_rate: 0.0,
+            min_storage_fraction: 0.25,
+        };
+        let log = crate::auditlog::SegmentLog::open(
+            dir.path(),
+            crate::auditlog::SegmentConfig::for_retention(retention),
+        )
+        .unwrap();
+        let hub = AuditHub::with_shares(Box::new(log), retention, shares).unwrap();
+        for n in 0..8 {
+            hub.ingest(&format!("n{n}"), "s", 0, flood(10)).unwrap();
+        }
+        // With 9 nodes a node's share is 2/9 of 64 KiB, about 14 KiB: some 700 events.
+        let sent = 20_000;
+        assert_eq!(hub.ingest("flood", "s", 0, flood(sent)).unwrap(), sent);
+        let (stored, lost) = accounted(&hub, "flood", "storage-share");
+        assert_eq!(stored as u64 + lost, sent);
+        assert!(stored > 100 && stored < 2000, "{stored}");
+        std::thread::sleep(Duration::from_millis(1100));
+        hub.ingest("n0", "s", 0, vec![seq(11)]).unwrap();
+        for n in 0..8 {
+            assert_eq!(
+                accounted(&hub, &format!("n{n}"), "").0,
+                10 + usize::from(n == 0),
+                "n{n}'s events are all still there"
+            );
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 use palisade_controlplane::audit::AuditHub;
-use palisade_controlplane::auditlog::{Retention, SledAuditLog};
+use palisade_controlplane::audit::Shares;
+use palisade_controlplane::auditlog::{self, Retention};
 use palisade_controlplane::{ControlPlane, serve, store};
 use palisade_pki::PkiDir;
 use std::path::PathBuf;
@@ -53,6 +54,18 @@ struct Args {
     /// Audit log age bound (hours).
     #[arg(long, env = "PALISADE_AUDIT_MAX_AGE_HOURS", default_value_t = 168)]
     audit_max_age_hours: u64,
+    /// Audit events per second accepted from all nodes together; each node sending gets
+    /// an equal share of it (at least --audit-node-min-rate), and what a node sends beyond
+    /// its share is counted as lost for it, not stored. 0: no limit.
+    #[arg(long, env = "PALISADE_AUDIT_RATE", default_value_t = 1_000_000.0)]
+    audit_rate: f64,
+    /// The smallest ingest share of one node (events per second).
+    #[arg(long, env = "PALISADE_AUDIT_NODE_MIN_RATE", default_value_t = 1_000.0)]
+    audit_node_min_rate: f64,
+    /// The fraction of the audit log one node's events may fill (or 2/nodes when that is
+    /// more); beyond it the node's new events are counted as lost. 0: no limit.
+    #[arg(long, env = "PALISADE_AUDIT_NODE_SHARE", default_value_t = 0.125)]
+    audit_node_share: f64,
     /// Serve Prometheus metrics (plain HTTP) on this address, e.g. 127.0.0.1:9464.
     #[arg(long, env = "PALISADE_METRICS")]
     metrics: Option<String>,
@@ -107,7 +120,16 @@ async fn main() -> Result<()> {
         max_bytes: args.audit_max_mb << 20,
         max_age_secs: args.audit_max_age_hours * 3600,
     };
-    let audit = AuditHub::new(Box::new(SledAuditLog::open(&args.data)?), retention)?;
+    let shares = Shares {
+        total_rate: args.audit_rate,
+        min_node_rate: args.audit_node_min_rate,
+        min_storage_fraction: args.audit_node_share,
+    };
+    let audit = AuditHub::with_shares(
+        Box::new(auditlog::open_in(&args.data, retention)?),
+        retention,
+        shares,
+    )?;
     let cp = ControlPlane::new(store, audit);
     let listen = listener.local_addr()?.to_string();
     let url = args

@@ -176,6 +176,37 @@ pub fn render(cp: &ControlPlane) -> String {
     for (name, help, value) in counters {
         e.counter(name, help, value.load(Ordering::Relaxed));
     }
+    let shed = [
+        ("ingest-share", c.shed_ingest.load(Ordering::Relaxed) as f64),
+        (
+            "storage-share",
+            c.shed_storage.load(Ordering::Relaxed) as f64,
+        ),
+    ];
+    let shed: Rows = shed
+        .iter()
+        .map(|(why, v)| (vec![("reason", *why)], *v))
+        .collect();
+    e.labelled(
+        "palisade_audit_events_shed_total",
+        "counter",
+        "Audit events not stored because their node exceeded its share of ingest or storage \
+         (each counted as a loss event of that node).",
+        &shed,
+    );
+    // The nodes shedding most (bounded, so a fleet of floods stays a short list).
+    let by_node = cp.audit.shed_by_node();
+    let by_node: Rows = by_node
+        .iter()
+        .take(20)
+        .map(|(n, v)| (vec![("node", n.as_str())], *v as f64))
+        .collect();
+    e.labelled(
+        "palisade_audit_node_events_shed_total",
+        "counter",
+        "Audit events shed per node, for the 20 nodes that shed most.",
+        &by_node,
+    );
     let (lat, sum) = cp.apply_latency.sorted_and_sum();
     e.summary(
         "palisade_apply_latency_seconds",

@@ -1,14 +1,20 @@
-//! End-to-end audit throughput: the node daemon's audit path (spool, batching, sequence
-//! numbers, acks over its mutual-TLS session) into a control plane on loopback (persisted
-//! log, flush before ack), out to a real `palisadectl audit tail -f -o json` subscriber
-//! process. Events are injected where the ring-buffer reader hands them over, so the XDP
-//! budget does not cap the rate. Baseline, side by side: the same events stored straight
-//! into an `AuditHub` (storage only, no network, no subscriber).
+//! Audit throughput, two logs side by side in one run: the sled log (one insert per event,
+//! the baseline) and the segment log (group commit).
+//!
+//! - Storage only: `AuditHub::ingest` from 1 node, then from 100 nodes at once (threads).
+//! - End to end: node daemons' audit path (spool, batching, sequence numbers, acks over
+//!   mutual TLS) into a control plane on loopback (persisted, synced before the ack), out to
+//!   a real `palisadectl audit tail -f -o json` process; 1 node, then 100 nodes at once.
+//!   Events are injected where the ring-buffer reader hands them over, so the XDP budget
+//!   does not cap the rate. Latency: from an event's creation to its JSON line.
 //!
 //! `cargo build --release --bins && cargo run --release -p palisade-noded --example bench_audit [N]`
 
 use palisade_controlplane::audit::AuditHub;
-use palisade_controlplane::auditlog::SledAuditLog;
+use palisade_controlplane::audit::Shares;
+use palisade_controlplane::auditlog::{
+    AuditLog, Retention, SegmentConfig, SegmentLog, SledAuditLog,
+};
 use palisade_controlplane::{ControlPlane, serve, store::SledStore};
 use palisade_noded::enforce::Enforcer;
 use palisade_noded::net::Datapath;
@@ -37,8 +43,11 @@ impl Datapath for NoKernel {
 }
 
 fn event(i: u64) -> AuditEvent {
+    let now = palisade_noded::session::spool::now_ns();
     AuditEvent {
-        time_unix_ns: palisade_noded::session::spool::now_ns(),
+        time_unix_ns: now,
+        // For the latency figure: the creation time at full resolution.
+        detail: now.to_string(),
         policy: "bench".into(),
         rule: "peer".into(),
         revision: 1,
@@ -54,48 +63,113 @@ fn event(i: u64) -> AuditEvent {
     }
 }
 
-#[tokio::main]
-async fn main() {
-    let n: u64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(200_000);
-    let dir = tempfile::tempdir().unwrap();
-    let pki = PkiDir::new(dir.path().join("pki"));
-    pki.init(&["bench".into()], false).unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Sled,
+    Segments,
+}
 
-    // Baseline: storage only.
-    let base_dir = dir.path().join("baseline");
-    std::fs::create_dir_all(&base_dir).unwrap();
-    let hub = AuditHub::new(
-        Box::new(SledAuditLog::open(&base_dir).unwrap()),
-        Default::default(),
-    )
-    .unwrap();
-    let t = Instant::now();
-    let mut seq = 0;
-    while seq < n {
-        let batch: Vec<AuditEvent> = (0..512.min(n - seq))
-            .map(|k| {
-                let mut e = event(seq + k);
-                e.seq = seq + k + 1;
-                e
-            })
-            .collect();
-        seq += batch.len() as u64;
-        hub.ingest("bench", "s", 0, batch).unwrap();
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Sled => "sled (baseline)",
+            Kind::Segments => "segment log",
+        }
     }
-    let base = t.elapsed();
-    drop(hub);
+    fn open(self, dir: &std::path::Path) -> Box<dyn AuditLog> {
+        std::fs::create_dir_all(dir).unwrap();
+        match self {
+            Kind::Sled => Box::new(SledAuditLog::open(dir).unwrap()),
+            Kind::Segments => {
+                Box::new(SegmentLog::open(dir, SegmentConfig::for_retention(retention())).unwrap())
+            }
+        }
+    }
+}
 
+/// Large enough that nothing is pruned during a run.
+fn retention() -> Retention {
+    Retention {
+        max_bytes: 64 << 30,
+        max_age_secs: 86_400,
+    }
+}
+
+/// No shares: the benchmark measures capacity.
+fn hub(kind: Kind, dir: &std::path::Path) -> AuditHub {
+    let shares = Shares {
+        total_rate: 0.0,
+        min_node_rate: 0.0,
+        min_storage_fraction: 0.0,
+    };
+    AuditHub::with_shares(kind.open(dir), retention(), shares).unwrap()
+}
+
+fn rss_mib() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Storage only: `nodes` threads each ingest `n / nodes` events in batches of 512.
+fn storage_only(kind: Kind, dir: &std::path::Path, n: u64, nodes: u64) -> f64 {
+    let hub = Arc::new(hub(kind, dir));
+    let per = n / nodes;
+    let t = Instant::now();
+    let threads: Vec<_> = (0..nodes)
+        .map(|k| {
+            let hub = hub.clone();
+            std::thread::spawn(move || {
+                let node = format!("node-{k}");
+                let mut seq = 0;
+                while seq < per {
+                    let batch: Vec<AuditEvent> = (0..512.min(per - seq))
+                        .map(|j| {
+                            let mut e = event(seq + j);
+                            e.seq = seq + j + 1;
+                            e
+                        })
+                        .collect();
+                    seq += batch.len() as u64;
+                    hub.ingest(&node, "s", 0, batch).unwrap();
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(
+        hub.counters.stored.load(Ordering::Relaxed),
+        per * nodes,
+        "every event stored"
+    );
+    (per * nodes) as f64 / secs
+}
+
+struct EndToEnd {
+    rate: f64,
+    stored: u64,
+    received: u64,
+    missed: u64,
+    unaccounted: i64,
+    p50_ms: f64,
+    p99_ms: f64,
+    rss_mib: f64,
+}
+
+async fn end_to_end(kind: Kind, root: &std::path::Path, n: u64, nodes: u64) -> EndToEnd {
+    let pki = PkiDir::new(root.join("pki"));
+    let names: Vec<String> = (0..nodes).map(|k| format!("node-{k}")).collect();
+    pki.init(&names, false).unwrap();
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
     let store = SledStore::open(&data).unwrap();
-    let audit = AuditHub::new(
-        Box::new(SledAuditLog::open(&data).unwrap()),
-        Default::default(),
-    )
-    .unwrap();
+    let audit = hub(kind, &data.join("audit"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
     let server_pki = pki.clone();
@@ -124,8 +198,9 @@ async fn main() {
         .expect("palisadectl (build it in the same profile first)");
     let received = Arc::new(AtomicU64::new(0));
     let missed = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
     {
-        let (received, missed) = (received.clone(), missed.clone());
+        let (received, missed, latencies) = (received.clone(), missed.clone(), latencies.clone());
         let out = tail.stdout.take().unwrap();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(out).lines() {
@@ -136,7 +211,14 @@ async fn main() {
                         missed.fetch_add(v["lost"].as_u64().unwrap(), Ordering::Relaxed);
                     }
                     Some(EventKind::Network) => {
-                        received.fetch_add(1, Ordering::Relaxed);
+                        let k = received.fetch_add(1, Ordering::Relaxed);
+                        if k % 64 == 0
+                            && let Some(t) =
+                                v["detail"].as_str().and_then(|d| d.parse::<i64>().ok())
+                        {
+                            let ms = (palisade_noded::session::spool::now_ns() - t) as f64 / 1e6;
+                            latencies.lock().unwrap().push(ms);
+                        }
                     }
                     _ => {}
                 }
@@ -145,56 +227,139 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let enforcer = Arc::new(std::sync::Mutex::new(Enforcer::new(Box::new(NoKernel))));
-    let (tx, rx) = tokio::sync::mpsc::channel(8192);
-    let cfg = SessionConfig {
-        urls: vec![url],
-        server_name: SERVER_NAME.into(),
-        identity: pki.cert_paths(Role::Node, "bench"),
-        pki: pki.clone(),
-        name: "bench".into(),
-        labels: Default::default(),
-        capabilities: vec![],
-        spool: None,
-        spool_max_events: 1_000_000,
-        metrics: None,
-        exec_events_lost: None,
-        status_every: session::SessionConfig::STATUS_EVERY,
-    };
-    tokio::spawn(session::run(cfg, enforcer, rx, None));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
-    let t = Instant::now();
-    for i in 0..n {
-        tx.send(event(i)).await.unwrap();
+    let mut senders = Vec::new();
+    for name in &names {
+        let enforcer = Arc::new(std::sync::Mutex::new(Enforcer::new(Box::new(NoKernel))));
+        let (tx, rx) = tokio::sync::mpsc::channel(8192);
+        let cfg = SessionConfig {
+            urls: vec![url.clone()],
+            server_name: SERVER_NAME.into(),
+            identity: pki.cert_paths(Role::Node, name),
+            pki: pki.clone(),
+            name: name.clone(),
+            labels: Default::default(),
+            capabilities: vec![],
+            spool: None,
+            spool_max_events: 1_000_000,
+            metrics: None,
+            exec_events_lost: None,
+            status_every: session::SessionConfig::STATUS_EVERY,
+        };
+        tokio::spawn(session::run(cfg, enforcer, rx, None));
+        senders.push(tx);
     }
-    let injected = t.elapsed();
+    tokio::time::sleep(Duration::from_millis(if nodes > 1 { 3000 } else { 500 })).await;
+
+    let rss_before = rss_mib();
+    let mut peak = rss_before;
+    let per = n / nodes;
+    let total = per * nodes;
+    let t = Instant::now();
+    let injectors: Vec<_> = senders
+        .into_iter()
+        .map(|tx| {
+            tokio::spawn(async move {
+                for i in 0..per {
+                    tx.send(event(i)).await.unwrap();
+                }
+            })
+        })
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(300);
-    while received.load(Ordering::Relaxed) + missed.load(Ordering::Relaxed) < n
+    while received.load(Ordering::Relaxed) + missed.load(Ordering::Relaxed) < total
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(5)).await;
+        peak = peak.max(rss_mib());
     }
     let e2e = t.elapsed();
+    for i in injectors {
+        let _ = i.await;
+    }
     let got = received.load(Ordering::Relaxed);
     let lost = missed.load(Ordering::Relaxed);
     let stored = cp.audit.counters.stored.load(Ordering::Relaxed);
     let _ = tail.kill();
     let _ = tail.wait();
-    println!("events: {n} (injected in {:.2} s)", injected.as_secs_f64());
+    let mut lat = latencies.lock().unwrap().clone();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    EndToEnd {
+        rate: total as f64 / e2e.as_secs_f64(),
+        stored,
+        received: got,
+        missed: lost,
+        unaccounted: total as i64 - got as i64 - lost as i64,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        rss_mib: peak - rss_before,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let n: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    println!("{n} events per run; batches of 512 (storage only)");
+    println!();
+    println!("storage only (AuditHub::ingest), events/s:");
+    println!("{:<18} {:>12} {:>12}", "log", "1 node", "100 nodes");
+    let mut storage = Vec::new();
+    for kind in [Kind::Sled, Kind::Segments] {
+        let one = storage_only(kind, &dir.path().join(format!("s1-{}", kind as u8)), n, 1);
+        let many = storage_only(
+            kind,
+            &dir.path().join(format!("s100-{}", kind as u8)),
+            n,
+            100,
+        );
+        println!("{:<18} {:>12.0} {:>12.0}", kind.name(), one, many);
+        storage.push((one, many));
+    }
     println!(
-        "end to end (node -> control plane -> audit tail -o json): {:.2} s, {:.0} events/s; stored {stored}, subscriber received {got}, missed (gap events) {lost}, unaccounted {}",
-        e2e.as_secs_f64(),
-        n as f64 / e2e.as_secs_f64(),
-        n - got - lost
+        "segment log / sled: {:.1}x (1 node), {:.1}x (100 nodes)",
+        storage[1].0 / storage[0].0,
+        storage[1].1 / storage[0].1
     );
+    println!();
+    println!("end to end (node -> control plane -> audit tail -f -o json):");
     println!(
-        "baseline (AuditHub::ingest, storage only):               {:.2} s, {:.0} events/s",
-        base.as_secs_f64(),
-        n as f64 / base.as_secs_f64()
+        "{:<18} {:>6} {:>11} {:>9} {:>9} {:>8} {:>11} {:>9} {:>9} {:>9}",
+        "log",
+        "nodes",
+        "events/s",
+        "stored",
+        "received",
+        "missed",
+        "unaccounted",
+        "p50 ms",
+        "p99 ms",
+        "+RSS MiB"
     );
-    println!(
-        "end-to-end rate / storage-only rate = {:.2}",
-        base.as_secs_f64() / e2e.as_secs_f64()
-    );
+    for kind in [Kind::Sled, Kind::Segments] {
+        for nodes in [1u64, 100] {
+            let root = dir.path().join(format!("e2e-{}-{nodes}", kind as u8));
+            let r = end_to_end(kind, &root, n, nodes).await;
+            println!(
+                "{:<18} {:>6} {:>11.0} {:>9} {:>9} {:>8} {:>11} {:>9.1} {:>9.1} {:>9.1}",
+                kind.name(),
+                nodes,
+                r.rate,
+                r.stored,
+                r.received,
+                r.missed,
+                r.unaccounted,
+                r.p50_ms,
+                r.p99_ms,
+                r.rss_mib
+            );
+        }
+    }
 }

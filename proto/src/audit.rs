@@ -39,6 +39,10 @@ wire_enum! {
         SpoolOverflow = "spool-overflow",
         /// `loss`: the control plane found a hole in a node's sequence numbers.
         SequenceGap = "sequence-gap",
+        /// `loss`: the node sent beyond its share of the control plane's ingest rate.
+        IngestShare = "ingest-share",
+        /// `loss`: the node's stored events reached its share of the audit retention.
+        StorageShare = "storage-share",
         /// `gap`: the subscriber missed them.
         Missed = "missed",
     }

@@ -252,40 +252,97 @@ async fn run_session(
                 if tx.send(Ok(msg)).await.is_err() { break; }
             }
             msg = inbound.next() => {
-                match msg {
-                    Some(Ok(v1::NodeMessage { msg: Some(node_message::Msg::Status(s)) })) => {
-                        if !s.last_error.is_empty() {
-                            tracing::warn!(node = %node, error = %s.last_error, "node reports an enforcement error");
-                        }
-                        cp.fleet.set_status(&node, s);
-                        cp.rollouts.nudge();
-                    }
-                    Some(Ok(v1::NodeMessage { msg: Some(node_message::Msg::Audit(b)) })) => {
-                        let denies = b.events.iter().filter(|e| is_deny(e)).count() as u64;
-                        if denies > 0 { cp.fleet.add_denies(&node, denies); }
-                        let (hub, n) = (cp.clone(), node.clone());
-                        let stored = tokio::task::spawn_blocking(move || hub.audit.ingest(&n, &b.stream, b.acknowledged, b.events)).await;
-                        match stored {
-                            Ok(Ok(seq)) if seq > 0 => ack = Some(seq),
-                            Ok(Ok(_)) => {}
-                            Ok(Err(e)) => {
-                                // Not acknowledged: the node keeps the batch and resends it.
-                                tracing::error!(node = %node, error = %e, "cannot store audit events");
+                let mut msg = msg;
+                // Batches that have already arrived join this one: one write, one sync.
+                let mut held = None;
+                if let Some(Ok(v1::NodeMessage { msg: Some(node_message::Msg::Audit(b)) })) = &mut msg {
+                    while b.events.len() < MAX_COALESCED {
+                        match futures::FutureExt::now_or_never(inbound.next()) {
+                            Some(Some(Ok(v1::NodeMessage { msg: Some(node_message::Msg::Audit(more)) })))
+                                if more.stream == b.stream =>
+                            {
+                                b.acknowledged = b.acknowledged.max(more.acknowledged);
+                                b.events.extend(more.events);
+                            }
+                            Some(other) => {
+                                held = Some(other);
                                 break;
                             }
-                            Err(e) => {
-                                tracing::error!(node = %node, error = %e, "audit storage task failed");
-                                break;
-                            }
+                            None => break,
                         }
                     }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => { tracing::info!(node = %node, error = %e, "node session ended"); break; }
-                    None => break,
+                }
+                if !on_message(&cp, &node, msg, &mut ack).await {
+                    break;
+                }
+                if let Some(m) = held
+                    && !on_message(&cp, &node, m, &mut ack).await
+                {
+                    break;
                 }
             }
         }
     }
     cp.fleet.disconnected(&node);
     tracing::info!(node = %node, "node disconnected");
+}
+
+/// Most events taken into one ingest from batches that arrived together.
+const MAX_COALESCED: usize = 16_384;
+
+/// Handles one message from a node; false when the session must end.
+async fn on_message(
+    cp: &Arc<ControlPlane>,
+    node: &str,
+    msg: Option<Result<v1::NodeMessage, Status>>,
+    ack: &mut Option<u64>,
+) -> bool {
+    match msg {
+        Some(Ok(v1::NodeMessage {
+            msg: Some(node_message::Msg::Status(s)),
+        })) => {
+            if !s.last_error.is_empty() {
+                tracing::warn!(node = %node, error = %s.last_error, "node reports an enforcement error");
+            }
+            cp.fleet.set_status(node, s);
+            cp.rollouts.nudge();
+            true
+        }
+        Some(Ok(v1::NodeMessage {
+            msg: Some(node_message::Msg::Audit(b)),
+        })) => {
+            let denies = b.events.iter().filter(|e| is_deny(e)).count() as u64;
+            if denies > 0 {
+                cp.fleet.add_denies(node, denies);
+            }
+            let (hub, n) = (cp.clone(), node.to_string());
+            let stored = tokio::task::spawn_blocking(move || {
+                hub.audit.ingest(&n, &b.stream, b.acknowledged, b.events)
+            })
+            .await;
+            match stored {
+                Ok(Ok(seq)) => {
+                    if seq > 0 {
+                        *ack = Some(seq);
+                    }
+                    true
+                }
+                Ok(Err(e)) => {
+                    // Not acknowledged: the node keeps the batch and resends it.
+                    tracing::error!(node = %node, error = %e, "cannot store audit events");
+                    false
+                }
+                Err(e) => {
+                    tracing::error!(node = %node, error = %e, "audit storage task failed");
+                    false
+                }
+            }
+        }
+        Some(Ok(_)) => true,
+        Some(Err(e)) => {
+            tracing::info!(node = %node, error = %e, "node session ended");
+            false
+        }
+        None => false,
+    }
 }

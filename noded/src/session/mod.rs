@@ -32,7 +32,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
 /// Most events sent in one batch.
-const MAX_BATCH: usize = 512;
+const MAX_BATCH: usize = 2048;
+/// Most bytes in one batch (the control plane accepts messages of 4 MiB).
+const MAX_BATCH_BYTES: usize = 1 << 20;
 /// How often the status (with rule counters) is re-sent.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
 
@@ -331,10 +333,18 @@ async fn session_once(
             }
             permit = tx.reserve(), if unsent => {
                 let permit = permit.map_err(|_| SessionError::Closed)?;
-                let (batch, acknowledged) = {
+                let (mut batch, acknowledged) = {
                     let s = spool.lock().expect("spool lock");
                     (s.after(sent, MAX_BATCH), s.acked())
                 };
+                // Far below the control plane's message limit, however long the events.
+                let mut bytes = 0;
+                if let Some(cut) = batch.iter().position(|e| {
+                    bytes += prost::Message::encoded_len(e) + 4;
+                    bytes > MAX_BATCH_BYTES
+                }) {
+                    batch.truncate(cut.max(1));
+                }
                 if let Some(last) = batch.last() {
                     sent = last.seq;
                 }

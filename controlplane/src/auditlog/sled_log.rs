@@ -1,6 +1,5 @@
-//! The persisted audit log: a bounded, time-ordered sequence of events behind the small
-//! [`AuditLog`] trait; [`SledAuditLog`] keeps it in its own sled database (so audit flushes
-//! never slow policy applies down).
+//! The audit log in its own sled database (so audit flushes never slow policy applies
+//! down): one insert per event. The baseline beside [`super::SegmentLog`].
 //!
 //! Layout:
 //!
@@ -9,57 +8,16 @@
 //! tree "streams": node, 0x00, stream id         -> u64 highest sequence number stored
 //! ```
 //!
-//! An append writes the events and the streams' high-water marks in one transaction and
-//! flushes before returning, so what was acknowledged to a node survives a crash and a
-//! resent batch is recognised as a duplicate.
+//! A write puts the events and the streams' high-water marks in one transaction; a sync
+//! flushes, so what was acknowledged to a node survives a crash and a resent batch is
+//! recognised as a duplicate.
 
+use super::{AuditLog, AuditLogError, Hint, Pruned, Retention};
 use palisade_proto::v1::AuditEvent;
 use prost::Message;
 use sled::Transactional;
+use std::collections::BTreeMap;
 use std::path::Path;
-
-#[derive(Debug, thiserror::Error)]
-pub enum AuditLogError {
-    #[error("audit log at {path}: {source}")]
-    Open { path: String, source: sled::Error },
-    #[error("audit log: {0}")]
-    Sled(#[from] sled::Error),
-    #[error("audit log holds a corrupt event under id {id}: {source}")]
-    Corrupt { id: u64, source: prost::DecodeError },
-}
-
-/// How much the log keeps; older events are pruned first.
-#[derive(Debug, Clone, Copy)]
-pub struct Retention {
-    pub max_bytes: u64,
-    pub max_age_secs: u64,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Retention {
-            max_bytes: 256 << 20,
-            max_age_secs: 7 * 86_400,
-        }
-    }
-}
-
-pub trait AuditLog: Send + Sync + 'static {
-    /// Stores `events` (ids already assigned, increasing) and, per (node, stream), the
-    /// highest sequence number now stored; durably.
-    fn append(&self, events: &[AuditEvent], streams: &[(String, u64)])
-    -> Result<(), AuditLogError>;
-    /// The highest stored id (0 when empty) and every stream's high-water mark.
-    fn load_state(&self) -> Result<(u64, Vec<(String, u64)>), AuditLogError>;
-    /// The newest events (at most `n`) matching `keep`, oldest first.
-    fn newest(
-        &self,
-        n: usize,
-        keep: &dyn Fn(&AuditEvent) -> bool,
-    ) -> Result<Vec<AuditEvent>, AuditLogError>;
-    /// Drops the oldest events beyond the retention; returns how many were dropped.
-    fn prune(&self, retention: Retention, now_unix_ns: i64) -> Result<u64, AuditLogError>;
-}
 
 pub struct SledAuditLog {
     db: sled::Db,
@@ -98,11 +56,11 @@ impl SledAuditLog {
 }
 
 impl AuditLog for SledAuditLog {
-    fn append(
+    fn write(
         &self,
         events: &[AuditEvent],
         streams: &[(String, u64)],
-    ) -> Result<(), AuditLogError> {
+    ) -> Result<u64, AuditLogError> {
         let encoded: Vec<([u8; 8], Vec<u8>)> = events
             .iter()
             .map(|e| (e.id.to_be_bytes(), e.encode_to_vec()))
@@ -122,9 +80,13 @@ impl AuditLog for SledAuditLog {
                 sled::transaction::TransactionError::Abort(()) => unreachable!("never aborts"),
                 sled::transaction::TransactionError::Storage(e) => AuditLogError::Sled(e),
             })?;
-        self.db.flush()?;
         self.bytes
             .fetch_add(added, std::sync::atomic::Ordering::Relaxed);
+        Ok(0)
+    }
+
+    fn sync(&self, _ticket: u64) -> Result<(), AuditLogError> {
+        self.db.flush()?;
         Ok(())
     }
 
@@ -147,6 +109,7 @@ impl AuditLog for SledAuditLog {
     fn newest(
         &self,
         n: usize,
+        _hint: &Hint<'_>,
         keep: &dyn Fn(&AuditEvent) -> bool,
     ) -> Result<Vec<AuditEvent>, AuditLogError> {
         let mut out = Vec::new();
@@ -164,26 +127,40 @@ impl AuditLog for SledAuditLog {
         Ok(out)
     }
 
-    fn prune(&self, retention: Retention, now_unix_ns: i64) -> Result<u64, AuditLogError> {
+    fn prune(&self, retention: Retention, now_unix_ns: i64) -> Result<Pruned, AuditLogError> {
         let oldest_kept = now_unix_ns - (retention.max_age_secs as i64) * 1_000_000_000;
         let mut dropped = 0;
+        let mut by_node: BTreeMap<String, u64> = BTreeMap::new();
         while let Some((k, v)) = self.events.first()? {
             let too_big =
                 self.bytes.load(std::sync::atomic::Ordering::Relaxed) > retention.max_bytes;
             // Events are in id order, which is arrival order; a spooled event may carry an
             // older time than its neighbours, so age is judged on the oldest by id.
-            let too_old = Self::decode(&k, &v)
+            let event = Self::decode(&k, &v).ok();
+            let too_old = event
+                .as_ref()
                 .map(|e| e.time_unix_ns < oldest_kept)
                 .unwrap_or(true);
             if !too_big && !too_old {
                 break;
+            }
+            if let Some(e) = event {
+                *by_node.entry(e.node).or_default() += v.len() as u64;
             }
             self.events.remove(&k)?;
             self.bytes
                 .fetch_sub(v.len() as u64 + 8, std::sync::atomic::Ordering::Relaxed);
             dropped += 1;
         }
-        Ok(dropped)
+        Ok(Pruned {
+            events: dropped,
+            node_bytes: by_node.into_iter().collect(),
+        })
+    }
+
+    /// Not tracked by this baseline: a node's share of storage starts counting at open.
+    fn node_bytes(&self) -> Vec<(String, u64)> {
+        Vec::new()
     }
 }
 
@@ -210,24 +187,29 @@ mod tests {
         drop(log);
         let log = SledAuditLog::open(dir.path()).unwrap();
         assert_eq!(log.load_state().unwrap(), (10, vec![("n\0s".into(), 10)]));
-        let odd = log.newest(3, &|e| e.rule == "r1").unwrap();
+        let odd = log
+            .newest(3, &Hint::default(), &|e| e.rule == "r1")
+            .unwrap();
         assert_eq!(odd.iter().map(|e| e.id).collect::<Vec<_>>(), [5, 7, 9]);
         // Age: keep the last 4 seconds (now = 10 s).
         let r = Retention {
             max_bytes: u64::MAX,
             max_age_secs: 4,
         };
-        assert_eq!(log.prune(r, 10_000_000_000).unwrap(), 5);
-        assert_eq!(log.newest(100, &|_| true).unwrap()[0].id, 6);
+        assert_eq!(log.prune(r, 10_000_000_000).unwrap().events, 5);
+        assert_eq!(
+            log.newest(100, &Hint::default(), &|_| true).unwrap()[0].id,
+            6
+        );
         // Size: a bound smaller than two events keeps one.
-        let one = log.newest(1, &|_| true).unwrap()[0].encoded_len() as u64 + 8;
+        let one = log.newest(1, &Hint::default(), &|_| true).unwrap()[0].encoded_len() as u64 + 8;
         let r = Retention {
             max_bytes: one,
             max_age_secs: u64::MAX / 2_000_000_000,
         };
         log.prune(r, 10_000_000_000).unwrap();
         assert_eq!(
-            log.newest(100, &|_| true)
+            log.newest(100, &Hint::default(), &|_| true)
                 .unwrap()
                 .iter()
                 .map(|e| e.id)
