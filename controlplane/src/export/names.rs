@@ -103,7 +103,7 @@ mod tests {
         assert_eq!(c.file_name(), "audit-20261122T091901-000002.jsonl");
         let d = Rotated::next(Some(&c), T + 1_000_000_000);
         assert_eq!(d.file_name(), "audit-20261122T091902-000000.jsonl");
-        let mut names = vec![d.file_name(), b.file_name(), a.file_name(), c.file_name()];
+        let mut names = [d.file_name(), b.file_name(), a.file_name(), c.file_name()];
         names.sort();
         let order: Vec<_> = names.iter().filter_map(|n| Rotated::parse(n)).collect();
         assert_eq!(order, [a, b, c, d]);
