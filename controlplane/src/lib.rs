@@ -7,6 +7,8 @@
 //!   need from it: registry, driver election with a fence, node presence, the change feed.
 //! - [`auditlog`]: the persisted, bounded audit log (sled behind [`auditlog::AuditLog`]).
 //! - [`audit`]: audit ingest (sequence numbers, dedup, loss events) and fan-out with filters.
+//! - [`export`]: the audit export: every event as a JSON line in a directory SIEM shippers
+//!   tail (`--audit-export-dir`), rotated by size and age.
 //! - [`auth`]: identities and roles from client certificates.
 //! - [`desired`]: which revision each node must enforce, one snapshot per change.
 //! - [`rollout`]: rollouts: the spec, one rollout as a pure state machine, its wire view,
@@ -30,6 +32,7 @@ pub mod auditlog;
 pub mod auth;
 pub mod blocking;
 pub mod desired;
+pub mod export;
 pub mod fleet;
 pub mod latency;
 pub mod metrics;

@@ -5,9 +5,11 @@ use clap::{CommandFactory, Parser};
 use palisade_controlplane::audit::AuditHub;
 use palisade_controlplane::audit::Shares;
 use palisade_controlplane::auditlog::{self, Retention};
+use palisade_controlplane::export::{self, ExportConfig, ExportHandle};
 use palisade_controlplane::{ControlPlane, serve, store};
 use palisade_pki::PkiDir;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -66,6 +68,36 @@ struct Args {
     /// more); beyond it the node's new events are counted as lost. 0: no limit.
     #[arg(long, env = "PALISADE_AUDIT_NODE_SHARE", default_value_t = 0.125)]
     audit_node_share: f64,
+    /// Also write every audit event as one JSON line (as `palisadectl audit tail -o json`
+    /// prints it) to DIR/audit.jsonl, for log shippers to tail; rotated files are
+    /// DIR/audit-<UTC yyyymmddThhmmss>-<n>.jsonl. Off when not given.
+    #[arg(long, env = "PALISADE_AUDIT_EXPORT_DIR", value_name = "DIR")]
+    audit_export_dir: Option<PathBuf>,
+    /// Rotate the audit export's active file before it passes this size (MiB).
+    #[arg(
+        long,
+        env = "PALISADE_AUDIT_EXPORT_MAX_MB",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    audit_export_max_mb: u64,
+    /// Rotate the audit export's active file once its first line is this old (30s, 15m,
+    /// 1h, 1d).
+    #[arg(
+        long,
+        env = "PALISADE_AUDIT_EXPORT_MAX_AGE",
+        default_value = "1h",
+        value_parser = positive_duration
+    )]
+    audit_export_max_age: Duration,
+    /// Rotated audit export files to keep; the oldest beyond are deleted.
+    #[arg(
+        long,
+        env = "PALISADE_AUDIT_EXPORT_KEEP",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    audit_export_keep: u64,
     /// Serve Prometheus metrics (plain HTTP) on this address, e.g. 127.0.0.1:9464.
     #[arg(long, env = "PALISADE_METRICS")]
     metrics: Option<String>,
@@ -79,6 +111,35 @@ struct Args {
     /// Check the settings (flags, environment, config file) and exit without starting.
     #[arg(long)]
     check_config: bool,
+}
+
+/// A duration flag (see `palisade_ops::config::parse_duration`) that must not be zero.
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match palisade_ops::config::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be more than 0".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The audit export, when `--audit-export-dir` is given (refused, naming the directory,
+/// when it cannot be created or written); its counters join the metrics.
+fn start_export(args: &Args, cp: &ControlPlane) -> Result<Option<ExportHandle>> {
+    let Some(dir) = &args.audit_export_dir else {
+        return Ok(None);
+    };
+    let cfg = ExportConfig {
+        dir: dir.clone(),
+        max_bytes: args.audit_export_max_mb.saturating_mul(1 << 20),
+        max_age: args.audit_export_max_age,
+        keep: usize::try_from(args.audit_export_keep).unwrap_or(usize::MAX),
+    };
+    let handle = export::start(&cfg, &cp.audit)?;
+    cp.exports
+        .lock()
+        .expect("exports lock")
+        .push(handle.stats());
+    Ok(Some(handle))
 }
 
 #[tokio::main]
@@ -131,6 +192,8 @@ async fn main() -> Result<()> {
         shares,
     )?;
     let cp = ControlPlane::new(store, audit);
+    // Subscribed before anything is served, so the export misses no event.
+    let export = start_export(&args, &cp)?;
     let listen = listener.local_addr()?.to_string();
     let url = args
         .advertise
@@ -160,5 +223,11 @@ async fn main() -> Result<()> {
         tracing::info!("shutting down");
     })
     .await?;
+    if let Some(x) = export {
+        // What the exporter already received is written and flushed before exit.
+        tokio::task::spawn_blocking(move || x.stop())
+            .await
+            .context("stopping the audit export")?;
+    }
     Ok(())
 }

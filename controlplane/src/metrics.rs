@@ -1,7 +1,9 @@
 //! The control plane's Prometheus metrics, rendered from the shared state: policies and
 //! revisions, nodes connected, each policy's latest rollout, audit events in/stored/out/
-//! lost, refusals, and apply latency (a summary over the most recent applies).
+//! lost, the audit exporters (one label per directory), refusals, and apply latency (a
+//! summary over the most recent applies).
 
+use crate::export::{Clock, ExportStats, SystemClock};
 use crate::state::ControlPlane;
 use palisade_ops::metrics::Exposition;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -207,6 +209,7 @@ pub fn render(cp: &ControlPlane) -> String {
         "Audit events shed per node, for the 20 nodes that shed most.",
         &by_node,
     );
+    audit_exports(&mut e, cp);
     let (lat, sum) = cp.apply_latency.sorted_and_sum();
     e.summary(
         "palisade_apply_latency_seconds",
@@ -215,4 +218,49 @@ pub fn render(cp: &ControlPlane) -> String {
         sum,
     );
     e.finish()
+}
+
+/// The audit exporters' families, one sample per exporter (`exporter`: its directory);
+/// none without `--audit-export-dir`.
+fn audit_exports(e: &mut Exposition, cp: &ControlPlane) {
+    let exports = cp.exports.lock().expect("exports lock").clone();
+    if exports.is_empty() {
+        return;
+    }
+    let now_ns = SystemClock.now_ns();
+    let rows = |value: &dyn Fn(&ExportStats) -> Option<f64>| -> Rows {
+        exports
+            .iter()
+            .filter_map(|x| Some((vec![("exporter", x.dir.as_str())], value(x)?)))
+            .collect()
+    };
+    let load = |a: &AtomicU64| Some(a.load(Ordering::Relaxed) as f64);
+    e.labelled(
+        "palisade_audit_export_written_total",
+        "counter",
+        "Audit events the exporter wrote to its directory (gap lines not counted).",
+        &rows(&|x| load(&x.written)),
+    );
+    e.labelled(
+        "palisade_audit_export_dropped_total",
+        "counter",
+        "Audit events the exporter could not write: it fell behind the hub, or a write \
+         failed (each told by a gap line once writing works).",
+        &rows(&|x| load(&x.dropped)),
+    );
+    e.labelled(
+        "palisade_audit_export_lag_seconds",
+        "gauge",
+        "Now minus the time of the newest event written (absent before the first).",
+        &rows(&|x| match x.newest_ns.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(now_ns.saturating_sub(t).max(0) as f64 / 1e9),
+        }),
+    );
+    e.labelled(
+        "palisade_audit_export_files",
+        "gauge",
+        "Rotated export files kept (at most --audit-export-keep), besides the active one.",
+        &rows(&|x| load(&x.files)),
+    );
 }

@@ -1,5 +1,5 @@
-//! The state every part of the control plane shares: the store, the fleet, the audit hub,
-//! the rollouts and the apply latency, plus the *epoch* (bumped after every change of which
+//! The state every part of the control plane shares: the store, the fleet, the audit hub
+//! (and its exporters' counters), the rollouts and the apply latency, plus the *epoch* (bumped after every change of which
 //! node gets which revision; node sessions watch it) and the desired-state snapshot of the
 //! current epoch.
 //!
@@ -9,6 +9,7 @@
 
 use crate::audit::AuditHub;
 use crate::desired::Snapshot;
+use crate::export::ExportStats;
 use crate::fleet::Fleet;
 use crate::latency::ApplyLatency;
 use crate::rollout::Rollouts;
@@ -36,6 +37,8 @@ pub struct ControlPlane {
     pub store: Box<dyn PolicyStore>,
     pub fleet: Fleet,
     pub audit: AuditHub,
+    /// The counters of the audit exporters running (`--audit-export-dir`), for the metrics.
+    pub exports: Mutex<Vec<Arc<ExportStats>>>,
     pub apply_latency: ApplyLatency,
     pub rollouts: Rollouts,
     /// Bumped after every change of which node gets which revision.
@@ -81,6 +84,7 @@ impl ControlPlane {
             store,
             fleet,
             audit,
+            exports: Mutex::new(Vec::new()),
             apply_latency: ApplyLatency::default(),
             rollouts,
             epoch: watch::channel(0).0,

@@ -15,6 +15,11 @@
 //! Failure injection: on the nodes of `fail_nodes`, a plan containing a rule named
 //! `fail_rule` fails to apply, exactly as a real backend error would (the previous state
 //! stays in force and the status carries the error).
+//!
+//! Audit events: with `audit_events`, each node hands that many synthetic events (denied
+//! UDP packets) to its real spool and session, where a daemon's ring-buffer reader hands
+//! over the kernel's, so the control plane's audit path (sequence numbers, acks, storage,
+//! fan-out, export) can be driven without a kernel.
 
 use crate::backend::{Backend, BackendError, Desired};
 use crate::enforce::Enforcer;
@@ -73,6 +78,9 @@ pub struct SimConfig {
     pub record: Option<PathBuf>,
     /// Nodes connecting at the same time.
     pub connect_batch: usize,
+    /// Synthetic audit events each node sends (beyond its spool's 10,000 unacknowledged
+    /// ones, the spool reports the overflow as a loss event, as a daemon's does).
+    pub audit_events: u64,
 }
 
 impl SimConfig {
@@ -138,6 +146,32 @@ pub fn parse_label_nodes(
     let a: usize = a.trim().parse().map_err(|_| bad("FIRST is not a number"))?;
     let b: usize = b.trim().parse().map_err(|_| bad("LAST is not a number"))?;
     Ok((a..=b, k.trim().to_string(), v.trim().to_string()))
+}
+
+/// `n` synthetic audit events, denied UDP packets from a range of sources, sent as the
+/// ring-buffer reader sends a daemon's (waiting while the spool's collector is busy).
+async fn synthetic_audit(tx: mpsc::Sender<v1::AuditEvent>, n: u64) {
+    use palisade_proto::audit::{Action, EventKind};
+    for i in 0..n {
+        let e = v1::AuditEvent {
+            time_unix_ns: now_ns(),
+            policy: "sim".into(),
+            rule: "synthetic".into(),
+            revision: 1,
+            action: Action::Deny.into(),
+            kind: EventKind::Network.into(),
+            direction: "ingress".into(),
+            protocol: "udp".into(),
+            src: format!("198.51.100.{}", i % 256),
+            src_port: 1024 + (i % 60_000) as u32,
+            dst: "192.0.2.1".into(),
+            dst_port: 53,
+            ..Default::default()
+        };
+        if tx.send(e).await.is_err() {
+            return;
+        }
+    }
 }
 
 fn now_ns() -> i64 {
@@ -376,8 +410,12 @@ pub async fn run(cfg: SimConfig) -> Result<(), SimError> {
                 Spool::open(None, 10_000).expect("an in-memory spool opens"),
             ));
             let connected = Arc::new(session::Link::default());
-            // No kernel, no audit events: the sender is dropped at once.
-            let (_events_tx, events_rx) = mpsc::channel(1);
+            // No kernel: the events are synthetic ones, or none (the sender is dropped
+            // at once).
+            let (events_tx, events_rx) = mpsc::channel(1024);
+            if cfg.audit_events > 0 {
+                tokio::spawn(synthetic_audit(events_tx, cfg.audit_events));
+            }
             tokio::spawn(session::run_with_spool(
                 session_cfg,
                 Arc::new(Mutex::new(enforcer)),

@@ -183,10 +183,65 @@ fn settings(
     Ok(out)
 }
 
+/// A duration flag's value that does not read as one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("{0:?}: expected a duration like 30s, 5m, 2h or 1d")]
+    Malformed(String),
+    #[error("{text:?}: unknown unit {unit:?} (use s, m, h or d)")]
+    Unit { text: String, unit: String },
+}
+
+/// A duration as the daemons' flags and `palisadectl audit tail --since` write it: a whole
+/// number and a unit, `s`, `m`, `h` or `d` (`30s`, `5m`, `1h`, `7d`); a bare number is
+/// seconds (as a config file's integer reads).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, DurationError> {
+    let s = text.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let malformed = || DurationError::Malformed(text.to_string());
+    let n: u64 = num.parse().map_err(|_| malformed())?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(DurationError::Unit {
+                text: text.to_string(),
+                unit: unit.to_string(),
+            });
+        }
+    };
+    let secs = n.checked_mul(scale).ok_or_else(malformed)?;
+    Ok(std::time::Duration::from_secs(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::{Arg, ArgAction, Command};
+
+    #[test]
+    fn durations_take_a_unit_or_are_seconds() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration(" 1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert!(matches!(
+            parse_duration("5y"),
+            Err(DurationError::Unit { .. })
+        ));
+        assert!(matches!(
+            parse_duration("soon"),
+            Err(DurationError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_duration("1.5h"),
+            Err(DurationError::Unit { .. })
+        ));
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
 
     fn cmd() -> Command {
         cmd_reading("OPS_TEST_LISTEN_NEVER_SET")

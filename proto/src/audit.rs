@@ -3,9 +3,15 @@
 //! `gap` events and filters, and `palisadectl`, which prints them. The wire keeps its
 //! strings: an event from a newer node with a value this build does not know still arrives,
 //! and [`v1::AuditEvent::event_kind`] / [`v1::AuditEvent::event_action`] give `None` for it.
+//!
+//! [`v1::AuditEvent::to_json`] is an event's one JSON form: `palisadectl audit tail -o json`
+//! prints it and the control plane's export (`--audit-export-dir`) writes it, so a SIEM
+//! reads the same object from either.
 
+use crate::time::rfc3339;
 use crate::v1;
 use crate::wire_enum::wire_enum;
+use serde_json::{Value, json};
 
 wire_enum! {
     /// What an audit event is about (`AuditEvent.kind`).
@@ -65,6 +71,38 @@ impl v1::AuditEvent {
     pub fn event_action(&self) -> Option<Action> {
         self.action.parse().ok()
     }
+
+    /// The event as one JSON object (every field, the time as RFC 3339): what `audit tail
+    /// -o json` prints and the audit export writes, one per line.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "time": rfc3339(self.time_unix_ns),
+            "node": self.node,
+            "kind": self.kind,
+            "policy": self.policy,
+            "rule": self.rule,
+            "revision": self.revision,
+            "action": self.action,
+            "direction": self.direction,
+            "protocol": self.protocol,
+            "src": self.src,
+            "dst": self.dst,
+            "src_port": self.src_port,
+            "dst_port": self.dst_port,
+            "suppressed": self.suppressed,
+            "pid": self.pid,
+            "uid": self.uid,
+            "binary": self.binary,
+            "path": self.path,
+            "operation": self.operation,
+            "detail": self.detail,
+            "seq": self.seq,
+            "lost": self.lost,
+            "reason": self.reason,
+            "shape": self.shape,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -106,5 +144,25 @@ mod tests {
         );
         assert_eq!(e.event_kind(), Some(EventKind::Loss));
         assert!(Action::WouldDeny.is_deny() && !Action::Allow.is_deny());
+    }
+
+    #[test]
+    fn json_has_every_field_and_an_rfc3339_time() {
+        let e = v1::AuditEvent {
+            id: 7,
+            time_unix_ns: 1_795_339_141_123_000_000,
+            node: "n1".into(),
+            kind: EventKind::Gap.into(),
+            lost: 3,
+            ..Default::default()
+        };
+        let j = e.to_json();
+        assert_eq!(j["time"], "2026-11-22T09:19:01.123Z");
+        assert_eq!((j["id"].as_u64(), j["lost"].as_u64()), (Some(7), Some(3)));
+        assert_eq!(
+            (j["node"].as_str(), j["kind"].as_str()),
+            (Some("n1"), Some("gap"))
+        );
+        assert_eq!(j.as_object().map(|o| o.len()), Some(25));
     }
 }

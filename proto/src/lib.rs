@@ -3,7 +3,8 @@
 //!
 //! - [`rollout`]: the rollout messages' fixed values (strategy, rollout, wave and node
 //!   states) as enums, spelled as on the wire (written by the `wire_enum!` macro in [`wire_enum`]).
-//! - [`audit`]: an audit event's kind and action as enums, likewise.
+//! - [`audit`]: an audit event's kind and action as enums, likewise; its one JSON form.
+//! - [`time`]: RFC 3339 timestamps, as `palisadectl` prints and the audit export writes them.
 
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
@@ -12,6 +13,7 @@ pub mod v1 {
 
 pub mod audit;
 pub mod rollout;
+pub mod time;
 pub mod wire_enum;
 
 use palisade_policy::diagnostic::{Diagnostic, Severity};

@@ -24,24 +24,23 @@ const RETRY: Duration = Duration::from_secs(1);
 /// How far back a replica read again is resumed, in its matching events.
 const RESUME_LAST: u32 = 10_000;
 
-/// `since` as Unix nanoseconds.
+/// `since` as Unix nanoseconds: Unix seconds, or a duration back from `now_ns` (as the
+/// daemons' duration flags read it).
 pub fn parse_since(s: &str, now_ns: i64) -> Result<i64> {
+    use palisade_ops::config::{DurationError, parse_duration};
     let s = s.trim();
     if let Ok(secs) = s.parse::<i64>() {
         return Ok(secs * 1_000_000_000);
     }
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let Ok(n) = num.parse::<i64>() else {
-        bail!("--since {s:?}: expected a duration like 30s, 5m, 2h, 1d or Unix seconds");
-    };
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => bail!("--since {s:?}: unknown unit {unit:?} (use s, m, h or d)"),
-    };
-    Ok(now_ns - secs * 1_000_000_000)
+    match parse_duration(s) {
+        Ok(d) => Ok(now_ns.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))),
+        Err(DurationError::Unit { unit, .. }) => {
+            bail!("--since {s:?}: unknown unit {unit:?} (use s, m, h or d)")
+        }
+        Err(DurationError::Malformed(_)) => {
+            bail!("--since {s:?}: expected a duration like 30s, 5m, 2h, 1d or Unix seconds")
+        }
+    }
 }
 
 pub async fn run(client: &Client<'_>, out: Printer, a: &TailArgs) -> Result<ExitCode> {

@@ -1,10 +1,10 @@
 //! Audit events (`audit tail`): one line per event, `gap` and `loss` events called out.
 
 use super::Render;
-use super::time::rfc3339;
 use palisade_proto::audit::EventKind;
+use palisade_proto::time::rfc3339;
 use palisade_proto::v1;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// `addr`, `addr:port` or `[v6]:port` (no port: 0).
 fn endpoint(addr: &str, port: u32) -> String {
@@ -80,34 +80,9 @@ impl Render for v1::AuditEvent {
         line
     }
 
+    /// The shape the control plane's audit export writes too (one function for both).
     fn json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "time": rfc3339(self.time_unix_ns),
-            "node": self.node,
-            "kind": self.kind,
-            "policy": self.policy,
-            "rule": self.rule,
-            "revision": self.revision,
-            "action": self.action,
-            "direction": self.direction,
-            "protocol": self.protocol,
-            "src": self.src,
-            "dst": self.dst,
-            "src_port": self.src_port,
-            "dst_port": self.dst_port,
-            "suppressed": self.suppressed,
-            "pid": self.pid,
-            "uid": self.uid,
-            "binary": self.binary,
-            "path": self.path,
-            "operation": self.operation,
-            "detail": self.detail,
-            "seq": self.seq,
-            "lost": self.lost,
-            "reason": self.reason,
-            "shape": self.shape,
-        })
+        self.to_json()
     }
 }
 

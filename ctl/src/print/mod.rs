@@ -12,7 +12,9 @@
 //!   `rollback`, `delete`).
 //! - [`rollout`]: rollouts (`rollout status|list|...`, `apply -w`), with progress bars.
 //! - [`policy`]: the local policy tools (`validate`, `test`, `explain`, `diff`).
-//! - [`time`]: RFC 3339 timestamps.
+//!
+//! Timestamps are RFC 3339 ([`palisade_proto::time::rfc3339`]); an audit event's JSON is
+//! [`palisade_proto::v1::AuditEvent::to_json`], which the control plane's export writes too.
 
 pub mod audit;
 pub mod controlplanes;
@@ -20,7 +22,6 @@ pub mod node;
 pub mod policy;
 pub mod revision;
 pub mod rollout;
-pub mod time;
 
 use serde_json::Value;
 use std::fmt::Display;

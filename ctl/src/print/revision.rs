@@ -3,7 +3,7 @@
 //! rollback or delete did.
 
 use super::Render;
-use super::time::rfc3339;
+use palisade_proto::time::rfc3339;
 use palisade_proto::v1;
 use serde_json::{Value, json};
 

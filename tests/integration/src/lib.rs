@@ -544,6 +544,8 @@ pub struct ControlPlane {
     pub proc: Proc,
     /// Pin roots handed to node daemons; `palisade-noded cleanup` runs on each at drop.
     pin_roots: PinRoots,
+    /// More arguments it was started with, given again at a restart.
+    extra: Vec<String>,
 }
 
 impl ControlPlane {
@@ -556,17 +558,26 @@ impl ControlPlane {
     /// [`start`](Self::start) listening on `host` (e.g. "0.0.0.0" so that nodes in other
     /// network namespaces reach it); `url` still names 127.0.0.1.
     pub fn start_on(nodes: &[&str], host: &str) -> ControlPlane {
+        Self::start_with(nodes, host, &[])
+    }
+
+    /// [`start_on`](Self::start_on) with more control-plane arguments (`extra`, kept for
+    /// restarts); `{dir}` in one stands for the test directory.
+    pub fn start_with(nodes: &[&str], host: &str, extra: &[&str]) -> ControlPlane {
         let dir = tempfile::tempdir().unwrap();
         init_pki(dir.path(), nodes);
         let port = free_port();
         let addr = format!("{host}:{port}");
-        let proc = Self::spawn(dir.path(), &addr);
+        let at = dir.path().display().to_string();
+        let extra: Vec<String> = extra.iter().map(|a| a.replace("{dir}", &at)).collect();
+        let proc = Self::spawn(dir.path(), &addr, &extra);
         let mut cp = ControlPlane {
             dir,
             url: format!("https://127.0.0.1:{port}"),
             listen: addr,
             proc,
             pin_roots: Default::default(),
+            extra,
         };
         let up = wait_until(Duration::from_secs(15), || {
             cp.ctl(&["list"]).status.success()
@@ -576,8 +587,9 @@ impl ControlPlane {
         cp
     }
 
-    fn spawn(dir: &Path, addr: &str) -> Proc {
-        spawn_controlplane("controlplane", dir, addr, &dir.join("data"), &[])
+    fn spawn(dir: &Path, addr: &str, extra: &[String]) -> Proc {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        spawn_controlplane("controlplane", dir, addr, &dir.join("data"), &extra)
     }
 
     /// Kills the control plane with SIGKILL (no chance to flush or clean up).
@@ -592,7 +604,7 @@ impl ControlPlane {
         let addr = self.listen.clone();
         // The old log is kept beside the new one.
         let _ = std::fs::rename(&self.proc.log, self.dir.path().join("controlplane.log.old"));
-        self.proc = Self::spawn(self.dir.path(), &addr);
+        self.proc = Self::spawn(self.dir.path(), &addr, &self.extra);
         let up = wait_until(Duration::from_secs(15), || {
             self.ctl(&["list"]).status.success()
         });

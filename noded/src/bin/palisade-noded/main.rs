@@ -188,6 +188,9 @@ struct SimArgs {
     /// Nodes connecting at once.
     #[arg(long, default_value_t = 100)]
     connect_batch: usize,
+    /// Synthetic audit events each node sends through its session (denied UDP packets).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    audit_events: u64,
     /// Stop after this many seconds (default: run until stopped).
     #[arg(long)]
     duration: Option<u64>,
@@ -215,6 +218,7 @@ async fn simulate(a: SimArgs) -> Result<()> {
         fail_rule: a.fail_rule.clone(),
         record: a.record.clone(),
         connect_batch: a.connect_batch,
+        audit_events: a.audit_events,
     };
     let run = sim::run(cfg);
     tokio::select! {

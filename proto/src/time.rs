@@ -1,4 +1,5 @@
-//! Timestamps as `palisadectl` prints them: RFC 3339, UTC, milliseconds.
+//! Timestamps as `palisadectl` prints them and the control plane's audit export writes
+//! them: RFC 3339, UTC, milliseconds. Here, below both, so the two never differ.
 
 /// RFC 3339 UTC time with milliseconds, from Unix nanoseconds.
 pub fn rfc3339(unix_ns: i64) -> String {
