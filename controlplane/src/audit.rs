@@ -21,8 +21,8 @@ use palisade_proto::audit::{Action, EventKind};
 use palisade_proto::v1::AuditEvent;
 use prost::Message;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
@@ -124,7 +124,7 @@ pub struct AuditHub {
     retention: Retention,
     shares: Shares,
     state: Mutex<State>,
-    tx: broadcast::Sender<AuditEvent>,
+    tx: broadcast::Sender<Batch>,
     pub counters: AuditCounters,
 }
 
@@ -159,7 +159,8 @@ impl AuditHub {
                 )
             })
             .collect();
-        let (tx, _) = broadcast::channel(8192);
+        // Batches, not events: a burst of a million events is a few hundred entries.
+        let (tx, _) = broadcast::channel(4096);
         Ok(AuditHub {
             log,
             retention,
@@ -276,13 +277,13 @@ impl AuditHub {
                 st.next_id = next_id;
                 st.streams.insert(key, last);
                 c.stored.fetch_add(out.len() as u64, Ordering::Relaxed);
-                for e in out {
+                for e in &out {
                     if e.event_kind() == Some(EventKind::Loss) {
                         c.reported_lost.fetch_add(e.lost, Ordering::Relaxed);
                     }
-                    // No subscribers is fine.
-                    let _ = self.tx.send(e);
                 }
+                // No subscribers is fine.
+                let _ = self.tx.send(Arc::new(out));
                 (ticket, last)
             }
         };
@@ -371,8 +372,16 @@ impl AuditHub {
         &self,
         n: usize,
         filter: &Filter,
-    ) -> Result<(Vec<AuditEvent>, broadcast::Receiver<AuditEvent>), AuditLogError> {
-        let rx = self.tx.subscribe();
+    ) -> Result<(Vec<AuditEvent>, Follower), AuditLogError> {
+        let rx = {
+            // Under the lock: no batch falls between the subscription and its start.
+            let st = self.state.lock().expect("audit lock");
+            Follower {
+                rx: self.tx.subscribe(),
+                last_id: st.next_id - 1,
+                pending: None,
+            }
+        };
         let hint = Hint {
             since_unix_ns: filter.since_unix_ns,
             node: &filter.node,
@@ -394,6 +403,107 @@ impl AuditHub {
             time_unix_ns: now_ns(),
             ..Default::default()
         }
+    }
+}
+
+/// Events as the hub stored them together (ids dense and increasing).
+pub type Batch = Arc<Vec<AuditEvent>>;
+
+/// What a [`Follower`] got next.
+#[derive(Debug)]
+pub enum Next {
+    /// New events (none of them already seen), in id order.
+    Events(Batch, usize),
+    /// The subscriber fell behind and the hub skipped past this many events.
+    Missed(u64),
+    Closed,
+}
+
+/// Every event stored after a subscription, batch by batch; when it falls too far
+/// behind, how many events it missed (ids are dense, so that count is exact).
+pub struct Follower {
+    rx: broadcast::Receiver<Batch>,
+    last_id: u64,
+    pending: Option<Batch>,
+}
+
+impl Follower {
+    /// A follower of `rx` that has seen every event up to `last_id`.
+    pub fn new(rx: broadcast::Receiver<Batch>, last_id: u64) -> Self {
+        Follower {
+            rx,
+            last_id,
+            pending: None,
+        }
+    }
+
+    /// Events up to `id` were seen elsewhere (e.g. read from the log): skip them.
+    pub fn seen_through(&mut self, id: u64) {
+        self.last_id = self.last_id.max(id);
+    }
+
+    fn take(&mut self, b: Batch) -> Option<Next> {
+        let skip = b.iter().take_while(|e| e.id <= self.last_id).count();
+        let last = b.last()?.id;
+        if skip == b.len() {
+            return None;
+        }
+        let first = b[skip].id;
+        if first > self.last_id + 1 {
+            let missed = first - self.last_id - 1;
+            self.last_id = first - 1;
+            self.pending = Some(b);
+            return Some(Next::Missed(missed));
+        }
+        self.last_id = last;
+        Some(Next::Events(b, skip))
+    }
+
+    /// The next batch, waiting for one.
+    pub async fn next(&mut self) -> Next {
+        loop {
+            if let Some(b) = self.pending.take()
+                && let Some(n) = self.take(b)
+            {
+                return n;
+            }
+            match self.rx.recv().await {
+                Ok(b) => {
+                    if let Some(n) = self.take(b) {
+                        return n;
+                    }
+                }
+                // How many is told by the next batch's first id.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return Next::Closed,
+            }
+        }
+    }
+
+    /// The next batch if one is there; `None` when none is.
+    pub fn try_next(&mut self) -> Option<Next> {
+        loop {
+            if let Some(b) = self.pending.take()
+                && let Some(n) = self.take(b)
+            {
+                return Some(n);
+            }
+            match self.rx.try_recv() {
+                Ok(b) => {
+                    if let Some(n) = self.take(b) {
+                        return Some(n);
+                    }
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(broadcast::error::TryRecvError::Empty) => return None,
+                Err(broadcast::error::TryRecvError::Closed) => return Some(Next::Closed),
+            }
+        }
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_none() && self.rx.is_empty()
     }
 }
 
@@ -461,7 +571,10 @@ mod tests {
             ]
         );
         assert!(all.iter().all(|e| e.node == "n1"));
-        assert_eq!(rx.try_recv().unwrap().id, 1);
+        match rx.try_next() {
+            Some(Next::Events(b, 0)) => assert_eq!(b[0].id, 1),
+            other => panic!("{other:?}"),
+        }
         // Another node's stream counts on its own; the filter picks by node.
         hub.ingest("n2", "s", 0, vec![seq(1)]).unwrap();
         let f = Filter {

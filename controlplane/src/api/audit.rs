@@ -3,7 +3,7 @@
 //! `gap` event saying how many it missed.
 
 use super::task_status;
-use crate::audit::Filter;
+use crate::audit::{Filter, Next};
 use crate::auth;
 use crate::state::ControlPlane;
 use palisade_pki::Role;
@@ -11,7 +11,7 @@ use palisade_proto::v1;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -65,9 +65,8 @@ impl v1::audit_server::Audit for AuditApi {
         let (tx, out) = mpsc::channel::<Result<v1::AuditEvent, Status>>(1024);
         let follow = req.follow;
         tokio::spawn(async move {
-            let mut last_id = 0;
             for e in recent {
-                last_id = e.id;
+                rx.seen_through(e.id);
                 if !deliver(&cp, &tx, e).await {
                     return;
                 }
@@ -76,20 +75,20 @@ impl v1::audit_server::Audit for AuditApi {
                 return;
             }
             loop {
-                match rx.recv().await {
-                    Ok(e) if e.id <= last_id => {}
-                    Ok(e) => {
-                        last_id = e.id;
-                        if filter.matches(&e) && !deliver(&cp, &tx, e).await {
-                            return;
+                match rx.next().await {
+                    Next::Events(batch, skip) => {
+                        for e in &batch[skip..] {
+                            if filter.matches(e) && !deliver(&cp, &tx, e.clone()).await {
+                                return;
+                            }
                         }
                     }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                    Next::Missed(n) => {
                         if tx.send(Ok(cp.audit.gap(n))).await.is_err() {
                             return;
                         }
                     }
-                    Err(broadcast::error::RecvError::Closed) => return,
+                    Next::Closed => return,
                 }
             }
         });

@@ -19,16 +19,14 @@ pub mod sink;
 #[cfg(test)]
 mod tests;
 
-use crate::audit::{AuditHub, Filter};
+use crate::audit::{AuditHub, Filter, Follower, Next};
 use crate::auditlog::AuditLogError;
-use palisade_proto::v1::AuditEvent;
 use sink::Sink;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::time::Duration;
-use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::oneshot;
 
 /// The longest a written line waits before shippers can read it.
@@ -110,11 +108,7 @@ impl Clock for SystemClock {
 
 /// Writes every event `rx` receives until `shutdown` resolves or the hub goes away, then
 /// whatever was already received, and flushes.
-pub async fn run(
-    mut sink: Sink,
-    mut rx: broadcast::Receiver<AuditEvent>,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn run(mut sink: Sink, mut rx: Follower, shutdown: impl Future<Output = ()>) {
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -125,15 +119,17 @@ pub async fn run(
             biased;
             () = &mut shutdown => break,
             _ = tick.tick() => sink.tick(),
-            got = rx.recv() => match got {
-                Ok(e) => {
-                    sink.push(&e);
+            got = rx.next() => match got {
+                Next::Events(batch, skip) => {
+                    for e in &batch[skip..] {
+                        sink.push(e);
+                    }
                     if rx.is_empty() {
                         sink.flush();
                     }
                 }
-                Err(RecvError::Lagged(n)) => sink.lagged(n),
-                Err(RecvError::Closed) => break,
+                Next::Missed(n) => sink.lagged(n),
+                Next::Closed => break,
             },
         }
     }
@@ -142,12 +138,16 @@ pub async fn run(
 }
 
 /// At shutdown: the events already received, without waiting for more.
-fn drain(sink: &mut Sink, rx: &mut broadcast::Receiver<AuditEvent>) {
-    loop {
-        match rx.try_recv() {
-            Ok(e) => sink.push(&e),
-            Err(TryRecvError::Lagged(n)) => sink.lagged(n),
-            Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+fn drain(sink: &mut Sink, rx: &mut Follower) {
+    while let Some(got) = rx.try_next() {
+        match got {
+            Next::Events(batch, skip) => {
+                for e in &batch[skip..] {
+                    sink.push(e);
+                }
+            }
+            Next::Missed(n) => sink.lagged(n),
+            Next::Closed => return,
         }
     }
 }

@@ -4,6 +4,7 @@
 use super::names::{ACTIVE, Rotated};
 use super::sink::Sink;
 use super::*;
+use palisade_proto::v1::AuditEvent;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -196,10 +197,11 @@ async fn a_lagging_exporter_counts_the_skipped_events_and_writes_a_gap_line() {
     let dir = tempfile::tempdir().unwrap();
     let clock = TestClock::at(T0);
     let (sink, stats) = open(&config(dir.path(), 1 << 20, 10), &clock);
-    let (tx, rx) = broadcast::channel(4);
+    let (tx, rx) = tokio::sync::broadcast::channel::<crate::audit::Batch>(4);
+    let rx = crate::audit::Follower::new(rx, 0);
     // Ten events before the exporter reads any: it has missed the first six.
     for id in 1..=10 {
-        tx.send(event(id, 0)).unwrap();
+        tx.send(std::sync::Arc::new(vec![event(id, 0)])).unwrap();
     }
     drop(tx);
     run(sink, rx, std::future::pending()).await;
@@ -219,19 +221,20 @@ async fn lines_are_readable_while_the_exporter_waits_and_it_stops_on_request() {
     let dir = tempfile::tempdir().unwrap();
     let clock = TestClock::at(T0);
     let (sink, stats) = open(&config(dir.path(), 1 << 20, 10), &clock);
-    let (tx, rx) = broadcast::channel(16);
+    let (tx, rx) = tokio::sync::broadcast::channel::<crate::audit::Batch>(16);
+    let rx = crate::audit::Follower::new(rx, 0);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(run(sink, rx, async {
         let _ = stopped.await;
     }));
-    tx.send(event(1, 0)).unwrap();
+    tx.send(std::sync::Arc::new(vec![event(1, 0)])).unwrap();
     let active = dir.path().join(ACTIVE);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while lines_of(&active).is_empty() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(ids(&lines_of(&active)), [1], "flushed while idle");
-    tx.send(event(2, 0)).unwrap();
+    tx.send(std::sync::Arc::new(vec![event(2, 0)])).unwrap();
     stop.send(()).unwrap();
     task.await.unwrap();
     assert_eq!(ids(&lines_of(&active)), [1, 2], "written before it stopped");
@@ -319,12 +322,17 @@ async fn ten_thousand_events_come_back_whole_and_in_order_from_tiny_files() {
     let mut cfg = config(dir.path(), 3 * line_len(&event(1, 20)), usize::MAX);
     cfg.max_age = Duration::from_secs(60);
     let (sink, stats) = open(&cfg, &clock);
-    let (tx, rx) = broadcast::channel(N as usize);
+    let (tx, rx) = tokio::sync::broadcast::channel::<crate::audit::Batch>(N as usize);
+    let rx = crate::audit::Follower::new(rx, 0);
     // Line lengths from a small linear congruential sequence, reproducible.
     let mut x: u64 = 12_345;
     for id in 1..=N {
         x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        tx.send(event(id, (x >> 33) as usize % 60)).unwrap();
+        tx.send(std::sync::Arc::new(vec![event(
+            id,
+            (x >> 33) as usize % 60,
+        )]))
+        .unwrap();
     }
     drop(tx);
     run(sink, rx, std::future::pending()).await;
