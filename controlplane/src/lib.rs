@@ -84,6 +84,8 @@ pub async fn serve(
     let incoming = tls::incoming(listener, tls);
     let driver = tokio::spawn(rollout::driver::drive(cp.clone()));
     let served = tonic::transport::Server::builder()
+        .initial_stream_window_size(palisade_proto::STREAM_WINDOW)
+        .initial_connection_window_size(palisade_proto::CONNECTION_WINDOW)
         .add_service(
             PoliciesServer::new(PoliciesApi(cp.clone()))
                 .max_decoding_message_size(palisade_proto::MAX_POLICY_MESSAGE),

@@ -163,6 +163,8 @@ pub async fn connect_to(
             source,
         })?
         .connect_timeout(timeout)
+        .initial_stream_window_size(palisade_proto::STREAM_WINDOW)
+        .initial_connection_window_size(palisade_proto::CONNECTION_WINDOW)
         .tls_config(tls)
         .map_err(ClientError::Tls)?;
     match tokio::time::timeout(timeout, endpoint.connect()).await {

@@ -139,6 +139,8 @@ pub async fn connect(cfg: &SessionConfig, url: &str) -> Result<Channel, SessionE
             source,
         })?
         .connect_timeout(timeout)
+        .initial_stream_window_size(palisade_proto::STREAM_WINDOW)
+        .initial_connection_window_size(palisade_proto::CONNECTION_WINDOW)
         .tcp_keepalive(Some(Duration::from_secs(20)))
         .http2_keep_alive_interval(Duration::from_secs(15))
         .keep_alive_timeout(Duration::from_secs(10))
