@@ -6,9 +6,10 @@
 //!
 //! **Group commit.** Ids are assigned and the batch written under the hub's lock; the
 //! wait for durability ([`AuditLog::sync`]) is outside it, so concurrent batches from many
-//! nodes share one flush. What is acknowledged to a node is durable; subscribers may see
-//! an event a moment before it is (a crash then loses it from the log, and the node,
-//! never acknowledged, sends it again).
+//! nodes share one flush. What is acknowledged to a node is durable, and so is what
+//! subscribers see: a batch waits in the outbox until it is, and batches leave it in id
+//! order (a subscriber resumes after the last id it saw; ids of events a crash lost are
+//! given again, so it must never have seen them).
 //!
 //! **Fair shares.** No node may take more than its share of ingest (the configured total
 //! rate divided among the nodes sending lately, never below a floor) or of storage (a
@@ -125,6 +126,8 @@ pub struct AuditHub {
     shares: Shares,
     state: Mutex<State>,
     tx: broadcast::Sender<Batch>,
+    /// Written batches by ticket, in id order, until they are durable.
+    outbox: Mutex<std::collections::VecDeque<(u64, Batch)>>,
     pub counters: AuditCounters,
 }
 
@@ -175,6 +178,7 @@ impl AuditHub {
                 senders_counted: Instant::now(),
             }),
             tx,
+            outbox: Mutex::new(Default::default()),
             counters: AuditCounters::default(),
         })
     }
@@ -282,15 +286,28 @@ impl AuditHub {
                         c.reported_lost.fetch_add(e.lost, Ordering::Relaxed);
                     }
                 }
-                // No subscribers is fine.
-                let _ = self.tx.send(Arc::new(out));
+                self.outbox
+                    .lock()
+                    .expect("audit lock")
+                    .push_back((ticket, Arc::new(out)));
                 (ticket, last)
             }
         };
         // Outside the lock: batches from other nodes join this flush.
         self.log.sync(ticket)?;
+        self.publish_durable(ticket);
         self.prune_now_and_then()?;
         Ok(last)
+    }
+
+    /// Fans out, in order, every batch up to `ticket` (durable now).
+    fn publish_durable(&self, ticket: u64) {
+        let mut out = self.outbox.lock().expect("audit lock");
+        while out.front().is_some_and(|(t, _)| *t <= ticket) {
+            let (_, batch) = out.pop_front().expect("front exists");
+            // No subscribers is fine.
+            let _ = self.tx.send(batch);
+        }
     }
 
     /// Events `node` may still send now (its ingest share) and bytes it may still store

@@ -24,6 +24,9 @@ pub struct SledAuditLog {
     events: sled::Tree,
     streams: sled::Tree,
     bytes: std::sync::atomic::AtomicU64,
+    /// Tickets: writes so far, and the last write a finished flush covered.
+    written: std::sync::atomic::AtomicU64,
+    durable: std::sync::atomic::AtomicU64,
 }
 
 impl SledAuditLog {
@@ -44,6 +47,8 @@ impl SledAuditLog {
             events,
             db,
             bytes: bytes.into(),
+            written: Default::default(),
+            durable: Default::default(),
         })
     }
 
@@ -82,11 +87,21 @@ impl AuditLog for SledAuditLog {
             })?;
         self.bytes
             .fetch_add(added, std::sync::atomic::Ordering::Relaxed);
-        Ok(0)
+        Ok(self
+            .written
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1)
     }
 
-    fn sync(&self, _ticket: u64) -> Result<(), AuditLogError> {
+    fn sync(&self, ticket: u64) -> Result<(), AuditLogError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.durable.load(SeqCst) >= ticket {
+            return Ok(());
+        }
+        // Every write before the flush starts is in it.
+        let upto = self.written.load(SeqCst);
         self.db.flush()?;
+        self.durable.fetch_max(upto, SeqCst);
         Ok(())
     }
 

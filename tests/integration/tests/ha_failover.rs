@@ -222,7 +222,11 @@ fn a_session_fails_over_within_two_seconds_and_the_merged_audit_log_is_whole() {
         Command::new(bin("palisadectl"))
             .args(["--controlplane", &cps.urls(), "--pki"])
             .arg(cps.pki())
-            .args(["audit", "tail", "-f", "-o", "json", "--node", "node-hp"]),
+            // Everything stored before it subscribed too (it may start after the first
+            // batches).
+            .args([
+                "audit", "tail", "-f", "--last", "100000", "-o", "json", "--node", "node-hp",
+            ]),
         cps.dir.path(),
     );
     let followed = || -> Vec<Value> {
