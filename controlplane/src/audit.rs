@@ -127,7 +127,7 @@ pub struct AuditHub {
     state: Mutex<State>,
     tx: broadcast::Sender<Batch>,
     /// Written batches by ticket, in id order, until they are durable.
-    outbox: Mutex<std::collections::VecDeque<(u64, Batch)>>,
+    outbox: Mutex<Outbox>,
     pub counters: AuditCounters,
 }
 
@@ -178,7 +178,10 @@ impl AuditHub {
                 senders_counted: Instant::now(),
             }),
             tx,
-            outbox: Mutex::new(Default::default()),
+            outbox: Mutex::new(Outbox {
+                waiting: Default::default(),
+                published_id: last,
+            }),
             counters: AuditCounters::default(),
         })
     }
@@ -289,6 +292,7 @@ impl AuditHub {
                 self.outbox
                     .lock()
                     .expect("audit lock")
+                    .waiting
                     .push_back((ticket, Arc::new(out)));
                 (ticket, last)
             }
@@ -303,8 +307,11 @@ impl AuditHub {
     /// Fans out, in order, every batch up to `ticket` (durable now).
     fn publish_durable(&self, ticket: u64) {
         let mut out = self.outbox.lock().expect("audit lock");
-        while out.front().is_some_and(|(t, _)| *t <= ticket) {
-            let (_, batch) = out.pop_front().expect("front exists");
+        while out.waiting.front().is_some_and(|(t, _)| *t <= ticket) {
+            let (_, batch) = out.waiting.pop_front().expect("front exists");
+            if let Some(e) = batch.last() {
+                out.published_id = e.id;
+            }
             // No subscribers is fine.
             let _ = self.tx.send(batch);
         }
@@ -390,21 +397,23 @@ impl AuditHub {
         n: usize,
         filter: &Filter,
     ) -> Result<(Vec<AuditEvent>, Follower), AuditLogError> {
-        let rx = {
-            // Under the lock: no batch falls between the subscription and its start.
-            let st = self.state.lock().expect("audit lock");
-            Follower {
-                rx: self.tx.subscribe(),
-                last_id: st.next_id - 1,
-                pending: None,
-            }
+        // Under the lock: no batch falls between the subscription and its start, and
+        // nothing not yet durable is read.
+        let (rx, upto) = {
+            let out = self.outbox.lock().expect("audit lock");
+            (
+                Follower::new(self.tx.subscribe(), out.published_id),
+                out.published_id,
+            )
         };
         let hint = Hint {
             since_unix_ns: filter.since_unix_ns,
             node: &filter.node,
             policy: &filter.policy,
         };
-        let recent = self.log.newest(n, &hint, &|e| filter.matches(e))?;
+        let recent = self
+            .log
+            .newest(n, &hint, &|e| e.id <= upto && filter.matches(e))?;
         Ok((recent, rx))
     }
 
@@ -421,6 +430,14 @@ impl AuditHub {
             ..Default::default()
         }
     }
+}
+
+/// Written batches by ticket, in id order, until they are durable; and the last id
+/// published (subscribers never see past it). Lock order: `state` before `outbox`.
+#[derive(Default)]
+struct Outbox {
+    waiting: std::collections::VecDeque<(u64, Batch)>,
+    published_id: u64,
 }
 
 /// Events as the hub stored them together (ids dense and increasing).

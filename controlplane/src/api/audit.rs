@@ -12,86 +12,135 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
-use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 #[derive(Clone)]
 pub struct AuditApi(pub Arc<ControlPlane>);
 
 type AuditStream = Pin<Box<dyn Stream<Item = Result<v1::AuditEvent, Status>> + Send>>;
+type BatchStream = Pin<Box<dyn Stream<Item = Result<v1::AuditEvents, Status>> + Send>>;
 
-/// Sends `e` and counts it delivered; false once the subscriber is gone.
+/// Batches of matching events for one subscriber (never empty).
+type Batches = mpsc::Receiver<Result<Vec<v1::AuditEvent>, Status>>;
+
+/// Most events in one message of `Follow`.
+const MAX_BATCH: usize = 2048;
+
+/// Sends `batch` and counts it delivered; false once the subscriber is gone.
 async fn deliver(
     cp: &ControlPlane,
-    tx: &mpsc::Sender<Result<v1::AuditEvent, Status>>,
-    e: v1::AuditEvent,
+    tx: &mpsc::Sender<Result<Vec<v1::AuditEvent>, Status>>,
+    batch: Vec<v1::AuditEvent>,
 ) -> bool {
-    if tx.send(Ok(e)).await.is_err() {
+    if batch.is_empty() {
+        return true;
+    }
+    let n = batch.len() as u64;
+    if tx.send(Ok(batch)).await.is_err() {
         return false;
     }
-    cp.audit.counters.delivered.fetch_add(1, Ordering::Relaxed);
+    cp.audit.counters.delivered.fetch_add(n, Ordering::Relaxed);
     true
+}
+
+/// The recent events `req` asks for, then (following) every new matching one, in batches.
+async fn subscribe(cp: Arc<ControlPlane>, req: v1::TailRequest) -> Result<Batches, Status> {
+    let last = if req.last == 0 {
+        100
+    } else {
+        req.last as usize
+    };
+    let filter = Filter {
+        node: req.node,
+        policy: req.policy,
+        rule: req.rule,
+        action: req.action,
+        since_unix_ns: req.since_unix_ns,
+    };
+    let (hub, f) = (cp.clone(), filter.clone());
+    let (recent, mut rx) = tokio::task::spawn_blocking(move || hub.audit.subscribe(last, &f))
+        .await
+        .map_err(task_status)?
+        .map_err(|e| Status::internal(e.to_string()))?;
+    let (tx, out) = mpsc::channel(64);
+    let follow = req.follow;
+    tokio::spawn(async move {
+        if let Some(e) = recent.last() {
+            rx.seen_through(e.id);
+        }
+        let mut recent = recent;
+        while !recent.is_empty() {
+            let rest = recent.split_off(recent.len().min(MAX_BATCH));
+            if !deliver(&cp, &tx, std::mem::replace(&mut recent, rest)).await {
+                return;
+            }
+        }
+        if !follow {
+            return;
+        }
+        loop {
+            match rx.next().await {
+                Next::Events(batch, skip) => {
+                    let mut out = Vec::new();
+                    for e in batch[skip..].iter().filter(|e| filter.matches(e)) {
+                        out.push(e.clone());
+                        if out.len() == MAX_BATCH
+                            && !deliver(&cp, &tx, std::mem::take(&mut out)).await
+                        {
+                            return;
+                        }
+                    }
+                    if !deliver(&cp, &tx, out).await {
+                        return;
+                    }
+                }
+                Next::Missed(n) => {
+                    if tx.send(Ok(vec![cp.audit.gap(n)])).await.is_err() {
+                        return;
+                    }
+                }
+                Next::Closed => return,
+            }
+        }
+    });
+    Ok(out)
 }
 
 #[tonic::async_trait]
 impl v1::audit_server::Audit for AuditApi {
     type TailStream = AuditStream;
+    type FollowStream = BatchStream;
 
     async fn tail(
         &self,
         req: Request<v1::TailRequest>,
     ) -> Result<Response<Self::TailStream>, Status> {
         auth::require(&req, "read audit events", &[Role::Operator, Role::Viewer])?;
-        let req = req.into_inner();
-        let last = if req.last == 0 {
-            100
-        } else {
-            req.last as usize
-        };
-        let filter = Filter {
-            node: req.node,
-            policy: req.policy,
-            rule: req.rule,
-            action: req.action,
-            since_unix_ns: req.since_unix_ns,
-        };
-        let cp = self.0.clone();
-        let (hub, f) = (cp.clone(), filter.clone());
-        let (recent, mut rx) = tokio::task::spawn_blocking(move || hub.audit.subscribe(last, &f))
-            .await
-            .map_err(task_status)?
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let mut batches = subscribe(self.0.clone(), req.into_inner()).await?;
         let (tx, out) = mpsc::channel::<Result<v1::AuditEvent, Status>>(1024);
-        let follow = req.follow;
         tokio::spawn(async move {
-            for e in recent {
-                rx.seen_through(e.id);
-                if !deliver(&cp, &tx, e).await {
-                    return;
-                }
-            }
-            if !follow {
-                return;
-            }
-            loop {
-                match rx.next().await {
-                    Next::Events(batch, skip) => {
-                        for e in &batch[skip..] {
-                            if filter.matches(e) && !deliver(&cp, &tx, e.clone()).await {
-                                return;
-                            }
-                        }
+            while let Some(b) = batches.recv().await {
+                let Ok(b) = b else { return };
+                for e in b {
+                    if tx.send(Ok(e)).await.is_err() {
+                        return;
                     }
-                    Next::Missed(n) => {
-                        if tx.send(Ok(cp.audit.gap(n))).await.is_err() {
-                            return;
-                        }
-                    }
-                    Next::Closed => return,
                 }
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+    }
+
+    async fn follow(
+        &self,
+        req: Request<v1::TailRequest>,
+    ) -> Result<Response<Self::FollowStream>, Status> {
+        auth::require(&req, "read audit events", &[Role::Operator, Role::Viewer])?;
+        let batches = subscribe(self.0.clone(), req.into_inner()).await?;
+        let stream =
+            ReceiverStream::new(batches).map(|b| b.map(|events| v1::AuditEvents { events }));
+        Ok(Response::new(Box::pin(stream)))
     }
 }

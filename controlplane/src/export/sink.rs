@@ -61,7 +61,7 @@ pub struct Sink {
 /// One event as one line: the JSON `audit tail -o json` prints (strings escape newlines,
 /// so the only newline is the last byte).
 fn line_of(e: &AuditEvent) -> Vec<u8> {
-    let mut line = e.to_json().to_string().into_bytes();
+    let mut line = e.to_json_line().into_bytes();
     line.push(b'\n');
     line
 }

@@ -80,11 +80,71 @@ pub async fn run(client: &Client<'_>, out: Printer, a: &TailArgs) -> Result<Exit
         return tail_merged(client, out, req).await;
     }
     let mut c = client.audit().await?;
-    let mut stream = answer(c.tail(req).await)?;
-    while let Some(e) = stream.message().await.map_err(refused)? {
-        out.item(&e);
+    let mut stream = Events::open(&mut c, req).await?;
+    while let Some(batch) = stream.next_batch().await? {
+        out.items(batch.iter().map(|e| e as &dyn crate::print::Render));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A subscription's events: from `Follow` (in batches), or from `Tail` (one message per
+/// event) when the control plane predates `Follow`.
+enum Events {
+    Batches(
+        tonic::Streaming<v1::AuditEvents>,
+        std::vec::IntoIter<v1::AuditEvent>,
+    ),
+    Single(tonic::Streaming<v1::AuditEvent>),
+}
+
+impl Events {
+    async fn open(
+        c: &mut AuditClient<tonic::transport::Channel>,
+        req: v1::TailRequest,
+    ) -> Result<Events, ClientError> {
+        match c.follow(req.clone()).await {
+            Ok(r) => Ok(Events::Batches(r.into_inner(), Vec::new().into_iter())),
+            Err(s) if s.code() == tonic::Code::Unimplemented => {
+                Ok(Events::Single(answer(c.tail(req).await)?))
+            }
+            Err(s) => Err(refused(s)),
+        }
+    }
+
+    /// What arrived together (never empty); `None` at the end.
+    async fn next_batch(&mut self) -> Result<Option<Vec<v1::AuditEvent>>, ClientError> {
+        loop {
+            let got = match self {
+                Events::Single(s) => s.message().await.map_err(refused)?.map(|e| vec![e]),
+                Events::Batches(s, batch) => {
+                    let rest: Vec<_> = batch.collect();
+                    if !rest.is_empty() {
+                        return Ok(Some(rest));
+                    }
+                    s.message().await.map_err(refused)?.map(|b| b.events)
+                }
+            };
+            match got {
+                Some(b) if b.is_empty() => continue,
+                other => return Ok(other),
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<v1::AuditEvent>, ClientError> {
+        match self {
+            Events::Single(s) => s.message().await.map_err(refused),
+            Events::Batches(s, batch) => loop {
+                if let Some(e) = batch.next() {
+                    return Ok(Some(e));
+                }
+                match s.message().await.map_err(refused)? {
+                    Some(b) => *batch = b.events.into_iter(),
+                    None => return Ok(None),
+                }
+            },
+        }
+    }
 }
 
 /// What the task reading replica `i` reports.
@@ -268,11 +328,11 @@ impl Reader {
             req.last = req.last.max(RESUME_LAST);
         }
         let mut c = AuditClient::new(channel);
-        let mut stream = answer(c.tail(req).await)?;
+        let mut stream = Events::open(&mut c, req).await?;
         if std::mem::take(lost) && self.tx.send((self.i, Report::Back)).await.is_err() {
             return Ok(());
         }
-        while let Some(e) = stream.message().await.map_err(refused)? {
+        while let Some(e) = stream.next().await? {
             if e.id != 0 && e.id <= *last_id {
                 continue;
             }

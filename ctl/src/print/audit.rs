@@ -84,6 +84,10 @@ impl Render for v1::AuditEvent {
     fn json(&self) -> Value {
         self.to_json()
     }
+
+    fn json_line(&self) -> String {
+        self.to_json_line()
+    }
 }
 
 #[cfg(test)]

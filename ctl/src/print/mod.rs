@@ -39,6 +39,10 @@ pub trait Render {
     fn text(&self) -> String;
     /// For scripts: one object, printed on one line.
     fn json(&self) -> Value;
+    /// [`json`](Self::json) as text (an item printed at high rates may write it directly).
+    fn json_line(&self) -> String {
+        self.json().to_string()
+    }
 }
 
 /// Writes to stdout. When the reader has gone away (`palisadectl nodes | head`), the command
@@ -69,13 +73,26 @@ impl Printer {
     pub fn render(&self, item: &dyn Render) -> String {
         match self.format {
             Format::Text => item.text(),
-            Format::Json => item.json().to_string(),
+            Format::Json => item.json_line(),
         }
     }
 
     /// One item on stdout.
     pub fn item(&self, item: &dyn Render) {
         out(format_args!("{}\n", self.render(item)));
+    }
+
+    /// Several items on stdout in one write (a fast stream's lines are not written one
+    /// system call each).
+    pub fn items<'a>(&self, items: impl IntoIterator<Item = &'a dyn Render>) {
+        let mut text = String::new();
+        for item in items {
+            text.push_str(&self.render(item));
+            text.push('\n');
+        }
+        if !text.is_empty() {
+            out(format_args!("{text}"));
+        }
     }
 
     /// A line for people that has no JSON form: printed as text, left out with `-o json`
