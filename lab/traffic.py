@@ -146,12 +146,28 @@ def main(argv):
         host, port, count = rest[0], 80, int(rest[1])
         answered = sum(get(host, src) for _ in range(count))
     elif cmd == "flood":
+        # Each GET in its own thread: a dropped one (waiting out its timeout) does not
+        # slow the others, so the rate holds whatever the node drops.
+        import threading
+
         host, port, seconds, rate = rest[0], 80, float(rest[1]), float(rest[2])
-        count, answered, start = 0, 0, time.monotonic()
+        results, lock, threads = [], threading.Lock(), []
+
+        def one():
+            ok = get(host, src)
+            with lock:
+                results.append(ok)
+
+        count, start = 0, time.monotonic()
         while time.monotonic() - start < seconds:
-            answered += get(host, src)
+            t = threading.Thread(target=one)
+            t.start()
+            threads.append(t)
             count += 1
             time.sleep(max(0.0, start + count / rate - time.monotonic()))
+        for t in threads:
+            t.join()
+        answered = sum(results)
     else:
         sys.exit(f"unknown command {cmd!r}; see {sys.argv[0]} --help")
     if cmd not in ("flood", "udp"):
