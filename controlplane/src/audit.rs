@@ -267,11 +267,11 @@ impl AuditHub {
             if shed != (0, 0) {
                 c.shed_ingest.fetch_add(shed.0, Ordering::Relaxed);
                 c.shed_storage.fetch_add(shed.1, Ordering::Relaxed);
-                let ns = st.nodes.entry(node.to_string()).or_default();
-                ns.shed += shed.0 + shed.1;
             }
             {
-                let ns = st.nodes.entry(node.to_string()).or_default();
+                // `allowance` made the entry.
+                let ns = st.nodes.get_mut(node).expect("the node's share exists");
+                ns.shed += shed.0 + shed.1;
                 ns.tokens = allowed;
                 ns.stored_bytes += kept_bytes;
                 ns.last_sent = Some(now);
@@ -675,6 +675,16 @@ mod tests {
         (stored, lost)
     }
 
+    /// A hub on a segment log in `dir`.
+    fn segment_hub(dir: &std::path::Path, retention: Retention, shares: Shares) -> AuditHub {
+        let log = crate::auditlog::SegmentLog::open(
+            dir,
+            crate::auditlog::SegmentConfig::for_retention(retention),
+        )
+        .unwrap();
+        AuditHub::with_shares(Box::new(log), retention, shares).unwrap()
+    }
+
     #[test]
     fn a_flooding_node_gets_its_ingest_share_and_the_rest_is_counted_lost() {
         let dir = tempfile::tempdir().unwrap();
@@ -683,12 +693,7 @@ mod tests {
             min_node_rate: 50.0,
             min_storage_fraction: 0.0,
         };
-        let log = crate::auditlog::SegmentLog::open(
-            dir.path(),
-            crate::auditlog::SegmentConfig::for_retention(Retention::default()),
-        )
-        .unwrap();
-        let hub = AuditHub::with_shares(Box::new(log), Retention::default(), shares).unwrap();
+        let hub = segment_hub(dir.path(), Retention::default(), shares);
         // Alone, the flooder may burst to the whole rate (a second's worth), no more.
         assert_eq!(hub.ingest("flood", "s", 0, flood(5000)).unwrap(), 5000);
         let (stored, lost) = accounted(&hub, "flood", "ingest-share");
@@ -712,12 +717,7 @@ mod tests {
             min_node_rate: 0.0,
             min_storage_fraction: 0.25,
         };
-        let log = crate::auditlog::SegmentLog::open(
-            dir.path(),
-            crate::auditlog::SegmentConfig::for_retention(retention),
-        )
-        .unwrap();
-        let hub = AuditHub::with_shares(Box::new(log), retention, shares).unwrap();
+        let hub = segment_hub(dir.path(), retention, shares);
         for n in 0..8 {
             hub.ingest(&format!("n{n}"), "s", 0, flood(10)).unwrap();
         }

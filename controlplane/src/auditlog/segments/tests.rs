@@ -15,6 +15,11 @@ fn ev(id: u64, node: &str, policy: &str, t: i64) -> AuditEvent {
     }
 }
 
+/// A log in `dir` sized for the default retention.
+fn open_default(dir: &std::path::Path) -> SegmentLog {
+    SegmentLog::open(dir, SegmentConfig::for_retention(Retention::default())).unwrap()
+}
+
 fn small() -> SegmentConfig {
     SegmentConfig {
         segment_bytes: 4096,
@@ -73,11 +78,7 @@ fn batches_survive_a_reopen_in_order_with_their_marks() {
 fn a_torn_tail_is_cut_and_everything_synced_before_it_stays() {
     for cut in [1usize, 7, 8, 20, 60] {
         let dir = tempfile::tempdir().unwrap();
-        let log = SegmentLog::open(
-            dir.path(),
-            SegmentConfig::for_retention(Retention::default()),
-        )
-        .unwrap();
+        let log = open_default(dir.path());
         fill(&log, "a", 1, 100, 10);
         let active = log.writer().path.clone();
         drop(log);
@@ -96,11 +97,7 @@ fn a_torn_tail_is_cut_and_everything_synced_before_it_stays() {
         let mut f = OpenOptions::new().append(true).open(&active).unwrap();
         f.write_all(&torn[..cut.min(torn.len() - 1)]).unwrap();
         drop(f);
-        let log = SegmentLog::open(
-            dir.path(),
-            SegmentConfig::for_retention(Retention::default()),
-        )
-        .unwrap();
+        let log = open_default(dir.path());
         assert_eq!(
             log.load_state().unwrap(),
             (100, vec![("a\0s".into(), 100)]),
@@ -218,13 +215,7 @@ fn queries_skip_segments_by_node_policy_and_time_and_find_the_same_events() {
 #[test]
 fn concurrent_writers_share_syncs_and_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(
-        SegmentLog::open(
-            dir.path(),
-            SegmentConfig::for_retention(Retention::default()),
-        )
-        .unwrap(),
-    );
+    let log = Arc::new(open_default(dir.path()));
     let next = Arc::new(Mutex::new(1u64));
     let threads: Vec<_> = (0..8)
         .map(|t| {
@@ -276,11 +267,7 @@ fn the_old_sled_log_moves_into_the_segment_log_once() {
 #[test]
 fn a_batch_larger_than_a_frame_is_split_and_reads_back_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let log = SegmentLog::open(
-        dir.path(),
-        SegmentConfig::for_retention(Retention::default()),
-    )
-    .unwrap();
+    let log = open_default(dir.path());
     let big = "x".repeat(4000);
     let events: Vec<_> = (1..=5000)
         .map(|i| AuditEvent {
@@ -290,11 +277,7 @@ fn a_batch_larger_than_a_frame_is_split_and_reads_back_whole() {
         .collect();
     log.append(&events, &[("a\0s".into(), 5000)]).unwrap();
     drop(log);
-    let log = SegmentLog::open(
-        dir.path(),
-        SegmentConfig::for_retention(Retention::default()),
-    )
-    .unwrap();
+    let log = open_default(dir.path());
     assert_eq!(
         log.load_state().unwrap(),
         (5000, vec![("a\0s".into(), 5000)])
