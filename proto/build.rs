@@ -4,6 +4,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Audit events travel as the bytes the node encoded (see `event.rs`).
+        .bytes(".palisade.v1.AuditBatch.events")
+        .bytes(".palisade.v1.AuditEvents.events")
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed=proto/palisade.proto");
     Ok(())

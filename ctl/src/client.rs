@@ -61,6 +61,8 @@ pub enum ClientError {
     Closed { causes: String },
     #[error("control plane refused: {} ({:?})", .0.message(), .0.code())]
     Refused(tonic::Status),
+    #[error("the control plane sent an audit event that cannot be read: {0}")]
+    BadEvent(String),
 }
 
 /// A call that failed, as an error that names its causes and the likely reasons. A

@@ -107,65 +107,8 @@ impl v1::AuditEvent {
     /// [`to_json`](Self::to_json) as text, written directly (no map built per event):
     /// the same object, keys in the same (alphabetical) order.
     pub fn to_json_line(&self) -> String {
-        let line = JsonLine {
-            action: &self.action,
-            binary: &self.binary,
-            detail: &self.detail,
-            direction: &self.direction,
-            dst: &self.dst,
-            dst_port: self.dst_port,
-            id: self.id,
-            kind: &self.kind,
-            lost: self.lost,
-            node: &self.node,
-            operation: &self.operation,
-            path: &self.path,
-            pid: self.pid,
-            policy: &self.policy,
-            protocol: &self.protocol,
-            reason: &self.reason,
-            revision: self.revision,
-            rule: &self.rule,
-            seq: self.seq,
-            shape: &self.shape,
-            src: &self.src,
-            src_port: self.src_port,
-            suppressed: self.suppressed,
-            time: rfc3339(self.time_unix_ns),
-            uid: self.uid,
-        };
-        serde_json::to_string(&line).expect("an event serialises")
+        crate::event::EventView::from(self).json_line()
     }
-}
-
-/// An event's JSON object, fields in key order (as `serde_json::Value` sorts them).
-#[derive(serde::Serialize)]
-struct JsonLine<'a> {
-    action: &'a str,
-    binary: &'a str,
-    detail: &'a str,
-    direction: &'a str,
-    dst: &'a str,
-    dst_port: u32,
-    id: u64,
-    kind: &'a str,
-    lost: u64,
-    node: &'a str,
-    operation: &'a str,
-    path: &'a str,
-    pid: u32,
-    policy: &'a str,
-    protocol: &'a str,
-    reason: &'a str,
-    revision: u64,
-    rule: &'a str,
-    seq: u64,
-    shape: &'a str,
-    src: &'a str,
-    src_port: u32,
-    suppressed: u64,
-    time: String,
-    uid: u32,
 }
 
 #[cfg(test)]

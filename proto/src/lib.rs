@@ -4,6 +4,8 @@
 //! - [`rollout`]: the rollout messages' fixed values (strategy, rollout, wave and node
 //!   states) as enums, spelled as on the wire (written by the `wire_enum!` macro in [`wire_enum`]).
 //! - [`audit`]: an audit event's kind and action as enums, likewise; its one JSON form.
+//! - [`event`]: an audit event read in place from its encoding (the audit path carries
+//!   events as bytes), the stamp the control plane appends, the JSON line.
 //! - [`time`]: RFC 3339 timestamps, as `palisadectl` prints and the audit export writes them.
 
 #[allow(clippy::all, missing_docs)]
@@ -12,6 +14,7 @@ pub mod v1 {
 }
 
 pub mod audit;
+pub mod event;
 pub mod rollout;
 pub mod time;
 pub mod wire_enum;

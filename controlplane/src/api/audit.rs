@@ -8,6 +8,8 @@ use crate::auth;
 use crate::state::ControlPlane;
 use palisade_pki::Role;
 use palisade_proto::v1;
+use prost::Message;
+use prost::bytes::Bytes;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,8 +24,8 @@ pub struct AuditApi(pub Arc<ControlPlane>);
 type AuditStream = Pin<Box<dyn Stream<Item = Result<v1::AuditEvent, Status>> + Send>>;
 type BatchStream = Pin<Box<dyn Stream<Item = Result<v1::AuditEvents, Status>> + Send>>;
 
-/// Batches of matching events for one subscriber (never empty).
-type Batches = mpsc::Receiver<Result<Vec<v1::AuditEvent>, Status>>;
+/// Batches of matching events for one subscriber, encoded as stored (never empty).
+type Batches = mpsc::Receiver<Result<Vec<Bytes>, Status>>;
 
 /// Most events in one message of `Follow`.
 const MAX_BATCH: usize = 2048;
@@ -31,8 +33,8 @@ const MAX_BATCH: usize = 2048;
 /// Sends `batch` and counts it delivered; false once the subscriber is gone.
 async fn deliver(
     cp: &ControlPlane,
-    tx: &mpsc::Sender<Result<Vec<v1::AuditEvent>, Status>>,
-    batch: Vec<v1::AuditEvent>,
+    tx: &mpsc::Sender<Result<Vec<Bytes>, Status>>,
+    batch: Vec<Bytes>,
 ) -> bool {
     if batch.is_empty() {
         return true;
@@ -70,7 +72,7 @@ async fn subscribe(cp: Arc<ControlPlane>, req: v1::TailRequest) -> Result<Batche
         if let Some(e) = recent.last() {
             rx.seen_through(e.id);
         }
-        let mut recent = recent;
+        let mut recent = crate::auditlog::encode(&recent);
         while !recent.is_empty() {
             let rest = recent.split_off(recent.len().min(MAX_BATCH));
             if !deliver(&cp, &tx, std::mem::replace(&mut recent, rest)).await {
@@ -83,21 +85,30 @@ async fn subscribe(cp: Arc<ControlPlane>, req: v1::TailRequest) -> Result<Batche
         loop {
             match rx.next().await {
                 Next::Events(batch, skip) => {
-                    let mut out = Vec::new();
-                    for e in batch[skip..].iter().filter(|e| filter.matches(e)) {
-                        out.push(e.clone());
-                        if out.len() == MAX_BATCH
-                            && !deliver(&cp, &tx, std::mem::take(&mut out)).await
-                        {
+                    let events = &batch.events[skip..];
+                    // A subscriber that wants everything takes the stored bytes as they
+                    // are; a filter reads each event in place.
+                    let matching: Vec<Bytes> = if filter.is_empty() {
+                        events.to_vec()
+                    } else {
+                        events
+                            .iter()
+                            .filter(|b| {
+                                palisade_proto::event::EventView::decode(b)
+                                    .is_ok_and(|v| filter.matches(&v))
+                            })
+                            .cloned()
+                            .collect()
+                    };
+                    for chunk in matching.chunks(MAX_BATCH) {
+                        if !deliver(&cp, &tx, chunk.to_vec()).await {
                             return;
                         }
                     }
-                    if !deliver(&cp, &tx, out).await {
-                        return;
-                    }
                 }
                 Next::Missed(n) => {
-                    if tx.send(Ok(vec![cp.audit.gap(n)])).await.is_err() {
+                    let gap = Bytes::from(cp.audit.gap(n).encode_to_vec());
+                    if tx.send(Ok(vec![gap])).await.is_err() {
                         return;
                     }
                 }
@@ -123,8 +134,11 @@ impl v1::audit_server::Audit for AuditApi {
         tokio::spawn(async move {
             while let Some(b) = batches.recv().await {
                 let Ok(b) = b else { return };
-                for e in b {
-                    if tx.send(Ok(e)).await.is_err() {
+                for raw in b {
+                    // What the hub stored it read, so it decodes.
+                    let e =
+                        v1::AuditEvent::decode(raw).map_err(|e| Status::internal(e.to_string()));
+                    if tx.send(e).await.is_err() {
                         return;
                     }
                 }

@@ -7,7 +7,6 @@ use crate::auth;
 use crate::blocking::off_runtime;
 use crate::state::ControlPlane;
 use palisade_pki::Role;
-use palisade_proto::audit::Action;
 use palisade_proto::v1::{self, control_message, node_message};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -210,11 +209,6 @@ pub fn control_planes(cp: &ControlPlane) -> v1::ControlPlanesResponse {
     }
 }
 
-/// Whether an audit event counts toward a node's deny rate (rollout gates).
-fn is_deny(e: &v1::AuditEvent) -> bool {
-    e.event_action().is_some_and(Action::is_deny)
-}
-
 /// One node's session: push the desired state whenever it changes; take status and audit
 /// events from the node.
 async fn run_session(
@@ -311,19 +305,18 @@ async fn on_message(
         Some(Ok(v1::NodeMessage {
             msg: Some(node_message::Msg::Audit(b)),
         })) => {
-            let denies = b.events.iter().filter(|e| is_deny(e)).count() as u64;
-            if denies > 0 {
-                cp.fleet.add_denies(node, denies);
-            }
             let (hub, n) = (cp.clone(), node.to_string());
             let stored = tokio::task::spawn_blocking(move || {
-                hub.audit.ingest(&n, &b.stream, b.acknowledged, b.events)
+                hub.audit.ingest(&n, &b.stream, b.acknowledged, &b.events)
             })
             .await;
             match stored {
-                Ok(Ok(seq)) => {
-                    if seq > 0 {
-                        *ack = Some(seq);
+                Ok(Ok(done)) => {
+                    if done.denies > 0 {
+                        cp.fleet.add_denies(node, done.denies);
+                    }
+                    if done.acknowledge > 0 {
+                        *ack = Some(done.acknowledge);
                     }
                     true
                 }

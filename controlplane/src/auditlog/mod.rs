@@ -18,6 +18,8 @@ pub use segments::{SegmentConfig, SegmentLog};
 pub use sled_log::SledAuditLog;
 
 use palisade_proto::v1::AuditEvent;
+use prost::Message;
+use prost::bytes::Bytes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditLogError {
@@ -78,23 +80,35 @@ pub struct Pruned {
     pub node_bytes: Vec<(String, u64)>,
 }
 
+/// Each event's encoding, as the log stores it.
+pub fn encode(events: &[AuditEvent]) -> Vec<Bytes> {
+    events
+        .iter()
+        .map(|e| Bytes::from(e.encode_to_vec()))
+        .collect()
+}
+
 pub trait AuditLog: Send + Sync + 'static {
-    /// Writes `events` (ids already assigned, increasing) and, per (node, stream), the
-    /// highest sequence number they bring, after everything written before; not yet
-    /// durable. Returns the ticket to [`sync`](Self::sync) on.
-    fn write(&self, events: &[AuditEvent], streams: &[(String, u64)])
-    -> Result<u64, AuditLogError>;
+    /// Writes `events` (encoded `AuditEvent`s, well-formed, ids already assigned,
+    /// increasing; stored as they are) and, per (node, stream), the highest sequence number
+    /// they bring, after everything written before; not yet durable. Returns the ticket
+    /// to [`sync`](Self::sync) on.
+    fn write(&self, events: &[Bytes], streams: &[(String, u64)]) -> Result<u64, AuditLogError>;
     /// Returns once everything written up to `ticket` is durable. Writers waiting at the
     /// same time share one flush (group commit).
     fn sync(&self, ticket: u64) -> Result<(), AuditLogError>;
     /// [`write`](Self::write), then [`sync`](Self::sync).
-    fn append(
+    fn append(&self, events: &[Bytes], streams: &[(String, u64)]) -> Result<(), AuditLogError> {
+        let ticket = self.write(events, streams)?;
+        self.sync(ticket)
+    }
+    /// [`append`](Self::append) of events not yet encoded.
+    fn append_events(
         &self,
         events: &[AuditEvent],
         streams: &[(String, u64)],
     ) -> Result<(), AuditLogError> {
-        let ticket = self.write(events, streams)?;
-        self.sync(ticket)
+        self.append(&encode(events), streams)
     }
     /// The highest stored id (0 when empty) and every stream's high-water mark.
     fn load_state(&self) -> Result<(u64, Vec<(String, u64)>), AuditLogError>;
@@ -125,7 +139,7 @@ pub fn open_in(data: &std::path::Path, retention: Retention) -> Result<SegmentLo
         let (_, marks) = sled.load_state()?;
         let events = sled.newest(usize::MAX, &Hint::default(), &|_| true)?;
         for chunk in events.chunks(4096) {
-            log.write(chunk, &[])?;
+            log.write(&encode(chunk), &[])?;
         }
         let ticket = log.write(&[], &marks)?;
         log.sync(ticket)?;

@@ -20,8 +20,10 @@
 
 use super::{AuditLog, AuditLogError, Hint, Pruned, Retention, frame};
 use palisade_proto::audit::EventKind;
+use palisade_proto::event::EventView;
 use palisade_proto::v1::AuditEvent;
 use prost::Message;
+use prost::bytes::Bytes;
 use prost::encoding::encode_varint;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -73,23 +75,23 @@ struct Summary {
 }
 
 impl Summary {
-    fn add(&mut self, e: &AuditEvent, encoded: u64) {
+    fn add(&mut self, e: &EventView<'_>, encoded: u64) {
         if self.events == 0 || e.time_unix_ns < self.min_time {
             self.min_time = e.time_unix_ns;
         }
         self.max_time = self.max_time.max(e.time_unix_ns);
         self.events += 1;
         self.last_id = self.last_id.max(e.id);
-        match self.nodes.get_mut(&e.node) {
+        match self.nodes.get_mut(e.node) {
             Some(b) => *b += encoded,
             None => {
-                self.nodes.insert(e.node.clone(), encoded);
+                self.nodes.insert(e.node.to_string(), encoded);
             }
         }
         if e.event_kind() == Some(EventKind::Loss) {
             self.losses += 1;
-        } else if !self.policies.contains(&e.policy) {
-            self.policies.insert(e.policy.clone());
+        } else if !self.policies.contains(e.policy) {
+            self.policies.insert(e.policy.to_string());
         }
     }
 
@@ -150,7 +152,7 @@ const FRAME_TARGET: usize = 8 << 20;
 
 /// `events` in consecutive runs of at most about `target` encoded bytes (at least one
 /// event each).
-fn chunks_within(events: &[AuditEvent], target: usize) -> impl Iterator<Item = &[AuditEvent]> {
+fn chunks_within(events: &[Bytes], target: usize) -> impl Iterator<Item = &[Bytes]> {
     let mut rest = events;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -160,7 +162,7 @@ fn chunks_within(events: &[AuditEvent], target: usize) -> impl Iterator<Item = &
         let n = rest
             .iter()
             .position(|e| {
-                bytes += e.encoded_len() + 10;
+                bytes += e.len() + 10;
                 bytes > target
             })
             .unwrap_or(rest.len())
@@ -245,7 +247,7 @@ fn scan(path: &Path, mut each: impl FnMut(AuditEvent)) -> Result<Option<Scanned>
                 id: s.next_id,
                 source,
             })?;
-            s.summary.add(&e, raw.len() as u64);
+            s.summary.add(&EventView::from(&e), raw.len() as u64);
             s.next_id = s.next_id.max(e.id + 1);
             each(e);
         }
@@ -469,11 +471,7 @@ impl SegmentLog {
 }
 
 impl AuditLog for SegmentLog {
-    fn write(
-        &self,
-        events: &[AuditEvent],
-        streams: &[(String, u64)],
-    ) -> Result<u64, AuditLogError> {
+    fn write(&self, events: &[Bytes], streams: &[(String, u64)]) -> Result<u64, AuditLogError> {
         let mut w = self.writer();
         if let Some(why) = &w.stopped {
             return Err(Self::stopped(why));
@@ -492,12 +490,13 @@ impl AuditLog for SegmentLog {
         let Writer { buf, summary, .. } = &mut *w;
         // Frames stay far below the readable maximum however large the batch; the marks
         // go with the last one.
-        let mut chunks: Vec<&[AuditEvent]> = chunks_within(events, FRAME_TARGET).collect();
+        let mut chunks: Vec<&[Bytes]> = chunks_within(events, FRAME_TARGET).collect();
         if chunks.is_empty() {
             // Marks alone still make a frame.
             chunks.push(&[]);
         }
         let n = chunks.len();
+        let mut last_id = 0;
         for (i, chunk) in chunks.into_iter().enumerate() {
             let marks = if i + 1 == n { streams } else { &[] };
             frame::put(buf, |b| {
@@ -505,17 +504,20 @@ impl AuditLog for SegmentLog {
                 frame::put_marks(b, marks.iter().map(|(k, v)| (k.as_str(), *v)));
                 encode_varint(chunk.len() as u64, b);
                 for e in chunk {
-                    let len = e.encoded_len();
-                    encode_varint(len as u64, b);
-                    e.encode_raw(b);
-                    summary.add(e, len as u64);
+                    encode_varint(e.len() as u64, b);
+                    b.extend_from_slice(e);
+                    // The hub stores only events it read.
+                    if let Ok(v) = EventView::decode(e) {
+                        summary.add(&v, e.len() as u64);
+                        last_id = v.id;
+                    }
                 }
             });
         }
         let added = (w.buf.len() - start) as u64;
         w.summary.bytes += added;
-        if let Some(last) = events.last() {
-            w.next_id = w.next_id.max(last.id + 1);
+        if !events.is_empty() {
+            w.next_id = w.next_id.max(last_id + 1);
         }
         for (k, v) in streams {
             w.marks.insert(k.clone(), *v);

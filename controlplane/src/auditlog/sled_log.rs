@@ -13,8 +13,10 @@
 //! recognised as a duplicate.
 
 use super::{AuditLog, AuditLogError, Hint, Pruned, Retention};
+use palisade_proto::event::EventView;
 use palisade_proto::v1::AuditEvent;
 use prost::Message;
+use prost::bytes::Bytes;
 use sled::Transactional;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -61,20 +63,19 @@ impl SledAuditLog {
 }
 
 impl AuditLog for SledAuditLog {
-    fn write(
-        &self,
-        events: &[AuditEvent],
-        streams: &[(String, u64)],
-    ) -> Result<u64, AuditLogError> {
-        let encoded: Vec<([u8; 8], Vec<u8>)> = events
+    fn write(&self, events: &[Bytes], streams: &[(String, u64)]) -> Result<u64, AuditLogError> {
+        let encoded: Vec<([u8; 8], &[u8])> = events
             .iter()
-            .map(|e| (e.id.to_be_bytes(), e.encode_to_vec()))
+            .map(|b| {
+                let id = EventView::decode(b).map(|v| v.id).unwrap_or(0);
+                (id.to_be_bytes(), &b[..])
+            })
             .collect();
         let added: u64 = encoded.iter().map(|(_, v)| v.len() as u64 + 8).sum();
         (&self.events, &self.streams)
             .transaction(|(ev, st)| {
                 for (k, v) in &encoded {
-                    ev.insert(&k[..], v.as_slice())?;
+                    ev.insert(&k[..], *v)?;
                 }
                 for (key, seq) in streams {
                     st.insert(key.as_bytes(), &seq.to_be_bytes())?;
@@ -198,7 +199,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = SledAuditLog::open(dir.path()).unwrap();
         let events: Vec<_> = (1..=10).map(|i| ev(i, i as i64 * 1_000_000_000)).collect();
-        log.append(&events, &[("n\0s".into(), 10)]).unwrap();
+        log.append_events(&events, &[("n\0s".into(), 10)]).unwrap();
         drop(log);
         let log = SledAuditLog::open(dir.path()).unwrap();
         assert_eq!(log.load_state().unwrap(), (10, vec![("n\0s".into(), 10)]));

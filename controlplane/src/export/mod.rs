@@ -121,8 +121,8 @@ pub async fn run(mut sink: Sink, mut rx: Follower, shutdown: impl Future<Output 
             _ = tick.tick() => sink.tick(),
             got = rx.next() => match got {
                 Next::Events(batch, skip) => {
-                    for e in &batch[skip..] {
-                        sink.push(e);
+                    for e in batch.views(skip) {
+                        sink.push(&e);
                     }
                     if rx.is_empty() {
                         sink.flush();
@@ -142,8 +142,8 @@ fn drain(sink: &mut Sink, rx: &mut Follower) {
     while let Some(got) = rx.try_next() {
         match got {
             Next::Events(batch, skip) => {
-                for e in &batch[skip..] {
-                    sink.push(e);
+                for e in batch.views(skip) {
+                    sink.push(&e);
                 }
             }
             Next::Missed(n) => sink.lagged(n),

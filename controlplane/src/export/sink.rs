@@ -10,6 +10,7 @@
 use super::names::{ACTIVE, Rotated, rotated_in};
 use super::{Clock, ExportConfig, ExportError, ExportStats};
 use palisade_proto::audit::{Action, EventKind};
+use palisade_proto::event::EventView;
 use palisade_proto::v1::AuditEvent;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -60,8 +61,9 @@ pub struct Sink {
 
 /// One event as one line: the JSON `audit tail -o json` prints (strings escape newlines,
 /// so the only newline is the last byte).
-fn line_of(e: &AuditEvent) -> Vec<u8> {
-    let mut line = e.to_json_line().into_bytes();
+fn line_of(e: &EventView<'_>) -> Vec<u8> {
+    let mut line = Vec::with_capacity(384);
+    e.write_json_line(&mut line);
     line.push(b'\n');
     line
 }
@@ -182,7 +184,7 @@ impl Sink {
     }
 
     /// Adds one event's line (after a gap line for losses not told yet).
-    pub fn push(&mut self, e: &AuditEvent) {
+    pub fn push(&mut self, e: &EventView<'_>) {
         if self.untold > 0 {
             self.push_gap();
         }
@@ -206,7 +208,7 @@ impl Sink {
     /// A gap line for everything untold.
     fn push_gap(&mut self) {
         let lost = std::mem::take(&mut self.untold);
-        let line = line_of(&gap_event(lost, self.clock.now_ns()));
+        let line = line_of(&EventView::from(&gap_event(lost, self.clock.now_ns())));
         self.place(line.len() as u64);
         self.pending.bytes.extend_from_slice(&line);
         self.pending.gap_lost += lost;

@@ -4,6 +4,7 @@
 use super::names::{ACTIVE, Rotated};
 use super::sink::Sink;
 use super::*;
+use palisade_proto::event::EventView;
 use palisade_proto::v1::AuditEvent;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
@@ -50,6 +51,14 @@ fn open(cfg: &ExportConfig, clock: &Arc<TestClock>) -> (Sink, Arc<ExportStats>) 
     let stats = Arc::new(ExportStats::default());
     let sink = Sink::open(cfg, clock.clone(), stats.clone()).unwrap();
     (sink, stats)
+}
+
+/// A stored batch of one event, as the hub fans it out.
+fn batch_of(e: AuditEvent) -> crate::audit::Batch {
+    std::sync::Arc::new(crate::audit::StoredBatch {
+        first_id: e.id,
+        events: crate::auditlog::encode(&[e]),
+    })
 }
 
 /// An event with id `id`, its path padded so lines differ in length.
@@ -110,7 +119,7 @@ fn rotates_by_size_without_splitting_a_line() {
     let three = 3 * line_len(&event(1, 10));
     let (mut sink, stats) = open(&config(dir.path(), three, 10), &clock);
     for id in 1..=7 {
-        sink.push(&event(id, 10));
+        sink.push(&EventView::from(&event(id, 10)));
     }
     sink.finish();
     let files = files_in_order(dir.path());
@@ -121,8 +130,8 @@ fn rotates_by_size_without_splitting_a_line() {
     assert_eq!(stats.files.load(Relaxed), 2);
     assert_eq!(stats.newest_ns.load(Relaxed), T0 + 7);
     // A line longer than max_bytes gets a file of its own, whole.
-    sink.push(&event(8, 2000));
-    sink.push(&event(9, 10));
+    sink.push(&EventView::from(&event(8, 2000)));
+    sink.push(&EventView::from(&event(9, 10)));
     sink.finish();
     let per_file: Vec<Vec<u64>> = files_in_order(dir.path())
         .iter()
@@ -142,9 +151,9 @@ fn rotates_by_the_active_files_age() {
     clock.advance(3600 * SEC);
     sink.tick();
     assert_eq!(files_in_order(dir.path()).len(), 1);
-    sink.push(&event(1, 0));
+    sink.push(&EventView::from(&event(1, 0)));
     clock.advance(30 * SEC);
-    sink.push(&event(2, 0));
+    sink.push(&EventView::from(&event(2, 0)));
     sink.tick();
     assert_eq!(files_in_order(dir.path()).len(), 1, "30 s old: not yet");
     clock.advance(30 * SEC);
@@ -159,9 +168,9 @@ fn rotates_by_the_active_files_age() {
     assert_eq!(lines_of(&files[1]).len(), 0);
     // The new file's age counts from its own first line; a push also checks the age.
     clock.advance(3600 * SEC);
-    sink.push(&event(3, 0));
+    sink.push(&EventView::from(&event(3, 0)));
     clock.advance(60 * SEC);
-    sink.push(&event(4, 0));
+    sink.push(&EventView::from(&event(4, 0)));
     sink.finish();
     let per_file: Vec<Vec<u64>> = files_in_order(dir.path())
         .iter()
@@ -180,7 +189,7 @@ fn keeps_at_most_keep_rotated_files_deleting_the_oldest() {
     std::fs::write(dir.path().join("README"), "not ours").unwrap();
     let (mut sink, stats) = open(&config(dir.path(), 1, 2), &clock);
     for id in 1..=6 {
-        sink.push(&event(id, 0));
+        sink.push(&EventView::from(&event(id, 0)));
         clock.advance(SEC);
     }
     sink.finish();
@@ -201,7 +210,7 @@ async fn a_lagging_exporter_counts_the_skipped_events_and_writes_a_gap_line() {
     let rx = crate::audit::Follower::new(rx, 0);
     // Ten events before the exporter reads any: it has missed the first six.
     for id in 1..=10 {
-        tx.send(std::sync::Arc::new(vec![event(id, 0)])).unwrap();
+        tx.send(batch_of(event(id, 0))).unwrap();
     }
     drop(tx);
     run(sink, rx, std::future::pending()).await;
@@ -227,14 +236,14 @@ async fn lines_are_readable_while_the_exporter_waits_and_it_stops_on_request() {
     let task = tokio::spawn(run(sink, rx, async {
         let _ = stopped.await;
     }));
-    tx.send(std::sync::Arc::new(vec![event(1, 0)])).unwrap();
+    tx.send(batch_of(event(1, 0))).unwrap();
     let active = dir.path().join(ACTIVE);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while lines_of(&active).is_empty() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(ids(&lines_of(&active)), [1], "flushed while idle");
-    tx.send(std::sync::Arc::new(vec![event(2, 0)])).unwrap();
+    tx.send(batch_of(event(2, 0))).unwrap();
     stop.send(()).unwrap();
     task.await.unwrap();
     assert_eq!(ids(&lines_of(&active)), [1, 2], "written before it stopped");
@@ -254,7 +263,7 @@ fn a_failing_write_drops_whole_lines_and_a_gap_line_tells_them_later() {
     let clock = TestClock::at(T0);
     let (mut sink, stats) = open(&config(dir.path(), 1 << 20, 10), &clock);
     for id in 1..=3 {
-        sink.push(&event(id, 0));
+        sink.push(&EventView::from(&event(id, 0)));
         sink.flush();
     }
     // Trying again (the gap line) fails too, and loses nothing more.
@@ -264,7 +273,7 @@ fn a_failing_write_drops_whole_lines_and_a_gap_line_tells_them_later() {
     assert_eq!(stats.written.load(Relaxed), 0);
     // The disk has room again.
     std::fs::remove_file(&active).unwrap();
-    sink.push(&event(4, 0));
+    sink.push(&EventView::from(&event(4, 0)));
     sink.finish();
     let lines = lines_of(&active);
     assert_eq!(lines.len(), 2, "{lines:?}");
@@ -285,7 +294,7 @@ fn a_restart_appends_after_the_last_whole_line_and_names_files_after_the_old_one
     {
         let (mut sink, _) = open(&cfg, &clock);
         for id in 1..=3 {
-            sink.push(&event(id, 0));
+            sink.push(&EventView::from(&event(id, 0)));
         }
         sink.finish();
     }
@@ -299,7 +308,7 @@ fn a_restart_appends_after_the_last_whole_line_and_names_files_after_the_old_one
     let (mut sink, stats) = open(&cfg, &clock);
     assert_eq!(stats.files.load(Relaxed), 1);
     for id in 4..=6 {
-        sink.push(&event(id, 0));
+        sink.push(&EventView::from(&event(id, 0)));
     }
     sink.finish();
     let per_file: Vec<Vec<u64>> = files_in_order(dir.path())
@@ -328,11 +337,8 @@ async fn ten_thousand_events_come_back_whole_and_in_order_from_tiny_files() {
     let mut x: u64 = 12_345;
     for id in 1..=N {
         x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        tx.send(std::sync::Arc::new(vec![event(
-            id,
-            (x >> 33) as usize % 60,
-        )]))
-        .unwrap();
+        tx.send(batch_of(event(id, (x >> 33) as usize % 60)))
+            .unwrap();
     }
     drop(tx);
     run(sink, rx, std::future::pending()).await;

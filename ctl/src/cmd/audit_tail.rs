@@ -10,7 +10,10 @@ use crate::client::{
 };
 use crate::print::Printer;
 use anyhow::{Result, bail};
+use palisade_proto::event::EventView;
 use palisade_proto::v1::{self, audit_client::AuditClient};
+use prost::Message;
+use prost::bytes::Bytes;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -82,7 +85,15 @@ pub async fn run(client: &Client<'_>, out: Printer, a: &TailArgs) -> Result<Exit
     let mut c = client.audit().await?;
     let mut stream = Events::open(&mut c, req).await?;
     while let Some(batch) = stream.next_batch().await? {
-        out.items(batch.iter().map(|e| e as &dyn crate::print::Render));
+        // Read in place: nothing is copied out of what arrived but the printed line.
+        let mut views = Vec::with_capacity(batch.len());
+        for raw in &batch {
+            match EventView::decode(raw) {
+                Ok(v) => views.push(v),
+                Err(e) => return Err(ClientError::BadEvent(e.to_string()).into()),
+            }
+        }
+        out.items(views.iter().map(|e| e as &dyn crate::print::Render));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -90,10 +101,8 @@ pub async fn run(client: &Client<'_>, out: Printer, a: &TailArgs) -> Result<Exit
 /// A subscription's events: from `Follow` (in batches), or from `Tail` (one message per
 /// event) when the control plane predates `Follow`.
 enum Events {
-    Batches(
-        tonic::Streaming<v1::AuditEvents>,
-        std::vec::IntoIter<v1::AuditEvent>,
-    ),
+    /// Each event as the control plane stored it (an encoded `AuditEvent`).
+    Batches(tonic::Streaming<v1::AuditEvents>, std::vec::IntoIter<Bytes>),
     Single(tonic::Streaming<v1::AuditEvent>),
 }
 
@@ -111,11 +120,15 @@ impl Events {
         }
     }
 
-    /// What arrived together (never empty); `None` at the end.
-    async fn next_batch(&mut self) -> Result<Option<Vec<v1::AuditEvent>>, ClientError> {
+    /// What arrived together (never empty), encoded; `None` at the end.
+    async fn next_batch(&mut self) -> Result<Option<Vec<Bytes>>, ClientError> {
         loop {
             let got = match self {
-                Events::Single(s) => s.message().await.map_err(refused)?.map(|e| vec![e]),
+                Events::Single(s) => s
+                    .message()
+                    .await
+                    .map_err(refused)?
+                    .map(|e| vec![Bytes::from(e.encode_to_vec())]),
                 Events::Batches(s, batch) => {
                     let rest: Vec<_> = batch.collect();
                     if !rest.is_empty() {
@@ -135,8 +148,10 @@ impl Events {
         match self {
             Events::Single(s) => s.message().await.map_err(refused),
             Events::Batches(s, batch) => loop {
-                if let Some(e) = batch.next() {
-                    return Ok(Some(e));
+                if let Some(raw) = batch.next() {
+                    return v1::AuditEvent::decode(raw)
+                        .map(Some)
+                        .map_err(|e| ClientError::BadEvent(e.to_string()));
                 }
                 match s.message().await.map_err(refused)? {
                     Some(b) => *batch = b.events.into_iter(),

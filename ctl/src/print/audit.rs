@@ -2,6 +2,7 @@
 
 use super::Render;
 use palisade_proto::audit::EventKind;
+use palisade_proto::event::EventView;
 use palisade_proto::time::rfc3339;
 use palisade_proto::v1;
 use serde_json::Value;
@@ -18,6 +19,22 @@ fn endpoint(addr: &str, port: u32) -> String {
 }
 
 impl Render for v1::AuditEvent {
+    fn text(&self) -> String {
+        EventView::from(self).text()
+    }
+
+    /// The shape the control plane's audit export writes too (one function for both).
+    fn json(&self) -> Value {
+        self.to_json()
+    }
+
+    fn json_line(&self) -> String {
+        self.to_json_line()
+    }
+}
+
+/// An event read in place from what the control plane sent (`audit tail`'s fast path).
+impl Render for EventView<'_> {
     fn text(&self) -> String {
         // An unknown kind (a newer node's) prints as a network event does.
         let kind = self.event_kind();
@@ -63,8 +80,8 @@ impl Render for v1::AuditEvent {
                 "{head} {} {} {} -> {}",
                 self.direction,
                 self.protocol,
-                endpoint(&self.src, self.src_port),
-                endpoint(&self.dst, self.dst_port),
+                endpoint(self.src, self.src_port),
+                endpoint(self.dst, self.dst_port),
             );
             if !self.shape.is_empty() {
                 line.push_str(&format!(" [{}]", self.shape));
@@ -80,13 +97,16 @@ impl Render for v1::AuditEvent {
         line
     }
 
-    /// The shape the control plane's audit export writes too (one function for both).
     fn json(&self) -> Value {
-        self.to_json()
+        self.to_event().to_json()
     }
 
     fn json_line(&self) -> String {
-        self.to_json_line()
+        EventView::json_line(self)
+    }
+
+    fn write_json_line(&self, out: &mut Vec<u8>) {
+        EventView::write_json_line(self, out)
     }
 }
 

@@ -43,6 +43,10 @@ pub trait Render {
     fn json_line(&self) -> String {
         self.json().to_string()
     }
+    /// [`json_line`](Self::json_line), appended to `out`.
+    fn write_json_line(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.json_line().as_bytes());
+    }
 }
 
 /// Writes to stdout. When the reader has gone away (`palisadectl nodes | head`), the command
@@ -50,6 +54,21 @@ pub trait Render {
 pub fn out(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
     if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// [`out`] for bytes already rendered.
+pub fn out_bytes(bytes: &[u8]) {
+    use std::io::Write;
+    if bytes.is_empty() {
+        return;
+    }
+    if let Err(e) = std::io::stdout().lock().write_all(bytes) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
@@ -85,14 +104,15 @@ impl Printer {
     /// Several items on stdout in one write (a fast stream's lines are not written one
     /// system call each).
     pub fn items<'a>(&self, items: impl IntoIterator<Item = &'a dyn Render>) {
-        let mut text = String::new();
+        let mut text = Vec::new();
         for item in items {
-            text.push_str(&self.render(item));
-            text.push('\n');
+            match self.format {
+                Format::Text => text.extend_from_slice(item.text().as_bytes()),
+                Format::Json => item.write_json_line(&mut text),
+            }
+            text.push(b'\n');
         }
-        if !text.is_empty() {
-            out(format_args!("{text}"));
-        }
+        out_bytes(&text);
     }
 
     /// A line for people that has no JSON form: printed as text, left out with `-o json`

@@ -335,22 +335,16 @@ async fn session_once(
             }
             permit = tx.reserve(), if unsent => {
                 let permit = permit.map_err(|_| SessionError::Closed)?;
-                let (mut batch, acknowledged) = {
-                    let s = spool.lock().expect("spool lock");
-                    (s.after(sent, MAX_BATCH), s.acked())
-                };
                 // Far below the control plane's message limit, however long the events.
-                let mut bytes = 0;
-                if let Some(cut) = batch.iter().position(|e| {
-                    bytes += prost::Message::encoded_len(e) + 4;
-                    bytes > MAX_BATCH_BYTES
-                }) {
-                    batch.truncate(cut.max(1));
-                }
+                let (batch, acknowledged) = {
+                    let s = spool.lock().expect("spool lock");
+                    (s.after(sent, MAX_BATCH, MAX_BATCH_BYTES), s.acked())
+                };
                 if let Some(last) = batch.last() {
                     sent = last.seq;
                 }
-                permit.send(send(node_message::Msg::Audit(v1::AuditBatch { events: batch, stream: stream.clone(), acknowledged })));
+                let events = batch.into_iter().map(|q| q.bytes).collect();
+                permit.send(send(node_message::Msg::Audit(v1::AuditBatch { events, stream: stream.clone(), acknowledged })));
             }
             _ = notify.notified(), if !unsent => {}
         }

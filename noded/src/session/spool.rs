@@ -16,6 +16,7 @@ use crate::enforce::Enforcer;
 use palisade_proto::audit::{Action, EventKind};
 use palisade_proto::v1::AuditEvent;
 use prost::Message;
+use prost::bytes::Bytes;
 use std::collections::VecDeque;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -44,11 +45,33 @@ pub struct SpoolCounters {
     pub kernel_lost: AtomicU64,
 }
 
+/// An event in the spool: its sequence number and its encoding, made once and sent (and
+/// written to the spool file) as it is.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub seq: u64,
+    pub bytes: Bytes,
+}
+
+impl Queued {
+    fn new(e: &AuditEvent) -> Self {
+        Queued {
+            seq: e.seq,
+            bytes: Bytes::from(e.encode_to_vec()),
+        }
+    }
+
+    /// The event itself (decoded; for tests and diagnostics).
+    pub fn event(&self) -> AuditEvent {
+        AuditEvent::decode(self.bytes.clone()).expect("the spool holds what it encoded")
+    }
+}
+
 pub struct Spool {
     stream: String,
     next_seq: u64,
     acked: u64,
-    pending: VecDeque<AuditEvent>,
+    pending: VecDeque<Queued>,
     max_events: usize,
     overflow: u64,
     overflow_since_ns: i64,
@@ -145,10 +168,15 @@ impl Spool {
                 tracing::warn!(path = %path.display(), "spool file ends in a partial record; ignoring it");
                 break;
             }
-            let e = AuditEvent::decode(&rest[4..4 + len])
-                .map_err(|e| corrupt(format!("bad record: {e}")))?;
-            self.next_seq = self.next_seq.max(e.seq + 1);
-            self.pending.push_back(e);
+            let raw = &rest[4..4 + len];
+            let seq = palisade_proto::event::EventView::decode(raw)
+                .map_err(|e| corrupt(format!("bad record: {e}")))?
+                .seq;
+            self.next_seq = self.next_seq.max(seq + 1);
+            self.pending.push_back(Queued {
+                seq,
+                bytes: Bytes::copy_from_slice(raw),
+            });
             rest = &rest[4 + len..];
         }
         self.acked = self
@@ -173,8 +201,8 @@ impl Spool {
         let mut out = BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
         out.write_all(format!("palisade-spool v1 {} {}\n", self.stream, self.next_seq).as_bytes())
             .map_err(io)?;
-        for e in &self.pending {
-            write_record(&mut out, e).map_err(io)?;
+        for q in &self.pending {
+            write_record(&mut out, &q.bytes).map_err(io)?;
         }
         out.flush().map_err(io)?;
         std::fs::rename(&tmp, &f.path).map_err(io)?;
@@ -203,12 +231,13 @@ impl Spool {
     fn append(&mut self, mut e: AuditEvent) {
         e.seq = self.next_seq;
         self.next_seq += 1;
+        let q = Queued::new(&e);
         if let Some(f) = &mut self.file
-            && let Err(err) = write_record(&mut f.out, &e)
+            && let Err(err) = write_record(&mut f.out, &q.bytes)
         {
             tracing::warn!(path = %f.path.display(), error = %err, "cannot write the spool file; the event is kept in memory only");
         }
-        self.pending.push_back(e);
+        self.pending.push_back(q);
     }
 
     /// Reports counted overflow as a loss event once there is room for it.
@@ -266,14 +295,26 @@ impl Spool {
         }
     }
 
-    /// Up to `max` events with a sequence number above `after`, oldest first.
-    pub fn after(&self, after: u64, max: usize) -> Vec<AuditEvent> {
+    /// Up to `max` events with a sequence number above `after`, oldest first, and no more
+    /// than about `max_bytes` of them (at least one).
+    pub fn after(&self, after: u64, max: usize, max_bytes: usize) -> Vec<Queued> {
         let skip = self
             .pending
             .front()
             .map(|f| after.saturating_sub(f.seq - 1) as usize)
             .unwrap_or(0);
-        self.pending.iter().skip(skip).take(max).cloned().collect()
+        let mut bytes = 0;
+        self.pending
+            .iter()
+            .skip(skip)
+            .take(max)
+            .take_while(|q| {
+                let first = bytes == 0;
+                bytes += q.bytes.len() + 4;
+                first || bytes <= max_bytes
+            })
+            .cloned()
+            .collect()
     }
 
     /// Whether any event has a sequence number above `after`.
@@ -313,10 +354,9 @@ impl Spool {
     }
 }
 
-fn write_record(out: &mut impl Write, e: &AuditEvent) -> std::io::Result<()> {
-    let bytes = e.encode_to_vec();
+fn write_record(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
     out.write_all(&(bytes.len() as u32).to_le_bytes())?;
-    out.write_all(&bytes)
+    out.write_all(bytes)
 }
 
 /// Moves events from the ring-buffer reader into the spool, never blocking the reader on
@@ -385,6 +425,13 @@ mod tests {
         }
     }
 
+    fn after(s: &Spool, after: u64, max: usize) -> Vec<AuditEvent> {
+        s.after(after, max, usize::MAX)
+            .iter()
+            .map(Queued::event)
+            .collect()
+    }
+
     fn accounted(events: &[AuditEvent]) -> u64 {
         events
             .iter()
@@ -400,13 +447,13 @@ mod tests {
         }
         assert_eq!(s.len(), 4);
         assert_eq!(
-            s.after(0, 100).iter().map(|e| e.seq).collect::<Vec<_>>(),
+            after(&s, 0, 100).iter().map(|e| e.seq).collect::<Vec<_>>(),
             [1, 2, 3, 4]
         );
-        assert_eq!(s.after(2, 1)[0].seq, 3);
+        assert_eq!(after(&s, 2, 1)[0].seq, 3);
         s.ack(3);
         // Room again: the overflow (6) is reported first.
-        let rest = s.after(3, 100);
+        let rest = after(&s, 3, 100);
         assert_eq!(rest.len(), 2);
         assert_eq!(
             (rest[1].seq, rest[1].kind.as_str(), rest[1].lost),
@@ -414,7 +461,7 @@ mod tests {
         );
         s.push_loss(Action::RateLimited, 5, 1, 2);
         s.push(ev("x"));
-        let mut all = s.after(0, 100);
+        let mut all = after(&s, 0, 100);
         s.ack(7);
         assert!(s.is_empty() && !s.has_after(7));
         all.insert(0, ev("1"));
@@ -440,10 +487,10 @@ mod tests {
         assert_eq!(s.stream(), stream);
         // Acknowledged records not yet compacted away come back too; the control plane
         // recognises them by sequence number.
-        let back: Vec<u64> = s.after(0, 100).iter().map(|e| e.seq).collect();
+        let back: Vec<u64> = after(&s, 0, 100).iter().map(|e| e.seq).collect();
         assert!(back.ends_with(&[3, 4, 5]), "{back:?}");
         s.push(ev("new"));
-        assert_eq!(s.after(5, 10)[0].seq, 6, "numbering continues");
+        assert_eq!(after(&s, 5, 10)[0].seq, 6, "numbering continues");
         s.ack(6);
         s.flush();
         drop(s);
@@ -457,6 +504,6 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let mut s = Spool::open(Some(&path), 100).unwrap();
         s.push(ev("after"));
-        assert_eq!(s.after(0, 10)[0].seq, 7);
+        assert_eq!(after(&s, 0, 10)[0].seq, 7);
     }
 }

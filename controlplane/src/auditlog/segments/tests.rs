@@ -44,7 +44,7 @@ fn fill(log: &SegmentLog, node: &str, from: u64, n: u64, batch: u64) {
         let events: Vec<_> = (id..end)
             .map(|i| ev(i, node, "p", i as i64 * 1000))
             .collect();
-        log.append(&events, &[(format!("{node}\0s"), end - 1)])
+        log.append_events(&events, &[(format!("{node}\0s"), end - 1)])
             .unwrap();
         id = end;
     }
@@ -129,7 +129,7 @@ fn marks_outlive_the_segments_that_wrote_them() {
     // must still be known after a reopen (it is in every new segment's head).
     let dir = tempfile::tempdir().unwrap();
     let log = SegmentLog::open(dir.path(), small()).unwrap();
-    log.append(&[ev(1, "b", "p", 1000)], &[("b\0s".into(), 41)])
+    log.append_events(&[ev(1, "b", "p", 1000)], &[("b\0s".into(), 41)])
         .unwrap();
     fill(&log, "a", 2, 400, 10);
     let r = Retention {
@@ -183,7 +183,7 @@ fn queries_skip_segments_by_node_policy_and_time_and_find_the_same_events() {
     let dir = tempfile::tempdir().unwrap();
     let log = SegmentLog::open(dir.path(), small()).unwrap();
     fill(&log, "a", 1, 300, 10);
-    log.append(&[ev(301, "b", "q", 301_000)], &[("b\0s".into(), 1)])
+    log.append_events(&[ev(301, "b", "q", 301_000)], &[("b\0s".into(), 1)])
         .unwrap();
     fill(&log, "a", 302, 300, 10);
     let sums = log.summaries().unwrap();
@@ -230,7 +230,11 @@ fn concurrent_writers_share_syncs_and_lose_nothing() {
                             .map(|i| ev(i, &format!("n{t}"), "p", i as i64))
                             .collect();
                         *n += 20;
-                        log.write(&events, &[(format!("n{t}\0s"), *n)]).unwrap()
+                        log.write(
+                            &crate::auditlog::encode(&events),
+                            &[(format!("n{t}\0s"), *n)],
+                        )
+                        .unwrap()
                     };
                     log.sync(ticket).unwrap();
                 }
@@ -252,7 +256,7 @@ fn the_old_sled_log_moves_into_the_segment_log_once() {
     {
         let old = SledAuditLog::open(dir.path()).unwrap();
         let events: Vec<_> = (1..=30).map(|i| ev(i, "a", "p", i as i64)).collect();
-        old.append(&events, &[("a\0s".into(), 30)]).unwrap();
+        old.append_events(&events, &[("a\0s".into(), 30)]).unwrap();
     }
     let log = open_in(dir.path(), Retention::default()).unwrap();
     assert_eq!(log.load_state().unwrap(), (30, vec![("a\0s".into(), 30)]));
@@ -275,7 +279,8 @@ fn a_batch_larger_than_a_frame_is_split_and_reads_back_whole() {
             ..ev(i, "a", "p", i as i64)
         })
         .collect();
-    log.append(&events, &[("a\0s".into(), 5000)]).unwrap();
+    log.append_events(&events, &[("a\0s".into(), 5000)])
+        .unwrap();
     drop(log);
     let log = open_default(dir.path());
     assert_eq!(
