@@ -133,7 +133,7 @@ pub fn render(cp: &ControlPlane) -> String {
         &rollouts,
     );
     let c = &cp.audit.counters;
-    let counters: [(&str, &str, &AtomicU64); 8] = [
+    let counters: [(&str, &str, &AtomicU64); 9] = [
         (
             "palisade_audit_events_received_total",
             "Audit events received from nodes (duplicates included).",
@@ -168,6 +168,11 @@ pub fn render(cp: &ControlPlane) -> String {
             "palisade_audit_events_subscriber_missed_total",
             "Events slow tail subscribers skipped (each told by a gap event).",
             &c.subscriber_missed,
+        ),
+        (
+            "palisade_audit_events_malformed_total",
+            "Audit events nodes sent that could not be read (not stored; the hole becomes a sequence-gap loss event).",
+            &c.malformed,
         ),
         (
             "palisade_refused_total",

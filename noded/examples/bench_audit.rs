@@ -318,7 +318,20 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    // `e2e`: only the end-to-end runs of the segment log (for profiling).
+    let only_e2e = std::env::args().nth(2).as_deref() == Some("e2e");
     let dir = tempfile::tempdir().unwrap();
+    if only_e2e {
+        for nodes in [1u64, 100] {
+            let root = dir.path().join(format!("e2e-only-{nodes}"));
+            let r = end_to_end(Kind::Segments, &root, n, nodes).await;
+            println!(
+                "segment log, {nodes} nodes: {:.0} events/s, unaccounted {}, p50 {:.1} ms, p99 {:.1} ms",
+                r.rate, r.unaccounted, r.p50_ms, r.p99_ms
+            );
+        }
+        return;
+    }
     println!("{n} events per run; batches of 512 (storage only)");
     println!();
     println!("storage only (AuditHub::ingest), events/s:");

@@ -100,8 +100,10 @@ async fn subscribe(cp: Arc<ControlPlane>, req: v1::TailRequest) -> Result<Batche
                             .cloned()
                             .collect()
                     };
-                    for chunk in matching.chunks(MAX_BATCH) {
-                        if !deliver(&cp, &tx, chunk.to_vec()).await {
+                    let mut matching = matching;
+                    while !matching.is_empty() {
+                        let rest = matching.split_off(matching.len().min(MAX_BATCH));
+                        if !deliver(&cp, &tx, std::mem::replace(&mut matching, rest)).await {
                             return;
                         }
                     }

@@ -451,6 +451,12 @@ mod tests {
             [1, 2, 3, 4]
         );
         assert_eq!(after(&s, 2, 1)[0].seq, 3);
+        // A byte bound: at least one event, then as many as fit.
+        let one = s.after(0, 100, 0);
+        assert_eq!(one.len(), 1);
+        let per = one[0].bytes.len() + 4;
+        assert_eq!(s.after(0, 100, 2 * per + 1).len(), 2);
+        assert_eq!(one[0].event().rule, "0");
         s.ack(3);
         // Room again: the overflow (6) is reported first.
         let rest = after(&s, 3, 100);
