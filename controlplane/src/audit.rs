@@ -235,8 +235,13 @@ impl AuditHub {
             }
         }
         let key = format!("{node}\0{stream}");
-        let (ticket, last, denies) = {
+        let (ticket, last, denies, prune_due) = {
             let mut st = self.state.lock().expect("audit lock");
+            // The retention is applied at most once a second, by the ingest that finds it due.
+            let prune_due = st.last_prune.elapsed() > Duration::from_secs(1);
+            if prune_due {
+                st.last_prune = Instant::now();
+            }
             let mut last = st.streams.get(&key).copied().unwrap_or(0).max(acknowledged);
             let first_id = st.next_id;
             let mut next_id = first_id;
@@ -339,7 +344,7 @@ impl AuditHub {
                 ns.last_sent = Some(now);
             }
             if ends.is_empty() {
-                (st.last_ticket, last, denies)
+                (st.last_ticket, last, denies, prune_due)
             } else {
                 let buf = Bytes::from(buf);
                 let mut start = 0;
@@ -364,13 +369,15 @@ impl AuditHub {
                         events: stored,
                     }),
                 ));
-                (ticket, last, denies)
+                (ticket, last, denies, prune_due)
             }
         };
         // Outside the lock: batches from other nodes join this flush.
         self.log.sync(ticket)?;
         self.publish_durable(ticket);
-        self.prune_now_and_then()?;
+        if prune_due {
+            self.prune()?;
+        }
         Ok(Ingested {
             acknowledge: last,
             denies,
@@ -441,15 +448,8 @@ impl AuditHub {
         (tokens, storage)
     }
 
-    /// Applies the retention at most once a second.
-    fn prune_now_and_then(&self) -> Result<(), AuditLogError> {
-        {
-            let mut st = self.state.lock().expect("audit lock");
-            if st.last_prune.elapsed() <= Duration::from_secs(1) {
-                return Ok(());
-            }
-            st.last_prune = Instant::now();
-        }
+    /// Applies the retention.
+    fn prune(&self) -> Result<(), AuditLogError> {
         let pruned = self.log.prune(self.retention, now_ns())?;
         self.counters
             .pruned
