@@ -204,36 +204,103 @@ impl<'a> EventView<'a> {
         String::from_utf8(out).expect("JSON is UTF-8")
     }
 
-    /// [`json_line`](Self::json_line), appended to `out`.
+    /// [`json_line`](Self::json_line), appended to `out`: written directly (no map, no
+    /// serializer), escaped as serde_json escapes (a test checks they agree).
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
-        let line = JsonLine {
-            action: self.action,
-            binary: self.binary,
-            detail: self.detail,
-            direction: self.direction,
-            dst: self.dst,
-            dst_port: self.dst_port,
-            id: self.id,
-            kind: self.kind,
-            lost: self.lost,
-            node: self.node,
-            operation: self.operation,
-            path: self.path,
-            pid: self.pid,
-            policy: self.policy,
-            protocol: self.protocol,
-            reason: self.reason,
-            revision: self.revision,
-            rule: self.rule,
-            seq: self.seq,
-            shape: self.shape,
-            src: self.src,
-            src_port: self.src_port,
-            suppressed: self.suppressed,
-            time: rfc3339(self.time_unix_ns),
-            uid: self.uid,
-        };
-        serde_json::to_writer(out, &line).expect("an event serialises");
+        let mut j = Json { out, first: true };
+        j.text("action", self.action);
+        j.text("binary", self.binary);
+        j.text("detail", self.detail);
+        j.text("direction", self.direction);
+        j.text("dst", self.dst);
+        j.number("dst_port", self.dst_port.into());
+        j.number("id", self.id);
+        j.text("kind", self.kind);
+        j.number("lost", self.lost);
+        j.text("node", self.node);
+        j.text("operation", self.operation);
+        j.text("path", self.path);
+        j.number("pid", self.pid.into());
+        j.text("policy", self.policy);
+        j.text("protocol", self.protocol);
+        j.text("reason", self.reason);
+        j.number("revision", self.revision);
+        j.text("rule", self.rule);
+        j.number("seq", self.seq);
+        j.text("shape", self.shape);
+        j.text("src", self.src);
+        j.number("src_port", self.src_port.into());
+        j.number("suppressed", self.suppressed);
+        j.key("time");
+        j.out.push(b'"');
+        crate::time::write_rfc3339(j.out, self.time_unix_ns);
+        j.out.push(b'"');
+        j.number("uid", self.uid.into());
+        j.out.push(b'}');
+    }
+}
+
+/// A JSON object being written, keys in the order given.
+struct Json<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl Json<'_> {
+    fn key(&mut self, key: &str) {
+        self.out
+            .extend_from_slice(if self.first { b"{\"" } else { b",\"" });
+        self.first = false;
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn number(&mut self, key: &str, n: u64) {
+        self.key(key);
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.out.extend_from_slice(&digits[i..]);
+    }
+
+    fn text(&mut self, key: &str, s: &str) {
+        self.key(key);
+        self.out.push(b'"');
+        let b = s.as_bytes();
+        let mut from = 0;
+        for (i, &c) in b.iter().enumerate() {
+            let esc: &[u8] = match c {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0x08 => b"\\b",
+                0x0c => b"\\f",
+                0..=0x1f => b"",
+                _ => continue,
+            };
+            self.out.extend_from_slice(&b[from..i]);
+            from = i + 1;
+            if esc.is_empty() {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                self.out.extend_from_slice(b"\\u00");
+                self.out.push(HEX[usize::from(c >> 4)]);
+                self.out.push(HEX[usize::from(c & 15)]);
+            } else {
+                self.out.extend_from_slice(esc);
+            }
+        }
+        self.out.extend_from_slice(&b[from..]);
+        self.out.push(b'"');
     }
 }
 
@@ -288,36 +355,6 @@ pub fn stamp(out: &mut Vec<u8>, id: u64, node: &str) {
     out.extend_from_slice(node.as_bytes());
 }
 
-/// An event's JSON object, fields in key order (as `serde_json::Value` sorts them).
-#[derive(serde::Serialize)]
-struct JsonLine<'a> {
-    action: &'a str,
-    binary: &'a str,
-    detail: &'a str,
-    direction: &'a str,
-    dst: &'a str,
-    dst_port: u32,
-    id: u64,
-    kind: &'a str,
-    lost: u64,
-    node: &'a str,
-    operation: &'a str,
-    path: &'a str,
-    pid: u32,
-    policy: &'a str,
-    protocol: &'a str,
-    reason: &'a str,
-    revision: u64,
-    rule: &'a str,
-    seq: u64,
-    shape: &'a str,
-    src: &'a str,
-    src_port: u32,
-    suppressed: u64,
-    time: String,
-    uid: u32,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,7 +388,7 @@ mod tests {
             binary: "/usr/bin/ü".into(),
             path: "/etc/shadow".into(),
             operation: "read".into(),
-            detail: "tab\there\n".into(),
+            detail: "tab\there\n\u{1}\u{1f}\u{7f}\"\\\u{8}\u{c}\r/é".into(),
         };
         vec![
             AuditEvent::default(),
@@ -445,6 +482,18 @@ mod tests {
     fn the_json_line_is_the_json_object() {
         for e in samples() {
             assert_eq!(EventView::from(&e).json_line(), e.to_json().to_string());
+        }
+        // Every ASCII character, escaped as serde_json escapes it.
+        for c in 0u8..128 {
+            let e = AuditEvent {
+                path: format!("a{}b", c as char),
+                ..Default::default()
+            };
+            assert_eq!(
+                EventView::from(&e).json_line(),
+                e.to_json().to_string(),
+                "{c}"
+            );
         }
     }
 }
