@@ -12,7 +12,6 @@
 //! [`v1::AuditEvent::to_json`](crate::v1::AuditEvent::to_json)).
 
 use crate::audit::{Action, EventKind};
-use crate::time::rfc3339;
 use crate::v1::AuditEvent;
 use prost::encoding::{decode_varint, encode_varint};
 
