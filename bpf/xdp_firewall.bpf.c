@@ -738,7 +738,8 @@ static __always_inline long find_set(__u32 half, const struct pal_dir_table *t, 
 		for (j = 0; j < 4; j++)
 			q.w[j] = bpf_ntohl(q.w[j]);
 		__builtin_memcpy(bk.addr, peer, 4);
-		blk = bpf_map_lookup_elem(&PAL_BLOCKS6, &bk);
+		/* No length >= 32 in use (short6_from == 0): there are no blocks to look up. */
+		blk = t->short6_from ? bpf_map_lookup_elem(&PAL_BLOCKS6, &bk) : 0;
 		if (blk) {
 			have = 1;
 			bset = (long)blk->set - 1;
