@@ -4,9 +4,11 @@
  * via TCX on egress (`palisade_tc_egress`). Both share every map (one object, maps pinned
  * by name) and one decision procedure:
  *
- *   1. the peer address (source on ingress, destination on egress) is looked up, longest
- *      prefix first, in the exact-match prefix hash of the active half, probing only the
- *      lengths its /16 bucket (IPv4) or the length list (IPv6) names (see palisade_abi.h);
+ *   1. the peer address (source on ingress, destination on egress) is looked up in the
+ *      active half: IPv4 through its /16 bucket and, where that /16 holds longer prefixes,
+ *      the /16's chunk (its /24 entry names the longest prefix <= 24, an inlined single
+ *      longer one, or the lengths 25..32 to probe in the exact-match hash); IPv6 through
+ *      its /32 block, probing only the lengths present in it (see palisade_abi.h);
  *   2. the prefix's clause set is scanned: the first clause whose protocol and destination
  *      port match decides; a rate-limit clause only remembers the limit;
  *   3. nothing matched: the direction's default action, except that on ingress a reply to
@@ -51,6 +53,12 @@
 #include "lib/palisade_abi.h"
 #include "lib/pal_events.h"
 
+_Static_assert(sizeof(struct pal_chunk_entry) == PAL_SIZE_CHUNK_ENTRY, "pal_chunk_entry");
+_Static_assert(sizeof(struct pal_chunk4) == PAL_SIZE_CHUNK4, "pal_chunk4");
+_Static_assert(sizeof(struct pal_block6) == PAL_SIZE_BLOCK6, "pal_block6");
+_Static_assert(sizeof(struct pal_dir_table) == PAL_SIZE_DIR_TABLE, "pal_dir_table");
+_Static_assert(sizeof(struct pal_half) == PAL_SIZE_HALF, "pal_half");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct pal_pfx4_key);
@@ -76,6 +84,24 @@ struct {
 	__uint(max_entries, 4 * PAL_BUCKETS4_PER_TABLE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } PAL_BUCKETS4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct pal_pfx4_key);
+	__type(value, struct pal_chunk4);
+	__uint(max_entries, PAL_MAX_CHUNKS4);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} PAL_CHUNKS4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct pal_pfx4_key);
+	__type(value, struct pal_block6);
+	__uint(max_entries, PAL_MAX_BLOCKS6);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} PAL_BLOCKS6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -229,12 +255,15 @@ static __always_inline void report(const struct pkt *p, const struct verdict *v,
 	out.suppressed = &st->c[PAL_STAT_EVENTS_SUPPRESSED];
 	out.ring_full = &st->c[PAL_STAT_RINGBUF_FULL];
 	out.limit = cfg ? cfg->events_per_sec : 0;
-	now = bpf_ktime_get_ns();
+	/* The budget's one-second window needs no more than the coarse clock (a plain read,
+	 * where bpf_ktime_get_ns reads the clock source): most denied packets of a flood are
+	 * only counted against the budget. An event that is written gets the precise time. */
+	now = bpf_ktime_get_coarse_ns();
 	e = pal_event_begin(&out, &PAL_EVENTS, sizeof(*e), now, &suppressed);
 	if (!e)
 		return;
 	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = now;
+	e->ts_ns = bpf_ktime_get_ns();
 	e->rule_ref = v->rule_ref;
 	e->generation = v->generation;
 	e->action = v->action;
@@ -603,17 +632,63 @@ static __always_inline __u32 mask32(__u32 host_order, __u32 bits)
 	return host_order & (0xffffffffu << (32 - bits));
 }
 
-/* The longest prefix of `peer` in use: its clause-set index, or -1. */
+/* One IPv6 probe: the peer (host-order words), the length, where. */
+struct probe6 {
+	__u32 w[4];
+	__u32 len;
+	__u8 dir;
+	__u8 half;
+	__u8 _pad[2];
+};
+
+/*
+ * Probes PAL_PFX6 for the peer masked to q->len: its clause set, or -1. A global function:
+ * the verifier checks it once instead of once per length of the caller's loop (masking
+ * branches on the length, which multiplied the loop's states past the verifier's budget).
+ */
+__attribute__((noinline)) long pal_probe6(const struct probe6 *q)
+{
+	struct pal_pfx6_key k = {};
+	__u32 m[4], *v;
+	int b;
+
+	if (!q)
+		return -1;
+	b = q->len;
+	m[0] = bpf_htonl(mask32(q->w[0], b > 32 ? 32 : (b < 0 ? 0 : b)));
+	b -= 32;
+	m[1] = bpf_htonl(mask32(q->w[1], b > 32 ? 32 : (b < 0 ? 0 : b)));
+	b -= 32;
+	m[2] = bpf_htonl(mask32(q->w[2], b > 32 ? 32 : (b < 0 ? 0 : b)));
+	b -= 32;
+	m[3] = bpf_htonl(mask32(q->w[3], b > 32 ? 32 : (b < 0 ? 0 : b)));
+	k.prefix_len = q->len;
+	k.dir = q->dir;
+	k.half = q->half;
+	__builtin_memcpy(k.addr, m, 16);
+	v = bpf_map_lookup_elem(&PAL_PFX6, &k);
+	return v ? (long)*v : -1;
+}
+
+/*
+ * The longest prefix of `peer` in use: its clause-set index, or -1. IPv4: the /16 bucket,
+ * then (only when the /16 holds longer prefixes) its chunk's /24 entry, then (only when
+ * that /24 holds two or more prefixes of lengths 25..32) one probe per length its mask
+ * names. IPv6: the /32 block, then one probe per length present inside it; without a
+ * block, the lengths < 32 in use. See palisade_abi.h.
+ */
 static __always_inline long find_set(__u32 half, const struct pal_dir_table *t, __u8 dir,
 				     __u8 family, const __u8 *peer)
 {
-	__u32 *v;
 	__u32 i;
 
 	if (family == 4) {
-		struct pal_pfx4_key k = { .dir = dir, .half = half };
+		struct pal_pfx4_key k = { .prefix_len = 16, .dir = dir, .half = half };
 		struct pal_bucket *b;
-		__u32 a, idx, mask;
+		struct pal_chunk4 *c;
+		struct pal_chunk_entry *e;
+		__u32 a, idx, host, *v;
+		__u8 mask;
 		int bit;
 
 		__builtin_memcpy(&a, peer, 4);
@@ -622,55 +697,80 @@ static __always_inline long find_set(__u32 half, const struct pal_dir_table *t, 
 		b = bpf_map_lookup_elem(&PAL_BUCKETS4, &idx);
 		if (!b)
 			return -1;
-		mask = b->mask;
-		for (bit = 15; bit >= 0; bit--) {
-			__u32 len, m;
+		if (!b->mask)
+			return (long)b->short_set - 1;
+		__builtin_memcpy(k.addr, peer, 2);
+		c = bpf_map_lookup_elem(&PAL_CHUNKS4, &k);
+		if (!c) /* written before the switch; cannot happen */
+			return (long)b->short_set - 1;
+		e = &c->e[(a >> 8) & 0xff];
+		host = a & 0xff;
+		if (e->one_len) {
+			if ((host & (0xffu << (32 - e->one_len)) & 0xff) == e->one_host)
+				return (long)e->one_set - 1;
+			return (long)e->set - 1;
+		}
+		mask = e->mask;
+		for (bit = 7; bit >= 0; bit--) {
+			__u32 m;
 
 			if (!mask)
 				break;
 			if (!(mask & (1u << bit)))
 				continue;
 			mask &= ~(1u << bit);
-			len = 17 + bit;
-			m = bpf_htonl(mask32(a, len));
-			k.prefix_len = len;
+			k.prefix_len = 25 + bit;
+			m = bpf_htonl(mask32(a, 25 + bit));
 			__builtin_memcpy(k.addr, &m, 4);
 			v = bpf_map_lookup_elem(&PAL_PFX4, &k);
 			if (v)
 				return *v;
 		}
-		if (b->short_set)
-			return (long)b->short_set - 1;
-		return -1;
+		return (long)e->set - 1;
 	} else {
-		struct pal_pfx6_key k = { .dir = dir, .half = half };
-		__u32 w[4];
-		__u32 j;
+		struct probe6 q = { .dir = dir, .half = half };
+		struct pal_pfx4_key bk = { .prefix_len = 32, .dir = dir, .half = half };
+		struct pal_block6 *blk;
+		__u32 j, bm[3] = {}, have = 0;
+		long s, bset = -1;
 
-		__builtin_memcpy(w, peer, 16);
+		__builtin_memcpy(q.w, peer, 16);
 		for (j = 0; j < 4; j++)
-			w[j] = bpf_ntohl(w[j]);
+			q.w[j] = bpf_ntohl(q.w[j]);
+		__builtin_memcpy(bk.addr, peer, 4);
+		/* No length >= 32 in use (short6_from == 0): there are no blocks to look up. */
+		blk = t->short6_from ? bpf_map_lookup_elem(&PAL_BLOCKS6, &bk) : 0;
+		if (blk) {
+			have = 1;
+			bset = (long)blk->set - 1;
+			bm[0] = blk->mask[0];
+			bm[1] = blk->mask[1];
+			bm[2] = blk->mask[2];
+		}
+		/* The lengths in use, longest first: with a block, those present inside it
+		 * (> 32; the block's own set covers <= 32); without, those < 32. */
 		for (i = 0; i < PAL_MAX_LENS6; i++) {
-			__u32 len, m[4];
-			int b;
+			__u32 len, bit;
 
 			if (i >= t->n6)
 				break;
 			len = t->lens6[i];
-			b = len;
-			m[0] = bpf_htonl(mask32(w[0], b > 32 ? 32 : (b < 0 ? 0 : b)));
-			b -= 32;
-			m[1] = bpf_htonl(mask32(w[1], b > 32 ? 32 : (b < 0 ? 0 : b)));
-			b -= 32;
-			m[2] = bpf_htonl(mask32(w[2], b > 32 ? 32 : (b < 0 ? 0 : b)));
-			b -= 32;
-			m[3] = bpf_htonl(mask32(w[3], b > 32 ? 32 : (b < 0 ? 0 : b)));
-			k.prefix_len = len;
-			__builtin_memcpy(k.addr, m, 16);
-			v = bpf_map_lookup_elem(&PAL_PFX6, &k);
-			if (v)
-				return *v;
+			if (have) {
+				if (len <= 32)
+					break;
+				bit = len - 33;
+				if (bit >= 96 || !((bm[bit >> 5] >> (bit & 31)) & 1))
+					continue;
+			} else if (len >= 32) {
+				continue;
+			}
+			q.len = len;
+			s = pal_probe6(&q);
+			if (s >= 0)
+				return s;
 		}
+		if (have)
+			return bset;
 	}
 	return -1;
 }

@@ -2,7 +2,7 @@
 //! counters. The plan side of the layout is documented in `policy-lang/src/plan/net/mod.rs`.
 
 /// `PAL_ABI_VERSION`: part of every pin path, so a daemon never reuses maps of another layout.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// `PAL_ACTION_*` (`clause.action`, `event.action`; the LSM rules use the same codes).
 pub const ACTION_ALLOW: u32 = 0;
@@ -25,7 +25,11 @@ pub const MAX_RULES: u32 = 16384;
 /// `PAL_MAX_PFX4`: entries of the IPv4 prefix hash (both directions and halves share it).
 pub const MAX_PFX4: u32 = 1 << 21;
 /// `PAL_MAX_PFX6`: entries of the IPv6 prefix hash.
-pub const MAX_PFX6: u32 = 1 << 18;
+pub const MAX_PFX6: u32 = 1 << 21;
+/// `PAL_MAX_CHUNKS4`: entries of the IPv4 chunk hash (every /16 of every direction and half).
+pub const MAX_CHUNKS4: u32 = 1 << 18;
+/// `PAL_MAX_BLOCKS6`: entries of the IPv6 /32 block hash.
+pub const MAX_BLOCKS6: u32 = 1 << 21;
 /// `PAL_BUCKETS4_PER_TABLE`: IPv4 buckets per direction and half, one per /16.
 pub const BUCKETS4_PER_TABLE: u32 = 65536;
 
@@ -91,6 +95,11 @@ pub const PFX6_KEY_SIZE: usize = 20;
 pub const CLAUSE_SIZE: usize = 16;
 /// `struct pal_bucket`, as built by `palisade_policy::plan::Bucket::to_bytes`.
 pub const BUCKET_SIZE: usize = 8;
+/// `struct pal_chunk_entry` / `struct pal_chunk4` (256 entries, one per /24 of a /16) /
+/// `struct pal_block6`, as built by `palisade_policy::plan::{ChunkEntry, Block6}`.
+pub const CHUNK_ENTRY_SIZE: usize = 8;
+pub const CHUNK4_SIZE: usize = 256 * CHUNK_ENTRY_SIZE;
+pub const BLOCK6_SIZE: usize = 16;
 /// `struct pal_frag_key` / `struct pal_frag_entry` (the map is only counted).
 pub const FRAG_KEY_SIZE: usize = 40;
 pub const FRAG_ENTRY_SIZE: usize = 16;
@@ -115,7 +124,18 @@ pub fn pfx6_key(prefix_len: u8, dir: u8, half: u8, addr: [u8; 16]) -> [u8; PFX6_
     k
 }
 
-/// The half a prefix key belongs to.
+/// The key of a /16's chunk (`PAL_CHUNKS4`): a `struct pal_pfx4_key` of length 16.
+pub fn chunk4_key(dir: u8, half: u8, slash16: u16) -> [u8; PFX4_KEY_SIZE] {
+    let b = slash16.to_be_bytes();
+    pfx4_key(16, dir, half, [b[0], b[1], 0, 0])
+}
+
+/// The key of an IPv6 /32 block (`PAL_BLOCKS6`): a `struct pal_pfx4_key` of length 32.
+pub fn block6_key(dir: u8, half: u8, slash32: [u8; 4]) -> [u8; PFX4_KEY_SIZE] {
+    pfx4_key(32, dir, half, slash32)
+}
+
+/// The half a prefix, chunk or block key belongs to.
 pub fn key_half(key: &[u8]) -> u8 {
     key[2]
 }
@@ -139,7 +159,11 @@ pub struct DirTable {
     pub default_action: u8,
     pub undecided_action: u8,
     pub default_rule_ref: u32,
-    pub lens4: [u8; 36],
+    /// Reporting only.
+    pub lens4: [u8; 34],
+    /// Index in `lens6` of the first length < 32 (`n6`: none).
+    pub short6_from: u8,
+    pub pad: u8,
     pub lens6: [u8; 132],
     pub undecided_rule_ref: u32,
 }

@@ -78,6 +78,8 @@ fn net_constants_match_palisade_abi_h() {
         "PAL_MAX_PFX4" => MAX_PFX4,
         "PAL_MAX_PFX6" => MAX_PFX6,
         "PAL_BUCKETS4_PER_TABLE" => BUCKETS4_PER_TABLE,
+        "PAL_MAX_CHUNKS4" => MAX_CHUNKS4,
+        "PAL_MAX_BLOCKS6" => MAX_BLOCKS6,
         "PAL_PROTO_ANY" => PROTO_ANY,
         "PAL_PROTO_ICMP" => PROTO_ICMP,
         "PAL_PROTO_TCP" => PROTO_TCP,
@@ -129,6 +131,9 @@ fn net_layouts_match_palisade_abi_h() {
         "PAL_SIZE_PFX6_KEY" => pfx6_key(0, 0, 0, [0; 16]).len(),
         "PAL_SIZE_CLAUSE" => CLAUSE_SIZE,
         "PAL_SIZE_BUCKET" => BUCKET_SIZE,
+        "PAL_SIZE_CHUNK_ENTRY" => CHUNK_ENTRY_SIZE,
+        "PAL_SIZE_CHUNK4" => CHUNK4_SIZE,
+        "PAL_SIZE_BLOCK6" => BLOCK6_SIZE,
         "PAL_SIZE_FRAG_KEY" => FRAG_KEY_SIZE,
         "PAL_SIZE_FRAG_ENTRY" => FRAG_ENTRY_SIZE,
         "PAL_SIZE_CLAUSE_SET" => size_of::<ClauseSet>(),
@@ -145,6 +150,12 @@ fn net_layouts_match_palisade_abi_h() {
     assert_eq!(BUCKET_SIZE, 8);
     assert_eq!(key_half(&pfx4_key(24, 1, 1, [10, 0, 0, 0])), 1);
     assert_eq!(offset_of!(Half, dir), 8);
+    assert_eq!(CHUNK_ENTRY_SIZE, 8);
+    assert_eq!(BLOCK6_SIZE, 16);
+    assert_eq!(key_half(&chunk4_key(1, 1, 0x0a01)), 1);
+    assert_eq!(chunk4_key(0, 1, 0x0a01), pfx4_key(16, 0, 1, [10, 1, 0, 0]));
+    assert_eq!(key_half(&block6_key(0, 1, [0x20, 1, 0xd, 0xb8])), 1);
+    assert_eq!(offset_of!(DirTable, short6_from), 42);
     assert_eq!(offset_of!(DirTable, lens6), 44);
     assert_eq!(offset_of!(DirTable, undecided_rule_ref), 176);
     assert_eq!(offset_of!(NetEvent, sport), 28);
@@ -258,6 +269,8 @@ fn map_keys_and_values_have_no_implicit_padding() {
         undecided_action,
         default_rule_ref,
         lens4,
+        short6_from,
+        pad,
         lens6,
         undecided_rule_ref
     });

@@ -12,7 +12,7 @@
 
 #include <linux/types.h>
 
-#define PAL_ABI_VERSION 2
+#define PAL_ABI_VERSION 3
 
 /* Actions (clause.action, event.action). */
 #define PAL_ACTION_ALLOW 0
@@ -30,12 +30,32 @@
  * programs read. A new revision is written into the other half, then PAL_ACTIVE flips.
  *
  * PAL_PFX4 / PAL_PFX6: hash maps keyed by (prefix_len, direction, half, masked address),
- * value = index of a clause set within the half.
- * IPv4: PAL_BUCKETS4[(half * 2 + dir) * 65536 + (addr >> 16)] says which lengths 17..32
- * exist inside that /16 (mask bit len - 17; probed longest first) and which clause set the
- * longest prefix of length <= 16 covering it has (short, +1; 0 = none).
- * IPv6: PAL_HALVES[half].dir[d].lens6 lists the lengths in use, longest first; one probe
- * per length until the first hit. Either way the cost never follows the number of prefixes.
+ * value = index of a clause set within the half. PAL_PFX4 holds only the IPv4 prefixes the
+ * program probes (lengths 25..32 in a /24 holding two or more of them); PAL_PFX6 every
+ * IPv6 prefix.
+ *
+ * IPv4 is direct-indexed, as DIR-24-8 routers are, in two stages:
+ *   1. PAL_BUCKETS4[(half * 2 + dir) * 65536 + (addr >> 16)] (array): `mask` has bit
+ *      len - 17 set for every length 17..32 present inside that /16; `short_set` is the
+ *      clause set (+1; 0 = none) of the longest prefix of length <= 16 covering it. A
+ *      zero mask decides here: one array read for a miss or a /<=16 hit.
+ *   2. Otherwise PAL_CHUNKS4[key (16, dir, half, the /16)] (hash, allocated only for the
+ *      /16s that need one) is a struct pal_chunk4: one struct pal_chunk_entry per /24 of
+ *      the /16, holding (precomputed by the daemon) the clause set of the longest prefix
+ *      of length <= 24 covering that /24, and what lies inside it of lengths 25..32: none,
+ *      exactly one (inlined in the entry: length, masked last octet, set: no probe), or
+ *      several (`mask`, bit len - 25: one PAL_PFX4 probe per length present in that /24,
+ *      longest first).
+ *   So a /17../24 hit costs the bucket and the chunk, a /25../32 hit the same plus, only
+ *   in a /24 with two or more long prefixes, the probes its mask names.
+ * IPv6: PAL_BLOCKS6[key (32, dir, half, the peer's first 32 bits)] (hash, one entry per /32
+ * holding a prefix of length >= 32) is a struct pal_block6: the clause set (+1) of the
+ * longest prefix of length <= 32 covering the /32, and the lengths 33..128 present inside
+ * it, longest first, each probed in PAL_PFX6 until the first hit (n ==
+ * PAL_BLOCK6_OVERFLOW: more than PAL_BLOCK6_LENS lengths; probe every length of lens6).
+ * A peer whose /32 has no entry probes only the lengths < 32 in use (lens6 from
+ * short6_from). The cost follows the lengths present in the peer's own /24 (IPv4) or /32
+ * (IPv6), never the number of prefixes.
  * PAL_SETS[half * PAL_MAX_SETS + set] is that prefix's clause list: its own rules and those
  * of every shorter prefix containing it, rate limits first, then most specific first; the
  * first clause whose protocol and port match decides.
@@ -46,7 +66,9 @@
 #define PAL_MAX_SETS 16384
 #define PAL_MAX_RULES 16384
 #define PAL_MAX_PFX4 (1 << 21) /* entries of PAL_PFX4 (both directions and halves) */
-#define PAL_MAX_PFX6 (1 << 18) /* entries of PAL_PFX6 */
+#define PAL_MAX_PFX6 (1 << 21) /* entries of PAL_PFX6 */
+#define PAL_MAX_CHUNKS4 (1 << 18) /* entries of PAL_CHUNKS4: every /16 of the 4 tables */
+#define PAL_MAX_BLOCKS6 (1 << 21)   /* entries of PAL_BLOCKS6 */
 
 #define PAL_PROTO_ANY 0
 #define PAL_PROTO_ICMP 1 /* matches ICMP and ICMPv6 */
@@ -79,6 +101,25 @@ struct pal_bucket {
 
 #define PAL_BUCKETS4_PER_TABLE 65536
 
+/* One /24 of a chunk. Sets are + 1; 0 = none. */
+struct pal_chunk_entry {
+	__u16 set;      /* longest prefix of length <= 24 covering the /24 */
+	__u8 mask;      /* two or more prefixes of lengths 25..32 inside: bit len - 25 each */
+	__u8 one_len;   /* exactly one (mask 0): its length 25..32; 0 = none */
+	__u8 one_host;  /* ... its last octet, masked to its length */
+	__u8 _pad;
+	__u16 one_set;  /* ... its clause set */
+};
+
+struct pal_chunk4 {
+	struct pal_chunk_entry e[256];
+};
+
+struct pal_block6 {
+	__u32 set;     /* longest prefix of length <= 32 covering the /32, + 1; 0 = none */
+	__u32 mask[3]; /* lengths 33..128 present inside the /32: bit (len - 33) % 32 of word (len - 33) / 32 */
+};
+
 struct pal_clause {
 	__u8 proto;
 	__u8 action;
@@ -102,8 +143,10 @@ struct pal_dir_table {
 	__u8 default_action;
 	__u8 undecided_action; /* for frames that cannot be read at all (see below) */
 	__u32 default_rule_ref;
-	__u8 lens4[36];
-	__u8 lens6[132];
+	__u8 lens4[34];   /* lengths in use, longest first: reporting only */
+	__u8 short6_from; /* index in lens6 of the first length < 32 (n6: none) */
+	__u8 _pad;
+	__u8 lens6[132];  /* lengths in use, longest first */
 	__u32 undecided_rule_ref;
 };
 
@@ -293,6 +336,9 @@ struct pal_stats {
 #define PAL_SIZE_RATE_KEY 20
 #define PAL_SIZE_FLOW_KEY 40
 #define PAL_SIZE_BUCKET 8
+#define PAL_SIZE_CHUNK_ENTRY 8
+#define PAL_SIZE_CHUNK4 2048
+#define PAL_SIZE_BLOCK6 16
 #define PAL_SIZE_NET_EVENT 72
 #define PAL_SIZE_FRAG_KEY 40
 #define PAL_SIZE_FRAG_ENTRY 16

@@ -6,7 +6,11 @@
 //!   (`bpf/bench/bench_lpm.bpf.c`) holding the same entries. Packets: a source hitting a /32,
 //!   one hitting a /24, one matching nothing; then, from a source matching nothing, other
 //!   shapes: a plain IPv4 packet, the first and a later fragment of a datagram (its first
-//!   fragment tracked), a plain IPv6 packet and one behind two extension headers.
+//!   fragment tracked), a plain IPv6 packet and one behind two extension headers. Then the
+//!   same sizes of IPv6 deny CIDRs (40% /128, 20% /64, 15% /56, 15% /48, 7% /40, 3% /32,
+//!   random under 2000::/3) beside the IPv6 LPM-trie program (`bpf/bench/bench_lpm6.bpf.c`):
+//!   a source hitting a /128, one hitting a /64 and one matching nothing. Ratio columns:
+//!   Palisade / LPM per packet kind, and Palisade's hit / miss.
 //! - `net_bench gen N`: prints the N CIDRs (the same deterministic set), for nftables.
 //! - `net_bench attach IFACE N PIN_ROOT`: attaches the Palisade firewall to IFACE with the N
 //!   CIDRs denied, prints `ready`, and exits when stdin closes (leaving the pins for
@@ -14,18 +18,61 @@
 
 use aya::Ebpf;
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use palisade_noded::net::xdp::NetFirewall;
 use palisade_policy::ir::Policy;
 use palisade_policy::plan::{Enforced, NetPlan, compile_network};
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::Path;
 
 /// The baseline (`bpf/bench/bench_lpm.bpf.c`), benchmark-only: not embedded in the daemon.
 static LPM_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench/bench_lpm.bpf.o"));
+static LPM6_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench/bench_lpm6.bpf.o"));
+
+/// N distinct IPv6 prefixes of mixed lengths (40% /128, 20% /64, 15% /56, 15% /48, 7% /40,
+/// 3% /32), under 2000::/3 (the benchmark's miss comes from fd00::/8).
+fn cidrs6(n: usize) -> Vec<Ipv6Net> {
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut out = BTreeSet::new();
+    while out.len() < n {
+        let r = rnd();
+        let len = match r % 100 {
+            0..40 => 128,
+            40..60 => 64,
+            60..75 => 56,
+            75..90 => 48,
+            90..97 => 40,
+            _ => 32,
+        };
+        let hi = (rnd() & !(0xe000u64 << 48)) | (0x2000u64 << 48);
+        let a = ((hi as u128) << 64) | rnd() as u128;
+        out.insert(Ipv6Net::new(Ipv6Addr::from(a), len).unwrap().trunc());
+    }
+    out.into_iter().collect()
+}
+
+/// Ethernet + IPv6 + UDP to port 9.
+fn packet6(src: Ipv6Addr) -> Vec<u8> {
+    use palisade_policy::plan::frame::{self, L4};
+    let dst: Ipv6Addr = "fd00:2::1".parse().unwrap();
+    let l4 = L4::udp(40000, 9, &[0x5a; 18]);
+    frame::ethernet(
+        frame::TEST_DST_MAC,
+        frame::TEST_SRC_MAC,
+        &[],
+        &frame::packet(src.into(), dst.into(), &[], &l4),
+    )
+}
 
 /// N distinct IPv4 prefixes of mixed lengths (50% /32, 25% /24, 10% /28, 8% /20, 5% /16,
 /// 2% /12), outside 10.0.0.0/8 and 240.0.0.0/4 (where the benchmark traffic comes from).
@@ -58,7 +105,7 @@ fn cidrs(n: usize) -> Vec<Ipv4Net> {
     out.into_iter().collect()
 }
 
-fn policy(nets: &[Ipv4Net]) -> Policy {
+fn policy(nets: &[IpNet]) -> Policy {
     let mut p: Policy = serde_json::from_value(serde_json::json!({
         "ir_version": palisade_policy::ir::IR_VERSION, "name": "bench", "mode": "enforce",
         "network": { "rules": [{
@@ -67,11 +114,15 @@ fn policy(nets: &[Ipv4Net]) -> Policy {
         }]}
     }))
     .expect("bench policy");
-    p.network.rules[0].cidrs = nets.iter().map(|n| IpNet::V4(*n)).collect();
+    p.network.rules[0].cidrs = nets.to_vec();
     p
 }
 
 fn plan(nets: &[Ipv4Net]) -> NetPlan {
+    plan_any(&nets.iter().map(|n| IpNet::V4(*n)).collect::<Vec<_>>())
+}
+
+fn plan_any(nets: &[IpNet]) -> NetPlan {
     let p = policy(nets);
     compile_network(&[Enforced {
         policy: &p,
@@ -140,8 +191,9 @@ fn median(mut v: Vec<u32>) -> u32 {
 fn prog_cost(sizes: &[usize], repeat: u32) {
     let root = Path::new("/sys/fs/bpf/paln-bench-prog");
     println!(
-        "{:>9} {:>7} {:>7} | {:>10} {:>10} {:>10} | {:>10} {:>10} {:>10}",
-        "rules", "lens", "sets", "pal /32", "pal /24", "pal miss", "lpm /32", "lpm /24", "lpm miss"
+        "{:>9} {:>7} {:>7} {:>7} | {:>10} {:>10} {:>10} | {:>10} {:>10} {:>10} | {:>6} {:>6} {:>6} {:>6}",
+        "rules", "lens", "sets", "chunks", "pal /32", "pal /24", "pal miss", "lpm /32", "lpm /24",
+        "lpm miss", "r/32", "r/24", "r miss", "hit/ms"
     );
     let mut shape_rows = Vec::new();
     for &n in sizes {
@@ -181,6 +233,7 @@ fn prog_cost(sizes: &[usize], repeat: u32) {
         }
         let lens = pl.ingress.lens4.len();
         let sets = pl.sets.len();
+        let chunks = pl.ingress.chunks4.len();
         let mut shape_costs = Vec::new();
         for (name, before, d) in shapes() {
             for b in &before {
@@ -230,20 +283,9 @@ fn prog_cost(sizes: &[usize], repeat: u32) {
                 )
             }));
         }
-        let f = |v: &Option<u32>| v.map(|x| format!("{x} ns")).unwrap_or("-".into());
-        println!(
-            "{:>9} {:>7} {:>7} | {:>10} {:>10} {:>10} | {:>10} {:>10} {:>10}",
-            n,
-            lens,
-            sets,
-            f(&pal[0]),
-            f(&pal[1]),
-            f(&pal[2]),
-            f(&lpm[0]),
-            f(&lpm[1]),
-            f(&lpm[2])
-        );
+        row(n, lens, sets, chunks, &pal, &lpm);
     }
+    prog_cost6(sizes, repeat);
     // Other packet shapes (all pass: no rule covers their source), same program and maps.
     if let Some((_, first)) = shape_rows.first() {
         print!("\n{:>9} |", "rules");
@@ -258,6 +300,102 @@ fn prog_cost(sizes: &[usize], repeat: u32) {
             }
             println!();
         }
+    }
+}
+
+fn ratio(a: &Option<u32>, b: &Option<u32>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if *b > 0 => format!("{:.2}", *a as f64 / *b as f64),
+        _ => "-".into(),
+    }
+}
+
+/// One table row: ns per packet kind (hit, hit, miss), Palisade then LPM, then the ratios.
+fn row(n: usize, lens: usize, sets: usize, stage: usize, pal: &[Option<u32>], lpm: &[Option<u32>]) {
+    let f = |v: &Option<u32>| v.map(|x| format!("{x} ns")).unwrap_or("-".into());
+    println!(
+        "{:>9} {:>7} {:>7} {:>7} | {:>10} {:>10} {:>10} | {:>10} {:>10} {:>10} | {:>6} {:>6} {:>6} {:>6}",
+        n,
+        lens,
+        sets,
+        stage,
+        f(&pal[0]),
+        f(&pal[1]),
+        f(&pal[2]),
+        f(&lpm[0]),
+        f(&lpm[1]),
+        f(&lpm[2]),
+        ratio(&pal[0], &lpm[0]),
+        ratio(&pal[1], &lpm[1]),
+        ratio(&pal[2], &lpm[2]),
+        ratio(&pal[0], &pal[2]),
+    );
+}
+
+/// Median ns of 5 runs of `repeat` packets `d` through `fd`, checking the verdict.
+fn cost(fd: RawFd, d: &[u8], repeat: u32, want: u32, what: &str) -> u32 {
+    median(
+        (0..5)
+            .map(|_| {
+                let (ns, ret) = test_run(fd, d, repeat);
+                assert_eq!(ret, want, "verdict for {what}");
+                ns
+            })
+            .collect(),
+    )
+}
+
+/// The IPv6 table: a /128 hit, a /64 hit, a miss; Palisade beside the IPv6 LPM trie.
+fn prog_cost6(sizes: &[usize], repeat: u32) {
+    let root = Path::new("/sys/fs/bpf/paln-bench-prog");
+    println!(
+        "\n{:>9} {:>7} {:>7} {:>7} | {:>10} {:>10} {:>10} | {:>10} {:>10} {:>10} | {:>6} {:>6} {:>6} {:>6}",
+        "v6 rules", "lens", "sets", "blocks", "pal /128", "pal /64", "pal miss", "lpm /128",
+        "lpm /64", "lpm miss", "r/128", "r/64", "r miss", "hit/ms"
+    );
+    for &n in sizes {
+        let nets = cidrs6(n);
+        let pick = |len: u8| {
+            nets.iter()
+                .find(|c| c.prefix_len() == len)
+                .map(|c| c.network())
+        };
+        let miss: Ipv6Addr = "fd00:1::3".parse().unwrap();
+        let pkts: Vec<(Option<Ipv6Addr>, u32)> = vec![(pick(128), 1), (pick(64), 1), (Some(miss), 2)];
+
+        let _ = palisade_noded::net::pinning::cleanup(root);
+        std::fs::create_dir_all(root).unwrap();
+        let mut fw = NetFirewall::load(root, "bench", 1000).expect("load");
+        let all: Vec<IpNet> = nets.iter().map(|n| IpNet::V6(*n)).collect();
+        let pl = plan_any(&all);
+        fw.apply(&pl, 1).expect("apply");
+        let fd = fw.program_fd(false).unwrap();
+        let pal: Vec<Option<u32>> = pkts
+            .iter()
+            .map(|(src, want)| src.map(|s| cost(fd, &packet6(s), repeat, *want, &s.to_string())))
+            .collect();
+        let (lens, sets, blocks) = (pl.ingress.lens6.len(), pl.sets.len(), pl.ingress.blocks6.len());
+        drop(fw);
+        let _ = palisade_noded::net::pinning::cleanup(root);
+
+        let mut ebpf = Ebpf::load(LPM6_OBJECT).expect("load lpm6");
+        {
+            let mut trie: LpmTrie<_, [u8; 16], u32> =
+                LpmTrie::try_from(ebpf.map_mut("BENCH_LPM6").unwrap()).unwrap();
+            for c in &nets {
+                trie.insert(&Key::new(c.prefix_len() as u32, c.network().octets()), 1, 0)
+                    .unwrap();
+            }
+        }
+        let prog: &mut aya::programs::Xdp =
+            ebpf.program_mut("bench_lpm6").unwrap().try_into().unwrap();
+        palisade_noded::objects::load_retrying(|| prog.load()).unwrap();
+        let lfd = prog.fd().unwrap().as_fd().as_raw_fd();
+        let lpm: Vec<Option<u32>> = pkts
+            .iter()
+            .map(|(src, want)| src.map(|s| cost(lfd, &packet6(s), repeat, *want, &s.to_string())))
+            .collect();
+        row(n, lens, sets, blocks, &pal, &lpm);
     }
 }
 

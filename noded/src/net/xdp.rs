@@ -21,7 +21,7 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{self, TcAttachOptions};
 use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
-use palisade_policy::plan::{Bucket, DirTable, NetPlan};
+use palisade_policy::plan::{Bucket, DirTable, NetPlan, chunk_bytes};
 use std::path::{Path, PathBuf};
 
 pub use crate::objects::XDP_FIREWALL as OBJECT;
@@ -230,9 +230,19 @@ impl NetFirewall {
         let target = self.active_half()? ^ 1;
         let t = target as u8;
 
-        // 1. Clear the inactive half: prefixes, then counters.
-        clear_half::<{ abi::PFX4_KEY_SIZE }>(&mut self.ebpf, "PAL_PFX4", t)?;
-        clear_half::<{ abi::PFX6_KEY_SIZE }>(&mut self.ebpf, "PAL_PFX6", t)?;
+        // 1. Clear the inactive half: prefixes, chunks, blocks, then counters.
+        clear_half::<{ abi::PFX4_KEY_SIZE }, u32>(&mut self.ebpf, "PAL_PFX4", t)?;
+        clear_half::<{ abi::PFX6_KEY_SIZE }, u32>(&mut self.ebpf, "PAL_PFX6", t)?;
+        clear_half::<{ abi::PFX4_KEY_SIZE }, [u8; abi::CHUNK4_SIZE]>(
+            &mut self.ebpf,
+            "PAL_CHUNKS4",
+            t,
+        )?;
+        clear_half::<{ abi::PFX4_KEY_SIZE }, [u8; abi::BLOCK6_SIZE]>(
+            &mut self.ebpf,
+            "PAL_BLOCKS6",
+            t,
+        )?;
         {
             let ncpus =
                 aya::util::nr_cpus().map_err(|(m, e)| XdpError::Cpus(format!("{m}: {e}")))?;
@@ -281,9 +291,36 @@ impl NetFirewall {
                     .map_mut("PAL_PFX4")
                     .ok_or(XdpError::Missing("PAL_PFX4"))?,
             )?;
+            // Only what the datapath probes; the chunks resolve every other length.
             for (d, table) in [&plan.ingress, &plan.egress].into_iter().enumerate() {
-                for ((len, addr), set) in &table.v4 {
+                for ((len, addr), set) in table.probed4() {
                     m.insert(abi::pfx4_key(*len, d as u8, t, *addr), set, 0)?;
+                }
+            }
+        }
+        {
+            let mut m: HashMap<&mut MapData, [u8; abi::PFX4_KEY_SIZE], [u8; abi::CHUNK4_SIZE]> =
+                HashMap::try_from(
+                    self.ebpf
+                        .map_mut("PAL_CHUNKS4")
+                        .ok_or(XdpError::Missing("PAL_CHUNKS4"))?,
+                )?;
+            for (d, table) in [&plan.ingress, &plan.egress].into_iter().enumerate() {
+                for (b16, chunk) in &table.chunks4 {
+                    m.insert(abi::chunk4_key(d as u8, t, *b16), chunk_bytes(chunk), 0)?;
+                }
+            }
+        }
+        {
+            let mut m: HashMap<&mut MapData, [u8; abi::PFX4_KEY_SIZE], [u8; abi::BLOCK6_SIZE]> =
+                HashMap::try_from(
+                    self.ebpf
+                        .map_mut("PAL_BLOCKS6")
+                        .ok_or(XdpError::Missing("PAL_BLOCKS6"))?,
+                )?;
+            for (d, table) in [&plan.ingress, &plan.egress].into_iter().enumerate() {
+                for (b32, block) in &table.blocks6 {
+                    m.insert(abi::block6_key(d as u8, t, *b32), block.to_bytes(), 0)?;
                 }
             }
         }
@@ -441,7 +478,9 @@ fn dir_table(t: &DirTable) -> abi::DirTable {
         default_action: t.default_action as u8,
         undecided_action: t.undecided_action as u8,
         default_rule_ref: t.default_rule_ref,
-        lens4: [0; 36],
+        lens4: [0; 34],
+        short6_from: t.short6_from() as u8,
+        pad: 0,
         lens6: [0; 132],
         undecided_rule_ref: t.undecided_rule_ref,
     };
@@ -450,13 +489,13 @@ fn dir_table(t: &DirTable) -> abi::DirTable {
     d
 }
 
-/// Deletes every prefix key of `half` from the hash map `name` (key size `N`).
-fn clear_half<const N: usize>(
+/// Deletes every key of `half` from the hash map `name` (key size `N`, value type `V`).
+fn clear_half<const N: usize, V: aya::Pod>(
     ebpf: &mut Ebpf,
     name: &'static str,
     half: u8,
 ) -> Result<(), XdpError> {
-    let mut m: HashMap<&mut MapData, [u8; N], u32> =
+    let mut m: HashMap<&mut MapData, [u8; N], V> =
         HashMap::try_from(ebpf.map_mut(name).ok_or(XdpError::Missing(name))?)?;
     let stale: Vec<[u8; N]> = m
         .keys()

@@ -76,7 +76,7 @@ pub struct Verdict {
     pub unexamined: bool,
 }
 
-fn mask_bytes<const N: usize>(a: [u8; N], len: u8) -> [u8; N] {
+pub(super) fn mask_bytes<const N: usize>(a: [u8; N], len: u8) -> [u8; N] {
     let mut out = [0u8; N];
     for (i, b) in a.iter().enumerate() {
         let bits = (len as usize).saturating_sub(i * 8).min(8);
@@ -90,35 +90,68 @@ fn mask_bytes<const N: usize>(a: [u8; N], len: u8) -> [u8; N] {
 }
 
 impl NetPlan {
-    /// The clause set of the longest prefix in use containing `peer`, probed exactly as the
-    /// datapath does (lengths longest first, exact-match lookups).
+    /// The clause set of the longest prefix in use containing `peer`, found exactly as the
+    /// datapath finds it (buckets, chunks and probes for IPv4; blocks and probes for IPv6).
     fn find_set(&self, t: &DirTable, peer: IpAddr) -> Option<&[Clause]> {
-        let idx = match peer {
+        let set1 = |s: u32| s.checked_sub(1);
+        let idx: u32 = match peer {
             IpAddr::V4(a) => {
                 let o = a.octets();
-                let b = t
-                    .buckets4
-                    .get(&u16::from_be_bytes([o[0], o[1]]))
-                    .copied()
-                    .unwrap_or_default();
-                let long = (0..16u8)
-                    .rev()
-                    .filter(|bit| b.mask & (1 << bit) != 0)
-                    .find_map(|bit| t.v4.get(&(17 + bit, mask_bytes(o, 17 + bit))));
-                match long {
-                    Some(i) => Some(i),
-                    None if b.short != 0 => {
-                        return self.sets.get(b.short as usize - 1).map(|s| s.as_slice());
+                let b16 = u16::from_be_bytes([o[0], o[1]]);
+                let b = t.buckets4.get(&b16).copied().unwrap_or_default();
+                let chunk = if b.mask == 0 {
+                    None
+                } else {
+                    t.chunks4.get(&b16)
+                };
+                match chunk {
+                    None => set1(b.short)?,
+                    Some(c) => {
+                        let e = c[o[2] as usize];
+                        if e.one_len != 0 {
+                            let host_mask = 0xffu32 << (32 - e.one_len as u32);
+                            if (o[3] as u32 & host_mask & 0xff) as u8 == e.one_host {
+                                set1(e.one_set as u32)?
+                            } else {
+                                set1(e.set as u32)?
+                            }
+                        } else {
+                            match (0..8u8)
+                                .rev()
+                                .filter(|bit| e.mask & (1 << bit) != 0)
+                                .find_map(|bit| t.v4.get(&(25 + bit, mask_bytes(o, 25 + bit))))
+                            {
+                                Some(i) => *i,
+                                None => set1(e.set as u32)?,
+                            }
+                        }
                     }
-                    None => None,
                 }
             }
-            IpAddr::V6(a) => t
-                .lens6
-                .iter()
-                .find_map(|&l| t.v6.get(&(l, mask_bytes(a.octets(), l)))),
-        }?;
-        self.sets.get(*idx as usize).map(|s| s.as_slice())
+            IpAddr::V6(a) => {
+                let o = a.octets();
+                let block = t.blocks6.get(&[o[0], o[1], o[2], o[3]]);
+                let probe = |l: u8| t.v6.get(&(l, mask_bytes(o, l))).copied();
+                match block {
+                    Some(b) => match t
+                        .lens6
+                        .iter()
+                        .take_while(|&&l| l > 32)
+                        .filter(|&&l| b.has(l))
+                        .find_map(|&l| probe(l))
+                    {
+                        Some(i) => i,
+                        None => set1(b.set)?,
+                    },
+                    None => t
+                        .lens6
+                        .iter()
+                        .filter(|&&l| l < 32)
+                        .find_map(|&l| probe(l))?,
+                }
+            }
+        };
+        self.sets.get(idx as usize).map(|s| s.as_slice())
     }
 
     /// Decides `p` exactly as the BPF programs do (see the module docs).

@@ -10,18 +10,28 @@
 //!   exact-match hash map (`PAL_PFX4` / `PAL_PFX6`, key `u8 len | u8 dir | u8 half | pad |
 //!   addr`). There is one entry per distinct CIDR named by any rule or rate limit of that
 //!   direction (`any` is `/0`);
-//! - **IPv4 buckets** (`PAL_BUCKETS4`, an array of 65,536 entries per direction and half,
-//!   one per /16 of the address space): `mask` has bit `len - 17` set when a prefix of
-//!   length 17..=32 exists inside that /16, and `short` is the clause set (+1; 0 = none) of
-//!   the longest prefix of length 0..=16 covering the whole /16. The datapath reads the
-//!   peer's bucket, probes the hash only for the lengths in its `mask`, longest first, and
-//!   falls back to `short`. A packet costs one array read plus one hash probe per length
-//!   *present in its own /16*: never per rule, and a source in a /16 without long prefixes
-//!   costs no probe at all;
-//! - **IPv6 lengths**: the prefix lengths in use, longest first (`PAL_HALVES[half].dir[d]`).
-//!   The datapath masks the peer address to each length in turn and probes the hash; the
-//!   first hit is the longest matching prefix (one probe per distinct length in use, at
-//!   most 129). The IPv4 list is kept for reporting only;
+//! - **IPv4, two direct-indexed stages** (as DIR-24-8 routers do):
+//!   - **buckets** (`PAL_BUCKETS4`, an array of 65,536 entries per direction and half, one
+//!     per /16 of the address space): `mask` has bit `len - 17` set when a prefix of length
+//!     17..=32 exists inside that /16, and `short` is the clause set (+1; 0 = none) of the
+//!     longest prefix of length 0..=16 covering the whole /16. A zero mask decides there;
+//!   - **chunks** ([`ChunkEntry`] x 256, `PAL_CHUNKS4`, a hash keyed by the /16, only for
+//!     the /16s whose mask is not zero): per /24, the clause set of the longest prefix of
+//!     length <= 24 covering it (precomputed here) and what lies inside it of lengths
+//!     25..=32: nothing, exactly one prefix (inlined: length, masked last octet, set), or
+//!     several (`mask`, bit `len - 25`): only those are written to the prefix hash and
+//!     probed, longest first.
+//!
+//!   So a miss or a /<=16 hit costs one array read, a /17..24 hit one array read and one
+//!   chunk lookup, a /25..32 hit the same plus, only in a /24 holding two or more long
+//!   prefixes, one probe per length present in that /24: never per rule;
+//! - **IPv6 blocks** ([`Block6`], `PAL_BLOCKS6`, a hash keyed by the first 32 bits, one per
+//!   /32 holding a prefix of length >= 32): the clause set (+1) of the longest prefix of
+//!   length <= 32 covering the /32, and a mask of the lengths 33..=128 present inside it.
+//!   The datapath walks the lengths in use longest first (`lens6`, in the half's header),
+//!   probing the hash only for those the peer's block holds; a peer without a block probes
+//!   only the lengths < 32 in use. The cost follows the lengths present in the peer's /32,
+//!   never the number of prefixes;
 //! - **clause sets** (`PAL_SETS`, deduplicated): for each prefix, the clauses of its own
 //!   rules *and of every shorter prefix containing it*, so the longest match alone carries
 //!   everything that can apply. Order: rate limits first (most specific first), then
@@ -182,6 +192,74 @@ impl Bucket {
     }
 }
 
+/// One /24 of an IPv4 chunk (`struct pal_chunk_entry`); sets are + 1, 0 = none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct ChunkEntry {
+    /// The longest prefix of length <= 24 covering the /24.
+    pub set: u16,
+    /// Two or more prefixes of lengths 25..=32 inside the /24: bit `len - 25` for each
+    /// length (those prefixes are probed in the hash).
+    pub mask: u8,
+    /// Exactly one (mask 0): its length (0 = none), masked last octet and set.
+    pub one_len: u8,
+    pub one_host: u8,
+    pub one_set: u16,
+}
+
+impl ChunkEntry {
+    /// The 8 bytes of `struct pal_chunk_entry`.
+    pub fn to_bytes(&self) -> [u8; palisade_abi::net::CHUNK_ENTRY_SIZE] {
+        let mut b = [0u8; palisade_abi::net::CHUNK_ENTRY_SIZE];
+        b[0..2].copy_from_slice(&self.set.to_ne_bytes());
+        b[2] = self.mask;
+        b[3] = self.one_len;
+        b[4] = self.one_host;
+        b[6..8].copy_from_slice(&self.one_set.to_ne_bytes());
+        b
+    }
+}
+
+/// The 256 entries of one /16's chunk as the bytes of `struct pal_chunk4`.
+pub fn chunk_bytes(c: &[ChunkEntry]) -> [u8; palisade_abi::net::CHUNK4_SIZE] {
+    let mut b = [0u8; palisade_abi::net::CHUNK4_SIZE];
+    for (slot, e) in b
+        .chunks_exact_mut(palisade_abi::net::CHUNK_ENTRY_SIZE)
+        .zip(c)
+    {
+        slot.copy_from_slice(&e.to_bytes());
+    }
+    b
+}
+
+/// One IPv6 /32 holding prefixes of length >= 32 (`struct pal_block6`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Block6 {
+    /// Clause set + 1 of the longest prefix of length <= 32 covering the /32; 0 = none.
+    pub set: u32,
+    /// Bit `(len - 33) % 32` of word `(len - 33) / 32` for each length 33..=128 present.
+    pub mask: [u32; 3],
+}
+
+impl Block6 {
+    /// The 16 bytes of `struct pal_block6`.
+    pub fn to_bytes(&self) -> [u8; palisade_abi::net::BLOCK6_SIZE] {
+        let mut b = [0u8; palisade_abi::net::BLOCK6_SIZE];
+        b[0..4].copy_from_slice(&self.set.to_ne_bytes());
+        for (i, w) in self.mask.iter().enumerate() {
+            b[4 + 4 * i..8 + 4 * i].copy_from_slice(&w.to_ne_bytes());
+        }
+        b
+    }
+
+    /// Whether a prefix of length `len` (33..=128) lies inside the block.
+    pub fn has(&self, len: u8) -> bool {
+        let Some(bit) = (len as usize).checked_sub(33).filter(|b| *b < 96) else {
+            return false;
+        };
+        self.mask[bit / 32] >> (bit % 32) & 1 == 1
+    }
+}
+
 /// One direction's tables.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DirTable {
@@ -192,7 +270,11 @@ pub struct DirTable {
     pub lens4: Vec<u8>,
     /// IPv4 buckets that are not all zero: /16 index -> ([`Bucket`]).
     pub buckets4: BTreeMap<u16, Bucket>,
+    /// The chunks of the /16s whose bucket mask is not zero: /16 index -> 256 entries.
+    pub chunks4: BTreeMap<u16, Vec<ChunkEntry>>,
     pub lens6: Vec<u8>,
+    /// IPv6 /32 blocks holding prefixes of length >= 32: first 4 bytes -> [`Block6`].
+    pub blocks6: BTreeMap<[u8; 4], Block6>,
     pub default_action: u32,
     pub default_rule_ref: u32,
     /// For frames with no readable IP header (no address to look up): the strictest action
@@ -208,6 +290,24 @@ impl DirTable {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The IPv4 prefixes the datapath probes in the prefix hash (lengths 25..=32 in a /24
+    /// holding two or more of them): the only ones written there.
+    pub fn probed4(&self) -> impl Iterator<Item = (&(u8, [u8; 4]), &u32)> {
+        self.v4.range((25, [0; 4])..).filter(|((_, a), _)| {
+            self.chunks4
+                .get(&u16::from_be_bytes([a[0], a[1]]))
+                .is_some_and(|c| c[a[2] as usize].mask != 0)
+        })
+    }
+
+    /// Index in `lens6` of the first length < 32 (`lens6.len()`: none).
+    pub fn short6_from(&self) -> usize {
+        self.lens6
+            .iter()
+            .position(|&l| l < 32)
+            .unwrap_or(self.lens6.len())
     }
 }
 
@@ -504,6 +604,8 @@ pub fn compile_network(policies: &[Enforced<'_>]) -> NetPlan {
             }
         }
         table.buckets4 = buckets(&table.v4);
+        table.chunks4 = chunks4(&table.v4, &table.buckets4);
+        table.blocks6 = blocks6(&table.v6, &table.lens6);
         // A frame with no readable IP header could be anything: the strictest action any
         // rule or default of this direction has (rate limits only ever cut a share).
         let strictest = own
@@ -562,6 +664,78 @@ fn buckets(v4: &BTreeMap<(u8, [u8; 4]), u32>) -> BTreeMap<u16, Bucket> {
                 out.entry(b as u16).or_default().short = s;
             }
         }
+    }
+    out
+}
+
+/// The IPv4 chunks of a direction's prefixes (see the module docs). `v4` iterates by
+/// length first, so longer prefixes of 17..=24 overwrite the shorter ones they lie in.
+fn chunks4(
+    v4: &BTreeMap<(u8, [u8; 4]), u32>,
+    buckets: &BTreeMap<u16, Bucket>,
+) -> BTreeMap<u16, Vec<ChunkEntry>> {
+    let mut out: BTreeMap<u16, Vec<ChunkEntry>> = BTreeMap::new();
+    for ((len, addr), set) in v4.range((17, [0; 4])..) {
+        let b16 = u16::from_be_bytes([addr[0], addr[1]]);
+        let chunk = out.entry(b16).or_insert_with(|| {
+            let short = buckets.get(&b16).map_or(0, |b| b.short) as u16;
+            vec![
+                ChunkEntry {
+                    set: short,
+                    ..ChunkEntry::default()
+                };
+                256
+            ]
+        });
+        let set1 = (*set + 1) as u16;
+        if *len <= 24 {
+            let span = 1usize << (24 - len);
+            let first = addr[2] as usize & !(span - 1);
+            for e in &mut chunk[first..first + span] {
+                e.set = set1;
+            }
+        } else {
+            let e = &mut chunk[addr[2] as usize];
+            let bit = 1u8 << (len - 25);
+            if e.mask != 0 {
+                e.mask |= bit;
+            } else if e.one_len != 0 {
+                e.mask = bit | 1 << (e.one_len - 25);
+                e.one_len = 0;
+                e.one_host = 0;
+                e.one_set = 0;
+            } else {
+                e.one_len = *len;
+                e.one_host = addr[3];
+                e.one_set = set1;
+            }
+        }
+    }
+    out
+}
+
+/// The IPv6 /32 blocks of a direction's prefixes (see the module docs); `lens` longest first.
+fn blocks6(v6: &BTreeMap<(u8, [u8; 16]), u32>, lens: &[u8]) -> BTreeMap<[u8; 4], Block6> {
+    let mut out: BTreeMap<[u8; 4], Block6> = BTreeMap::new();
+    for ((len, addr), set) in v6.range((32, [0; 16])..) {
+        let b = out
+            .entry([addr[0], addr[1], addr[2], addr[3]])
+            .or_default();
+        if *len == 32 {
+            b.set = set + 1;
+        } else {
+            let bit = (*len - 33) as usize;
+            b.mask[bit / 32] |= 1 << (bit % 32);
+        }
+    }
+    for (k, b) in out.iter_mut().filter(|(_, b)| b.set == 0) {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(k);
+        b.set = lens
+            .iter()
+            .filter(|&&l| l < 32)
+            .find_map(|&l| v6.get(&(l, decide::mask_bytes(a, l))))
+            .map_or(0, |s| s + 1);
     }
     out
 }

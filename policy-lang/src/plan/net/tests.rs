@@ -572,3 +572,90 @@ mod frames {
         }
     }
 }
+
+/// The two-stage IPv4 lookup (buckets, chunks: inlined single prefixes and probed masks)
+/// and the IPv6 blocks find the longest prefix, for many random prefixes of every length
+/// packed into few /16s, /24s and /32s (so every case of the layout occurs).
+#[test]
+fn staged_lookups_find_the_longest_prefix() {
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rnd = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for round in 0..30 {
+        let mut nets: Vec<IpNet> = Vec::new();
+        let n = 5 + rnd(200) as usize;
+        for _ in 0..n {
+            if rnd(2) == 0 {
+                let len = rnd(33) as u8;
+                let a = u32::from_be_bytes([10, rnd(3) as u8, rnd(4) as u8, rnd(256) as u8]);
+                nets.push(IpNet::V4(
+                    ipnet::Ipv4Net::new(a.into(), len).unwrap().trunc(),
+                ));
+            } else {
+                let len = [0, 16, 24, 31, 32, 33, 40, 48, 56, 63, 64, 65, 96, 127, 128]
+                    [rnd(15) as usize];
+                let mut o = [0u8; 16];
+                o[0] = 0x20;
+                o[1] = 1;
+                o[3] = rnd(3) as u8;
+                o[5] = rnd(3) as u8;
+                o[7] = rnd(2) as u8;
+                o[15] = rnd(4) as u8;
+                let a = std::net::Ipv6Addr::from(o);
+                nets.push(IpNet::V6(ipnet::Ipv6Net::new(a, len).unwrap().trunc()));
+            }
+        }
+        nets.sort();
+        nets.dedup();
+        let lines: Vec<String> = nets
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("ingress deny {n} any - r{i}"))
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(|s| s.as_str()).collect();
+        let plan = plan_of(&[pol("p", Mode::Enforce, &refs)]);
+        for _ in 0..400 {
+            let a: IpAddr = if rnd(2) == 0 {
+                std::net::Ipv4Addr::from([10, rnd(4) as u8, rnd(5) as u8, rnd(256) as u8])
+                    .into()
+            } else {
+                let mut o = [0u8; 16];
+                o[0] = 0x20;
+                o[1] = rnd(2) as u8;
+                o[3] = rnd(4) as u8;
+                o[5] = rnd(4) as u8;
+                o[7] = rnd(3) as u8;
+                o[15] = rnd(5) as u8;
+                std::net::Ipv6Addr::from(o).into()
+            };
+            let best = nets
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.contains(&a))
+                .max_by_key(|(_, n)| n.prefix_len())
+                .map(|(i, _)| format!("r{i}"));
+            let dst = if a.is_ipv4() { "192.0.2.1" } else { "2001:db8::1" };
+            let v = plan.decide(&pkt(Direction::Ingress, &a.to_string(), dst, 17, 53));
+            assert_eq!(
+                v.rule.map(|r| r.rule_name),
+                best,
+                "round {round}: {a} among {nets:?}"
+            );
+        }
+        // Only the probed IPv4 prefixes go to the hash: lengths 25..=32 sharing a /24.
+        for ((len, a), _) in plan.ingress.probed4() {
+            assert!(*len >= 25);
+            let shared = plan
+                .ingress
+                .v4
+                .keys()
+                .filter(|(l, b)| *l >= 25 && b[..3] == a[..3])
+                .count();
+            assert!(shared >= 2, "{a:?}/{len} probed alone in its /24");
+        }
+    }
+}
