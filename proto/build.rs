@@ -4,6 +4,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Smaller per-stream buffers than tonic's 8 KiB + 8 KiB (see src/codec.rs).
+        .codec_path("crate::codec::SmallBuffers")
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed=proto/palisade.proto");
     Ok(())
