@@ -70,7 +70,11 @@ struct Result {
     trimmed: Option<Mem>,
     cpu_connected_pct: f64,
     sim_rss_kib: u64,
+    /// From the apply RPC sent (what the targets are judged by).
     lat_ms: Vec<f64>,
+    /// From the RPC returned (the control plane answers while it is pushing, so some
+    /// nodes realize the revision before the operator sees the answer: negative).
+    returned_ms: Vec<f64>,
     full_ms: Vec<f64>,
     storm: Option<Storm>,
 }
@@ -108,14 +112,16 @@ impl Bench {
         }
     }
 
-    /// Applies round `round`'s policy; the revision and when the RPC returned.
-    fn apply(&mut self, round: usize) -> (u64, i128) {
+    /// Applies round `round`'s policy; the revision, when the RPC was sent and when it
+    /// returned.
+    fn apply(&mut self, round: usize) -> (u64, i128, i128) {
         let source = format!(
             "policy(\"bench\").nodes(#{{ role: \"bench\" }});\n\
              network().ingress().deny(\"198.51.100.{}/32\").named(\"r{round}\");\n",
             round % 250 + 1
         );
         self.rt.block_on(async {
+            let sent = now_ns();
             let r = self
                 .policies
                 .apply(v1::ApplyRequest {
@@ -126,7 +132,7 @@ impl Bench {
                 .await
                 .unwrap()
                 .into_inner();
-            (r.revision, now_ns())
+            (r.revision, sent, now_ns())
         })
     }
 
@@ -148,8 +154,8 @@ impl Bench {
     }
 }
 
-/// Waits until every node realized `rev`; ms from `returned` per node.
-fn propagation(tail: &mut RecordTail, nodes: usize, rev: u64, returned: i128) -> Vec<f64> {
+/// Waits until every node realized `rev`; ms from `from` per node.
+fn propagation(tail: &mut RecordTail, nodes: usize, rev: u64, from: i128) -> Vec<f64> {
     let mut per_node: BTreeMap<String, i128> = BTreeMap::new();
     let done = wait_until(Duration::from_secs(180), || {
         for l in tail.read() {
@@ -165,7 +171,7 @@ fn propagation(tail: &mut RecordTail, nodes: usize, rev: u64, returned: i128) ->
     assert!(done, "revision {rev}: only {} of {nodes} realized", per_node.len());
     per_node
         .values()
-        .map(|t| (*t - returned) as f64 / 1e6)
+        .map(|t| (*t - from) as f64 / 1e6)
         .collect()
 }
 
@@ -252,16 +258,20 @@ fn run(nodes: usize, rounds: usize, idle_secs: u64, storm: bool) -> Result {
 
     let mut bench = Bench::connect(&cp);
     let mut lat_ms = Vec::new();
+    let mut returned_ms = Vec::new();
     let mut full_ms = Vec::new();
     let mut rev = 0;
     for round in 1..=rounds {
-        let (r, returned) = bench.apply(round);
+        let (r, sent, returned) = bench.apply(round);
         rev = r;
-        let mut per = propagation(&mut tail, nodes, rev, returned);
+        let mut per = propagation(&mut tail, nodes, rev, sent);
         full_ms.push(per.iter().copied().fold(f64::MIN, f64::max));
+        let rpc_ms = (returned - sent) as f64 / 1e6;
+        returned_ms.extend(per.iter().map(|t| t - rpc_ms));
         lat_ms.append(&mut per);
     }
     lat_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    returned_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
     full_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let after_rounds = Mem::of(pid);
     let trimmed = malloc_trim(pid).then(|| Mem::of(pid));
@@ -302,8 +312,8 @@ fn run(nodes: usize, rounds: usize, idle_secs: u64, storm: bool) -> Result {
             .sum();
         let up_failures = count_warnings(&log[sim_log_up..]);
         let cp_warnings = count_warnings(&cp.proc.log_text());
-        let (r, returned) = bench.apply(rounds + 1);
-        let mut after_ms = propagation(&mut tail, nodes, r, returned);
+        let (r, sent, _) = bench.apply(rounds + 1);
+        let mut after_ms = propagation(&mut tail, nodes, r, sent);
         after_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
         Storm {
             nodes,
@@ -327,6 +337,7 @@ fn run(nodes: usize, rounds: usize, idle_secs: u64, storm: bool) -> Result {
         cpu_connected_pct,
         sim_rss_kib,
         lat_ms,
+        returned_ms,
         full_ms,
         storm,
     }
@@ -342,6 +353,27 @@ fn per_node(r: &Result, m: &Mem) -> String {
         (m.rss_kib as f64 - r.idle.rss_kib as f64) / n,
         (m.anon_kib as f64 - r.idle.anon_kib as f64) / n
     )
+}
+
+/// Raises this process's soft open-file limit to the hard one (the control plane and the
+/// simulator inherit it and raise their own); warns when `nodes` connections won't fit.
+fn raise_nofile(nodes: usize) {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+        l.rlim_cur = l.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+    }
+    if (l.rlim_max as usize) < nodes + 256 {
+        eprintln!(
+            "bench_fleet: the hard open-file limit ({}) is below {nodes} connections + 256; raise it (ulimit -Hn)",
+            l.rlim_max
+        );
+    }
 }
 
 fn main() {
@@ -362,6 +394,7 @@ fn main() {
     let idle = num(2, 20);
     let storm = num(3, 1) == 1;
     let largest = sizes.iter().copied().max().unwrap_or(1);
+    raise_nofile(largest);
     let mut results = Vec::new();
     for &n in &sizes {
         eprintln!("bench_fleet: {n} nodes");
@@ -374,12 +407,12 @@ fn main() {
         results.push(r);
     }
     println!(
-        "| nodes | connect all (s) | CP RSS idle → connected → after applies (MiB) | per node: connected, RSS / anon (KiB) | after applies (KiB) | after malloc_trim (KiB) | CP CPU connected (%) | sim RSS (MiB) | apply→realized p50 (ms) | p99 (ms) | max (ms) | apply→100% median (ms) |"
+        "| nodes | connect all (s) | CP RSS idle → connected → after applies (MiB) | per node: connected, RSS / anon (KiB) | after applies (KiB) | after malloc_trim (KiB) | CP CPU connected (%) | sim RSS (MiB) | apply sent→realized p50 (ms) | p99 (ms) | max (ms) | apply→100% median (ms) | from apply returned p50 / p99 (ms) |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in &results {
         println!(
-            "| {} | {:.1} | {:.1} → {:.1} → {:.1} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {:.1} | {:.1} → {:.1} → {:.1} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} / {:.1} |",
             r.nodes,
             r.connect_secs,
             r.idle.rss_kib as f64 / 1024.0,
@@ -397,12 +430,14 @@ fn main() {
             pct(&r.lat_ms, 0.99),
             pct(&r.lat_ms, 1.0),
             pct(&r.full_ms, 0.5),
+            pct(&r.returned_ms, 0.5),
+            pct(&r.returned_ms, 0.99),
         );
     }
     for s in results.iter().filter_map(|r| r.storm.as_ref()) {
         println!();
         println!(
-            "| reconnect storm, {} nodes | kill -9 → CP answers (s) | → all reconnected (s) | → all in sync (s) | failed attempts while down | session errors after up | CP warnings | next apply p50 / p99 / max (ms) |",
+            "| reconnect storm, {} nodes | kill -9 → CP answers (s) | → all reconnected (s) | → all in sync (s) | failed attempts while down | session errors after up | CP warnings | next apply sent→realized p50 / p99 / max (ms) |",
             s.nodes
         );
         println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
