@@ -62,12 +62,17 @@ mod tests {
 
     #[test]
     fn both_directions_start_small() {
+        // BufferSettings' fields are private; its Debug form shows them.
         let mut c = SmallBuffers::<crate::v1::NodeMessage, crate::v1::ControlMessage>::default();
-        assert_eq!(c.encoder().buffer_settings().buffer_size, BUFFER_SIZE);
-        assert_eq!(c.decoder().buffer_settings().buffer_size, BUFFER_SIZE);
-        assert_eq!(
-            c.encoder().buffer_settings().yield_threshold,
-            YIELD_THRESHOLD
+        let want = format!("{:?}", buffer_settings());
+        assert!(want.contains("buffer_size: 1024"), "{want}");
+        assert!(want.contains("yield_threshold: 32768"), "{want}");
+        assert_eq!(format!("{:?}", c.encoder().buffer_settings()), want);
+        assert_eq!(format!("{:?}", c.decoder().buffer_settings()), want);
+        assert_ne!(
+            want,
+            format!("{:?}", BufferSettings::default()),
+            "smaller than tonic's default"
         );
     }
 }
