@@ -52,8 +52,8 @@ impl v1::nodes_server::Nodes for NodesApi {
         let cp = self.0.clone();
         cp.fleet.connected(&reg);
         tracing::info!(node = %reg.name, labels = ?reg.labels, "node connected");
-        // Messages, not `Result<_, Status>`s: the channel allocates its slots in blocks of
-        // 32, and a `Status` would make each slot ~5 times as large, in every session.
+        // The session only ever queues messages (an error ends it instead), so the queue
+        // holds messages and the stream wraps each in `Ok`.
         let (tx, rx) = mpsc::channel::<v1::ControlMessage>(SESSION_QUEUE);
         tokio::spawn(run_session(cp, reg.name, inbound, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))
