@@ -1,31 +1,16 @@
 //! Accepting mutual-TLS connections: each handshake runs in its own task with a timeout
 //! (a slow or hostile client never holds up the others) and uses the configuration current
 //! at that moment, so renewed certificates and revocations apply without a restart.
-//!
-//! Admission: at most [`MAX_HANDSHAKES`] handshakes run at once, the others wait their turn
-//! in order of arrival. When every node of a large fleet reconnects at once (a restarted
-//! control plane), running all handshakes together would make each as slow as all of them
-//! (on two cores, 10,000 handshakes take seconds), so most would outlast the nodes' connect
-//! timeout and be repeated; in turn, each finishes quickly and the rest wait. A connection
-//! that waited [`STALE_AFTER`] for its turn is closed without a handshake: its node (5 s
-//! connect timeout) is about to give up on it anyway, and retries after its backoff.
 
 use palisade_pki::server_tls::ReloadingServerTls;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// TLS handshakes in progress at once (see the module's doc).
-pub const MAX_HANDSHAKES: usize = 128;
-
-/// A connection that waited this long for a handshake slot is closed instead.
-pub const STALE_AFTER: Duration = Duration::from_secs(4);
 
 /// The listen backlog asked for: a reconnect storm (every node of a fleet connecting
 /// within a second after a restart) must not find the accept queue full, which drops the
@@ -63,18 +48,7 @@ pub fn incoming(
     listener: TcpListener,
     tls: Arc<ReloadingServerTls>,
 ) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
-    incoming_with(listener, tls, MAX_HANDSHAKES, STALE_AFTER)
-}
-
-fn incoming_with(
-    listener: TcpListener,
-    tls: Arc<ReloadingServerTls>,
-    max_handshakes: usize,
-    stale_after: Duration,
-) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
     let (tx, rx) = mpsc::channel(64);
-    let slots = Arc::new(Semaphore::new(max_handshakes));
-    let shed = Arc::new(Shed::default());
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -89,20 +63,11 @@ fn incoming_with(
                     continue;
                 }
             };
-            let arrived = Instant::now();
-            let (tls, tx, slots, shed) = (tls.clone(), tx.clone(), slots.clone(), shed.clone());
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+            let tx = tx.clone();
             tokio::spawn(async move {
-                let Ok(slot) = slots.acquire_owned().await else {
-                    return;
-                };
-                if arrived.elapsed() >= stale_after {
-                    shed.one();
-                    return;
-                }
-                let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        drop(slot);
                         let _ = tx.send(Ok(stream)).await;
                     }
                     Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
@@ -112,29 +77,6 @@ fn incoming_with(
         }
     });
     ReceiverStream::new(rx)
-}
-
-/// Connections closed unhandled because they waited too long, told at most once a second.
-#[derive(Default)]
-struct Shed {
-    count: AtomicU64,
-    told: std::sync::Mutex<Option<Instant>>,
-}
-
-impl Shed {
-    fn one(&self) {
-        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut told = self.told.lock().expect("shed lock");
-        if told.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            *told = Some(Instant::now());
-            tracing::warn!(
-                shed_total = n,
-                waited_secs = STALE_AFTER.as_secs(),
-                max_handshakes = MAX_HANDSHAKES,
-                "connections closed without a TLS handshake: they waited too long for one (a reconnect storm?); their nodes retry"
-            );
-        }
-    }
 }
 
 #[cfg(test)]
@@ -167,37 +109,5 @@ mod tests {
         a.unwrap();
         c.unwrap();
         assert!(listen("no-such-host.invalid:1").await.is_err());
-    }
-
-    #[tokio::test]
-    async fn a_connection_that_waited_too_long_for_a_handshake_is_closed_unhandled() {
-        use tokio::io::AsyncReadExt;
-        let dir = tempfile::tempdir().unwrap();
-        let pki = palisade_pki::PkiDir::new(dir.path().join("pki"));
-        pki.init(&[], false).unwrap();
-        let tls = Arc::new(ReloadingServerTls::new(pki).unwrap());
-        let l = listen("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let _incoming = incoming_with(l, tls, 1, Duration::from_millis(300));
-        // The one slot: a client that connects and says nothing holds it for 500 ms.
-        let silent = TcpStream::connect(addr).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let started = Instant::now();
-        let mut waiting = TcpStream::connect(addr).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(450)).await;
-        drop(silent);
-        // The slot is free, but the next connection waited past the limit for it: closed
-        // at once, unhandled (a handshake would wait for its hello until 10 s).
-        let mut buf = [0u8; 16];
-        let n = tokio::time::timeout(Duration::from_secs(15), waiting.read(&mut buf))
-            .await
-            .expect("closed")
-            .unwrap_or(0);
-        assert_eq!(n, 0, "closed without a byte of TLS");
-        let waited = started.elapsed();
-        assert!(
-            waited >= Duration::from_millis(450) && waited < Duration::from_secs(5),
-            "{waited:?}"
-        );
     }
 }
