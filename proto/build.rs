@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Audit events travel as the bytes the node encoded (see `event.rs`).
         .bytes(".palisade.v1.AuditBatch.events")
         .bytes(".palisade.v1.AuditEvents.events")
+        // Smaller per-stream buffers than tonic's 8 KiB + 8 KiB (see src/codec.rs).
+        .codec_path("crate::codec::SmallBuffers")
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed=proto/palisade.proto");
     Ok(())

@@ -11,6 +11,11 @@ use palisade_pki::PkiDir;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The fleet the open-file limit is checked against at start: below it, a warning.
+const MIN_NODES_FOR_FILES: usize = 10_000;
+/// Files besides node connections: the store, the audit log, operators, metrics.
+const SPARE_FILES: usize = 256;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "palisade-controlplane",
@@ -164,16 +169,28 @@ async fn main() -> Result<()> {
         return Ok(());
     }
     palisade_ops::logging::init(args.log_json);
+    // One file per connected node: 10,000 nodes need far more than the usual soft limit
+    // of 1,024, so the soft limit goes up to the hard one (systemd: `LimitNOFILE=`).
     let files = palisade_ops::limits::raise_nofile();
-    tracing::debug!(
-        open_files = files,
-        "open-file limit (one connection per node)"
-    );
+    if files.fits(MIN_NODES_FOR_FILES, SPARE_FILES) {
+        tracing::info!(
+            was = files.was,
+            now = files.now,
+            "open-file limit raised to the hard limit (one file per connected node)"
+        );
+    } else {
+        tracing::warn!(
+            was = files.was,
+            now = files.now,
+            nodes = files.now.saturating_sub(SPARE_FILES as u64),
+            "open-file limit allows only this many connected nodes; raise the hard limit (LimitNOFILE=)"
+        );
+    }
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot create data directory {}", args.data.display()))?;
     let store = store::open(args.store.as_deref(), &args.data)?;
     let pki = PkiDir::new(&args.pki);
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    let listener = palisade_controlplane::tls::listen(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, data = %args.data.display(), store = args.store.as_deref().unwrap_or("sled"), "control plane listening");

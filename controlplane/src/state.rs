@@ -43,8 +43,11 @@ pub struct ControlPlane {
     pub rollouts: Rollouts,
     /// Bumped after every change of which node gets which revision.
     epoch: watch::Sender<u64>,
-    /// The desired-state snapshot of the latest epoch.
+    /// The desired-state snapshot of the latest epoch; held while one is built.
     snapshot: Mutex<Option<Arc<Snapshot>>>,
+    /// The last snapshot built, for [`snapshot_now`](Self::snapshot_now): written only
+    /// after a build, never held across a store read.
+    built: std::sync::RwLock<Option<Arc<Snapshot>>>,
     /// The epoch whose snapshot could not be built lately, when, and why: the sessions
     /// waiting for it get that answer instead of each asking a store that is down.
     failed: Mutex<Option<(u64, std::time::Instant, String)>>,
@@ -89,6 +92,7 @@ impl ControlPlane {
             rollouts,
             epoch: watch::channel(0).0,
             snapshot: Mutex::new(None),
+            built: std::sync::RwLock::new(None),
             failed: Mutex::new(None),
             me: std::sync::OnceLock::new(),
             publish_generation: Default::default(),
@@ -160,6 +164,20 @@ impl ControlPlane {
         self.epoch.subscribe()
     }
 
+    /// The snapshot of the current epoch if it is built, without waiting on the store or
+    /// on a session building it: what 10,000 sessions starting at once (a reconnect storm)
+    /// or woken by one change take, so only the first of them leaves the runtime
+    /// ([`crate::blocking::off_runtime`]) to call [`snapshot`](Self::snapshot).
+    pub fn snapshot_now(&self) -> Option<Arc<Snapshot>> {
+        let epoch = *self.epoch.borrow();
+        self.built
+            .read()
+            .expect("snapshot lock")
+            .as_ref()
+            .filter(|s| s.epoch == epoch)
+            .cloned()
+    }
+
     /// The desired-state snapshot of the current epoch (built once per epoch).
     pub fn snapshot(&self) -> Result<Arc<Snapshot>, StoreError> {
         let epoch = *self.epoch.borrow();
@@ -187,6 +205,7 @@ impl ControlPlane {
             Ok(s) => {
                 let s = Arc::new(s);
                 *cached = Some(s.clone());
+                *self.built.write().expect("snapshot lock") = Some(s.clone());
                 Ok(s)
             }
             Err(e) => {
@@ -195,5 +214,34 @@ impl ControlPlane {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_built_snapshot_is_taken_without_the_store_until_the_epoch_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SledStore::open(&dir.path().join("data")).unwrap();
+        let audit = AuditHub::new(
+            Box::new(crate::auditlog::SledAuditLog::open(&dir.path().join("audit")).unwrap()),
+            Default::default(),
+        )
+        .unwrap();
+        let cp = ControlPlane::new(Box::new(store), audit);
+        assert!(cp.snapshot_now().is_none(), "nothing built yet");
+        let built = cp.snapshot().unwrap();
+        let now = cp.snapshot_now().expect("the built snapshot");
+        assert!(Arc::ptr_eq(&built, &now), "one snapshot shared, not copied");
+        // While someone holds the build lock (a slow store), a built snapshot still reads.
+        let held = cp.snapshot.lock().unwrap();
+        assert!(cp.snapshot_now().is_some());
+        drop(held);
+        cp.bump_epoch();
+        assert!(cp.snapshot_now().is_none(), "a stale epoch's snapshot is not served");
+        assert_eq!(cp.snapshot().unwrap().epoch, 1);
+        assert_eq!(cp.snapshot_now().unwrap().epoch, 1);
     }
 }

@@ -322,9 +322,14 @@ fn issue_certs(pki: &PkiDir, names: &[String]) -> Result<(), SimError> {
 /// Runs the simulated fleet until the process is stopped.
 pub async fn run(cfg: SimConfig) -> Result<(), SimError> {
     let limit = palisade_ops::limits::raise_nofile();
-    if (limit as usize) < cfg.nodes + 64 {
+    tracing::info!(
+        was = limit.was,
+        now = limit.now,
+        "open-file limit raised to the hard limit"
+    );
+    if !limit.fits(cfg.nodes, 64) {
         tracing::warn!(
-            limit,
+            limit = limit.now,
             nodes = cfg.nodes,
             "open-file limit is low for this many connections"
         );

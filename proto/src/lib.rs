@@ -15,22 +15,23 @@ pub mod v1 {
 
 pub mod audit;
 pub mod event;
+pub mod codec;
 pub mod rollout;
 pub mod time;
 pub mod wire_enum;
 
 use palisade_policy::diagnostic::{Diagnostic, Severity};
 
-/// The largest `Policies` message the control plane and `palisadectl` decode: a policy
-/// source at the language's limit ([`palisade_policy::dsl::MAX_SOURCE_SIZE`]) with room for
-/// the other fields. tonic's default (4 MiB) is the source limit itself, which a request or
-/// a `get` answer carrying a source at the limit would exceed.
 /// HTTP/2 flow-control windows on both ends of every connection: the default 64 KiB per
 /// stream holds a bulk stream (audit batches up, `audit tail` down) to one window per
 /// round trip.
 pub const STREAM_WINDOW: u32 = 4 << 20;
 pub const CONNECTION_WINDOW: u32 = 8 << 20;
 
+/// The largest `Policies` message the control plane and `palisadectl` decode: a policy
+/// source at the language's limit ([`palisade_policy::dsl::MAX_SOURCE_SIZE`]) with room for
+/// the other fields. tonic's default (4 MiB) is the source limit itself, which a request or
+/// a `get` answer carrying a source at the limit would exceed.
 pub const MAX_POLICY_MESSAGE: usize = palisade_policy::dsl::MAX_SOURCE_SIZE + (64 << 10);
 
 /// A policy-lang diagnostic as a wire message, rendered against `source`.

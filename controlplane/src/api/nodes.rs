@@ -51,9 +51,11 @@ impl v1::nodes_server::Nodes for NodesApi {
         let cp = self.0.clone();
         cp.fleet.connected(&reg);
         tracing::info!(node = %reg.name, labels = ?reg.labels, "node connected");
-        let (tx, rx) = mpsc::channel::<Result<v1::ControlMessage, Status>>(16);
+        // The session only ever queues messages (an error ends it instead), so the queue
+        // holds messages and the stream wraps each in `Ok`.
+        let (tx, rx) = mpsc::channel::<v1::ControlMessage>(SESSION_QUEUE);
         tokio::spawn(run_session(cp, reg.name, inbound, tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))
     }
 
     async fn list_nodes(
@@ -215,7 +217,7 @@ async fn run_session(
     cp: Arc<ControlPlane>,
     node: String,
     mut inbound: Streaming<v1::NodeMessage>,
-    tx: mpsc::Sender<Result<v1::ControlMessage, Status>>,
+    tx: mpsc::Sender<v1::ControlMessage>,
 ) {
     let mut epoch = cp.watch_epoch();
     epoch.mark_changed();
@@ -227,12 +229,14 @@ async fn run_session(
             permit = tx.reserve(), if ack.is_some() => {
                 let Ok(permit) = permit else { break };
                 let seq = ack.take().unwrap_or(0);
-                permit.send(Ok(v1::ControlMessage { msg: Some(control_message::Msg::AuditAck(v1::AuditAck { seq })) }));
+                permit.send(v1::ControlMessage { msg: Some(control_message::Msg::AuditAck(v1::AuditAck { seq })) });
             }
             changed = epoch.changed() => {
                 if changed.is_err() { break; }
-                // Built once per epoch under a lock, maybe while the store is slow.
-                let snapshot = match off_runtime(|| cp.snapshot()) {
+                // Built once per epoch under a lock, maybe while the store is slow; once
+                // built, every other session takes it without leaving the runtime.
+                let built = cp.snapshot_now().map(Ok);
+                let snapshot = match built.unwrap_or_else(|| off_runtime(|| cp.snapshot())) {
                     Ok(s) => s,
                     Err(e) => { tracing::error!(error = %e, "cannot read the store"); continue; }
                 };
@@ -243,7 +247,7 @@ async fn run_session(
                 cp.fleet.set_desired(&node, key.clone());
                 sent = Some(key);
                 let msg = v1::ControlMessage { msg: Some(control_message::Msg::Desired(v1::DesiredState { policies: desired })) };
-                if tx.send(Ok(msg)).await.is_err() { break; }
+                if tx.send(msg).await.is_err() { break; }
             }
             msg = inbound.next() => {
                 let mut msg = msg;
@@ -280,6 +284,9 @@ async fn run_session(
     cp.fleet.disconnected(&node);
     tracing::info!(node = %node, "node disconnected");
 }
+
+/// Messages queued to one node's session stream: a desired state and acknowledgements.
+const SESSION_QUEUE: usize = 16;
 
 /// Most events taken into one ingest from batches that arrived together.
 const MAX_COALESCED: usize = 16_384;

@@ -6,6 +6,12 @@
 //! behaviour of a single control plane. A session that ends within [`LASTING`] (a replica
 //! that rejects the node, or drops every session at once) counts as a failed attempt of
 //! the pass, so replicas that all do that are not retried in a tight loop.
+//!
+//! Every backoff wait is jittered: a random time between half of it and all of it ("equal
+//! jitter"), so a fleet whose sessions all dropped at the same moment (a control plane
+//! restarted under 10,000 nodes) does not come back in lockstep, one wave of connects every
+//! doubling, but spread over each wait; the expected wait still doubles and never exceeds
+//! [`BACKOFF_MAX`].
 
 use std::time::Duration;
 
@@ -57,6 +63,24 @@ pub struct Rotation {
     /// Attempts since the last lasting session (that one included).
     tried: usize,
     backoff: Duration,
+    /// xorshift64* state for the jitter (never 0).
+    rng: u64,
+}
+
+/// `base` jittered by `unit` (in `[0, 1)`): between half of `base` and `base`.
+pub fn jittered(base: Duration, unit: f64) -> Duration {
+    let unit = unit.clamp(0.0, 1.0);
+    base / 2 + base.mul_f64(unit / 2.0)
+}
+
+/// A seed that differs between processes and between the rotations of one process (the
+/// simulator runs thousands), from the standard library's randomly keyed hasher.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.finish() | 1
 }
 
 impl Rotation {
@@ -68,7 +92,16 @@ impl Rotation {
             at: 0,
             tried: 0,
             backoff: BACKOFF_MIN,
+            rng: seed(),
         }
+    }
+
+    /// The next number in `[0, 1)` of this rotation's jitter.
+    fn unit(&mut self) -> f64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// The URL to try now.
@@ -86,8 +119,9 @@ impl Rotation {
 
     /// The attempt on [`current`](Self::current) ended; `up` is how long its session was
     /// established, `None` when there was none. Moves to the next URL and says how long to
-    /// wait before trying it: nothing within a pass, the backoff after a full pass without
-    /// a lasting session (an established one resets the backoff, as with one URL).
+    /// wait before trying it: nothing within a pass, the backoff (jittered: between half of
+    /// it and all of it) after a full pass without a lasting session (an established one
+    /// resets the backoff, as with one URL).
     pub fn ended(&mut self, up: Option<Duration>) -> Duration {
         if let Some(up) = up {
             self.backoff = BACKOFF_MIN;
@@ -103,16 +137,60 @@ impl Rotation {
         self.tried = 0;
         let wait = self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-        wait
+        jittered(wait, self.unit())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    /// `wait` is the backoff `base_ms` jittered: within [base/2, base].
+    #[track_caller]
+    fn backoff_of(wait: Duration, base_ms: u64) {
+        assert!(
+            wait >= ms(base_ms) / 2 && wait <= ms(base_ms),
+            "{wait:?} is not the {base_ms} ms backoff jittered"
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_half_and_all_of_the_backoff() {
+        assert_eq!(jittered(ms(1000), 0.0), ms(500));
+        assert_eq!(jittered(ms(1000), 0.5), ms(750));
+        assert!(jittered(ms(1000), 0.999_999) <= ms(1000));
+        // Out of range inputs are clamped, never beyond the backoff.
+        assert_eq!(jittered(ms(1000), 7.0), ms(1000));
+        assert_eq!(jittered(ms(1000), -1.0), ms(500));
+    }
+
+    #[test]
+    fn a_fleet_dropped_at_once_does_not_come_back_in_lockstep() {
+        // 10,000 rotations (a simulated fleet in one process), each session held and
+        // dropped at the same moment: the first waits spread over [250 ms, 500 ms].
+        let waits: Vec<Duration> = (0..10_000)
+            .map(|_| Rotation::new(vec!["https://a".into()]).ended(HELD))
+            .collect();
+        for w in &waits {
+            backoff_of(*w, 500);
+        }
+        let (lo, hi) = (waits.iter().min().unwrap(), waits.iter().max().unwrap());
+        assert!(*lo < ms(260) && *hi > ms(490), "narrow spread {lo:?}..{hi:?}");
+        // Spread evenly: each 25 ms slice of the window gets roughly a tenth.
+        let mut slices = [0usize; 10];
+        for w in &waits {
+            slices[((w.as_millis() as usize).saturating_sub(250) / 25).min(9)] += 1;
+        }
+        assert!(slices.iter().all(|n| (700..1300).contains(n)), "{slices:?}");
+        // And within one rotation the waits are not one fixed sequence either.
+        let mut r = Rotation::new(vec!["https://a".into()]);
+        let again: BTreeSet<Duration> = (0..20).map(|_| r.ended(HELD)).collect();
+        assert!(again.len() > 10, "{again:?}");
     }
 
     const FAILED: Option<Duration> = None;
@@ -138,23 +216,13 @@ mod tests {
     fn one_url_backs_off_as_a_single_control_plane_does() {
         let mut r = Rotation::new(vec!["https://a".into()]);
         // Connects that fail: 0.5 s, 1 s, 2 s, ... up to 10 s.
-        let waits: Vec<_> = (0..7).map(|_| r.ended(FAILED)).collect();
-        assert_eq!(
-            waits,
-            [
-                ms(500),
-                ms(1000),
-                ms(2000),
-                ms(4000),
-                ms(8000),
-                ms(10000),
-                ms(10000)
-            ]
-        );
+        for base in [500, 1000, 2000, 4000, 8000, 10000, 10000] {
+            backoff_of(r.ended(FAILED), base);
+        }
         assert_eq!(r.current(), "https://a");
         // A session that was up and dropped: back to the shortest wait.
-        assert_eq!(r.ended(HELD), ms(500));
-        assert_eq!(r.ended(FAILED), ms(1000));
+        backoff_of(r.ended(HELD), 500);
+        backoff_of(r.ended(FAILED), 1000);
     }
 
     #[test]
@@ -170,19 +238,19 @@ mod tests {
         assert_eq!(r.ended(FAILED), Duration::ZERO);
         assert_eq!(r.current(), "https://c");
         // c fails too: a full pass (a, b, c) without a session, so wait.
-        assert_eq!(r.ended(FAILED), ms(500));
+        backoff_of(r.ended(FAILED), 500);
         assert_eq!(r.current(), "https://a");
         // The next pass fails whole: the wait doubles once per pass, not per URL.
         assert_eq!(r.ended(FAILED), Duration::ZERO);
         assert_eq!(r.ended(FAILED), Duration::ZERO);
-        assert_eq!(r.ended(FAILED), ms(1000));
+        backoff_of(r.ended(FAILED), 1000);
         // b answers and later drops: c at once, the backoff starts over.
         assert_eq!(r.ended(FAILED), Duration::ZERO);
         assert_eq!(r.current(), "https://b");
         assert_eq!(r.ended(HELD), Duration::ZERO);
         assert_eq!(r.current(), "https://c");
         assert_eq!(r.ended(FAILED), Duration::ZERO);
-        assert_eq!(r.ended(FAILED), ms(500));
+        backoff_of(r.ended(FAILED), 500);
         assert_eq!(r.current(), "https://b");
     }
 
@@ -192,12 +260,12 @@ mod tests {
         // Both replicas accept and drop (or reject) the node at once: each pass of two
         // attempts waits the shortest backoff, as one control plane doing that would.
         assert_eq!(r.ended(BRIEF), Duration::ZERO);
-        assert_eq!(r.ended(BRIEF), ms(500));
+        backoff_of(r.ended(BRIEF), 500);
         assert_eq!(r.ended(BRIEF), Duration::ZERO);
-        assert_eq!(r.ended(BRIEF), ms(500));
+        backoff_of(r.ended(BRIEF), 500);
         // One URL: the same as before, 0.5 s after every session.
         let mut one = Rotation::new(vec!["https://a".into()]);
-        assert_eq!(one.ended(BRIEF), ms(500));
-        assert_eq!(one.ended(HELD), ms(500));
+        backoff_of(one.ended(BRIEF), 500);
+        backoff_of(one.ended(HELD), 500);
     }
 }

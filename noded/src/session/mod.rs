@@ -160,7 +160,7 @@ pub async fn connect(cfg: &SessionConfig, url: &str) -> Result<Channel, SessionE
 
 /// Opens the spool, starts moving `events` into it and watching the kernel's loss
 /// counters, then runs sessions forever, reconnecting (to the next URL, if there are
-/// several) with exponential backoff (0.5 s to 10 s) per pass over the URLs.
+/// several) with exponential backoff (0.5 s to 10 s, jittered) per pass over the URLs.
 pub async fn run(
     cfg: SessionConfig,
     enforcer: Arc<Mutex<Enforcer>>,

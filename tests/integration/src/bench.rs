@@ -86,3 +86,85 @@ pub fn first_applied(
         }
     }
 }
+
+/// A process's `/proc/PID/smaps_rollup` field (`Rss`, `Anonymous`, `Private_Dirty`...), KiB.
+pub fn smaps_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A record file read as it grows: each [`read`](RecordTail::read) returns only the
+/// JSON lines appended since the last one (a partial last line waits for its end), so a
+/// benchmark polling a file of 100,000 lines does not parse it all every 100 ms.
+#[derive(Debug)]
+pub struct RecordTail {
+    path: std::path::PathBuf,
+    offset: u64,
+    partial: String,
+}
+
+impl RecordTail {
+    pub fn new(path: &Path) -> RecordTail {
+        RecordTail {
+            path: path.to_path_buf(),
+            offset: 0,
+            partial: String::new(),
+        }
+    }
+
+    /// The whole lines appended since the last call.
+    pub fn read(&mut self) -> Vec<Value> {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return Vec::new();
+        };
+        if f.seek(SeekFrom::Start(self.offset)).is_err() {
+            return Vec::new();
+        }
+        let mut buf = Vec::new();
+        let Ok(n) = f.read_to_end(&mut buf) else {
+            return Vec::new();
+        };
+        self.offset += n as u64;
+        self.partial.push_str(&String::from_utf8_lossy(&buf));
+        let Some(end) = self.partial.rfind('\n') else {
+            return Vec::new();
+        };
+        let rest = self.partial.split_off(end + 1);
+        let whole = std::mem::replace(&mut self.partial, rest);
+        whole
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecordTail;
+    use std::io::Write;
+
+    #[test]
+    fn a_tail_returns_each_whole_line_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.jsonl");
+        let mut t = RecordTail::new(&p);
+        assert!(t.read().is_empty(), "no file yet");
+        let mut f = std::fs::File::create(&p).unwrap();
+        write!(f, "{{\"a\":1}}\n{{\"a\":").unwrap();
+        f.flush().unwrap();
+        let got = t.read();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["a"], 1);
+        writeln!(f, "2}}").unwrap();
+        f.flush().unwrap();
+        let got = t.read();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["a"], 2);
+        assert!(t.read().is_empty());
+    }
+}
