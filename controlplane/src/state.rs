@@ -240,7 +240,10 @@ mod tests {
         assert!(cp.snapshot_now().is_some());
         drop(held);
         cp.bump_epoch();
-        assert!(cp.snapshot_now().is_none(), "a stale epoch's snapshot is not served");
+        assert!(
+            cp.snapshot_now().is_none(),
+            "a stale epoch's snapshot is not served"
+        );
         assert_eq!(cp.snapshot().unwrap().epoch, 1);
         assert_eq!(cp.snapshot_now().unwrap().epoch, 1);
     }

@@ -192,8 +192,20 @@ fn prog_cost(sizes: &[usize], repeat: u32) {
     let root = Path::new("/sys/fs/bpf/paln-bench-prog");
     println!(
         "{:>9} {:>7} {:>7} {:>7} | {:>10} {:>10} {:>10} | {:>10} {:>10} {:>10} | {:>6} {:>6} {:>6} {:>6}",
-        "rules", "lens", "sets", "chunks", "pal /32", "pal /24", "pal miss", "lpm /32", "lpm /24",
-        "lpm miss", "r/32", "r/24", "r miss", "hit/ms"
+        "rules",
+        "lens",
+        "sets",
+        "chunks",
+        "pal /32",
+        "pal /24",
+        "pal miss",
+        "lpm /32",
+        "lpm /24",
+        "lpm miss",
+        "r/32",
+        "r/24",
+        "r miss",
+        "hit/ms"
     );
     let mut shape_rows = Vec::new();
     for &n in sizes {
@@ -350,8 +362,20 @@ fn prog_cost6(sizes: &[usize], repeat: u32) {
     let root = Path::new("/sys/fs/bpf/paln-bench-prog");
     println!(
         "\n{:>9} {:>7} {:>7} {:>7} | {:>10} {:>10} {:>10} | {:>10} {:>10} {:>10} | {:>6} {:>6} {:>6} {:>6}",
-        "v6 rules", "lens", "sets", "blocks", "pal /128", "pal /64", "pal miss", "lpm /128",
-        "lpm /64", "lpm miss", "r/128", "r/64", "r miss", "hit/ms"
+        "v6 rules",
+        "lens",
+        "sets",
+        "blocks",
+        "pal /128",
+        "pal /64",
+        "pal miss",
+        "lpm /128",
+        "lpm /64",
+        "lpm miss",
+        "r/128",
+        "r/64",
+        "r miss",
+        "hit/ms"
     );
     for &n in sizes {
         let nets = cidrs6(n);
@@ -361,7 +385,8 @@ fn prog_cost6(sizes: &[usize], repeat: u32) {
                 .map(|c| c.network())
         };
         let miss: Ipv6Addr = "fd00:1::3".parse().unwrap();
-        let pkts: Vec<(Option<Ipv6Addr>, u32)> = vec![(pick(128), 1), (pick(64), 1), (Some(miss), 2)];
+        let pkts: Vec<(Option<Ipv6Addr>, u32)> =
+            vec![(pick(128), 1), (pick(64), 1), (Some(miss), 2)];
 
         let _ = palisade_noded::net::pinning::cleanup(root);
         std::fs::create_dir_all(root).unwrap();
@@ -374,7 +399,11 @@ fn prog_cost6(sizes: &[usize], repeat: u32) {
             .iter()
             .map(|(src, want)| src.map(|s| cost(fd, &packet6(s), repeat, *want, &s.to_string())))
             .collect();
-        let (lens, sets, blocks) = (pl.ingress.lens6.len(), pl.sets.len(), pl.ingress.blocks6.len());
+        let (lens, sets, blocks) = (
+            pl.ingress.lens6.len(),
+            pl.sets.len(),
+            pl.ingress.blocks6.len(),
+        );
         drop(fw);
         let _ = palisade_noded::net::pinning::cleanup(root);
 

@@ -67,7 +67,11 @@ mod tests {
         assert_eq!(got.was, low);
         assert_eq!(got.now, start.rlim_max);
         assert_eq!(got.hard, start.rlim_max);
-        assert_eq!(get().rlim_cur, start.rlim_max, "the process's own limit moved");
+        assert_eq!(
+            get().rlim_cur,
+            start.rlim_max,
+            "the process's own limit moved"
+        );
         // Already at the hard limit: nothing changes.
         let again = raise_nofile();
         assert_eq!((again.was, again.now), (start.rlim_max, start.rlim_max));

@@ -14,8 +14,8 @@ pub mod v1 {
 }
 
 pub mod audit;
-pub mod event;
 pub mod codec;
+pub mod event;
 pub mod rollout;
 pub mod time;
 pub mod wire_enum;

@@ -180,7 +180,10 @@ mod tests {
             backoff_of(*w, 500);
         }
         let (lo, hi) = (waits.iter().min().unwrap(), waits.iter().max().unwrap());
-        assert!(*lo < ms(260) && *hi > ms(490), "narrow spread {lo:?}..{hi:?}");
+        assert!(
+            *lo < ms(260) && *hi > ms(490),
+            "narrow spread {lo:?}..{hi:?}"
+        );
         // Spread evenly: each 25 ms slice of the window gets roughly a tenth.
         let mut slices = [0usize; 10];
         for w in &waits {

@@ -143,12 +143,15 @@ impl Bench {
             .block_on(self.nodes.list_nodes(v1::ListNodesRequest {}))
             .ok()?
             .into_inner();
-        let has = |l: &[v1::RealizedPolicy]| l.iter().any(|p| p.name == "bench" && p.revision == rev);
+        let has =
+            |l: &[v1::RealizedPolicy]| l.iter().any(|p| p.name == "bench" && p.revision == rev);
         let connected = list.nodes.iter().filter(|n| n.connected).count();
         let synced = list
             .nodes
             .iter()
-            .filter(|n| n.connected && has(&n.desired) && has(&n.realized) && n.last_error.is_empty())
+            .filter(|n| {
+                n.connected && has(&n.desired) && has(&n.realized) && n.last_error.is_empty()
+            })
             .count();
         Some((connected, synced))
     }
@@ -168,7 +171,11 @@ fn propagation(tail: &mut RecordTail, nodes: usize, rev: u64, from: i128) -> Vec
         }
         per_node.len() == nodes
     });
-    assert!(done, "revision {rev}: only {} of {nodes} realized", per_node.len());
+    assert!(
+        done,
+        "revision {rev}: only {} of {nodes} realized",
+        per_node.len()
+    );
     per_node
         .values()
         .map(|t| (*t - from) as f64 / 1e6)
@@ -383,7 +390,11 @@ fn main() {
         .map(String::as_str)
         .unwrap_or("1,1000,5000,10000")
         .split(',')
-        .map(|s| s.trim().parse().expect("SIZES: comma-separated node counts"))
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("SIZES: comma-separated node counts")
+        })
         .collect();
     let num = |i: usize, default: u64| -> u64 {
         args.get(i)

@@ -309,10 +309,12 @@ fn staged_lookup_matches_a_reference_longest_prefix_match() {
             if rnd(2) == 0 {
                 let len = [rnd(33), 17 + rnd(16), 25 + rnd(8)][rnd(3) as usize] as u8;
                 let a = u32::from_be_bytes([10, rnd(3) as u8, rnd(6) as u8, rnd(256) as u8]);
-                nets.push(IpNet::V4(ipnet::Ipv4Net::new(a.into(), len).unwrap().trunc()));
+                nets.push(IpNet::V4(
+                    ipnet::Ipv4Net::new(a.into(), len).unwrap().trunc(),
+                ));
             } else {
-                let len = [0, 16, 31, 32, 33, 40, 48, 56, 63, 64, 65, 96, 127, 128]
-                    [rnd(14) as usize];
+                let len =
+                    [0, 16, 31, 32, 33, 40, 48, 56, 63, 64, 65, 96, 127, 128][rnd(14) as usize];
                 let mut o = [0u8; 16];
                 o[0] = 0x20;
                 o[1] = 1;

@@ -718,9 +718,7 @@ fn chunks4(
 fn blocks6(v6: &BTreeMap<(u8, [u8; 16]), u32>, lens: &[u8]) -> BTreeMap<[u8; 4], Block6> {
     let mut out: BTreeMap<[u8; 4], Block6> = BTreeMap::new();
     for ((len, addr), set) in v6.range((32, [0; 16])..) {
-        let b = out
-            .entry([addr[0], addr[1], addr[2], addr[3]])
-            .or_default();
+        let b = out.entry([addr[0], addr[1], addr[2], addr[3]]).or_default();
         if *len == 32 {
             b.set = set + 1;
         } else {

@@ -596,8 +596,8 @@ fn staged_lookups_find_the_longest_prefix() {
                     ipnet::Ipv4Net::new(a.into(), len).unwrap().trunc(),
                 ));
             } else {
-                let len = [0, 16, 24, 31, 32, 33, 40, 48, 56, 63, 64, 65, 96, 127, 128]
-                    [rnd(15) as usize];
+                let len =
+                    [0, 16, 24, 31, 32, 33, 40, 48, 56, 63, 64, 65, 96, 127, 128][rnd(15) as usize];
                 let mut o = [0u8; 16];
                 o[0] = 0x20;
                 o[1] = 1;
@@ -620,8 +620,7 @@ fn staged_lookups_find_the_longest_prefix() {
         let plan = plan_of(&[pol("p", Mode::Enforce, &refs)]);
         for _ in 0..400 {
             let a: IpAddr = if rnd(2) == 0 {
-                std::net::Ipv4Addr::from([10, rnd(4) as u8, rnd(5) as u8, rnd(256) as u8])
-                    .into()
+                std::net::Ipv4Addr::from([10, rnd(4) as u8, rnd(5) as u8, rnd(256) as u8]).into()
             } else {
                 let mut o = [0u8; 16];
                 o[0] = 0x20;
@@ -638,7 +637,11 @@ fn staged_lookups_find_the_longest_prefix() {
                 .filter(|(_, n)| n.contains(&a))
                 .max_by_key(|(_, n)| n.prefix_len())
                 .map(|(i, _)| format!("r{i}"));
-            let dst = if a.is_ipv4() { "192.0.2.1" } else { "2001:db8::1" };
+            let dst = if a.is_ipv4() {
+                "192.0.2.1"
+            } else {
+                "2001:db8::1"
+            };
             let v = plan.decide(&pkt(Direction::Ingress, &a.to_string(), dst, 17, 53));
             assert_eq!(
                 v.rule.map(|r| r.rule_name),
