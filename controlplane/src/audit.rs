@@ -392,10 +392,7 @@ impl AuditHub {
         acknowledged: u64,
         events: Vec<AuditEvent>,
     ) -> Result<u64, AuditLogError> {
-        let raw: Vec<Bytes> = events
-            .iter()
-            .map(|e| Bytes::from(e.encode_to_vec()))
-            .collect();
+        let raw = crate::auditlog::encode(&events);
         Ok(self.ingest(node, stream, acknowledged, &raw)?.acknowledge)
     }
 

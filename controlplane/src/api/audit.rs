@@ -30,20 +30,22 @@ type Batches = mpsc::Receiver<Result<Vec<Bytes>, Status>>;
 /// Most events in one message of `Follow`.
 const MAX_BATCH: usize = 2048;
 
-/// Sends `batch` and counts it delivered; false once the subscriber is gone.
+/// Sends `events`, at most [`MAX_BATCH`] to a message, and counts them delivered; false
+/// once the subscriber is gone.
 async fn deliver(
     cp: &ControlPlane,
     tx: &mpsc::Sender<Result<Vec<Bytes>, Status>>,
-    batch: Vec<Bytes>,
+    mut events: Vec<Bytes>,
 ) -> bool {
-    if batch.is_empty() {
-        return true;
+    while !events.is_empty() {
+        let rest = events.split_off(events.len().min(MAX_BATCH));
+        let batch = std::mem::replace(&mut events, rest);
+        let n = batch.len() as u64;
+        if tx.send(Ok(batch)).await.is_err() {
+            return false;
+        }
+        cp.audit.counters.delivered.fetch_add(n, Ordering::Relaxed);
     }
-    let n = batch.len() as u64;
-    if tx.send(Ok(batch)).await.is_err() {
-        return false;
-    }
-    cp.audit.counters.delivered.fetch_add(n, Ordering::Relaxed);
     true
 }
 
@@ -72,12 +74,8 @@ async fn subscribe(cp: Arc<ControlPlane>, req: v1::TailRequest) -> Result<Batche
         if let Some(e) = recent.last() {
             rx.seen_through(e.id);
         }
-        let mut recent = crate::auditlog::encode(&recent);
-        while !recent.is_empty() {
-            let rest = recent.split_off(recent.len().min(MAX_BATCH));
-            if !deliver(&cp, &tx, std::mem::replace(&mut recent, rest)).await {
-                return;
-            }
+        if !deliver(&cp, &tx, crate::auditlog::encode(&recent)).await {
+            return;
         }
         if !follow {
             return;
@@ -100,12 +98,8 @@ async fn subscribe(cp: Arc<ControlPlane>, req: v1::TailRequest) -> Result<Batche
                             .cloned()
                             .collect()
                     };
-                    let mut matching = matching;
-                    while !matching.is_empty() {
-                        let rest = matching.split_off(matching.len().min(MAX_BATCH));
-                        if !deliver(&cp, &tx, std::mem::replace(&mut matching, rest)).await {
-                            return;
-                        }
+                    if !deliver(&cp, &tx, matching).await {
+                        return;
                     }
                 }
                 Next::Missed(n) => {
